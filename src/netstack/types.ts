@@ -1,0 +1,126 @@
+/**
+ * The contract between the netstack's parts and the layers above it.
+ *
+ * `Interface` (./interface.ts) owns the IP layer, ICMP and UDP and holds a
+ * `TcpLayer` (./tcp/index.ts). The two talk only through these shapes:
+ * the Interface validates IP headers and hands TCP segments to the TcpLayer;
+ * the TcpLayer hands back segments (checksummed over the pseudo-header) with
+ * room in front for the IP header, which the Interface writes in place.
+ *
+ * The io/api layers drive everything through the sans-IO methods (DESIGN §2)
+ * and the socket objects below.
+ */
+import type { Deadline, Instant } from '../util/time.js';
+import type { IpAddr } from '../util/ip.js';
+
+/** RFC 9293 §3.3.2 state names. */
+export type TcpState =
+  | 'CLOSED'
+  | 'LISTEN'
+  | 'SYN-SENT'
+  | 'SYN-RECEIVED'
+  | 'ESTABLISHED'
+  | 'FIN-WAIT-1'
+  | 'FIN-WAIT-2'
+  | 'CLOSE-WAIT'
+  | 'CLOSING'
+  | 'LAST-ACK'
+  | 'TIME-WAIT';
+
+/** Node-style error codes a connection can end with. */
+export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EHOSTUNREACH' | 'ENETUNREACH' | 'ECONNABORTED';
+
+export interface TcpConnectOptions {
+  remoteAddr: IpAddr;
+  remotePort: number;
+  /** Defaults to the interface's first address of the remote's family. */
+  localAddr?: IpAddr;
+  /** 0 or absent: an ephemeral port chosen at random (RFC 6056). */
+  localPort?: number;
+  noDelay?: boolean;
+}
+
+export interface TcpListenOptions {
+  /** Absent: every local address of every family. */
+  addr?: IpAddr;
+  port: number;
+  backlog?: number;
+}
+
+/** A TCP connection as the API layer sees it. All methods are non-blocking. */
+export interface TcpConnection {
+  readonly id: number;
+  readonly state: TcpState;
+  readonly localAddr: IpAddr;
+  readonly localPort: number;
+  readonly remoteAddr: IpAddr;
+  readonly remotePort: number;
+  /** Bytes the send buffer can take now. */
+  readonly sendSpace: number;
+  /** Bytes queued and not yet acknowledged. */
+  readonly sendQueued: number;
+  /** Bytes ready to read. */
+  readonly recvAvailable: number;
+  /** The peer sent FIN and every byte before it has been read. */
+  readonly recvEnded: boolean;
+  /** Set once the connection is finished; the reason if it failed. */
+  readonly error: TcpErrorCode | undefined;
+  /** Copies as much of `data` as fits into the send buffer; returns the count taken. */
+  send(now: Instant, data: Uint8Array): number;
+  /** Takes up to `max` bytes (default: all available) from the receive buffer; undefined if none. */
+  recv(max?: number): Uint8Array | undefined;
+  /** Sends FIN after the queued data (half-close). */
+  shutdown(now: Instant): void;
+  /** Sends RST and drops all state. */
+  abort(now: Instant): void;
+  setNoDelay(noDelay: boolean): void;
+  /** 0 disables; otherwise idle milliseconds before the first probe. */
+  setKeepAlive(enable: boolean, idleMs?: number): void;
+}
+
+export interface TcpListener {
+  readonly id: number;
+  readonly addr: IpAddr | undefined;
+  readonly port: number;
+  /** The next fully established connection from the accept queue. */
+  accept(): TcpConnection | undefined;
+  close(): void;
+}
+
+export type TcpEvent =
+  | { type: 'tcp-connected'; conn: TcpConnection } // active open reached ESTABLISHED
+  | { type: 'tcp-readable'; conn: TcpConnection } // data or FIN to read
+  | { type: 'tcp-writable'; conn: TcpConnection } // send space freed after being full
+  | { type: 'tcp-closed'; conn: TcpConnection; error: TcpErrorCode | undefined } // finished, state gone
+  | { type: 'tcp-accept'; listener: TcpListener }; // a connection waits in the accept queue
+
+/** A segment ready for the IP layer. */
+export interface TcpOutput {
+  src: IpAddr;
+  dst: IpAddr;
+  /**
+   * The TCP header and payload with the checksum filled in. Its ArrayBuffer has at
+   * least PACKET_HEADROOM bytes before it and WG_TAILROOM after (util/bytes.ts),
+   * so the IP and WireGuard headers are written in place.
+   */
+  segment: Uint8Array;
+}
+
+/** ICMP errors that concern a TCP connection (RFC 9293 §3.9.1.4, RFC 5927). */
+export type IcmpErrorKind = 'unreachable-port' | 'unreachable-host' | 'unreachable-net' | 'unreachable-admin' | 'packet-too-big' | 'time-exceeded';
+
+export interface TcpLayerApi {
+  /** A TCP segment addressed to one of our addresses. The TcpLayer verifies its checksum. */
+  handleSegment(now: Instant, src: IpAddr, dst: IpAddr, segment: Uint8Array): void;
+  /**
+   * An ICMP error quoting one of our segments: `quoted` is the start of the original
+   * TCP header (at least 8 bytes), `mtu` is set for packet-too-big.
+   */
+  handleIcmpError(now: Instant, kind: IcmpErrorKind, src: IpAddr, dst: IpAddr, quoted: Uint8Array, mtu?: number): void;
+  handleTimeout(now: Instant): void;
+  pollTransmit(now: Instant): TcpOutput | undefined;
+  pollTimeout(): Deadline | undefined;
+  pollEvent(): TcpEvent | undefined;
+  connect(now: Instant, opts: TcpConnectOptions): TcpConnection;
+  listen(opts: TcpListenOptions): TcpListener;
+}

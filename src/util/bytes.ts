@@ -1,0 +1,121 @@
+/** Byte helpers shared by every layer. No allocation on the paths that run per packet. */
+import { WgnetError } from './errors.js';
+
+export function toHex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  return s;
+}
+
+/** Strict hex decoding: even length, [0-9a-fA-F] only. Returns undefined on bad input. */
+export function fromHex(s: string): Uint8Array | undefined {
+  if (s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s)) return undefined;
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(i * 2, 2), 16);
+  return out;
+}
+
+export function toBase64(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+}
+
+/** Strict standard base64 (with padding) decoding; undefined on anything else. */
+export function fromBase64(s: string): Uint8Array | undefined {
+  if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) return undefined;
+  const buf = Buffer.from(s, 'base64');
+  // Reject non-canonical encodings (stray bits in the last character).
+  if (buf.toString('base64') !== s) return undefined;
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+export const KEY_LEN = 32;
+
+/**
+ * Decodes a 32-byte WireGuard key from base64, as `wg` writes them.
+ * The message never includes the key itself (DESIGN §5: secrets are never printed).
+ */
+export function parseKey(s: string, what = 'key'): Uint8Array {
+  const t = s.trim();
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 !== 0) {
+    throw new WgnetError('ERR_WGNET_INVALID_KEY', `${what}: expected 32 bytes of base64, got invalid base64`);
+  }
+  const b = Buffer.from(t, 'base64');
+  if (b.length !== KEY_LEN || b.toString('base64') !== t) {
+    throw new WgnetError(
+      'ERR_WGNET_INVALID_KEY',
+      `${what}: expected 32 bytes of base64, got ${b.length === KEY_LEN ? 'a non-canonical encoding' : b.length}`,
+    );
+  }
+  return new Uint8Array(b);
+}
+
+/** Constant-time equality (DESIGN §5): the time taken depends only on the lengths. */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+export function isZero(a: Uint8Array): boolean {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]!;
+  return d === 0;
+}
+
+/** Overwrites a secret once it is no longer needed. */
+export function zeroize(a: Uint8Array | undefined): void {
+  if (a) a.fill(0);
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A DataView over exactly the bytes of `b`, honouring its byteOffset (DESIGN §3). */
+export function viewOf(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * Room reserved around outgoing IP packets so the layers below write in place:
+ * 16 bytes of WireGuard transport header before the packet (whitepaper §5.4.6),
+ * and 15 bytes of padding plus the 16-byte Poly1305 tag after it.
+ * The netstack reserves IP_HEADROOM more for the IP header it writes in front
+ * of its transport segments.
+ */
+export const WG_HEADROOM = 16;
+export const WG_TAILROOM = 32;
+export const IP_HEADROOM = 40; // the larger of IPv4 (20, options never sent) and IPv6 (40)
+export const PACKET_HEADROOM = WG_HEADROOM + IP_HEADROOM;
+
+/**
+ * Allocates a buffer for an outgoing packet of `len` bytes with the headroom and
+ * tailroom the lower layers need, and returns the view of the packet's own bytes.
+ */
+export function allocPacket(len: number, headroom = PACKET_HEADROOM, tailroom = WG_TAILROOM): Uint8Array {
+  const ab = new ArrayBuffer(headroom + len + tailroom);
+  return new Uint8Array(ab, headroom, len);
+}
+
+/** Bytes available before and after a view inside its ArrayBuffer. */
+export function headroomOf(b: Uint8Array): number {
+  return b.byteOffset;
+}
+export function tailroomOf(b: Uint8Array): number {
+  return b.buffer.byteLength - b.byteOffset - b.byteLength;
+}
