@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "wgnet_tun",
+      "sources": ["tun.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [["OS!='linux'", { "type": "none" }]]
+    }
+  ]
+}

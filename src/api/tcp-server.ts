@@ -1,0 +1,152 @@
+/**
+ * A TCP listener on the tunnel's addresses, shaped like `net.Server`:
+ * `listen()`, `'listening'`, `'connection'`, `address()`, `close()`.
+ * To serve HTTP on the tunnel, hand its connections to an http.Server:
+ *   tunnel.createServer((s) => httpServer.emit('connection', s)).listen(80)
+ */
+import { EventEmitter } from 'node:events';
+import type { TcpListener } from '../netstack/types.js';
+import { formatIp, mustParseIp, familyOf } from '../util/ip.js';
+import { systemError, invalidArgument } from '../util/errors.js';
+import type { Engine } from '../io/engine.js';
+import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
+
+export interface TcpServerHost {
+  engine: Engine;
+  registerListener(listener: TcpListener, server: TcpServer): void;
+  unregisterListener(listener: TcpListener): void;
+  registerConnection(sock: TcpSocket): void;
+}
+
+export interface TcpServerOptions extends TcpSocketOptions {
+  pauseOnConnect?: boolean;
+}
+
+export class TcpServer extends EventEmitter {
+  private listener: TcpListener | undefined;
+  private readonly sockets = new Set<TcpSocket>();
+  private closing = false;
+  maxConnections = Infinity;
+
+  constructor(
+    private readonly host: TcpServerHost,
+    private readonly opts: TcpServerOptions = {},
+    connectionListener?: (socket: TcpSocket) => void,
+  ) {
+    super();
+    if (connectionListener) this.on('connection', connectionListener);
+  }
+
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** listen(port[, host][, backlog][, cb]) or listen({ port, host, backlog }[, cb]). */
+  listen(...args: unknown[]): this {
+    let port = 0;
+    let hostName: string | undefined;
+    let backlog: number | undefined;
+    let cb: (() => void) | undefined;
+    const a0 = args[0];
+    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    if (a0 !== null && typeof a0 === 'object') {
+      const o = a0 as { port?: number; host?: string; backlog?: number };
+      port = o.port ?? 0;
+      hostName = o.host;
+      backlog = o.backlog;
+    } else {
+      if (args[0] !== undefined) port = Number(args[0]);
+      if (typeof args[1] === 'string') hostName = args[1];
+      if (typeof args[1] === 'number') backlog = args[1];
+      if (typeof args[2] === 'number') backlog = args[2];
+    }
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`listen: port must be 0-65535, got ${String(args[0])}`);
+    if (this.listener) throw invalidArgument('listen: server is already listening');
+    const addr = hostName && hostName !== '0.0.0.0' && hostName !== '::' ? mustParseIp(hostName, 'listen host') : undefined;
+    try {
+      this.listener = this.host.engine.iface.tcp.listen({ addr, port, backlog });
+    } catch (err) {
+      const e = (err as { code?: string }).code === 'EADDRINUSE' ? systemError('EADDRINUSE', 'listen', hostName ?? '::', port) : (err as Error);
+      process.nextTick(() => this.emit('error', e));
+      return this;
+    }
+    this.host.registerListener(this.listener!, this);
+    if (cb) this.once('listening', cb);
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  /** @internal Connections are waiting in the accept queue. */
+  onAccept(): void {
+    const l = this.listener;
+    if (!l) return;
+    for (let conn = l.accept(); conn; conn = l.accept()) {
+      if (this.sockets.size >= this.maxConnections) {
+        conn.abort(this.host.engine.now());
+        continue;
+      }
+      const sock = new TcpSocket(this.host.engine, this.opts);
+      sock.attach(conn, true);
+      this.host.registerConnection(sock);
+      this.sockets.add(sock);
+      sock.once('close', () => {
+        this.sockets.delete(sock);
+        this.maybeClosed();
+      });
+      if (this.opts.pauseOnConnect) sock.pause();
+      this.emit('connection', sock);
+    }
+    this.host.engine.schedule();
+  }
+
+  address(): { address: string; family: string; port: number } | null {
+    const l = this.listener;
+    if (!l) return null;
+    const addr = l.addr;
+    return {
+      address: addr ? formatIp(addr) : '::',
+      family: addr && familyOf(addr) === 4 ? 'IPv4' : 'IPv6',
+      port: l.port,
+    };
+  }
+
+  getConnections(cb: (err: Error | null, count: number) => void): this {
+    process.nextTick(cb, null, this.sockets.size);
+    return this;
+  }
+
+  /** Stops accepting; 'close' fires once every accepted connection has ended, as net.Server. */
+  close(cb?: (err?: Error) => void): this {
+    if (!this.listener) {
+      if (cb) process.nextTick(cb, systemError('ERR_SERVER_NOT_RUNNING', 'close'));
+      return this;
+    }
+    this.host.unregisterListener(this.listener);
+    this.listener.close();
+    this.listener = undefined;
+    this.closing = true;
+    if (cb) this.once('close', cb);
+    this.host.engine.schedule();
+    this.maybeClosed();
+    return this;
+  }
+
+  /** Ends every accepted connection at once (RST), as server.closeAllConnections() does for http. */
+  closeAllConnections(): void {
+    for (const s of this.sockets) s.resetAndDestroy();
+  }
+
+  private maybeClosed(): void {
+    if (this.closing && this.sockets.size === 0) {
+      this.closing = false;
+      process.nextTick(() => this.emit('close'));
+    }
+  }
+
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+}

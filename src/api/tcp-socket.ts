@@ -1,0 +1,293 @@
+/**
+ * A TCP connection over the tunnel as a `stream.Duplex` that behaves like
+ * `net.Socket`, so `http`, `tls`, undici and ssh clients use it unchanged.
+ *
+ * Backpressure follows the netstack's send buffer: `_write` completes when the
+ * chunk is wholly inside the TCP send buffer, so `write()` returns false and
+ * `'drain'` fires exactly as with a kernel socket. Reads are pulled from the
+ * receive buffer only while the readable side wants more (the TCP window closes
+ * when the application stops reading).
+ */
+import { Duplex } from 'node:stream';
+import type { TcpConnection, TcpErrorCode } from '../netstack/types.js';
+import { formatIp, familyOf } from '../util/ip.js';
+import { systemError } from '../util/errors.js';
+import type { Engine } from '../io/engine.js';
+
+export interface TcpSocketOptions {
+  allowHalfOpen?: boolean;
+  /** Buffered bytes above which write() returns false (net.Socket's default is 16 KiB). */
+  writableHighWaterMark?: number;
+  readableHighWaterMark?: number;
+}
+
+type PendingWrite = { data: Uint8Array; cb: (err?: Error | null) => void };
+
+export class TcpSocket extends Duplex {
+  /** @internal */ conn: TcpConnection | undefined;
+  connecting = false;
+  bytesRead = 0;
+  private written = 0;
+  private queued: PendingWrite | undefined;
+  private finalCb: ((err?: Error | null) => void) | undefined;
+  private wantRead = false;
+  private ended = false;
+  private timeoutMs = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private noDelay = true;
+  private keepAlive: { enable: boolean; ms: number } | undefined;
+  private remote: { address: string; port: number } | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    opts: TcpSocketOptions = {},
+  ) {
+    super({
+      allowHalfOpen: opts.allowHalfOpen ?? false,
+      writableHighWaterMark: opts.writableHighWaterMark ?? 64 * 1024,
+      readableHighWaterMark: opts.readableHighWaterMark ?? 64 * 1024,
+      decodeStrings: true,
+      emitClose: true,
+      autoDestroy: true,
+    });
+  }
+
+  /** @internal Binds the socket to a netstack connection (dialled or accepted). */
+  attach(conn: TcpConnection, established: boolean): void {
+    this.conn = conn;
+    this.remote = { address: formatIp(conn.remoteAddr), port: conn.remotePort };
+    conn.setNoDelay(this.noDelay);
+    if (this.keepAlive) conn.setKeepAlive(this.keepAlive.enable, this.keepAlive.ms);
+    this.connecting = !established;
+  }
+
+  /** @internal The handshake finished (active open). */
+  onConnected(): void {
+    if (!this.connecting) return;
+    this.connecting = false;
+    this.touch();
+    this.emit('connect');
+    this.emit('ready');
+    this.flushPending();
+  }
+
+  /** @internal Data or FIN arrived. */
+  onReadable(): void {
+    if (this.wantRead) this.pull();
+  }
+
+  /** @internal Send space was freed. */
+  onWritable(): void {
+    this.flushPending();
+  }
+
+  /** @internal The connection is gone from the netstack. */
+  onClosed(error: TcpErrorCode | undefined): void {
+    const conn = this.conn;
+    if (error) {
+      const e = systemError(error, this.connecting ? 'connect' : 'read', this.remote?.address, this.remote?.port);
+      this.destroy(e);
+      return;
+    }
+    // Graceful: deliver what is left, then EOF.
+    if (conn) this.pull(true);
+    if (!this.ended) {
+      this.ended = true;
+      this.push(null);
+    }
+    if (this.queued) {
+      const p = this.queued;
+      this.queued = undefined;
+      p.cb(systemError('EPIPE', 'write', this.remote?.address, this.remote?.port));
+    }
+    this.finishFinal();
+  }
+
+  override _read(): void {
+    this.wantRead = true;
+    this.pull();
+  }
+
+  private pull(force = false): void {
+    const conn = this.conn;
+    if (!conn || this.ended || (this.connecting && !force)) return;
+    for (;;) {
+      const chunk = conn.recv();
+      if (chunk === undefined) break;
+      this.bytesRead += chunk.length;
+      this.touch();
+      const more = this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      // Taking data out of the receive buffer may reopen the window: let the stack say so.
+      this.engine.schedule();
+      if (!more) {
+        this.wantRead = false;
+        return;
+      }
+    }
+    if (conn.recvEnded && !this.ended) {
+      this.ended = true;
+      this.push(null);
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.queued = { data: chunk, cb };
+    if (!this.connecting) this.flushPending();
+  }
+
+  private flushPending(): void {
+    const p = this.queued;
+    const conn = this.conn;
+    if (!p || !conn) return;
+    if (conn.error) {
+      this.queued = undefined;
+      p.cb(systemError(conn.error, 'write', this.remote?.address, this.remote?.port));
+      return;
+    }
+    const n = conn.send(this.engine.now(), p.data);
+    if (n > 0) {
+      this.written += n;
+      this.touch();
+      this.engine.schedule();
+    }
+    if (n >= p.data.length) {
+      this.queued = undefined;
+      p.cb();
+      if (this.finalCb) this.finishFinal();
+    } else {
+      p.data = p.data.subarray(n);
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finalCb = cb;
+    if (!this.queued && !this.connecting) this.finishFinal();
+  }
+
+  private finishFinal(): void {
+    const cb = this.finalCb;
+    if (!cb || this.queued) return;
+    this.finalCb = undefined;
+    const conn = this.conn;
+    if (conn && !conn.error && conn.state !== 'CLOSED') {
+      conn.shutdown(this.engine.now());
+      this.engine.schedule();
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.clearIdle();
+    const conn = this.conn;
+    if (conn && conn.state !== 'CLOSED' && conn.error === undefined) {
+      // As the kernel does on close(): RST when data would be lost (an error,
+      // unread input), else FIN after what is queued.
+      const now = this.engine.now();
+      if (err || conn.recvAvailable > 0) conn.abort(now);
+      else if (conn.state === 'ESTABLISHED' || conn.state === 'CLOSE-WAIT' || conn.state === 'SYN-RECEIVED') conn.shutdown(now);
+      else if (conn.state === 'SYN-SENT') conn.abort(now);
+      this.engine.schedule();
+    }
+    if (this.queued) {
+      const p = this.queued;
+      this.queued = undefined;
+      p.cb(err ?? systemError('EPIPE', 'write'));
+    }
+    this.connecting = false;
+    cb(err);
+  }
+
+  // --- net.Socket compatibility -------------------------------------------
+
+  get remoteAddress(): string | undefined {
+    return this.remote?.address;
+  }
+  get remotePort(): number | undefined {
+    return this.remote?.port;
+  }
+  get remoteFamily(): string | undefined {
+    return this.conn ? (familyOf(this.conn.remoteAddr) === 4 ? 'IPv4' : 'IPv6') : undefined;
+  }
+  get localAddress(): string | undefined {
+    return this.conn ? formatIp(this.conn.localAddr) : undefined;
+  }
+  get localPort(): number | undefined {
+    return this.conn?.localPort;
+  }
+  get localFamily(): string | undefined {
+    return this.conn ? (familyOf(this.conn.localAddr) === 4 ? 'IPv4' : 'IPv6') : undefined;
+  }
+  get bytesWritten(): number {
+    return this.written;
+  }
+  /** True until the connection is established, as net.Socket#pending. */
+  get pending(): boolean {
+    return this.conn === undefined || this.connecting;
+  }
+  get readyState(): string {
+    if (this.connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+  address(): { address: string; family: string; port: number } | Record<string, never> {
+    if (!this.conn) return {};
+    return { address: this.localAddress!, family: this.localFamily!, port: this.localPort! };
+  }
+  setNoDelay(noDelay = true): this {
+    this.noDelay = noDelay;
+    this.conn?.setNoDelay(noDelay);
+    return this;
+  }
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    this.keepAlive = { enable, ms: initialDelay > 0 ? initialDelay : 7_200_000 };
+    this.conn?.setKeepAlive(enable, this.keepAlive.ms);
+    return this;
+  }
+  /** Idle timeout as net.Socket: emits 'timeout' after `ms` without activity; does not close. */
+  setTimeout(ms: number, cb?: () => void): this {
+    this.timeoutMs = ms;
+    if (cb) {
+      if (ms === 0) this.off('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    this.clearIdle();
+    this.touch();
+    return this;
+  }
+  get timeout(): number | undefined {
+    return this.timeoutMs || undefined;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+  resetAndDestroy(): this {
+    const conn = this.conn;
+    if (conn && conn.state !== 'CLOSED') {
+      conn.abort(this.engine.now());
+      this.engine.schedule();
+    }
+    this.destroy();
+    return this;
+  }
+
+  private touch(): void {
+    if (this.timeoutMs <= 0 || this.destroyed) return;
+    if (this.idleTimer) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = undefined;
+        this.emit('timeout');
+      }, this.timeoutMs);
+      this.idleTimer.unref();
+    }
+  }
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+}

@@ -1,0 +1,563 @@
+/**
+ * `Tunnel`: an in-process WireGuard interface with its own TCP/IP stack.
+ * The operating system only ever sees encrypted UDP; programs get sockets,
+ * listeners, UDP, ping, DNS and fetch over the tunnel (DESIGN §8).
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
+import { Interface, type NetEvent, type UdpSocket as NetUdpSocket } from '../netstack/interface.js';
+import { DnsClient, type DnsQuery } from '../netstack/dns.js';
+import type { TcpListener } from '../netstack/types.js';
+import { getCryptoProvider } from '../crypto/index.js';
+import { loadConfig, type TunnelConfigInput } from '../config/index.js';
+import type { TunnelConfig } from '../config/model.js';
+import { Engine } from '../io/engine.js';
+import { UdpBind } from '../io/udp-bind.js';
+import { UapiServer } from '../io/uapi-server.js';
+import { uapiGet, parseUapiSet, applyUapiSet, UapiError, type UapiHost } from '../wireguard/uapi.js';
+import { resolveEndpoint } from '../io/endpoint.js';
+import { monotonicNow, systemRng, wallClock } from '../io/clock.js';
+import { formatIp, parseIp, mustParseIp, familyOf, type IpAddr } from '../util/ip.js';
+import { toBase64 } from '../util/bytes.js';
+import { systemError, WgnetError, invalidArgument } from '../util/errors.js';
+import { noTrace, type Trace } from '../util/trace.js';
+import { randomInt } from '../util/rng.js';
+import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
+import { TcpServer, type TcpServerOptions } from './tcp-server.js';
+import { TunnelUdpSocket } from './udp-socket.js';
+
+export interface TunnelOptions {
+  /** Which crypto backend: 'auto' (native when it loads) by default. */
+  crypto?: 'native' | 'portable' | 'auto';
+  trace?: Trace;
+  /** sing-box configs: which endpoint to use. */
+  tag?: string;
+  /** Overrides the config's ListenPort (0 = random). */
+  listenPort?: number;
+  /** Serves the UAPI at /var/run/wireguard/NAME.sock so `wg show NAME` and `wg set NAME` work. */
+  uapi?: string;
+}
+
+export interface ConnectOptions extends TcpSocketOptions {
+  host?: string;
+  port: number;
+  family?: 0 | 4 | 6;
+  localAddress?: string;
+  localPort?: number;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  timeout?: number;
+}
+
+export interface PingResult {
+  address: string;
+  seq: number;
+  ttl: number;
+  bytes: number;
+  /** Round-trip time in milliseconds. */
+  time: number;
+}
+
+export interface LookupResult {
+  address: string;
+  family: 4 | 6;
+}
+
+export class Tunnel extends EventEmitter {
+  /** @internal */ readonly engine: Engine;
+  readonly config: TunnelConfig;
+  private readonly dns: DnsClient | undefined;
+  private readonly conns = new Map<number, TcpSocket>();
+  private readonly servers = new Map<number, TcpServer>();
+  private readonly udps = new Map<NetUdpSocket, TunnelUdpSocket>();
+  private readonly dnsWaiters = new Map<DnsQuery, (r: { addresses: LookupResult[]; error?: string }) => void>();
+  private readonly pings = new Map<string, (r: { ttl: number; bytes: number; from: IpAddr }) => void>();
+  private readonly pingId: number;
+  private pingSeq = 0;
+  private closed = false;
+  private _dispatcher: UndiciAgent | undefined;
+  private _httpAgent: http.Agent | undefined;
+  private _httpsAgent: https.Agent | undefined;
+  private readonly resolving = new Set<Peer>();
+  private fwmarkValue = 0;
+  private uapiServer: UapiServer | undefined;
+
+  private constructor(engine: Engine, config: TunnelConfig, dns: DnsClient | undefined) {
+    super();
+    this.engine = engine;
+    this.config = config;
+    this.dns = dns;
+    this.pingId = randomInt(systemRng, 0x10000);
+    engine.handlers = {
+      onNetEvent: (ev) => this.onNetEvent(ev),
+      onDeviceEvent: (ev) => this.onDeviceEvent(ev),
+    };
+  }
+
+  /**
+   * Brings a tunnel up from a config object, wg-quick text, sing-box JSON (object or
+   * text) or `{ file }`. Resolves once the UDP socket is bound; handshakes start on
+   * the first packet (or at once for peers with a persistent keepalive).
+   */
+  static async create(input: TunnelConfigInput, opts: TunnelOptions = {}): Promise<Tunnel> {
+    const cfg = await loadConfig(input, opts.tag === undefined ? {} : { tag: opts.tag });
+    const trace = opts.trace ?? noTrace;
+    const crypto = getCryptoProvider(opts.crypto ?? 'auto');
+    const device = new Device({ privateKey: cfg.privateKey, crypto, rng: systemRng, wallClock, trace });
+    for (const p of cfg.peers) {
+      const endpoint = p.endpoint ? await resolveEndpoint(p.endpoint.host, p.endpoint.port) : undefined;
+      device.addPeer({
+        publicKey: p.publicKey,
+        presharedKey: p.presharedKey,
+        endpoint,
+        allowedIps: p.allowedIps,
+        persistentKeepalive: p.persistentKeepalive,
+        reserved: p.reserved,
+      });
+    }
+    if (cfg.addresses.length === 0) throw new WgnetError('ERR_WGNET_CONFIG', 'the tunnel needs at least one Address');
+    const iface = new Interface({
+      addresses: cfg.addresses.map((a) => `${formatIp(a.addr)}/${a.bits}`),
+      mtu: cfg.mtu ?? 1420,
+      rng: systemRng,
+      trace,
+    });
+    const engine = new Engine(device, iface, undefined, trace);
+    const dns =
+      cfg.dns.servers.length > 0 ? new DnsClient(iface, { servers: cfg.dns.servers, search: cfg.dns.search, rng: systemRng }) : undefined;
+    const tunnel = new Tunnel(engine, cfg, dns);
+    if (dns) engine.addComponent(dns, (now, ev) => dns.handleEvent(now, ev) || tunnel.onDnsEvent());
+    engine.bind = await UdpBind.open({
+      port: opts.listenPort ?? cfg.listenPort ?? 0,
+      onMessage: (data, address, port) => engine.onDatagram(data, address, port),
+      onError: (err) => tunnel.emit('error', err),
+    });
+    tunnel.fwmarkValue = cfg.fwMark ?? 0;
+    const now = monotonicNow();
+    for (const peer of device.peers()) {
+      if (peer.persistentKeepalive && peer.endpoint) device.initiateHandshake(now, peer);
+    }
+    engine.pump();
+    if (opts.uapi) {
+      try {
+        tunnel.uapiServer = await UapiServer.listen(opts.uapi, tunnel.uapiHost(), (peers) => tunnel.kick(peers));
+      } catch (err) {
+        await tunnel.close();
+        throw err;
+      }
+    }
+    return tunnel;
+  }
+
+  /** The UDP port WireGuard listens on. */
+  get listenPort(): number {
+    return this.engine.bind?.port ?? 0;
+  }
+
+  get publicKey(): string {
+    const k = this.engine.device.publicKey;
+    return k ? toBase64(k) : '';
+  }
+
+  /** The tunnel's own addresses, e.g. ['10.0.0.2'] */
+  get addresses(): string[] {
+    return this.engine.iface.addresses.map((a) => formatIp(a.addr));
+  }
+
+  get device(): Device {
+    return this.engine.device;
+  }
+
+  // --- TCP ---------------------------------------------------------------
+
+  /** connect(port, host[, cb]) or connect(options[, cb]): a net.Socket-compatible Duplex. */
+  connect(portOrOpts: number | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
+    const opts: ConnectOptions =
+      typeof portOrOpts === 'number' ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined } : portOrOpts;
+    const done = typeof hostOrCb === 'function' ? hostOrCb : cb;
+    this.assertOpen();
+    const sock = new TcpSocket(this.engine, opts);
+    if (done) sock.once('connect', done);
+    if (opts.noDelay === false) sock.setNoDelay(false);
+    if (opts.keepAlive) sock.setKeepAlive(true, opts.keepAliveInitialDelay ?? 0);
+    if (opts.timeout) sock.setTimeout(opts.timeout);
+    sock.connecting = true;
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port)}`);
+    const host = opts.host ?? 'localhost';
+    const start = (addr: IpAddr): void => {
+      if (sock.destroyed) return;
+      try {
+        const conn = this.engine.iface.tcp.connect(this.engine.now(), {
+          remoteAddr: addr,
+          remotePort: port,
+          localAddr: opts.localAddress ? mustParseIp(opts.localAddress, 'localAddress') : undefined,
+          localPort: opts.localPort,
+          noDelay: opts.noDelay !== false,
+        });
+        sock.attach(conn, false);
+        this.conns.set(conn.id, sock);
+        sock.once('close', () => this.conns.delete(conn.id));
+        this.engine.schedule();
+      } catch (err) {
+        sock.destroy(err as Error);
+      }
+    };
+    const lit = parseIp(host);
+    if (lit) start(lit);
+    else {
+      this.lookup(host, { family: opts.family ?? 0 }).then(
+        (r) => {
+          sock.emit('lookup', null, r.address, r.family, host);
+          start(mustParseIp(r.address));
+        },
+        (err: Error) => sock.destroy(err),
+      );
+    }
+    return sock;
+  }
+
+  createConnection(opts: ConnectOptions, cb?: () => void): TcpSocket {
+    return this.connect(opts, cb);
+  }
+
+  createServer(optsOrListener?: TcpServerOptions | ((s: TcpSocket) => void), listener?: (s: TcpSocket) => void): TcpServer {
+    this.assertOpen();
+    const opts = typeof optsOrListener === 'object' ? optsOrListener : {};
+    const l = typeof optsOrListener === 'function' ? optsOrListener : listener;
+    return new TcpServer(
+      {
+        engine: this.engine,
+        registerListener: (tl: TcpListener, s: TcpServer) => this.servers.set(tl.id, s),
+        unregisterListener: (tl: TcpListener) => this.servers.delete(tl.id),
+        registerConnection: (sock: TcpSocket) => {
+          const id = sock.conn!.id;
+          this.conns.set(id, sock);
+          sock.once('close', () => this.conns.delete(id));
+        },
+      },
+      opts,
+      l,
+    );
+  }
+
+  // --- UDP ---------------------------------------------------------------
+
+  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6' }, onMessage?: (msg: Buffer, rinfo: unknown) => void): TunnelUdpSocket {
+    this.assertOpen();
+    const t = typeof type === 'string' ? type : type.type;
+    if (t !== 'udp4' && t !== 'udp6') throw invalidArgument(`createSocket: type must be 'udp4' or 'udp6', got ${String(t)}`);
+    const s = new TunnelUdpSocket(
+      {
+        engine: this.engine,
+        registerUdp: (ns, owner) => this.udps.set(ns, owner),
+        unregisterUdp: (ns) => this.udps.delete(ns),
+        resolve: (host, family) => this.lookup(host, { family }).then((r) => r.address),
+      },
+      t,
+    );
+    if (onMessage) s.on('message', onMessage);
+    return s;
+  }
+
+  // --- ICMP --------------------------------------------------------------
+
+  /** One ICMP echo through the tunnel. Rejects with ETIMEDOUT after `timeout` ms (default 3000). */
+  async ping(host: string, opts: { timeout?: number; size?: number } = {}): Promise<PingResult> {
+    this.assertOpen();
+    const addr = parseIp(host) ?? mustParseIp((await this.lookup(host)).address);
+    const seq = (this.pingSeq = (this.pingSeq + 1) & 0xffff);
+    const size = opts.size ?? 56;
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i++) data[i] = i & 0xff;
+    const key = `${formatIp(addr)}/${seq}`;
+    const start = monotonicNow();
+    return new Promise<PingResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pings.delete(key);
+        reject(systemError('ETIMEDOUT', 'ping', formatIp(addr)));
+      }, opts.timeout ?? 3000);
+      this.pings.set(key, (r) => {
+        clearTimeout(timer);
+        resolve({ address: formatIp(addr), seq, ttl: r.ttl, bytes: r.bytes, time: monotonicNow() - start });
+      });
+      this.engine.iface.ping(this.engine.now(), addr, this.pingId, seq, data);
+      this.engine.pump();
+    });
+  }
+
+  // --- DNS ---------------------------------------------------------------
+
+  /** Resolves a name through the tunnel's DNS servers (never the system resolver). */
+  async lookup(host: string, opts: { family?: 0 | 4 | 6; all?: false } = {}): Promise<LookupResult> {
+    const all = await this.lookupAll(host, opts.family ?? 0);
+    return all[0]!;
+  }
+
+  async lookupAll(host: string, family: 0 | 4 | 6 = 0): Promise<LookupResult[]> {
+    this.assertOpen();
+    const lit = parseIp(host);
+    if (lit) return [{ address: formatIp(lit), family: familyOf(lit) }];
+    const dns = this.dns;
+    if (!dns) {
+      const e = systemError('ENOTFOUND', 'getaddrinfo', host);
+      e.message = `getaddrinfo ENOTFOUND ${host} (the tunnel has no DNS servers configured)`;
+      throw e;
+    }
+    const q = dns.lookup(this.engine.now(), host, family);
+    this.engine.pump();
+    const r = await new Promise<{ addresses: LookupResult[]; error?: string }>((resolve) => this.dnsWaiters.set(q, resolve));
+    if (r.error || r.addresses.length === 0) {
+      const code = r.error === 'ETIMEOUT' ? 'ETIMEOUT' : r.error ?? 'ENOTFOUND';
+      throw systemError(code, 'getaddrinfo', host);
+    }
+    // Prefer the family the tunnel has an address of.
+    const have4 = this.engine.iface.addresses.some((a) => a.addr.length === 4);
+    const have6 = this.engine.iface.addresses.some((a) => a.addr.length === 16);
+    return [...r.addresses].sort((a, b) => score(b) - score(a));
+    function score(x: LookupResult): number {
+      return (x.family === 4 && have4) || (x.family === 6 && have6) ? 1 : 0;
+    }
+  }
+
+  /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici. */
+  readonly lookupFunction = (
+    hostname: string,
+    options: { family?: number | string; all?: boolean } | number | ((...a: unknown[]) => void),
+    callback?: (...a: unknown[]) => void,
+  ): void => {
+    const cb = (typeof options === 'function' ? options : callback)!;
+    const o = typeof options === 'object' ? options : typeof options === 'number' ? { family: options } : {};
+    const fam = o.family === 'IPv4' || o.family === 4 ? 4 : o.family === 'IPv6' || o.family === 6 ? 6 : 0;
+    this.lookupAll(hostname, fam).then(
+      (rs) => (o.all ? cb(null, rs) : cb(null, rs[0]!.address, rs[0]!.family)),
+      (err: Error) => cb(err),
+    );
+  };
+
+  // --- HTTP ----------------------------------------------------------------
+
+  /** An undici dispatcher whose connections go through the tunnel. */
+  get dispatcher(): Dispatcher {
+    if (!this._dispatcher) {
+      this._dispatcher = new UndiciAgent({
+        connect: (opts, cb) => {
+          const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);
+          const sock = this.connect({ host: opts.hostname, port });
+          const onError = (err: Error): void => cb(err, null);
+          if (opts.protocol === 'https:') {
+            const t = tls.connect({ socket: sock as unknown as Duplex, servername: opts.servername ?? opts.hostname, ALPNProtocols: ['http/1.1'] });
+            t.once('secureConnect', () => {
+              t.off('error', onError);
+              cb(null, t);
+            });
+            t.once('error', onError);
+          } else {
+            sock.once('connect', () => {
+              sock.off('error', onError);
+              cb(null, sock as never);
+            });
+            sock.once('error', onError);
+          }
+        },
+      });
+    }
+    return this._dispatcher;
+  }
+
+  /** fetch() over the tunnel (undici's, with this tunnel's dispatcher). */
+  fetch(input: Parameters<typeof undiciFetch>[0], init: Parameters<typeof undiciFetch>[1] = {}): ReturnType<typeof undiciFetch> {
+    return undiciFetch(input, { ...init, dispatcher: this.dispatcher });
+  }
+
+  /** An http.Agent for `http.request(url, { agent })`. */
+  get httpAgent(): http.Agent {
+    if (!this._httpAgent) {
+      const tunnel = this;
+      this._httpAgent = new (class extends http.Agent {
+        override createConnection(o: http.ClientRequestArgs, cb?: (err: Error | null, s: Duplex) => void): Duplex {
+          const s = tunnel.connect({ host: o.hostname ?? o.host ?? 'localhost', port: Number(o.port) || 80 });
+          if (cb) {
+            s.once('connect', () => cb(null, s));
+            s.once('error', (e) => cb(e, s));
+          }
+          return s;
+        }
+      })({ keepAlive: true });
+    }
+    return this._httpAgent;
+  }
+
+  /** An https.Agent: TLS over a tunnel connection. */
+  get httpsAgent(): https.Agent {
+    if (!this._httpsAgent) {
+      const tunnel = this;
+      this._httpsAgent = new (class extends https.Agent {
+        override createConnection(o: https.RequestOptions & { servername?: string }): Duplex {
+          const host = o.hostname ?? o.host ?? 'localhost';
+          const raw = tunnel.connect({ host, port: Number(o.port) || 443 });
+          return tls.connect({ ...(o as tls.ConnectionOptions), socket: raw as unknown as Duplex, servername: o.servername ?? (parseIp(host) ? undefined : host) });
+        }
+      })({ keepAlive: true });
+    }
+    return this._httpsAgent;
+  }
+
+  // --- UAPI ----------------------------------------------------------------
+
+  /** @internal What the UAPI protocol reads and changes. */
+  uapiHost(): UapiHost {
+    return {
+      device: this.engine.device,
+      listenPort: () => this.listenPort,
+      setListenPort: (port) => this.engine.bind!.rebind(port),
+      fwmark: () => this.fwmarkValue,
+      // Node's dgram cannot set SO_MARK; the value is kept and reported, as on platforms without fwmark.
+      setFwmark: (mark) => {
+        this.fwmarkValue = mark;
+      },
+    };
+  }
+
+  private kick(peers: Peer[]): void {
+    const now = this.engine.now();
+    for (const p of peers) this.engine.device.initiateHandshake(now, p);
+    this.engine.pump();
+  }
+
+  /** The UAPI `get=1` answer (key=value lines), as wireguard-go's IpcGet. */
+  ipcGet(): string {
+    this.assertOpen();
+    return uapiGet(this.uapiHost());
+  }
+
+  /** Applies UAPI `set=1` lines live; rejects with the errno wireguard-go would answer. */
+  async ipcSet(text: string): Promise<void> {
+    this.assertOpen();
+    try {
+      this.kick(await applyUapiSet(this.uapiHost(), parseUapiSet(text)));
+    } catch (err) {
+      if (err instanceof UapiError) {
+        const e = new WgnetError('ERR_WGNET_UAPI', `UAPI set failed (errno=${err.errno}): ${err.message}`);
+        (e as WgnetError & { errno?: number }).errno = err.errno;
+        throw e;
+      }
+      throw err;
+    }
+  }
+
+  // --- lifecycle -----------------------------------------------------------
+
+  /** Ends every socket (RST), stops the timer and closes the UDP socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.servers.values()) s.close();
+    for (const s of [...this.conns.values()]) s.resetAndDestroy();
+    for (const u of [...this.udps.values()]) u.close();
+    this.engine.pump(); // let the RSTs out
+    this._dispatcher?.destroy().catch(() => {});
+    this._httpAgent?.destroy();
+    this._httpsAgent?.destroy();
+    this.engine.close();
+    await this.uapiServer?.close();
+    await this.engine.bind?.close();
+    for (const w of this.dnsWaiters.values()) w({ addresses: [], error: 'ECANCELLED' });
+    this.dnsWaiters.clear();
+    this.emit('close');
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new WgnetError('ERR_WGNET_CLOSED', 'the tunnel is closed');
+  }
+
+  // --- event dispatch --------------------------------------------------------
+
+  private onDnsEvent(): boolean {
+    const dns = this.dns!;
+    for (let ev = dns.pollEvent(); ev; ev = dns.pollEvent()) {
+      const w = this.dnsWaiters.get(ev.query);
+      if (w) {
+        this.dnsWaiters.delete(ev.query);
+        w({ addresses: ev.addresses, error: ev.error });
+      }
+    }
+    return false;
+  }
+
+  private onNetEvent(ev: NetEvent): void {
+    switch (ev.type) {
+      case 'tcp-connected':
+        this.conns.get(ev.conn.id)?.onConnected();
+        break;
+      case 'tcp-readable':
+        this.conns.get(ev.conn.id)?.onReadable();
+        break;
+      case 'tcp-writable':
+        this.conns.get(ev.conn.id)?.onWritable();
+        break;
+      case 'tcp-closed':
+        this.conns.get(ev.conn.id)?.onClosed(ev.error);
+        this.conns.delete(ev.conn.id);
+        break;
+      case 'tcp-accept':
+        this.servers.get(ev.listener.id)?.onAccept();
+        break;
+      case 'udp-readable':
+        this.udps.get(ev.socket)?.onReadable();
+        break;
+      case 'udp-error':
+        this.udps.get(ev.socket)?.onError(ev.error);
+        break;
+      case 'echo-reply': {
+        if (ev.id !== this.pingId) break;
+        const key = `${formatIp(ev.from)}/${ev.seq}`;
+        const w = this.pings.get(key);
+        if (w) {
+          this.pings.delete(key);
+          w({ ttl: ev.ttl, bytes: ev.data.length, from: ev.from });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    this.onDnsEvent();
+  }
+
+  private onDeviceEvent(ev: DeviceEvent): void {
+    switch (ev.type) {
+      case 'handshake':
+        this.emit('handshake', { publicKey: toBase64(ev.peer.publicKey) });
+        break;
+      case 'handshake-failed':
+        this.emit('handshake-failed', { publicKey: toBase64(ev.peer.publicKey) });
+        void this.reresolve(ev.peer);
+        break;
+      case 'endpoint-changed':
+        this.emit('endpoint-changed', { publicKey: toBase64(ev.peer.publicKey), endpoint: ev.peer.endpoint });
+        break;
+    }
+  }
+
+  /** A peer configured by host name is looked up again when its handshakes keep failing (the endpoint may have moved). */
+  private async reresolve(peer: Peer): Promise<void> {
+    const spec = this.config.peers.find((p) => toBase64(p.publicKey) === toBase64(peer.publicKey))?.endpoint;
+    if (!spec || parseIp(spec.host) || this.resolving.has(peer) || this.closed) return;
+    this.resolving.add(peer);
+    try {
+      const ep = await resolveEndpoint(spec.host, spec.port);
+      if (!this.closed) this.engine.device.updatePeer(peer.publicKey, { endpoint: ep });
+    } catch (err) {
+      this.emit('warning', err);
+    } finally {
+      this.resolving.delete(peer);
+    }
+  }
+}

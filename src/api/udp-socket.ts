@@ -1,0 +1,208 @@
+/**
+ * A UDP socket on the tunnel, shaped like `dgram.Socket`: bind, send, connect,
+ * 'message' with an rinfo, close. Host names are resolved through the tunnel's DNS.
+ */
+import { EventEmitter } from 'node:events';
+import type { UdpSocket as NetUdpSocket } from '../netstack/interface.js';
+import { formatIp, parseIp, mustParseIp, type IpAddr } from '../util/ip.js';
+import { systemError, invalidArgument } from '../util/errors.js';
+import type { Engine } from '../io/engine.js';
+
+export interface UdpSocketHost {
+  engine: Engine;
+  registerUdp(sock: NetUdpSocket, owner: TunnelUdpSocket): void;
+  unregisterUdp(sock: NetUdpSocket): void;
+  resolve(host: string, family: 4 | 6): Promise<string>;
+}
+
+export interface RemoteInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+  size: number;
+}
+
+type SendCallback = (err: Error | null, bytes?: number) => void;
+
+export class TunnelUdpSocket extends EventEmitter {
+  private sock: NetUdpSocket | undefined;
+  private closed = false;
+  private connected: { addr: IpAddr; port: number } | undefined;
+  readonly family: 4 | 6;
+
+  constructor(
+    private readonly host: UdpSocketHost,
+    type: 'udp4' | 'udp6',
+  ) {
+    super();
+    this.family = type === 'udp4' ? 4 : 6;
+  }
+
+  bind(...args: unknown[]): this {
+    let port = 0;
+    let address: string | undefined;
+    let cb: (() => void) | undefined;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    const a0 = args[0];
+    if (a0 !== null && typeof a0 === 'object') {
+      port = (a0 as { port?: number }).port ?? 0;
+      address = (a0 as { address?: string }).address;
+    } else {
+      if (typeof a0 === 'number') port = a0;
+      if (typeof args[1] === 'string') address = args[1];
+    }
+    if (cb) this.once('listening', cb);
+    try {
+      this.doBind(port, address);
+    } catch (err) {
+      process.nextTick(() => this.emit('error', err));
+      return this;
+    }
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  private doBind(port: number, address?: string): NetUdpSocket {
+    if (this.closed) throw systemError('ERR_SOCKET_DGRAM_NOT_RUNNING', 'bind');
+    if (this.sock) throw systemError('ERR_SOCKET_ALREADY_BOUND', 'bind');
+    const unspecified = address === undefined || address === '0.0.0.0' || address === '::';
+    const addr = unspecified ? undefined : mustParseIp(address!, 'bind address');
+    this.sock = this.host.engine.iface.udpBind({ family: this.family, addr, port });
+    this.host.registerUdp(this.sock, this);
+    return this.sock;
+  }
+
+  /** send(msg[, offset, length], port[, address][, cb]) as dgram.Socket#send. */
+  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, ...rest: unknown[]): void {
+    let cb: SendCallback | undefined;
+    if (typeof rest[rest.length - 1] === 'function') cb = rest.pop() as SendCallback;
+    let data: Uint8Array;
+    if (typeof msg === 'string') data = Buffer.from(msg);
+    else if (Array.isArray(msg)) data = Buffer.concat(msg.map((m) => (typeof m === 'string' ? Buffer.from(m) : m)));
+    else data = msg as Uint8Array;
+    if (typeof rest[0] === 'number' && typeof rest[1] === 'number' && rest.length >= 3) {
+      const off = rest.shift() as number;
+      const len = rest.shift() as number;
+      data = data.subarray(off, off + len);
+    }
+    const port = rest[0] as number | undefined;
+    const address = rest[1] as string | undefined;
+    const done = (err: Error | null): void => {
+      if (cb) cb(err, err ? undefined : data.length);
+      else if (err) this.emit('error', err);
+    };
+    if (this.closed) return process.nextTick(done, systemError('ERR_SOCKET_DGRAM_NOT_RUNNING', 'send'));
+    if (this.connected && port !== undefined) return process.nextTick(done, systemError('ERR_SOCKET_DGRAM_IS_CONNECTED', 'send'));
+    if (!this.connected && (port === undefined || !Number.isInteger(port) || port <= 0 || port > 65535)) {
+      return process.nextTick(done, invalidArgument(`send: port must be 1-65535, got ${String(port)}`));
+    }
+    const go = (dst: IpAddr | undefined): void => {
+      try {
+        const s = this.sock ?? this.doBindImplicit();
+        if (this.connected) s.send(this.host.engine.now(), data);
+        else s.send(this.host.engine.now(), data, dst, port);
+        this.host.engine.schedule();
+        done(null);
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    if (this.connected) return go(undefined);
+    const host = address ?? (this.family === 4 ? '127.0.0.1' : '::1');
+    const lit = parseIp(host);
+    if (lit) return go(lit);
+    this.host.resolve(host, this.family).then(
+      (a) => go(mustParseIp(a)),
+      (err: Error) => done(err),
+    );
+  }
+
+  private doBindImplicit(): NetUdpSocket {
+    const s = this.doBind(0);
+    process.nextTick(() => this.emit('listening'));
+    return s;
+  }
+
+  connect(port: number, address?: string | (() => void), cb?: () => void): void {
+    if (typeof address === 'function') {
+      cb = address;
+      address = undefined;
+    }
+    if (cb) this.once('connect', cb);
+    const host = (address as string | undefined) ?? (this.family === 4 ? '127.0.0.1' : '::1');
+    const finish = (a: IpAddr): void => {
+      try {
+        const s = this.sock ?? this.doBindImplicit();
+        s.connect(a, port);
+        this.connected = { addr: a, port };
+        this.emit('connect');
+      } catch (err) {
+        this.emit('error', err);
+      }
+    };
+    const lit = parseIp(host);
+    if (lit) process.nextTick(finish, lit);
+    else this.host.resolve(host, this.family).then((a) => finish(mustParseIp(a)), (err: Error) => this.emit('error', err));
+  }
+
+  disconnect(): void {
+    if (!this.connected) throw systemError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'disconnect');
+    this.connected = undefined;
+    if (this.sock) this.sock.remote = undefined;
+  }
+
+  /** @internal Datagrams are waiting. */
+  onReadable(): void {
+    const s = this.sock;
+    if (!s) return;
+    for (let m = s.recv(); m; m = s.recv()) {
+      const rinfo: RemoteInfo = {
+        address: formatIp(m.addr),
+        family: m.addr.length === 4 ? 'IPv4' : 'IPv6',
+        port: m.port,
+        size: m.data.length,
+      };
+      this.emit('message', Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), rinfo);
+    }
+  }
+
+  /** @internal An ICMP error for a connected socket. */
+  onError(code: string): void {
+    this.emit('error', systemError(code, 'recv', this.connected ? formatIp(this.connected.addr) : undefined, this.connected?.port));
+  }
+
+  address(): { address: string; family: string; port: number } {
+    const s = this.sock;
+    if (!s) throw systemError('EBADF', 'getsockname');
+    return {
+      address: s.localAddr ? formatIp(s.localAddr) : this.family === 4 ? '0.0.0.0' : '::',
+      family: this.family === 4 ? 'IPv4' : 'IPv6',
+      port: s.localPort,
+    };
+  }
+
+  remoteAddress(): { address: string; family: string; port: number } {
+    if (!this.connected) throw systemError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'getpeername');
+    return { address: formatIp(this.connected.addr), family: this.family === 4 ? 'IPv4' : 'IPv6', port: this.connected.port };
+  }
+
+  close(cb?: () => void): this {
+    if (this.closed) return this;
+    this.closed = true;
+    if (this.sock) {
+      this.host.unregisterUdp(this.sock);
+      this.sock.close();
+      this.sock = undefined;
+    }
+    if (cb) this.once('close', cb);
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * The glue of a userspace tunnel (DESIGN §1: io/tunnel): joins `wireguard/Device`
+ * and `netstack/Interface` with plain IP packets, as wireguard-go joins `device`
+ * and `tun/netstack`, feeds them real time and the outer UDP socket, and keeps
+ * exactly one unref'd timer armed at the earliest deadline of either core.
+ *
+ * Everything happens in `pump()`: after each input (a datagram, an application
+ * write, a timer) the cores are drained until neither has anything to say.
+ * Application writes schedule a pump on a microtask, so a burst of writes in one
+ * tick is handled in one pass.
+ */
+import type { Device, DeviceEvent } from '../wireguard/device.js';
+import type { Interface, NetEvent } from '../netstack/interface.js';
+import type { Deadline, Instant } from '../util/time.js';
+import { earliest } from '../util/time.js';
+import type { Trace } from '../util/trace.js';
+import { noTrace } from '../util/trace.js';
+import { monotonicNow } from './clock.js';
+import type { UdpBind } from './udp-bind.js';
+
+/** Another sans-IO component driven by the same clock (the DNS client, for one). */
+export interface TimedComponent {
+  handleTimeout(now: Instant): void;
+  pollTimeout(): Deadline | undefined;
+}
+
+/**
+ * What sits on the plaintext side of the Device: the netstack's Interface in
+ * userspace mode, a TUN device in daemon mode. Interface has this shape already.
+ */
+export interface PacketLayer {
+  handleInput(now: Instant, packet: Uint8Array): void;
+  pollTransmit(now: Instant): Uint8Array | undefined;
+  handleTimeout(now: Instant): void;
+  pollTimeout(): Deadline | undefined;
+  pollEvent(): NetEvent | undefined;
+}
+
+export interface EngineHandlers {
+  onNetEvent(ev: NetEvent): void;
+  onDeviceEvent(ev: DeviceEvent): void;
+}
+
+export class Engine<L extends PacketLayer = Interface> {
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private pumping = false;
+  private again = false;
+  private scheduled = false;
+  private closed = false;
+  private readonly extra: TimedComponent[] = [];
+  /** Components that see each network event before the API layer (DNS client). */
+  private readonly interceptors: ((now: Instant, ev: NetEvent) => boolean)[] = [];
+  handlers: EngineHandlers = { onNetEvent: () => {}, onDeviceEvent: () => {} };
+
+  constructor(
+    readonly device: Device,
+    readonly iface: L,
+    public bind: UdpBind | undefined,
+    private readonly trace: Trace = noTrace,
+  ) {}
+
+  now(): Instant {
+    return monotonicNow();
+  }
+
+  addComponent(c: TimedComponent, intercept?: (now: Instant, ev: NetEvent) => boolean): void {
+    this.extra.push(c);
+    if (intercept) this.interceptors.push(intercept);
+  }
+
+  /** A datagram from the outer UDP socket. */
+  onDatagram(data: Uint8Array, address: string, port: number): void {
+    if (this.closed) return;
+    this.device.handleDatagram(this.now(), data, { address, port });
+    this.pump();
+  }
+
+  /** Something changed in a core outside of pump (an application write): pump soon, once. */
+  schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Drains both cores until quiet, then re-arms the timer. */
+  pump(): void {
+    if (this.closed) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        this.drain(this.now());
+      } while (this.again);
+    } finally {
+      this.pumping = false;
+    }
+    this.arm();
+  }
+
+  private drain(now: Instant): void {
+    const { device, iface } = this;
+    for (;;) {
+      let progress = false;
+      let p: Uint8Array | undefined;
+      while ((p = device.pollPacket()) !== undefined) {
+        iface.handleInput(now, p);
+        progress = true;
+      }
+      while ((p = iface.pollTransmit(now)) !== undefined) {
+        device.handlePacket(now, p);
+        progress = true;
+      }
+      let d: { to: { address: string; port: number }; data: Uint8Array } | undefined;
+      while ((d = device.pollTransmit()) !== undefined) this.bind?.send(d.data, d.to.address, d.to.port);
+      let ne: NetEvent | undefined;
+      while ((ne = iface.pollEvent()) !== undefined) {
+        progress = true;
+        let taken = false;
+        for (const f of this.interceptors) if ((taken = f(now, ne))) break;
+        if (!taken) this.handlers.onNetEvent(ne);
+      }
+      let de: DeviceEvent | undefined;
+      while ((de = device.pollEvent()) !== undefined) {
+        progress = true;
+        this.handlers.onDeviceEvent(de);
+      }
+      if (!progress) return;
+    }
+  }
+
+  private onTimer = (): void => {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.closed) return;
+    const now = this.now();
+    this.device.handleTimeout(now);
+    this.iface.handleTimeout(now);
+    for (const c of this.extra) c.handleTimeout(now);
+    this.pump();
+  };
+
+  private nextDeadline(): Deadline | undefined {
+    let d = earliest(this.device.pollTimeout(), this.iface.pollTimeout());
+    for (const c of this.extra) d = earliest(d, c.pollTimeout());
+    return d;
+  }
+
+  /** One unref'd timer per tunnel (DESIGN §2), moved only when an earlier deadline appears. */
+  private arm(): void {
+    const d = this.nextDeadline();
+    if (d === undefined) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      return;
+    }
+    if (this.timer && d.at >= this.timerAt) return; // fires early at worst; handleTimeout is idempotent
+    if (this.timer) clearTimeout(this.timer);
+    const delay = Math.max(0, Math.ceil(d.at - this.now()));
+    this.timerAt = d.at;
+    this.timer = setTimeout(this.onTimer, delay);
+    this.timer.unref();
+    if (this.trace.enabled('debug')) this.trace.log('debug', 'timer', { at: d.at, reason: d.reason });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
