@@ -1,0 +1,157 @@
+/**
+ * wg-quick configuration files (wg(8) CONFIGURATION FILE FORMAT, wg-quick(8)).
+ * Keys and section names are case-insensitive as in wg's parser; `#` starts a
+ * comment; list values are comma-separated and repeated lines accumulate.
+ */
+import { formatIp, formatPrefix, parseIp } from '../util/ip.js';
+import { toBase64 } from '../util/bytes.js';
+import { ConfigError, type PeerSpec, type TunnelConfig } from './model.js';
+import { parseAddress, parseCidr, parseEndpoint, parseKeyValue, parsePort, parseUint, type Parsed } from './values.js';
+
+/** wg-quick keys that mean nothing without an OS interface: accepted, reported once. */
+const IGNORED = new Map([
+  ['preup', 'PreUp'],
+  ['postup', 'PostUp'],
+  ['predown', 'PreDown'],
+  ['postdown', 'PostDown'],
+  ['table', 'Table'],
+  ['saveconfig', 'SaveConfig'],
+]);
+
+export function parseWgQuick(text: string, opts: { file?: string } = {}): TunnelConfig {
+  const file = opts.file;
+  let section: 'interface' | 'peer' | undefined;
+  let sawInterface = false;
+  let privateKey: Uint8Array | undefined;
+  const cfg: Omit<TunnelConfig, 'privateKey'> = { addresses: [], dns: { servers: [], search: [] }, peers: [], warnings: [], source: file };
+  const ignoredSeen = new Set<string>();
+  let peer: (PeerSpec & { line: number; hasKey: boolean }) | undefined;
+  const seenKeys = new Set<string>();
+
+  const finishPeer = (): void => {
+    if (!peer) return;
+    if (!peer.hasKey) throw new ConfigError({ file, line: peer.line }, '[Peer] section without a PublicKey');
+    const id = toBase64(peer.publicKey);
+    if (seenKeys.has(id)) throw new ConfigError({ file, line: peer.line }, 'a peer with this PublicKey is already configured');
+    seenKeys.add(id);
+    const { line: _l, hasKey: _h, ...spec } = peer;
+    cfg.peers.push(spec);
+    peer = undefined;
+  };
+
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i]!;
+    const hash = raw.indexOf('#');
+    const line = (hash >= 0 ? raw.slice(0, hash) : raw).trim();
+    if (line === '') continue;
+    const sec = /^\[\s*([A-Za-z]+)\s*\]$/.exec(line);
+    if (sec) {
+      const name = sec[1]!.toLowerCase();
+      if (name === 'interface') {
+        finishPeer();
+        if (sawInterface) throw new ConfigError({ file, line: lineNo }, 'a second [Interface] section');
+        section = 'interface';
+        sawInterface = true;
+      } else if (name === 'peer') {
+        finishPeer();
+        section = 'peer';
+        peer = { publicKey: new Uint8Array(32), allowedIps: [], line: lineNo, hasKey: false };
+      } else throw new ConfigError({ file, line: lineNo }, `unknown section [${sec[1]}] (expected [Interface] or [Peer])`);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq < 0) throw new ConfigError({ file, line: lineNo }, `expected 'Key = Value' or a [Section], got '${line.slice(0, 40)}'`);
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim();
+    const lk = key.toLowerCase();
+    const need = <T>(r: Parsed<T>): T => {
+      if (!r.ok) throw new ConfigError({ file, line: lineNo, key }, r.error);
+      return r.value;
+    };
+    const list = (): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (!section) throw new ConfigError({ file, line: lineNo, key }, 'this key must be inside an [Interface] or [Peer] section');
+    if (section === 'interface') {
+      switch (lk) {
+        case 'privatekey':
+          privateKey = need(parseKeyValue(value));
+          break;
+        case 'address':
+          for (const a of list()) cfg.addresses.push(need(parseAddress(a)));
+          break;
+        case 'dns':
+          for (const d of list()) {
+            const ip = parseIp(d);
+            if (ip) cfg.dns.servers.push(ip);
+            else cfg.dns.search.push(d);
+          }
+          break;
+        case 'mtu':
+          cfg.mtu = need(parseUint(value, 576, 65535));
+          break;
+        case 'listenport':
+          cfg.listenPort = need(parsePort(value));
+          break;
+        case 'fwmark':
+          if (value.toLowerCase() === 'off') cfg.fwMark = 0;
+          else if (/^0x[0-9a-f]{1,8}$/i.test(value)) cfg.fwMark = parseInt(value, 16);
+          else cfg.fwMark = need(parseUint(value, 0, 0xffffffff));
+          break;
+        default: {
+          const name = IGNORED.get(lk);
+          if (!name) throw new ConfigError({ file, line: lineNo, key }, 'unknown key in [Interface]');
+          if (!ignoredSeen.has(lk)) {
+            ignoredSeen.add(lk);
+            cfg.warnings.push(`${file ?? '<config>'}:${lineNo}: ${name} is ignored: wgnet has no OS interface to run it on`);
+          }
+        }
+      }
+    } else {
+      const p = peer!;
+      switch (lk) {
+        case 'publickey':
+          p.publicKey = need(parseKeyValue(value));
+          p.hasKey = true;
+          break;
+        case 'presharedkey':
+          p.presharedKey = need(parseKeyValue(value));
+          break;
+        case 'endpoint':
+          p.endpoint = need(parseEndpoint(value));
+          break;
+        case 'allowedips':
+          for (const a of list()) p.allowedIps.push(need(parseCidr(a)));
+          break;
+        case 'persistentkeepalive':
+          p.persistentKeepalive = value.toLowerCase() === 'off' ? 0 : need(parseUint(value, 0, 65535));
+          break;
+        default:
+          throw new ConfigError({ file, line: lineNo, key }, 'unknown key in [Peer]');
+      }
+    }
+  }
+  finishPeer();
+  if (!sawInterface) throw new ConfigError({ file }, 'missing [Interface] section');
+  if (!privateKey) throw new ConfigError({ file, key: 'PrivateKey' }, 'missing in [Interface]');
+  return { privateKey, ...cfg };
+}
+
+/** The same format back; round-trips through parseWgQuick. */
+export function formatWgQuick(cfg: TunnelConfig): string {
+  const out = ['[Interface]', `PrivateKey = ${toBase64(cfg.privateKey)}`];
+  if (cfg.addresses.length) out.push(`Address = ${cfg.addresses.map((a) => `${formatIp(a.addr)}/${a.bits}`).join(', ')}`);
+  const dns = [...cfg.dns.servers.map(formatIp), ...cfg.dns.search];
+  if (dns.length) out.push(`DNS = ${dns.join(', ')}`);
+  if (cfg.mtu !== undefined) out.push(`MTU = ${cfg.mtu}`);
+  if (cfg.listenPort !== undefined) out.push(`ListenPort = ${cfg.listenPort}`);
+  if (cfg.fwMark !== undefined) out.push(`FwMark = ${cfg.fwMark}`);
+  for (const p of cfg.peers) {
+    out.push('', '[Peer]', `PublicKey = ${toBase64(p.publicKey)}`);
+    if (p.presharedKey) out.push(`PresharedKey = ${toBase64(p.presharedKey)}`);
+    if (p.endpoint) out.push(`Endpoint = ${p.endpoint.host.includes(':') ? `[${p.endpoint.host}]` : p.endpoint.host}:${p.endpoint.port}`);
+    if (p.allowedIps.length) out.push(`AllowedIPs = ${p.allowedIps.map(formatPrefix).join(', ')}`);
+    if (p.persistentKeepalive !== undefined) out.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
+  }
+  return out.join('\n') + '\n';
+}
