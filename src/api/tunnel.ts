@@ -480,7 +480,8 @@ export class Tunnel extends EventEmitter {
   // --- event dispatch --------------------------------------------------------
 
   private onDnsEvent(): boolean {
-    const dns = this.dns!;
+    const dns = this.dns;
+    if (!dns) return false;
     for (let ev = dns.pollEvent(); ev; ev = dns.pollEvent()) {
       const w = this.dnsWaiters.get(ev.query);
       if (w) {

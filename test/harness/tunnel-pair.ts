@@ -28,6 +28,8 @@ export async function tunnelPair(opts: TunnelOptions & { extraA?: string; extraB
     `[Interface]\nPrivateKey = ${kb.privateKey}\nAddress = 10.66.0.2/24, fd66::2/64\n${mtu}${opts.extraB ?? ''}\n[Peer]\nPublicKey = ${ka.publicKey}\nAllowedIPs = 10.66.0.1/32, fd66::1/128\nEndpoint = 127.0.0.1:${a.listenPort}\n`,
     opts,
   );
+  // Each side knows the other's endpoint, so either can start the handshake.
+  await a.ipcSet(`public_key=${Buffer.from(kb.publicKey, 'base64').toString('hex')}\nendpoint=127.0.0.1:${b.listenPort}\n`);
   return {
     a,
     b,

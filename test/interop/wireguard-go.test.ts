@@ -228,7 +228,7 @@ describe('wgnet <-> wireguard-go (IPv6 outer endpoint, handshake from wireguard-
       5000,
       'handshake',
     );
-    assert.equal(handshake.endpoint?.address, peer.outer6);
+    assert.equal(handshake!.endpoint?.address, peer.outer6);
   });
 
   test('TCP both ways over an IPv6 outer path', async () => {

@@ -1,0 +1,508 @@
+/**
+ * The netstack's network interface (sans-IO, DESIGN §2): IP packets from the
+ * tunnel in, IP packets out. It validates IPv4/IPv6, answers ICMP echo, runs
+ * UDP sockets, hands TCP segments to the TcpLayer and writes IP headers in
+ * place in front of what the TcpLayer sends. Never imports src/wireguard.
+ */
+import type { Deadline, Instant } from '../util/time.js';
+import { earliest } from '../util/time.js';
+import type { Rng } from '../util/rng.js';
+import { randomInt, randomU32 } from '../util/rng.js';
+import { noTrace, type Trace } from '../util/trace.js';
+import { allocPacket, WG_HEADROOM, WG_TAILROOM } from '../util/bytes.js';
+import { finishChecksum, pseudoHeaderSum, sumBytes, checksum } from '../util/checksum.js';
+import { formatIp, ipEqual, parseIp, prefixContains, type IpAddr } from '../util/ip.js';
+import { systemError, invalidArgument } from '../util/errors.js';
+import {
+  IPV4_HEADER_LEN,
+  IPV6_HEADER_LEN,
+  parseIPv4,
+  parseIPv6,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_TCP,
+  PROTO_UDP,
+  writeIPv4Header,
+  writeIPv6Header,
+  type IpInfo,
+} from '../wire/ip.js';
+import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
+import { TcpLayer, type TcpOptions } from './tcp/index.js';
+import { Reassembler } from './reassembly.js';
+
+export interface InterfaceOptions {
+  addresses: string[];
+  mtu?: number;
+  rng: Rng;
+  trace?: Trace;
+  tcp?: Partial<TcpOptions>;
+}
+
+export type NetEvent =
+  | TcpEvent
+  | { type: 'udp-readable'; socket: UdpSocket }
+  | { type: 'udp-error'; socket: UdpSocket; error: 'ECONNREFUSED' | 'EHOSTUNREACH' | 'EMSGSIZE' }
+  | { type: 'echo-reply'; from: IpAddr; id: number; seq: number; ttl: number; data: Uint8Array };
+
+export interface UdpSocket {
+  readonly family: 4 | 6;
+  readonly localAddr: IpAddr | undefined;
+  readonly localPort: number;
+  remote: { addr: IpAddr; port: number } | undefined;
+  send(now: Instant, data: Uint8Array, addr?: IpAddr, port?: number): void;
+  recv(): { data: Uint8Array; addr: IpAddr; port: number } | undefined;
+  connect(addr: IpAddr, port: number): void;
+  close(): void;
+}
+
+const UDP_HEADER_LEN = 8;
+const MAX_UDP_PAYLOAD = 65507;
+const EPHEMERAL_LOW = 49152;
+const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
+/** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
+const ICMP_RATE = 1000;
+
+class Udp implements UdpSocket {
+  remote: { addr: IpAddr; port: number } | undefined;
+  queue: { data: Uint8Array; addr: IpAddr; port: number }[] = [];
+  queued = 0;
+  closed = false;
+  notified = false;
+  constructor(
+    private readonly iface: Interface,
+    readonly family: 4 | 6,
+    readonly localAddr: IpAddr | undefined,
+    readonly localPort: number,
+    readonly limit: number,
+  ) {}
+  send(now: Instant, data: Uint8Array, addr?: IpAddr, port?: number): void {
+    if (this.closed) throw systemError('EBADF', 'send');
+    const a = addr ?? this.remote?.addr;
+    const p = port ?? this.remote?.port;
+    if (!a || p === undefined) throw systemError('EDESTADDRREQ', 'send');
+    if (data.length > MAX_UDP_PAYLOAD) throw systemError('EMSGSIZE', 'send');
+    this.iface.sendUdp(now, this, a, p, data);
+  }
+  recv(): { data: Uint8Array; addr: IpAddr; port: number } | undefined {
+    const m = this.queue.shift();
+    if (m) this.queued -= m.data.length;
+    else this.notified = false;
+    return m;
+  }
+  connect(addr: IpAddr, port: number): void {
+    this.remote = { addr, port };
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.iface.unbindUdp(this);
+  }
+}
+
+export class Interface {
+  readonly mtu: number;
+  readonly addresses: ReadonlyArray<{ addr: IpAddr; bits: number }>;
+  readonly tcp: TcpLayerApi;
+  readonly stats: Record<string, number> = {};
+  private readonly rng: Rng;
+  private readonly trace: Trace;
+  private txq: Uint8Array[] = [];
+  private txHead = 0;
+  private events: NetEvent[] = [];
+  private evHead = 0;
+  private readonly udp = new Map<number, Udp[]>();
+  private ipId: number;
+  private icmpTokens = ICMP_RATE;
+  private icmpLast = 0;
+  private readonly reasm = new Reassembler();
+
+  constructor(opts: InterfaceOptions) {
+    this.rng = opts.rng;
+    this.trace = opts.trace ?? noTrace;
+    this.mtu = opts.mtu ?? 1420;
+    if (this.mtu < 576 || this.mtu > 65535) throw invalidArgument(`mtu: 576-65535, got ${this.mtu}`);
+    this.addresses = opts.addresses.map((s) => {
+      const slash = s.indexOf('/');
+      const addr = parseIp(slash >= 0 ? s.slice(0, slash) : s);
+      if (!addr) throw invalidArgument(`interface address '${s}' is not an IP address`);
+      return { addr, bits: slash >= 0 ? Number(s.slice(slash + 1)) : addr.length * 8 };
+    });
+    this.ipId = randomU32(this.rng) & 0xffff;
+    this.tcp = new TcpLayer({
+      rng: this.rng,
+      trace: this.trace,
+      mtu: this.mtu,
+      isLocal: (a) => this.isLocal(a),
+      sourceFor: (d) => this.sourceFor(d),
+      ...opts.tcp,
+    });
+  }
+
+  isLocal(a: Uint8Array): boolean {
+    for (const x of this.addresses) if (ipEqual(x.addr, a)) return true;
+    return false;
+  }
+
+  sourceFor(dst: IpAddr): IpAddr | undefined {
+    let any: IpAddr | undefined;
+    for (const x of this.addresses) {
+      if (x.addr.length !== dst.length) continue;
+      if (prefixContains({ addr: x.addr, bits: x.bits }, dst)) return x.addr;
+      any ??= x.addr;
+    }
+    return any;
+  }
+
+  private count(what: string): void {
+    this.stats[what] = (this.stats[what] ?? 0) + 1;
+    if (this.trace.enabled('debug')) this.trace.log('debug', `netstack ${what}`);
+  }
+
+  // --- input -------------------------------------------------------------------
+
+  handleInput(now: Instant, packet: Uint8Array): void {
+    this.count('rxPackets');
+    const v = packet.length > 0 ? packet[0]! >> 4 : 0;
+    const info = v === 4 ? parseIPv4(packet) : v === 6 ? parseIPv6(packet) : 'version';
+    if (typeof info === 'string') return this.count(`drop.ip.${info}`);
+    if (!this.isLocal(info.dst)) return this.count('drop.ip.notForUs');
+    let ip: IpInfo = info;
+    if (info.fragment) {
+      const whole = this.reasm.add(now, packet, info);
+      if (whole === undefined) return;
+      if (whole === null) return this.count('drop.ip.fragment');
+      ip = whole;
+    }
+    switch (ip.protocol) {
+      case PROTO_TCP:
+        return this.tcp.handleSegment(now, ip.src, ip.dst, ip.payload);
+      case PROTO_UDP:
+        return this.handleUdp(now, ip, packet);
+      case PROTO_ICMP:
+        return ip.version === 4 ? this.handleIcmp4(now, ip) : this.count('drop.icmp.family');
+      case PROTO_ICMPV6:
+        return ip.version === 6 ? this.handleIcmp6(now, ip) : this.count('drop.icmp.family');
+      default:
+        return this.count('drop.ip.protocol');
+    }
+  }
+
+  private icmpAllowed(now: Instant): boolean {
+    this.icmpTokens = Math.min(ICMP_RATE, this.icmpTokens + ((now - this.icmpLast) * ICMP_RATE) / 1000);
+    this.icmpLast = now;
+    if (this.icmpTokens < 1) return false;
+    this.icmpTokens--;
+    return true;
+  }
+
+  private handleIcmp4(now: Instant, ip: IpInfo): void {
+    const m = ip.payload;
+    if (m.length < 8 || checksum(m) !== 0) return this.count('drop.icmp.checksum');
+    const type = m[0]!;
+    if (type === 8) {
+      // RFC 792 echo: the reply carries the same identifier, sequence and data.
+      if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
+      const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMP, m.length);
+      body.set(m);
+      body[0] = 0;
+      body[2] = body[3] = 0;
+      const c = checksum(body);
+      body[2] = c >> 8;
+      body[3] = c & 0xff;
+      this.txq.push(pkt);
+    } else if (type === 0) {
+      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, ttl: ip.ttl, data: m.slice(8) });
+    } else if (type === 3 || type === 11) {
+      const kind: IcmpErrorKind =
+        type === 11 ? 'time-exceeded' : m[1] === 3 ? 'unreachable-port' : m[1] === 4 ? 'packet-too-big' : m[1] === 0 || m[1] === 6 ? 'unreachable-net' : m[1] === 13 ? 'unreachable-admin' : 'unreachable-host';
+      const mtu = kind === 'packet-too-big' ? (m[6]! << 8) | m[7]! : undefined;
+      this.icmpError(now, kind, m.subarray(8), mtu);
+    } else this.count('drop.icmp.type');
+  }
+
+  private handleIcmp6(now: Instant, ip: IpInfo): void {
+    const m = ip.payload;
+    if (m.length < 8 || finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_ICMPV6, m.length) + sumBytes(m)) !== 0) return this.count('drop.icmp.checksum');
+    const type = m[0]!;
+    if (type === 128) {
+      if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
+      const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMPV6, m.length);
+      body.set(m);
+      body[0] = 129;
+      this.icmp6Checksum(ip.dst, ip.src, body);
+      this.txq.push(pkt);
+    } else if (type === 129) {
+      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, ttl: ip.ttl, data: m.slice(8) });
+    } else if (type === 1 || type === 2 || type === 3) {
+      const kind: IcmpErrorKind = type === 2 ? 'packet-too-big' : type === 3 ? 'time-exceeded' : m[1] === 4 ? 'unreachable-port' : m[1] === 1 ? 'unreachable-admin' : 'unreachable-host';
+      const mtu = type === 2 ? ((m[4]! << 24) | (m[5]! << 16) | (m[6]! << 8) | m[7]!) >>> 0 : undefined;
+      this.icmpError(now, kind, m.subarray(8), mtu);
+    } else if (type >= 128) this.count('drop.icmp.type'); // neighbor discovery etc.: not on a point-to-point tunnel
+  }
+
+  /** Delivers an ICMP error to the socket whose packet it quotes (RFC 1122 §3.2.2.1). */
+  private icmpError(now: Instant, kind: IcmpErrorKind, quoted: Uint8Array, mtu?: number): void {
+    const v = quoted.length > 0 ? quoted[0]! >> 4 : 0;
+    let src: Uint8Array, dst: Uint8Array, proto: number, off: number;
+    if (v === 4 && quoted.length >= 20) {
+      off = (quoted[0]! & 0xf) * 4;
+      proto = quoted[9]!;
+      src = quoted.subarray(12, 16);
+      dst = quoted.subarray(16, 20);
+    } else if (v === 6 && quoted.length >= 40) {
+      off = 40;
+      proto = quoted[6]!;
+      src = quoted.subarray(8, 24);
+      dst = quoted.subarray(24, 40);
+    } else return this.count('drop.icmp.quote');
+    if (quoted.length < off + 8 || !this.isLocal(src)) return this.count('drop.icmp.quote');
+    const t = quoted.subarray(off);
+    if (proto === PROTO_TCP) this.tcp.handleIcmpError(now, kind, src, dst, t, mtu);
+    else if (proto === PROTO_UDP) {
+      const sport = (t[0]! << 8) | t[1]!;
+      const s = this.findUdp(src, sport);
+      if (s && s.remote && kind !== 'packet-too-big' && kind !== 'time-exceeded') {
+        this.events.push({ type: 'udp-error', socket: s, error: kind === 'unreachable-port' ? 'ECONNREFUSED' : 'EHOSTUNREACH' });
+      }
+    }
+  }
+
+  private icmp6Checksum(src: Uint8Array, dst: Uint8Array, body: Uint8Array): void {
+    body[2] = body[3] = 0;
+    const c = finishChecksum(pseudoHeaderSum(src, dst, PROTO_ICMPV6, body.length) + sumBytes(body));
+    body[2] = c >> 8;
+    body[3] = c & 0xff;
+  }
+
+  // --- UDP -----------------------------------------------------------------------
+
+  private findUdp(addr: Uint8Array, port: number): Udp | undefined {
+    const list = this.udp.get(port);
+    if (!list) return undefined;
+    const fam = addr.length === 4 ? 4 : 6;
+    let wildcard: Udp | undefined;
+    for (const s of list) {
+      if (s.family !== fam) continue;
+      if (s.localAddr && ipEqual(s.localAddr, addr)) return s;
+      if (!s.localAddr) wildcard = s;
+    }
+    return wildcard;
+  }
+
+  private handleUdp(now: Instant, ip: IpInfo, packet: Uint8Array): void {
+    const u = ip.payload;
+    if (u.length < UDP_HEADER_LEN) return this.count('drop.udp.short');
+    const ulen = (u[4]! << 8) | u[5]!;
+    if (ulen < UDP_HEADER_LEN || ulen > u.length) return this.count('drop.udp.length');
+    const ck = (u[6]! << 8) | u[7]!;
+    // The checksum is optional in IPv4 (0 = none) and mandatory in IPv6 (RFC 8200 §8.1).
+    if (ck !== 0 || ip.version === 6) {
+      if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_UDP, ulen) + sumBytes(u, 0, ulen)) !== 0) return this.count('drop.udp.checksum');
+    }
+    const dport = (u[2]! << 8) | u[3]!;
+    const sport = (u[0]! << 8) | u[1]!;
+    const s = this.findUdp(ip.dst, dport);
+    if (!s) {
+      this.count('udp.noSocket');
+      // RFC 1122 §4.1.3.1: port unreachable, never for a fragment other than the first.
+      if (!ip.fragment || ip.fragment.offset === 0) this.sendUnreachable(now, ip, packet);
+      return;
+    }
+    if (s.remote && (s.remote.port !== sport || !ipEqual(s.remote.addr, ip.src))) return this.count('drop.udp.notConnectedPeer');
+    const data = u.slice(UDP_HEADER_LEN, ulen);
+    if (s.queued + data.length > s.limit) return this.count('drop.udp.queueFull');
+    s.queue.push({ data, addr: ip.src.slice(), port: sport });
+    s.queued += data.length;
+    if (!s.notified) {
+      s.notified = true;
+      this.events.push({ type: 'udp-readable', socket: s });
+    }
+  }
+
+  private sendUnreachable(now: Instant, ip: IpInfo, packet: Uint8Array): void {
+    if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
+    // Quote as much of the offending packet as fits in the minimum MTU (RFC 792, RFC 4443 §3.1).
+    const ipLen = ip.version === 4 ? (packet[2]! << 8) | packet[3]! : 40 + ((packet[4]! << 8) | packet[5]!);
+    const quote = packet.subarray(0, Math.min(ipLen, ip.version === 4 ? 548 : 1232));
+    const proto = ip.version === 4 ? PROTO_ICMP : PROTO_ICMPV6;
+    const [pkt, body] = this.ipPacket(ip.dst, ip.src, proto, 8 + quote.length);
+    body.fill(0, 0, 8);
+    body[0] = ip.version === 4 ? 3 : 1;
+    body[1] = ip.version === 4 ? 3 : 4;
+    body.set(quote, 8);
+    if (ip.version === 4) {
+      const c = checksum(body);
+      body[2] = c >> 8;
+      body[3] = c & 0xff;
+    } else this.icmp6Checksum(ip.dst, ip.src, body);
+    this.txq.push(pkt);
+  }
+
+  udpBind(opts: { family: 4 | 6; addr?: IpAddr; port?: number; recvQueueBytes?: number }): UdpSocket {
+    if (opts.addr && (opts.addr.length === 4 ? 4 : 6) !== opts.family) throw invalidArgument('udpBind: address family does not match');
+    if (opts.addr && !this.isLocal(opts.addr)) throw systemError('EADDRNOTAVAIL', 'bind', formatIp(opts.addr), opts.port);
+    let port = opts.port ?? 0;
+    const conflicts = (p: number): boolean =>
+      (this.udp.get(p) ?? []).some((s) => s.family === opts.family && (!s.localAddr || !opts.addr || ipEqual(s.localAddr, opts.addr)));
+    if (port === 0) {
+      // RFC 6056 algorithm 1: a random start, then the next free port.
+      const start = randomInt(this.rng, EPHEMERAL_COUNT);
+      let found = -1;
+      for (let i = 0; i < EPHEMERAL_COUNT; i++) {
+        const p = EPHEMERAL_LOW + ((start + i) % EPHEMERAL_COUNT);
+        if (!conflicts(p)) {
+          found = p;
+          break;
+        }
+      }
+      if (found < 0) throw systemError('EADDRINUSE', 'bind');
+      port = found;
+    } else if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`udpBind: port must be 0-65535, got ${port}`);
+    else if (conflicts(port)) throw systemError('EADDRINUSE', 'bind', opts.addr ? formatIp(opts.addr) : undefined, port);
+    const s = new Udp(this, opts.family, opts.addr, port, opts.recvQueueBytes ?? 256 * 1024);
+    const list = this.udp.get(port) ?? [];
+    list.push(s);
+    this.udp.set(port, list);
+    return s;
+  }
+
+  /** @internal */
+  unbindUdp(s: Udp): void {
+    const list = this.udp.get(s.localPort);
+    if (!list) return;
+    const i = list.indexOf(s);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.udp.delete(s.localPort);
+  }
+
+  /** @internal A datagram from a socket: IP fragments if it does not fit the MTU. */
+  sendUdp(_now: Instant, s: Udp, dst: IpAddr, dport: number, data: Uint8Array): void {
+    if ((dst.length === 4 ? 4 : 6) !== s.family) throw invalidArgument(`send: ${formatIp(dst)} is not an IPv${s.family} address`);
+    const src = s.localAddr ?? this.sourceFor(dst);
+    if (!src) throw systemError('ENETUNREACH', 'send', formatIp(dst), dport);
+    const ulen = UDP_HEADER_LEN + data.length;
+    const [pkt, u, whole] = this.ipPacket(src, dst, PROTO_UDP, ulen, true);
+    u[0] = s.localPort >> 8;
+    u[1] = s.localPort & 0xff;
+    u[2] = dport >> 8;
+    u[3] = dport & 0xff;
+    u[4] = ulen >> 8;
+    u[5] = ulen & 0xff;
+    u[6] = u[7] = 0;
+    u.set(data, UDP_HEADER_LEN);
+    let c = finishChecksum(pseudoHeaderSum(src, dst, PROTO_UDP, ulen) + sumBytes(u));
+    if (c === 0) c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    u[6] = c >> 8;
+    u[7] = c & 0xff;
+    if (pkt.length <= this.mtu) {
+      this.txq.push(pkt);
+      this.count('txPackets');
+    } else this.fragment(src, dst, PROTO_UDP, whole);
+  }
+
+  /** Splits a transport payload into IP fragments of at most the MTU (RFC 791 §2.3, RFC 8200 §4.5). */
+  private fragment(src: IpAddr, dst: IpAddr, proto: number, payload: Uint8Array): void {
+    const v6 = src.length === 16;
+    const hdr = v6 ? IPV6_HEADER_LEN + 8 : IPV4_HEADER_LEN;
+    const step = Math.floor((this.mtu - hdr) / 8) * 8;
+    const id = v6 ? randomU32(this.rng) : (this.ipId = (this.ipId + 1) & 0xffff);
+    for (let off = 0; off < payload.length; off += step) {
+      const part = payload.subarray(off, Math.min(payload.length, off + step));
+      const more = off + part.length < payload.length;
+      const pkt = allocPacket(hdr + part.length, WG_HEADROOM, WG_TAILROOM);
+      if (v6) {
+        writeIPv6Header(pkt, src, dst, 44, 8 + part.length);
+        pkt[40] = proto;
+        pkt[41] = 0;
+        pkt[42] = (off >> 8) & 0xff;
+        pkt[43] = (off & 0xf8) | (more ? 1 : 0);
+        pkt[44] = id >>> 24;
+        pkt[45] = (id >>> 16) & 0xff;
+        pkt[46] = (id >>> 8) & 0xff;
+        pkt[47] = id & 0xff;
+      } else {
+        writeIPv4Header(pkt, src, dst, proto, part.length, id);
+        pkt[6] = (more ? 0x20 : 0) | ((off >> 11) & 0x1f);
+        pkt[7] = (off >> 3) & 0xff;
+        pkt[10] = pkt[11] = 0;
+        const c = checksum(pkt, 0, IPV4_HEADER_LEN);
+        pkt[10] = c >> 8;
+        pkt[11] = c & 0xff;
+      }
+      pkt.set(part, hdr);
+      this.txq.push(pkt);
+      this.count('txFragments');
+    }
+  }
+
+  /** An outgoing IP packet with room around it; returns [packet, transport view, same]. */
+  private ipPacket(src: IpAddr, dst: IpAddr, proto: number, len: number, _frag = false): [Uint8Array, Uint8Array, Uint8Array] {
+    const hl = src.length === 4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
+    const pkt = allocPacket(hl + len, WG_HEADROOM, WG_TAILROOM);
+    if (hl === IPV4_HEADER_LEN) writeIPv4Header(pkt, src, dst, proto, len, (this.ipId = (this.ipId + 1) & 0xffff));
+    else writeIPv6Header(pkt, src, dst, proto, len);
+    const body = pkt.subarray(hl);
+    return [pkt, body, body];
+  }
+
+  // --- ICMP echo (ping) -------------------------------------------------------------
+
+  ping(_now: Instant, dst: IpAddr, id: number, seq: number, data: Uint8Array = new Uint8Array(0)): void {
+    const src = this.sourceFor(dst);
+    if (!src) throw systemError('ENETUNREACH', 'ping', formatIp(dst));
+    const v6 = dst.length === 16;
+    const [pkt, body] = this.ipPacket(src, dst, v6 ? PROTO_ICMPV6 : PROTO_ICMP, 8 + data.length);
+    body[0] = v6 ? 128 : 8;
+    body[1] = 0;
+    body[4] = id >> 8;
+    body[5] = id & 0xff;
+    body[6] = seq >> 8;
+    body[7] = seq & 0xff;
+    body.set(data, 8);
+    if (v6) this.icmp6Checksum(src, dst, body);
+    else {
+      body[2] = body[3] = 0;
+      const c = checksum(body);
+      body[2] = c >> 8;
+      body[3] = c & 0xff;
+    }
+    this.txq.push(pkt);
+  }
+
+  // --- sans-IO outputs -----------------------------------------------------------------
+
+  pollTransmit(now: Instant): Uint8Array | undefined {
+    if (this.txHead < this.txq.length) return this.txq[this.txHead++];
+    if (this.txHead > 0) {
+      this.txq = [];
+      this.txHead = 0;
+    }
+    const out = this.tcp.pollTransmit(now);
+    if (!out) return undefined;
+    // Write the IP header in place in the headroom the TcpLayer left (DESIGN §3).
+    const seg = out.segment;
+    const hl = out.src.length === 4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
+    const pkt = new Uint8Array(seg.buffer, seg.byteOffset - hl, hl + seg.length);
+    if (hl === IPV4_HEADER_LEN) writeIPv4Header(pkt, out.src, out.dst, PROTO_TCP, seg.length, (this.ipId = (this.ipId + 1) & 0xffff));
+    else writeIPv6Header(pkt, out.src, out.dst, PROTO_TCP, seg.length);
+    return pkt;
+  }
+
+  pollEvent(): NetEvent | undefined {
+    if (this.evHead < this.events.length) return this.events[this.evHead++];
+    if (this.evHead > 0) {
+      this.events = [];
+      this.evHead = 0;
+    }
+    return this.tcp.pollEvent();
+  }
+
+  handleTimeout(now: Instant): void {
+    this.tcp.handleTimeout(now);
+    this.reasm.expire(now);
+  }
+
+  pollTimeout(): Deadline | undefined {
+    return earliest(this.tcp.pollTimeout(), this.reasm.pollTimeout());
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * A byte ring for TCP send and receive buffers: grows by doubling up to a
+ * maximum, starts empty (an idle connection holds no buffer), and shrinks back
+ * to nothing when drained so idle connections stay small.
+ */
+export class ByteRing {
+  private buf = new Uint8Array(0);
+  private head = 0;
+  length = 0;
+
+  constructor(readonly max: number) {}
+
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  get space(): number {
+    return this.max - this.length;
+  }
+
+  private grow(need: number): void {
+    let cap = Math.max(this.buf.length, 16 * 1024);
+    while (cap < need) cap *= 2;
+    cap = Math.min(cap, Math.max(this.max, need));
+    const nb = new Uint8Array(cap);
+    this.copyOut(0, this.length, nb, 0);
+    this.buf = nb;
+    this.head = 0;
+  }
+
+  /** Appends as much of `data` as fits; returns the count taken. */
+  push(data: Uint8Array): number {
+    const n = Math.min(data.length, this.space);
+    if (n === 0) return 0;
+    if (this.length + n > this.buf.length) this.grow(this.length + n);
+    const cap = this.buf.length;
+    const tail = (this.head + this.length) % cap;
+    const first = Math.min(n, cap - tail);
+    this.buf.set(data.subarray(0, first), tail);
+    if (first < n) this.buf.set(data.subarray(first, n), 0);
+    this.length += n;
+    return n;
+  }
+
+  /** Copies bytes [from, from+n) of the ring's content into `out` at `at`. */
+  copyOut(from: number, n: number, out: Uint8Array, at: number): void {
+    const cap = this.buf.length;
+    if (n <= 0 || cap === 0) return;
+    const start = (this.head + from) % cap;
+    const first = Math.min(n, cap - start);
+    out.set(this.buf.subarray(start, start + first), at);
+    if (first < n) out.set(this.buf.subarray(0, n - first), at + first);
+  }
+
+  /** Drops `n` bytes from the front. */
+  consume(n: number): void {
+    n = Math.min(n, this.length);
+    this.length -= n;
+    if (this.length === 0) {
+      this.head = 0;
+      // Release the memory of a drained buffer larger than the first step.
+      if (this.buf.length > 64 * 1024) this.buf = new Uint8Array(0);
+    } else this.head = (this.head + n) % this.buf.length;
+  }
+
+  /** Takes up to `n` bytes from the front as a new array. */
+  take(n: number): Uint8Array {
+    n = Math.min(n, this.length);
+    const out = new Uint8Array(n);
+    this.copyOut(0, n, out, 0);
+    this.consume(n);
+    return out;
+  }
+
+  /** Frees the memory of an empty ring. */
+  release(): void {
+    if (this.length === 0) {
+      this.buf = new Uint8Array(0);
+      this.head = 0;
+    }
+  }
+}
