@@ -132,7 +132,23 @@ export class Tunnel extends EventEmitter {
     const dns =
       cfg.dns.servers.length > 0 ? new DnsClient(iface, { servers: cfg.dns.servers, search: cfg.dns.search, rng: systemRng }) : undefined;
     const tunnel = new Tunnel(engine, cfg, dns);
-    if (dns) engine.addComponent(dns, (now, ev) => dns.handleEvent(now, ev) || tunnel.onDnsEvent());
+    if (dns) {
+      // The DNS client sees network events before the API and its results are delivered after each step.
+      engine.addComponent(
+        {
+          handleTimeout: (now) => {
+            dns.handleTimeout(now);
+            tunnel.onDnsEvent();
+          },
+          pollTimeout: () => dns.pollTimeout(),
+        },
+        (now, ev) => {
+          const taken = dns.handleEvent(now, ev);
+          if (taken) tunnel.onDnsEvent();
+          return taken;
+        },
+      );
+    }
     engine.bind = await UdpBind.open({
       port: opts.listenPort ?? cfg.listenPort ?? 0,
       onMessage: (data, address, port) => engine.onDatagram(data, address, port),
@@ -311,8 +327,10 @@ export class Tunnel extends EventEmitter {
       throw e;
     }
     const q = dns.lookup(this.engine.now(), host, family);
+    const done = new Promise<{ addresses: LookupResult[]; error?: string }>((resolve) => this.dnsWaiters.set(q, resolve));
+    this.onDnsEvent(); // literal IPs and host entries answer at once
     this.engine.pump();
-    const r = await new Promise<{ addresses: LookupResult[]; error?: string }>((resolve) => this.dnsWaiters.set(q, resolve));
+    const r = await done;
     if (r.error || r.addresses.length === 0) {
       const code = r.error === 'ETIMEOUT' ? 'ETIMEOUT' : r.error ?? 'ENOTFOUND';
       throw systemError(code, 'getaddrinfo', host);
@@ -479,7 +497,8 @@ export class Tunnel extends EventEmitter {
 
   // --- event dispatch --------------------------------------------------------
 
-  private onDnsEvent(): boolean {
+  /** @internal Delivers finished lookups to their waiters. */
+  onDnsEvent(): boolean {
     const dns = this.dns;
     if (!dns) return false;
     for (let ev = dns.pollEvent(); ev; ev = dns.pollEvent()) {

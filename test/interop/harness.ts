@@ -12,7 +12,7 @@
  * 198.18.0.0/15 is the benchmarking range (RFC 2544), fdxx: a unique local
  * range (RFC 4193): nothing here can reach outside the machine.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,19 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
   }
 }
 
+/**
+ * Runs a command without blocking the event loop: needed whenever wgnet, in
+ * this process, has to answer what the command sends.
+ */
+export function shAsync(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err && !opts.allowFail) reject(new Error(`${cmd} ${args.join(' ')} failed: ${stderr || err.message}`));
+      else resolve(String(stdout).trim());
+    });
+  });
+}
+
 let counter = 0;
 let secretDir: string | undefined;
 
@@ -79,8 +92,10 @@ export interface WgGoPeer {
   /** The addresses wgnet should use inside the tunnel. */
   peerInner4: string;
   peerInner6: string;
-  /** Runs a command inside the namespace. */
+  /** Runs a command inside the namespace (blocks the event loop: not for traffic to wgnet). */
   exec(cmd: string, args: string[], opts?: { input?: string; allowFail?: boolean }): string;
+  /** Runs a command inside the namespace while wgnet keeps running. */
+  run(cmd: string, args: string[], opts?: { allowFail?: boolean; timeoutMs?: number }): Promise<string>;
   /** Starts a long-running process inside the namespace (killed by close()). */
   spawn(cmd: string, args: string[]): ChildProcess;
   /** Adds wgnet as a peer of wireguard-go. */
@@ -170,6 +185,7 @@ export async function startWgGo(opts: { otherNs?: string } = {}): Promise<WgGoPe
       peerInner4: `10.77.${n}.2`,
       peerInner6: `fd77:${n}::2`,
       exec: (cmd, args, o) => sh('ip', ['netns', 'exec', ns, cmd, ...args], o),
+      run: (cmd, args, o) => shAsync('ip', ['netns', 'exec', ns, cmd, ...args], o),
       spawn: (cmd, args) => {
         const c = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
         children.push(c);
