@@ -46,14 +46,24 @@ export class UdpBind {
     return b;
   }
 
-  /** Rebinds to another port (UAPI `listen_port`), keeping the callbacks. */
+  /**
+   * Rebinds to another port (UAPI `listen_port`), keeping the callbacks. The new
+   * sockets are bound before the old ones close, so a port in use leaves the
+   * tunnel on its old port instead of on none.
+   */
   async rebind(port: number): Promise<void> {
     const old4 = this.v4;
     const old6 = this.v6;
-    this.v4 = undefined;
-    this.v6 = undefined;
+    const oldPort = this._port;
+    try {
+      await this.bind(port);
+    } catch (err) {
+      this.v4 = old4;
+      this.v6 = old6;
+      this._port = oldPort;
+      throw err;
+    }
     await Promise.all([closeSocket(old4), closeSocket(old6)]);
-    await this.bind(port);
   }
 
   private async bind(port: number): Promise<void> {
@@ -93,7 +103,10 @@ export class UdpBind {
     const size = this.opts.bufferBytes ?? DEFAULT_BUFFER;
     const s = dgram.createSocket({ type, ipv6Only: type === 'udp6', recvBufferSize: size, sendBufferSize: size });
     s.on('message', (msg, rinfo) => this.opts.onMessage(msg, rinfo.address, rinfo.port));
-    s.on('error', (err) => this.opts.onError?.(err));
+    // Bind errors are the binder's to report; only errors of a bound socket go to onError.
+    s.on('error', (err) => {
+      if (s === this.v4 || s === this.v6) this.opts.onError?.(err);
+    });
     return s;
   }
 

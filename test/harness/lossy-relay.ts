@@ -21,7 +21,7 @@ export class LossyRelay {
   dropped = 0;
   relayed = 0;
 
-  private constructor(private readonly o: LossyRelayOptions, type: 'udp4' | 'udp6') {
+  private constructor(o: LossyRelayOptions, type: 'udp4' | 'udp6') {
     this.rng = new SeededRng(o.seed ?? 1);
     this.socket = dgram.createSocket({ type, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
     this.socket.on('message', (msg, r) => {

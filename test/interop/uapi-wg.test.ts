@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Tunnel } from '../../src/index.js';
-import { genKeyPair } from './harness.js';
+import { genKeyPair, shAsync } from './harness.js';
 
 function wgMissing(): string | false {
   let why: string | undefined;
@@ -25,7 +25,8 @@ function wgMissing(): string | false {
 }
 const skip = wgMissing();
 
-const wg = (...args: string[]): string => execFileSync('wg', args, { encoding: 'utf8' }).trim();
+// Async: `wg` talks to a socket this very process serves.
+const wg = (...args: string[]): Promise<string> => shAsync('wg', args);
 const name = (s: string): string => `wgn${process.pid.toString(36)}${s}`.slice(0, 15);
 
 describe('UAPI with the real wg tool', { skip }, () => {
@@ -53,8 +54,8 @@ describe('UAPI with the real wg tool', { skip }, () => {
     assert.equal(existsSync(`/var/run/wireguard/${na}.sock`), false, 'socket removed on close');
   });
 
-  test('wg show lists the interface, the peer, its endpoint, allowed IPs, handshake and transfer', () => {
-    const out = wg('show', nb);
+  test('wg show lists the interface, the peer, its endpoint, allowed IPs, handshake and transfer', async () => {
+    const out = await wg('show', nb);
     assert.match(out, new RegExp(`interface: ${nb}`));
     assert.match(out, new RegExp(`public key: ${escape(kb.publicKey)}`));
     assert.match(out, new RegExp(`listening port: ${b.listenPort}`));
@@ -63,35 +64,47 @@ describe('UAPI with the real wg tool', { skip }, () => {
     assert.match(out, /allowed ips: 10\.98\.0\.1\/32/);
     assert.match(out, /latest handshake: /);
     assert.match(out, /transfer: [0-9.]+ \w*B received, [0-9.]+ \w*B sent/);
-    assert.equal(wg('show', nb, 'private-key'), kb.privateKey);
+    assert.equal(await wg('show', nb, 'private-key'), kb.privateKey);
   });
 
   test('wg set changes take effect live; the session survives', async () => {
     const extra = genKeyPairSafe();
-    wg('set', nb, 'peer', extra.publicKey, 'allowed-ips', '10.98.1.0/24,fd98::/64', 'persistent-keepalive', '0', 'endpoint', '[::1]:9');
+    await wg('set', nb, 'peer', extra.publicKey, 'allowed-ips', '10.98.1.0/24,fd98::/64', 'persistent-keepalive', '0', 'endpoint', '[::1]:9');
     const p = b.device.getPeer(Buffer.from(extra.publicKey, 'base64'));
     assert.ok(p, 'peer added');
     assert.deepEqual(p.endpoint, { address: '::1', port: 9 });
-    assert.match(wg('show', nb, 'allowed-ips'), /10\.98\.1\.0\/24 fd98::\/64/);
-    wg('set', nb, 'peer', ka.publicKey, 'allowed-ips', '10.98.0.1/32,10.98.7.0/24');
-    assert.match(wg('show', nb, 'allowed-ips'), /10\.98\.0\.1\/32 10\.98\.7\.0\/24/);
-    wg('set', nb, 'peer', extra.publicKey, 'remove');
+    assert.match(await wg('show', nb, 'allowed-ips'), /10\.98\.1\.0\/24 fd98::\/64/);
+    await wg('set', nb, 'peer', ka.publicKey, 'allowed-ips', '10.98.0.1/32,10.98.7.0/24');
+    assert.match(await wg('show', nb, 'allowed-ips'), /10\.98\.0\.1\/32 10\.98\.7\.0\/24/);
+    await wg('set', nb, 'peer', extra.publicKey, 'remove');
     assert.equal(b.device.getPeer(Buffer.from(extra.publicKey, 'base64')), undefined);
     // The untouched session still carries traffic.
     await b.ping('10.98.0.1', { timeout: 3000 });
   });
 
-  test('wg showconf | wg setconf round-trips onto another interface', () => {
-    const conf = wg('showconf', nb);
+  test('wg showconf | wg setconf round-trips onto another interface', async () => {
+    const nc = name('c');
+    const kc = genKeyPairSafe();
+    const c = await Tunnel.create(`[Interface]\nPrivateKey = ${kc.privateKey}\nAddress = 10.98.0.3/24\n`, { uapi: nc });
+    // Both interfaces live on this host: B's ListenPort is taken, so it is dropped from the copy.
+    const conf = (await wg('showconf', nb)).replace(/ListenPort = \d+\n/, '');
     assert.match(conf, /\[Interface\]/);
     assert.match(conf, new RegExp(`PublicKey = ${escape(ka.publicKey)}`));
     const tmp = `/tmp/wgnet-showconf-${process.pid}.conf`;
     execFileSync('sh', ['-c', `umask 077; cat > ${tmp}`], { input: conf });
-    wg('setconf', na, tmp);
-    const again = wg('showconf', na);
+    await wg('setconf', nc, tmp);
+    const again = await wg('showconf', nc);
+    await c.close();
     const strip = (s: string): string => s.replace(/ListenPort = \d+\n?/, '').replace(/Endpoint = .*\n?/g, '');
     assert.equal(strip(again), strip(conf));
     execFileSync('rm', ['-f', tmp]);
+  });
+
+  test('wg set listen-port to a port in use fails with EADDRINUSE; the tunnel keeps its port and session', async () => {
+    const before = a.listenPort;
+    await assert.rejects(wg('set', na, 'listen-port', String(b.listenPort)), /Address already in use|failed/);
+    assert.equal(a.listenPort, before);
+    await b.ping('10.98.0.1', { timeout: 3000 });
   });
 
   test('ipcGet/ipcSet speak the same protocol in-process', async () => {
