@@ -175,7 +175,9 @@ function daemonize(name: string, args: string[]): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2, process.argv.length - args.length), ...args, '-f'], {
       detached: true,
-      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+      // Like wireguard-go, the daemon keeps none of the caller's stdio: a caller
+      // such as wg-quick waits for its pipes to close.
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
       env: { ...process.env, WG_PROCESS_FOREGROUND: '1', WGNET_READY_FD: '3' },
     });
     let status = '';
