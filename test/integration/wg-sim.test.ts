@@ -10,7 +10,6 @@ import { WgSim } from '../harness/wg-sim.js';
 
 const REKEY_AFTER_TIME = 120_000;
 const REJECT_AFTER_TIME = 180_000;
-const KEEPALIVE_TIMEOUT = 10_000;
 const REKEY_TIMEOUT = 5_000;
 const REKEY_ATTEMPT_TIME = 90_000;
 

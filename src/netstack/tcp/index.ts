@@ -268,9 +268,20 @@ class Conn implements TcpConnection {
     return Math.max(0, this.rbuf.max - this.rbuf.length - this.oooBytes);
   }
 
-  /** Bytes sent and not acknowledged nor SACKed: RFC 6675's pipe, simplified. */
+  /**
+   * RFC 6675's pipe, simplified: bytes sent up to `nxt` and neither acknowledged
+   * nor SACKed. After a timeout `nxt` rewinds to `una`, so what was in flight
+   * before it no longer counts (RFC 6675 §5.1).
+   */
   pipe(): number {
-    return Math.max(0, seqDiff(this.sndMax, this.una) - this.sackedBytes);
+    let sackedBelow = 0;
+    for (let j = 0; j < this.sacked.length; j += 2) {
+      const l = this.sacked[j]!;
+      if (seqGe(l, this.nxt)) break;
+      const r = this.sacked[j + 1]!;
+      sackedBelow += seqDiff(seqLt(r, this.nxt) ? r : this.nxt, l);
+    }
+    return Math.max(0, seqDiff(this.nxt, this.una) - sackedBelow);
   }
 }
 
@@ -423,6 +434,7 @@ export class TcpLayer implements TcpLayerApi {
     c.una = c.iss;
     c.nxt = seqAdd(c.iss, 1);
     c.sndMax = c.nxt;
+    c.recoverSeq = c.iss;
     c.state = 'SYN-SENT';
     c.lastActivity = now;
     c.rttStart = now; // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
@@ -649,9 +661,13 @@ export class TcpLayer implements TcpLayerApi {
     }
     const dataEnd = seqAdd(c.una, c.sbuf.length); // sequence after the last queued byte
     for (;;) {
+      // After a timeout, what the receiver SACKed is not sent again.
+      for (let j = 0; j < c.sacked.length; j += 2) {
+        if (seqGe(c.nxt, c.sacked[j]!) && seqLt(c.nxt, c.sacked[j + 1]!)) c.nxt = c.sacked[j + 1]!;
+      }
       const unsent = seqDiff(dataEnd, c.nxt);
       if (unsent <= 0) break;
-      const inflight = c.inRecovery ? c.pipe() : seqDiff(c.nxt, c.una);
+      const inflight = c.pipe();
       const wndEdge = seqAdd(c.una, c.sndWnd);
       const wndLeft = seqDiff(wndEdge, c.nxt);
       const cwndLeft = cwnd - inflight;
@@ -755,6 +771,7 @@ export class TcpLayer implements TcpLayerApi {
     c.una = c.iss;
     c.nxt = seqAdd(c.iss, 1);
     c.sndMax = c.nxt;
+    c.recoverSeq = c.iss;
     c.sndWnd = h.window; // not scaled in a SYN
     c.wl1 = h.seq;
     c.wl2 = c.iss;
@@ -827,6 +844,7 @@ export class TcpLayer implements TcpLayerApi {
     c.una = h.ack;
     c.nxt = h.ack;
     c.sndMax = h.ack;
+    c.recoverSeq = h.ack;
     c.irs = irs;
     c.rcvNxt = h.seq;
     c.mss = Math.min(c.mss, TcpLayer.COOKIE_MSS[idx]!);
@@ -1055,7 +1073,8 @@ export class TcpLayer implements TcpLayerApi {
       // A duplicate ACK (RFC 5681 §2).
       c.dupAcks++;
       const lostBySack = c.sackOk && c.sackedBytes > 3 * c.mss;
-      if (!c.inRecovery && (c.dupAcks === 3 || lostBySack)) {
+      // RFC 6582 §3.2 step 1: no new recovery until everything outstanding at the last loss is acknowledged.
+      if (!c.inRecovery && (c.dupAcks === 3 || lostBySack) && seqGe(c.una, c.recoverSeq)) {
         // Fast retransmit (RFC 5681 §3.2, RFC 6675 §5).
         c.inRecovery = true;
         c.recoverSeq = c.sndMax;
@@ -1304,8 +1323,8 @@ export class TcpLayer implements TcpLayerApi {
     c.cc.onTimeout(now, seqDiff(c.sndMax, c.una));
     c.rto = Math.min(MAX_RTO, c.rto * 2);
     c.inRecovery = false;
-    c.sacked = [];
-    c.sackedBytes = 0;
+    c.recoverSeq = c.sndMax;
+    // The scoreboard is kept: SACKed data is skipped when resending (our receivers never renege).
     c.dupAcks = 0;
     c.rttSeq = -1;
     c.nxt = c.una;

@@ -1,0 +1,105 @@
+/**
+ * Two netstack Interfaces joined by a simulated link: seeded loss, reordering,
+ * duplication, a bandwidth (serialization delay) and an RTT, with a virtual
+ * clock that jumps to the next event. Used for TCP behaviour and throughput.
+ */
+import { Interface } from '../../src/netstack/interface.js';
+import { SeededRng } from '../../src/util/rng.js';
+
+export interface LinkSpec {
+  rttMs: number;
+  mbit: number; // bottleneck bandwidth each way
+  loss?: number;
+  reorder?: number; // share delayed by an extra half RTT
+  duplicate?: number;
+  queuePackets?: number; // drop-tail queue size
+}
+
+interface Pkt {
+  at: number;
+  seq: number;
+  to: Interface;
+  data: Uint8Array;
+}
+
+export class NetSim {
+  now = 0;
+  readonly a: Interface;
+  readonly b: Interface;
+  private q: Pkt[] = [];
+  private seq = 0;
+  private busyUntil = new Map<Interface, number>();
+  private readonly rng: SeededRng;
+  delivered = 0;
+  dropped = 0;
+
+  constructor(
+    readonly link: LinkSpec,
+    seed = 1,
+    tcp: { congestionControl?: 'cubic' | 'newreno' } = {},
+  ) {
+    this.rng = new SeededRng(seed);
+    this.a = new Interface({ addresses: ['10.0.0.1/24', 'fd00::1/64'], rng: new SeededRng(seed + 100), tcp });
+    this.b = new Interface({ addresses: ['10.0.0.2/24', 'fd00::2/64'], rng: new SeededRng(seed + 200), tcp });
+  }
+
+  private transmit(from: Interface, to: Interface): void {
+    for (let p = from.pollTransmit(this.now); p; p = from.pollTransmit(this.now)) {
+      const L = this.link;
+      const ser = (p.length * 8) / (L.mbit * 1000); // ms on the wire
+      const start = Math.max(this.now, this.busyUntil.get(from) ?? 0);
+      const queued = (start - this.now) / ser;
+      if (queued > (L.queuePackets ?? 1000) || this.rng.nextFloat() < (L.loss ?? 0)) {
+        this.dropped++;
+        continue;
+      }
+      this.busyUntil.set(from, start + ser);
+      let at = start + ser + L.rttMs / 2;
+      if (this.rng.nextFloat() < (L.reorder ?? 0)) at += L.rttMs / 2;
+      const copies = this.rng.nextFloat() < (L.duplicate ?? 0) ? 2 : 1;
+      for (let i = 0; i < copies; i++) this.q.push({ at, seq: this.seq++, to, data: p.slice() });
+    }
+  }
+
+  /** Runs until `done()` or `until` virtual ms; `step` runs after every event (the application). */
+  run(until: number, step: () => boolean): boolean {
+    for (let guard = 0; guard < 50_000_000; guard++) {
+      if (step()) return true;
+      this.transmit(this.a, this.b);
+      this.transmit(this.b, this.a);
+      let next = Infinity;
+      for (const p of this.q) if (p.at < next) next = p.at;
+      for (const i of [this.a, this.b]) {
+        const d = i.pollTimeout();
+        if (d) next = Math.min(next, Math.max(d.at, this.now));
+      }
+      if (next === Infinity || next > until) return false;
+      this.now = next;
+      // Deliver everything due, in order of arrival.
+      if (this.q.length > 0) {
+        const due: Pkt[] = [];
+        const rest: Pkt[] = [];
+        for (const p of this.q) (p.at <= this.now ? due : rest).push(p);
+        this.q = rest;
+        due.sort((x, y) => x.at - y.at || x.seq - y.seq);
+        for (const p of due) {
+          this.delivered++;
+          p.to.handleInput(this.now, p.data);
+        }
+      }
+      for (const i of [this.a, this.b]) {
+        const d = i.pollTimeout();
+        if (d && d.at <= this.now) i.handleTimeout(this.now);
+      }
+    }
+    throw new Error('simulation did not finish');
+  }
+}
+
+/** A deterministic byte pattern, so a receiver checks content without storing it. */
+export function patternByte(i: number): number {
+  return (i * 2654435761) >>> 24;
+}
+export function fillPattern(buf: Uint8Array, offset: number): void {
+  for (let i = 0; i < buf.length; i++) buf[i] = patternByte(offset + i);
+}
