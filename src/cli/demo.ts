@@ -35,7 +35,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoReport> {
   const mb = opts.megabytes ?? 16;
 
   out(`wgnet demo: two tunnels over loopback UDP, ${crypto.name} crypto`);
-  // B knows A's endpoint; A learns B's from B's handshake (roaming, whitepaper §2.1).
   const a = await Tunnel.create(
     `[Interface]\nPrivateKey = ${toBase64(keyA)}\nAddress = 10.99.0.1/24, fd99::1/64\n\n[Peer]\nPublicKey = ${pubB}\nAllowedIPs = 10.99.0.2/32, fd99::2/128\n`,
     { crypto: crypto.name },
@@ -44,6 +43,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoReport> {
     `[Interface]\nPrivateKey = ${toBase64(keyB)}\nAddress = 10.99.0.2/24, fd99::2/64\n\n[Peer]\nPublicKey = ${pubA}\nAllowedIPs = 10.99.0.1/32, fd99::1/128\nEndpoint = 127.0.0.1:${a.listenPort}\nPersistentKeepalive = 25\n`,
     { crypto: crypto.name },
   );
+  // Tell A where B is too (as `wg set` would), so either side can start the handshake.
+  await a.ipcSet(`public_key=${Buffer.from(pubB, 'base64').toString('hex')}\nendpoint=127.0.0.1:${b.listenPort}\n`);
   try {
     out(`  tunnel A  ${a.addresses.join(', ')}  udp/${a.listenPort}  ${a.publicKey}`);
     out(`  tunnel B  ${b.addresses.join(', ')}  udp/${b.listenPort}  ${b.publicKey}`);

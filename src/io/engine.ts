@@ -41,12 +41,16 @@ export interface EngineHandlers {
   onDeviceEvent(ev: DeviceEvent): void;
 }
 
+/** Datagrams sent per turn of the event loop before yielding (see drain()). */
+const BATCH = 64;
+
 export class Engine<L extends PacketLayer = Interface> {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private pumping = false;
   private again = false;
   private scheduled = false;
+  private yielded = false;
   private closed = false;
   private readonly extra: TimedComponent[] = [];
   /** Components that see each network event before the API layer (DNS client). */
@@ -105,18 +109,35 @@ export class Engine<L extends PacketLayer = Interface> {
     this.arm();
   }
 
+  /**
+   * Drains the cores. After BATCH datagrams it yields to the event loop (one
+   * setImmediate) so incoming datagrams, ACKs among them, are read before the
+   * next burst: a burst larger than the kernel's UDP buffer is lost whole.
+   */
   private drain(now: Instant): void {
     const { device, iface } = this;
+    let sent = 0;
     for (;;) {
+      if (sent >= BATCH) {
+        if (!this.yielded) {
+          this.yielded = true;
+          setImmediate(() => {
+            this.yielded = false;
+            this.pump();
+          });
+        }
+        return;
+      }
       let progress = false;
       let p: Uint8Array | undefined;
       while ((p = device.pollPacket()) !== undefined) {
         iface.handleInput(now, p);
         progress = true;
       }
-      while ((p = iface.pollTransmit(now)) !== undefined) {
+      while (sent < BATCH && (p = iface.pollTransmit(now)) !== undefined) {
         device.handlePacket(now, p);
         progress = true;
+        sent++;
       }
       let d: { to: { address: string; port: number }; data: Uint8Array } | undefined;
       while ((d = device.pollTransmit()) !== undefined) this.bind?.send(d.data, d.to.address, d.to.port);

@@ -137,6 +137,7 @@ class Conn implements TcpConnection {
   sacked: number[] = [];
   sackedBytes = 0;
   inRecovery = false;
+  partialAcks = 0;
   recoverSeq = 0;
   rexmitNext = 0;
   dupAcks = 0;
@@ -1054,16 +1055,22 @@ export class TcpLayer implements TcpLayerApi {
         if (seqGe(ack, c.recoverSeq)) {
           c.inRecovery = false; // RFC 6582 §3.2 step 3: full acknowledgment
           c.cc.cwnd = Math.max(c.cc.ssthresh, c.cc.cwnd > c.cc.ssthresh ? c.cc.ssthresh : c.cc.cwnd);
-        } else if (!c.sackOk || c.sacked.length === 0) {
-          // NewReno partial ACK: retransmit the next unacknowledged segment.
-          this.emitSegment(now, c, ACK, c.una, 0, Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length));
+        } else if (seqLe(c.rexmitNext, c.una)) {
+          // A partial ACK (RFC 6582 §3.2 step 5): the segment at una is lost too; resend it now.
+          const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
+          if (len > 0) {
+            this.emitSegment(now, c, ACK, c.una, 0, len);
+            c.rexmitNext = seqAdd(c.una, len);
+          }
         }
       } else {
         c.cc.onAck(now, acked, c.srtt, seqDiff(c.sndMax, c.una));
       }
       c.dupAcks = 0;
       acked = 0;
-      this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rto : NEVER);
+      // RFC 6582 §4 "impatient": in recovery only the first partial ACK re-arms the timer, so a
+      // long run of losses beyond the SACKed data ends in a timeout instead of one segment per RTT.
+      if (!c.inRecovery || c.partialAcks++ === 0) this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rto : NEVER);
       if (c.wantWritable && c.sbuf.space > 0 && canSend(c.state)) {
         c.wantWritable = false;
         this.emit({ type: 'tcp-writable', conn: c });
@@ -1077,6 +1084,7 @@ export class TcpLayer implements TcpLayerApi {
       if (!c.inRecovery && (c.dupAcks === 3 || lostBySack) && seqGe(c.una, c.recoverSeq)) {
         // Fast retransmit (RFC 5681 §3.2, RFC 6675 §5).
         c.inRecovery = true;
+        c.partialAcks = 0;
         c.recoverSeq = c.sndMax;
         c.rexmitNext = c.una;
         c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
@@ -1204,6 +1212,7 @@ export class TcpLayer implements TcpLayerApi {
     if (d.length > wnd + seqDiff(c.rcvNxt, s)) d = d.subarray(0, Math.max(0, wnd - seqDiff(s, c.rcvNxt)));
     if (d.length === 0) return;
     if (s === c.rcvNxt) {
+      const filledGap = c.ooo.length > 0;
       const n = c.rbuf.push(d);
       c.rcvNxt = seqAdd(c.rcvNxt, n);
       // Pull in out-of-order segments that now continue the stream.
@@ -1219,7 +1228,7 @@ export class TcpLayer implements TcpLayerApi {
       this.readable(c);
       c.segsSinceAck++;
       // RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full segment; at once when filling a hole.
-      if (c.segsSinceAck >= 2 || c.ooo.length > 0 || data.length < c.mss / 2) c.ackNow = true;
+      if (c.segsSinceAck >= 2 || filledGap || c.ooo.length > 0 || data.length < c.mss / 2) c.ackNow = true;
       else if (c.timers.delack === NEVER) this.setTimer(c, 'delack', now + this.opts.delayedAckMs);
       if (c.ackNow) this.markDirty(c);
       return;
