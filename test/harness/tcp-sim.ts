@@ -26,7 +26,9 @@ export class NetSim {
   now = 0;
   readonly a: Interface;
   readonly b: Interface;
+  /** In flight, sorted by arrival time then send order; `head` is the next to deliver. */
   private q: Pkt[] = [];
+  private head = 0;
   private seq = 0;
   private busyUntil = new Map<Interface, number>();
   private readonly rng: SeededRng;
@@ -57,8 +59,16 @@ export class NetSim {
       let at = start + ser + L.rttMs / 2;
       if (this.rng.nextFloat() < (L.reorder ?? 0)) at += L.rttMs / 2;
       const copies = this.rng.nextFloat() < (L.duplicate ?? 0) ? 2 : 1;
-      for (let i = 0; i < copies; i++) this.q.push({ at, seq: this.seq++, to, data: p.slice() });
+      for (let i = 0; i < copies; i++) this.insert({ at, seq: this.seq++, to, data: p.slice() });
     }
+  }
+
+  private insert(p: Pkt): void {
+    // Almost always the last: arrival times grow except for reordered packets.
+    let i = this.q.length;
+    while (i > this.head && (this.q[i - 1]!.at > p.at || (this.q[i - 1]!.at === p.at && this.q[i - 1]!.seq > p.seq))) i--;
+    if (i === this.q.length) this.q.push(p);
+    else this.q.splice(i, 0, p);
   }
 
   /** Runs until `done()` or `until` virtual ms; `step` runs after every event (the application). */
@@ -67,8 +77,7 @@ export class NetSim {
       if (step()) return true;
       this.transmit(this.a, this.b);
       this.transmit(this.b, this.a);
-      let next = Infinity;
-      for (const p of this.q) if (p.at < next) next = p.at;
+      let next = this.head < this.q.length ? this.q[this.head]!.at : Infinity;
       for (const i of [this.a, this.b]) {
         const d = i.pollTimeout();
         if (d) next = Math.min(next, Math.max(d.at, this.now));
@@ -76,16 +85,14 @@ export class NetSim {
       if (next === Infinity || next > until) return false;
       this.now = next;
       // Deliver everything due, in order of arrival.
-      if (this.q.length > 0) {
-        const due: Pkt[] = [];
-        const rest: Pkt[] = [];
-        for (const p of this.q) (p.at <= this.now ? due : rest).push(p);
-        this.q = rest;
-        due.sort((x, y) => x.at - y.at || x.seq - y.seq);
-        for (const p of due) {
-          this.delivered++;
-          p.to.handleInput(this.now, p.data);
-        }
+      while (this.head < this.q.length && this.q[this.head]!.at <= this.now) {
+        const p = this.q[this.head++]!;
+        this.delivered++;
+        p.to.handleInput(this.now, p.data);
+      }
+      if (this.head > 4096 && this.head * 2 > this.q.length) {
+        this.q = this.q.slice(this.head);
+        this.head = 0;
       }
       for (const i of [this.a, this.b]) {
         const d = i.pollTimeout();

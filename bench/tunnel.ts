@@ -1,0 +1,153 @@
+/**
+ * Single-stream TCP through whole tunnels, same run, same machine:
+ *   (d) reference: wireguard-go TUN <-> wireguard-go TUN, kernel TCP, iperf3
+ *   (a) kernel HTTP server behind wireguard-go -> wgnet (fetch), 100 MB
+ *   (b) wgnet -> kernel TCP sink behind wireguard-go, 100 MB
+ *   (c) wgnet <-> wgnet, two tunnels in this process over loopback
+ * (a), (b), (d) need root and wireguard-go/iperf3; without them only (c) runs.
+ */
+import { performance } from 'node:perf_hooks';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import { Tunnel } from '../src/index.js';
+import { tunnelPair } from '../test/harness/tunnel-pair.js';
+import { interopUnavailable, startWgGo, makeNamespace, genKeyPair, secretFile, waitFor, type WgGoPeer } from '../test/interop/harness.js';
+import type { BenchRow } from './common.js';
+
+const MB = 1024 * 1024;
+const SERVERS = join(dirname(fileURLToPath(import.meta.url)), '../test/interop/servers.py');
+
+async function wgnetPair(): Promise<number> {
+  const p = await tunnelPair();
+  const payload = Buffer.alloc(MB, 1);
+  const total = 64;
+  const server = http.createServer((_req, res) => {
+    let left = total;
+    const pump = (): void => {
+      while (left > 0) {
+        left--;
+        if (!res.write(payload)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  });
+  const ln = p.b.createServer((s) => server.emit('connection', s));
+  ln.listen(80);
+  await p.a.ping('10.66.0.2');
+  const t = performance.now();
+  const r = await p.a.fetch('http://10.66.0.2/');
+  let n = 0;
+  for await (const c of r.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
+  const mbit = (n * 8) / 1e6 / ((performance.now() - t) / 1000);
+  ln.close();
+  ln.closeAllConnections();
+  await p.close();
+  return mbit;
+}
+
+async function withWgGo<T>(fn: (peer: WgGoPeer, t: Tunnel) => Promise<T>): Promise<T> {
+  const peer = await startWgGo();
+  const me = genKeyPair();
+  const n = peer.inner4.split('.')[2];
+  const t = await Tunnel.create(`[Interface]\nPrivateKey = ${me.privateKey}\nAddress = ${peer.peerInner4}/24\n\n[Peer]\nPublicKey = ${peer.publicKey}\nAllowedIPs = 10.77.${n}.0/24\nEndpoint = ${peer.outer4}:${peer.listenPort}\n`);
+  peer.addPeer(t.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:${t.listenPort}` });
+  try {
+    await t.ping(peer.inner4, { timeout: 5000 });
+    return await fn(peer, t);
+  } finally {
+    await t.close();
+    peer.close();
+  }
+}
+
+function waitLine(c: ReturnType<WgGoPeer['spawn']>, re: RegExp): Promise<void> {
+  return new Promise((resolve) => {
+    let out = '';
+    const on = (d: Buffer): void => {
+      out += d;
+      if (re.test(out)) resolve();
+    };
+    c.stdout!.on('data', on);
+    c.stderr!.on('data', on);
+  });
+}
+
+async function kernelToWgnet(): Promise<number> {
+  return withWgGo(async (peer, t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgnet-bench-'));
+    writeFileSync(join(dir, 'f'), Buffer.alloc(100 * MB, 7));
+    const srv = peer.spawn('python3', ['-u', '-m', 'http.server', '8080', '--bind', peer.inner4, '--directory', dir]);
+    await waitLine(srv, /Serving HTTP/);
+    const start = performance.now();
+    const r = await t.fetch(`http://${peer.inner4}:8080/f`);
+    let n = 0;
+    for await (const c of r.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
+    rmSync(dir, { recursive: true, force: true });
+    return (n * 8) / 1e6 / ((performance.now() - start) / 1000);
+  });
+}
+
+async function wgnetToKernel(): Promise<number> {
+  return withWgGo(async (peer, t) => {
+    const srv = peer.spawn('python3', ['-u', SERVERS, 'sink', peer.inner4, '9000']);
+    await waitLine(srv, /ready/);
+    const s = t.connect(9000, peer.inner4);
+    await new Promise((r) => s.once('connect', r));
+    const chunk = Buffer.alloc(MB, 3);
+    const start = performance.now();
+    for (let i = 0; i < 100; i++) if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
+    s.end();
+    await new Promise((r) => s.on('data', r));
+    return (100 * MB * 8) / 1e6 / ((performance.now() - start) / 1000);
+  });
+}
+
+/** wireguard-go in two namespaces, kernel TCP through both TUNs, iperf3 for 3 s. */
+async function wgGoReference(): Promise<number> {
+  const nsA = makeNamespace();
+  const peer = await startWgGo({ otherNs: nsA.ns });
+  const name = `wgr${process.pid.toString(36)}`.slice(0, 15);
+  const wg = spawn('ip', ['netns', 'exec', nsA.ns, 'wireguard-go', '-f', name], { env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' }, stdio: 'ignore' });
+  try {
+    await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 10_000, 'wireguard-go');
+    const k = genKeyPair();
+    const n = peer.inner4.split('.')[2];
+    nsA.exec('wg', ['set', name, 'private-key', secretFile(k.privateKey), 'listen-port', '51990', 'peer', peer.publicKey, 'endpoint', `${peer.outer4}:${peer.listenPort}`, 'allowed-ips', `10.77.${n}.0/24`]);
+    nsA.exec('ip', ['addr', 'add', `${peer.peerInner4}/24`, 'dev', name]);
+    nsA.exec('ip', ['link', 'set', name, 'up']);
+    peer.addPeer(k.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:51990` });
+    const srv = peer.spawn('iperf3', ['-s', '-1', '-B', peer.inner4]);
+    await new Promise((r) => setTimeout(r, 300));
+    const out = JSON.parse(nsA.exec('iperf3', ['-c', peer.inner4, '-t', '3', '-J'])) as { end: { sum_received: { bits_per_second: number } } };
+    srv.kill();
+    return out.end.sum_received.bits_per_second / 1e6;
+  } finally {
+    wg.kill();
+    peer.close();
+    nsA.close();
+  }
+}
+
+export async function benchTunnel(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const why = interopUnavailable();
+  let ref: number | undefined;
+  if (!why) {
+    ref = await wgGoReference();
+    rows.push({ name: '(d) wireguard-go <-> wireguard-go, kernel TCP, iperf3 [reference]', value: ref, unit: 'Mbit/s' });
+    const a = await kernelToWgnet();
+    rows.push({ name: '(a) kernel behind wireguard-go -> wgnet, 100 MB', value: a, unit: 'Mbit/s', ref: '(d)', ratio: a / ref });
+    const b = await wgnetToKernel();
+    rows.push({ name: '(b) wgnet -> kernel behind wireguard-go, 100 MB', value: b, unit: 'Mbit/s', ref: '(d)', ratio: b / ref });
+  } else rows.push({ name: `(a), (b), (d) skipped: ${why}`, value: 0, unit: '' });
+  const c = await wgnetPair();
+  rows.push(ref ? { name: '(c) wgnet <-> wgnet, one process, loopback, 64 MB', value: c, unit: 'Mbit/s', ref: '(d)', ratio: c / ref } : { name: '(c) wgnet <-> wgnet, one process, loopback, 64 MB', value: c, unit: 'Mbit/s' });
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) for (const r of await benchTunnel()) console.log(r);
