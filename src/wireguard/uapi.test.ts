@@ -86,3 +86,14 @@ test('fuzz: random and mutated requests never crash; pipelined gets all answered
   const out = await converse(h, 'get=1\n\n'.repeat(50));
   assert.equal(out.match(/errno=0/g)?.length, 50);
 });
+
+test('100,000 allowed IPs round-trip through set and get', async () => {
+  const h = host();
+  const peer = 'cd'.repeat(32);
+  let body = `public_key=${peer}\n`;
+  for (let i = 0; i < 100_000; i++) body += `allowed_ip=10.${(i >> 16) & 0xff}.${(i >> 8) & 0xff}.${i & 0xff}/32\n`;
+  const out = await converse(h, `set=1\n${body}\nget=1\n\n`);
+  assert.ok(out.startsWith('errno=0\n\n'));
+  assert.equal(out.match(/allowed_ip=/g)?.length, 100_000);
+  assert.match(out, /allowed_ip=10\.1\.134\.159\/32/);
+});
