@@ -275,14 +275,43 @@ class Conn implements TcpConnection {
    * before it no longer counts (RFC 6675 §5.1).
    */
   pipe(): number {
+    const blocks = this.sacked;
     let sackedBelow = 0;
-    for (let j = 0; j < this.sacked.length; j += 2) {
-      const l = this.sacked[j]!;
+    for (let j = 0; j < blocks.length; j += 2) {
+      const l = blocks[j]!;
       if (seqGe(l, this.nxt)) break;
-      const r = this.sacked[j + 1]!;
+      const r = blocks[j + 1]!;
       sackedBelow += seqDiff(seqLt(r, this.nxt) ? r : this.nxt, l);
     }
-    return Math.max(0, seqDiff(this.nxt, this.una) - sackedBelow);
+    let pipe = seqDiff(this.nxt, this.una) - sackedBelow;
+    if (this.inRecovery && blocks.length > 0) {
+      // RFC 6675 §4 IsLost: a hole with more than (DupThresh - 1) × SMSS bytes SACKed above
+      // it has left the network; it counts again only once retransmitted (below HighRxt,
+      // here rexmitNext). Without this, a burst that loses half the window leaves pipe
+      // above cwnd and recovery sends nothing until the RTO.
+      let above = 0;
+      let lostEdge = this.una;
+      for (let j = blocks.length - 2; j >= 0; j -= 2) {
+        above += seqDiff(blocks[j + 1]!, blocks[j]!);
+        if (above > 2 * this.mss) {
+          lostEdge = blocks[j]!;
+          break;
+        }
+      }
+      if (seqGt(lostEdge, this.nxt)) lostEdge = this.nxt;
+      const from = seqGt(this.rexmitNext, this.una) ? this.rexmitNext : this.una;
+      if (seqLt(from, lostEdge)) {
+        // Unsacked bytes in [from, lostEdge).
+        let lost = seqDiff(lostEdge, from);
+        for (let j = 0; j < blocks.length; j += 2) {
+          const l = seqLt(blocks[j]!, from) ? from : blocks[j]!;
+          const r = seqLt(blocks[j + 1]!, lostEdge) ? blocks[j + 1]! : lostEdge;
+          if (seqLt(l, r)) lost -= seqDiff(r, l);
+        }
+        pipe -= Math.max(0, lost);
+      }
+    }
+    return Math.max(0, pipe);
   }
 }
 
@@ -650,13 +679,12 @@ export class TcpLayer implements TcpLayerApi {
     // RFC 6675 §5 step (C): fill holes below the highest SACKed sequence first.
     if (c.inRecovery && c.sacked.length > 0) {
       // Retransmissions count toward the pipe until acknowledged (RFC 6675 §4 "HighRxt").
-      let extra = 0;
-      for (let guard = 0; guard < 64 && c.pipe() + extra < cwnd; guard++) {
+      // pipe() counts what lies below rexmitNext as in flight again, so it grows as we resend.
+      for (let guard = 0; guard < 256 && c.pipe() < cwnd; guard++) {
         const hole = this.nextHole(c, mss);
         if (!hole) break;
         this.emitSegment(now, c, ACK, hole.seq, seqDiff(hole.seq, c.una), hole.len);
         c.rexmitNext = seqAdd(hole.seq, hole.len);
-        extra += hole.len;
         sent = true;
       }
     }
