@@ -107,12 +107,18 @@ async function wgnetToKernel(): Promise<number> {
   });
 }
 
-/** wireguard-go in two namespaces, kernel TCP through both TUNs, iperf3 for 3 s. */
-async function wgGoReference(): Promise<number> {
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Kernel TCP through two TUNs, iperf3 for 3 s: wireguard-go in one namespace and
+ * `impl` (wireguard-go again, or `wgnet up`) in the other.
+ */
+async function tunIperf(impl: 'wireguard-go' | 'wgnet'): Promise<number> {
   const nsA = makeNamespace();
   const peer = await startWgGo({ otherNs: nsA.ns });
   const name = `wgr${process.pid.toString(36)}`.slice(0, 15);
-  const wg = spawn('ip', ['netns', 'exec', nsA.ns, 'wireguard-go', '-f', name], { env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' }, stdio: 'ignore' });
+  const cmd = impl === 'wgnet' ? [process.execPath, join(ROOT, 'bin/wgnet.js'), 'up', '-f', name] : ['wireguard-go', '-f', name];
+  const wg = spawn('ip', ['netns', 'exec', nsA.ns, ...cmd], { env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' }, stdio: 'ignore' });
   try {
     await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 10_000, 'wireguard-go');
     const k = genKeyPair();
@@ -138,12 +144,16 @@ export async function benchTunnel(): Promise<BenchRow[]> {
   const why = interopUnavailable();
   let ref: number | undefined;
   if (!why) {
-    ref = await wgGoReference();
+    ref = await tunIperf('wireguard-go');
     rows.push({ name: '(d) wireguard-go <-> wireguard-go, kernel TCP, iperf3 [reference]', value: ref, unit: 'Mbit/s' });
     const a = await kernelToWgnet();
     rows.push({ name: '(a) kernel behind wireguard-go -> wgnet, 100 MB', value: a, unit: 'Mbit/s', ref: '(d)', ratio: a / ref });
     const b = await wgnetToKernel();
     rows.push({ name: '(b) wgnet -> kernel behind wireguard-go, 100 MB', value: b, unit: 'Mbit/s', ref: '(d)', ratio: b / ref });
+    if (existsSync(join(ROOT, 'native/build/Release/wgnet_tun.node'))) {
+      const e = await tunIperf('wgnet');
+      rows.push({ name: '(e) wgnet up (TUN) <-> wireguard-go, kernel TCP, iperf3', value: e, unit: 'Mbit/s', ref: '(d)', ratio: e / ref });
+    }
   } else rows.push({ name: `(a), (b), (d) skipped: ${why}`, value: 0, unit: '' });
   const c = await wgnetPair();
   rows.push(ref ? { name: '(c) wgnet <-> wgnet, one process, loopback, 64 MB', value: c, unit: 'Mbit/s', ref: '(d)', ratio: c / ref } : { name: '(c) wgnet <-> wgnet, one process, loopback, 64 MB', value: c, unit: 'Mbit/s' });

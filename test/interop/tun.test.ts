@@ -120,6 +120,23 @@ describe('wgnet up (TUN) <-> wireguard-go', { skip }, () => {
   });
 });
 
+describe('wgnet up exits when its UAPI socket is removed', { skip }, () => {
+  test('removing /var/run/wireguard/NAME.sock stops the daemon and removes the interface', async () => {
+    const nsA = makeNamespace();
+    const name = `wgs${process.pid.toString(36)}`.slice(0, 15);
+    const d = spawn('ip', ['netns', 'exec', nsA.ns, process.execPath, join(ROOT, 'bin/wgnet.js'), 'up', '-f', name], { stdio: 'ignore' });
+    try {
+      await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 15_000, 'UAPI socket');
+      rmSync(`/var/run/wireguard/${name}.sock`);
+      assert.equal(await waitExit(d, 5000), 0);
+      assert.doesNotMatch(nsA.exec('ip', ['link']), new RegExp(name));
+    } finally {
+      d.kill('SIGKILL');
+      nsA.close();
+    }
+  });
+});
+
 describe('wg-quick with WG_QUICK_USERSPACE_IMPLEMENTATION=wgnet-tun', { skip }, () => {
   test('wg-quick up brings the tunnel up through wgnet-tun; wg-quick down removes it', async () => {
     const nsA = makeNamespace();
