@@ -97,3 +97,14 @@ test('100,000 allowed IPs round-trip through set and get', async () => {
   assert.equal(out.match(/allowed_ip=/g)?.length, 100_000);
   assert.match(out, /allowed_ip=10\.1\.134\.159\/32/);
 });
+
+test('an oversized request is refused with EINVAL and the connection closed', async () => {
+  const h = host();
+  let out = '';
+  let ended = false;
+  const c = new UapiConnection(h, (s) => (out += s), () => (ended = true), () => {}, 1024);
+  c.feed('set=1\n' + 'listen_port=1\n'.repeat(200));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(out, `errno=${UapiErrno.INVALID}\n\n`);
+  assert.ok(ended);
+});

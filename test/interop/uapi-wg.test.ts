@@ -94,6 +94,10 @@ describe('UAPI with the real wg tool', { skip }, () => {
     execFileSync('sh', ['-c', `umask 077; cat > ${tmp}`], { input: conf });
     await wg('setconf', nc, tmp);
     const again = await wg('showconf', nc);
+    // syncconf applies only the difference: drop the peer, keep the rest.
+    execFileSync('sh', ['-c', `umask 077; cat > ${tmp}`], { input: conf.replace(/\[Peer\][\s\S]*$/, '') });
+    await wg('syncconf', nc, tmp);
+    assert.doesNotMatch(await wg('show', nc), /peer:/);
     await c.close();
     const strip = (s: string): string => s.replace(/ListenPort = \d+\n?/, '').replace(/Endpoint = .*\n?/g, '');
     assert.equal(strip(again), strip(conf));
