@@ -53,6 +53,7 @@ import type {
 } from '../types.js';
 import { ByteRing } from './ring.js';
 import { createCongestionControl, type CongestionControl } from './congestion.js';
+import { HyStart } from './hystart.js';
 
 export interface TcpOptions {
   rng: Rng;
@@ -137,6 +138,9 @@ class Conn implements TcpConnection {
   sacked: number[] = [];
   sackedBytes = 0;
   inRecovery = false;
+  /** Slow-start exit on rising delay (RFC 9406); the last RTT sample in ms, -1 when none. */
+  readonly hystart = new HyStart();
+  lastRtt = -1;
   partialAcks = 0;
   recoverSeq = 0;
   rexmitNext = 0;
@@ -1092,6 +1096,11 @@ export class TcpLayer implements TcpLayerApi {
           }
         }
       } else {
+        if (c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.lastRtt)) {
+          c.cc.ssthresh = c.cc.cwnd;
+          this.count('hystartExits');
+        }
+        c.lastRtt = -1;
         c.cc.onAck(now, acked, c.srtt, seqDiff(c.sndMax, c.una));
       }
       c.dupAcks = 0;
@@ -1211,6 +1220,7 @@ export class TcpLayer implements TcpLayerApi {
 
   private updateRtt(c: Conn, sample: number, _initial: boolean): void {
     if (!(sample >= 0) || sample > 120_000) return;
+    c.lastRtt = sample;
     // RFC 6298 §2.
     if (c.srtt === 0) {
       c.srtt = sample;
