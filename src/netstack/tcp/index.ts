@@ -141,6 +141,9 @@ class Conn implements TcpConnection {
   /** Slow-start exit on rising delay (RFC 9406); the last RTT sample in ms, -1 when none. */
   readonly hystart = new HyStart();
   lastRtt = -1;
+  /** Tail loss probe (RFC 8985 §7): the armed 'rto' deadline is a probe timeout; one probe per flight. */
+  tlpArmed = false;
+  tlpDone = false;
   partialAcks = 0;
   recoverSeq = 0;
   rexmitNext = 0;
@@ -724,7 +727,7 @@ export class TcpLayer implements TcpLayerApi {
       }
       c.nxt = seqAdd(c.nxt, len);
       if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
-      if (c.timers.rto === NEVER) this.setTimer(c, 'rto', now + c.rto);
+      if (c.timers.rto === NEVER) this.armRto(now, c);
       sent = true;
       len = 0;
     }
@@ -1107,7 +1110,14 @@ export class TcpLayer implements TcpLayerApi {
       acked = 0;
       // RFC 6582 §4 "impatient": in recovery only the first partial ACK re-arms the timer, so a
       // long run of losses beyond the SACKed data ends in a timeout instead of one segment per RTT.
-      if (!c.inRecovery || c.partialAcks++ === 0) this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rto : NEVER);
+      c.tlpDone = false; // new data acknowledged: the next tail may be probed again
+      if (!c.inRecovery) {
+        if (seqDiff(c.sndMax, c.una) > 0) this.armRto(now, c);
+        else {
+          c.tlpArmed = false;
+          this.setTimer(c, 'rto', NEVER);
+        }
+      } else if (c.partialAcks++ === 0) this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rto : NEVER);
       if (c.wantWritable && c.sbuf.space > 0 && canSend(c.state)) {
         c.wantWritable = false;
         this.emit({ type: 'tcp-writable', conn: c });
@@ -1352,7 +1362,42 @@ export class TcpLayer implements TcpLayerApi {
     }
   }
 
+  /**
+   * Arms the retransmission timer, or the earlier probe timeout of RFC 8985 §7.2
+   * (PTO = 2 × SRTT, plus a delayed-ACK allowance when one segment is in flight) so a
+   * lost tail is found in about two RTTs instead of a full RTO.
+   */
+  private armRto(now: Instant, c: Conn): void {
+    const flight = seqDiff(c.sndMax, c.una);
+    if (c.srtt > 0 && !c.tlpDone && !c.inRecovery && c.sbuf.length > 0 && (c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT')) {
+      const pto = Math.max(10, 2 * c.srtt + (flight <= c.mss ? this.opts.delayedAckMs : 0));
+      if (pto < c.rto) {
+        c.tlpArmed = true;
+        this.setTimer(c, 'rto', now + pto);
+        return;
+      }
+    }
+    c.tlpArmed = false;
+    this.setTimer(c, 'rto', now + c.rto);
+  }
+
+  /** RFC 8985 §7.3: resend the last segment sent, to draw a SACK that reveals any tail loss. */
+  private sendProbe(now: Instant, c: Conn): void {
+    c.tlpArmed = false;
+    c.tlpDone = true;
+    const dataEnd = seqAdd(c.una, c.sbuf.length);
+    const end = seqLt(c.sndMax, dataEnd) ? c.sndMax : dataEnd;
+    const len = Math.min(c.mss - (c.tsOk ? 12 : 0), seqDiff(end, c.una));
+    if (len > 0) {
+      const seq = seqAdd(end, -len);
+      this.emitSegment(now, c, ACK, seq, seqDiff(seq, c.una), len);
+      this.count('tailLossProbes');
+    }
+    this.setTimer(c, 'rto', now + c.rto);
+  }
+
   private onRto(now: Instant, c: Conn): void {
+    if (c.tlpArmed) return this.sendProbe(now, c);
     c.retries++;
     this.count('rtoExpired');
     if (c.state === 'SYN-SENT' || c.state === 'SYN-RECEIVED') {
