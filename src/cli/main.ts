@@ -16,6 +16,8 @@ Commands:
   genkey               print a new private key (as wg genkey)
   pubkey               read a private key on stdin, print its public key (as wg pubkey)
   genpsk               print a new preshared key (as wg genpsk)
+  proxy -c FILE        SOCKS5 / HTTP proxy through the tunnel (no root)
+  forward -c FILE      port forwards: -L local port -> tunnel host, -R tunnel port -> local service
   up [-f] IFNAME       WireGuard on a kernel TUN device (Linux, root): a drop-in for wireguard-go
 
 Run 'wgnet <command> --help' for a command's options.`;
@@ -91,6 +93,15 @@ export async function main(argv: string[]): Promise<number> {
       const crypto = flag(args, '--crypto') as 'native' | 'portable' | undefined;
       await runDemo({ megabytes: mbText ? Number(mbText) : undefined, crypto });
       return 0;
+    }
+    case 'proxy':
+    case 'forward': {
+      const m = await import('./serve.js');
+      if (args.includes('--help') || args.includes('-h')) {
+        process.stdout.write((cmd === 'proxy' ? m.PROXY_USAGE : m.FORWARD_USAGE) + '\n');
+        return 0;
+      }
+      return cmd === 'proxy' ? m.runProxy(args) : m.runForward(args);
     }
     case 'up': {
       const { runUp } = await import('./up.js');

@@ -1,0 +1,101 @@
+/**
+ * An HTTP proxy whose connections go through a Dialer: CONNECT tunnels and
+ * absolute-URI requests (RFC 9110 §9.3.6, RFC 9112 §3.2.2), optional basic auth
+ * (407 + Proxy-Authenticate), 502 on connection errors and 504 on timeouts.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Dialer } from './dialer.js';
+import { splice } from './dialer.js';
+import type { ProxyStats } from './socks5.js';
+
+export interface HttpProxyOptions {
+  dialer: Dialer;
+  auth?: { username: string; password: string };
+  log?: (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+// RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
+const HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+function statusFor(err: NodeJS.ErrnoException): number {
+  return err.code === 'ETIMEDOUT' ? 504 : 502;
+}
+
+export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { stats: ProxyStats } {
+  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0 };
+  const expected = opts.auth ? 'Basic ' + Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64') : undefined;
+  const authorized = (req: http.IncomingMessage): boolean => !expected || req.headers['proxy-authorization'] === expected;
+
+  const server = http.createServer((req, res) => {
+    if (!authorized(req)) {
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="wgnet"' }).end('proxy authentication required\n');
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+      if (url.protocol !== 'http:') throw new Error('only http:// URLs (use CONNECT for https)');
+    } catch (err) {
+      res.writeHead(400).end(`bad request: ${(err as Error).message}\n`);
+      return;
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
+    const port = Number(url.port) || 80;
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const up = http.request({
+      method: req.method,
+      path: url.pathname + url.search,
+      headers,
+      createConnection: (_o: unknown, cb: (err: Error | null, s: Duplex) => void) => {
+        opts.dialer.connect(host, port).then((s) => cb(null, s), (e: Error) => cb(e, undefined as unknown as Duplex));
+        return undefined as unknown as net.Socket;
+      },
+    } as http.RequestOptions);
+    up.on('response', (r) => {
+      stats.connections++;
+      const h: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k)) h[k] = v;
+      res.writeHead(r.statusCode ?? 502, h);
+      r.on('data', (d: Buffer) => (stats.bytesDown += d.length));
+      r.pipe(res);
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      stats.failures++;
+      if (!res.headersSent) res.writeHead(statusFor(err)).end(`${statusFor(err) === 504 ? 'gateway timeout' : 'bad gateway'}: ${err.code ?? err.message}\n`);
+      else res.destroy();
+    });
+    req.on('data', (d: Buffer) => (stats.bytesUp += d.length));
+    req.pipe(up);
+  }) as http.Server & { stats: ProxyStats };
+  server.stats = stats;
+
+  server.on('connect', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
+    sock.on('error', () => {});
+    if (!authorized(req)) {
+      sock.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="wgnet"\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '');
+    if (!m) {
+      sock.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    opts.dialer.connect(m[1]!, Number(m[2])).then(
+      (up) => {
+        stats.connections++;
+        sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length > 0) up.write(head);
+        splice(sock, up, (dir, n) => (dir === 'up' ? (stats.bytesUp += n) : (stats.bytesDown += n)));
+      },
+      (err: NodeJS.ErrnoException) => {
+        stats.failures++;
+        const code = statusFor(err);
+        sock.end(`HTTP/1.1 ${code} ${code === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nContent-Length: 0\r\n\r\n`);
+      },
+    );
+  });
+  return server;
+}

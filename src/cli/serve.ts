@@ -1,0 +1,227 @@
+/**
+ * `wgnet proxy` and `wgnet forward`: long-running commands on a userspace tunnel.
+ * A readiness line on stdout once the handshake is up (or after 5 s without one),
+ * logs on stderr, clean shutdown on SIGINT/SIGTERM, one-line errors.
+ */
+import net from 'node:net';
+import { Tunnel } from '../api/tunnel.js';
+import { tunnelDialer, systemDialer, splice } from './dialer.js';
+import { createSocks5Server } from './socks5.js';
+import { createHttpProxyServer } from './http-proxy.js';
+import { parseForwardSpec, type ForwardSpec } from './forward.js';
+import { WgnetError } from '../util/errors.js';
+
+export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
+
+Runs a SOCKS5 (RFC 1928, CONNECT; names resolved through the tunnel's DNS) and/or an
+HTTP proxy (CONNECT and http:// requests) whose connections go through the WireGuard
+tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
+
+Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
+         curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
+
+export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--uapi NAME] [--log-level ...]
+
+-L  listens on this machine (BIND defaults to 127.0.0.1) and carries each connection
+    through the tunnel to HOST:PORT (HOST may be a name, resolved through the tunnel).
+-R  listens on the tunnel's own address, PORT, and carries each connection to HOST:PORT
+    on this machine: hosting a service behind WireGuard with no root.
+
+Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000`;
+
+interface Common {
+  config?: string;
+  uapi?: string;
+  level: 'debug' | 'info' | 'warn';
+  json: boolean;
+}
+
+function hostPort(s: string, flag: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${flag}: expected HOST:PORT, got '${s}'`);
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+}
+
+function makeLog(c: Common): (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void {
+  const order = { debug: 0, info: 1, warn: 2 };
+  return (level, msg, fields) => {
+    if (order[level] < order[c.level]) return;
+    if (c.json) process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
+    else process.stderr.write(`${level.toUpperCase()} ${msg}${fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''}\n`);
+  };
+}
+
+function listen(server: net.Server, host: string, port: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new WgnetError(err.code === 'EADDRINUSE' ? 'ERR_WGNET_IN_USE' : 'ERR_WGNET_INVALID_ARGUMENT', `${what}: cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address in use' : err.message}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+}
+
+async function upTunnel(c: Common, log: ReturnType<typeof makeLog>): Promise<Tunnel> {
+  if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
+  const t = await Tunnel.create({ file: c.config }, c.uapi ? { uapi: c.uapi } : {});
+  for (const w of t.config.warnings) log('warn', w);
+  t.on('handshake', (e: { publicKey: string }) => log('info', 'handshake', { peer: e.publicKey }));
+  t.on('warning', (e: Error) => log('warn', e.message));
+  // Start handshakes now so readiness means "the tunnel works".
+  const now = t.engine.now();
+  for (const p of t.device.peers()) if (p.endpoint) t.device.initiateHandshake(now, p);
+  t.engine.pump();
+  return t;
+}
+
+function waitHandshake(t: Tunnel, ms: number): Promise<boolean> {
+  if ([...t.device.peers()].some((p) => p.lastHandshakeWallMs > 0)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    t.once('handshake', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+function untilSignal(cleanup: () => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      void cleanup().then(() => resolve(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
+  const c: Common = { level: 'info', json: false };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = (): string => {
+      const v = args[++i];
+      if (v === undefined) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${a} needs a value`);
+      return v;
+    };
+    if (a === '-c' || a === '--config') c.config = next();
+    else if (a === '--uapi') c.uapi = next();
+    else if (a === '--log-level') c.level = next() as Common['level'];
+    else if (a === '--log-format') c.json = next() === 'json';
+    else if (!extra(a, next)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `unknown option '${a}'`);
+  }
+  return c;
+}
+
+export async function runProxy(args: string[]): Promise<number> {
+  let socks: { host: string; port: number } | undefined;
+  let httpAt: { host: string; port: number } | undefined;
+  let auth: { username: string; password: string } | undefined;
+  const c = parseCommon(args, (a, next) => {
+    if (a === '--socks5') socks = hostPort(next(), a);
+    else if (a === '--http') httpAt = hostPort(next(), a);
+    else if (a === '--auth') {
+      const v = next();
+      const i = v.indexOf(':');
+      if (i < 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '--auth: expected USER:PASS');
+      auth = { username: v.slice(0, i), password: v.slice(i + 1) };
+    } else return false;
+    return true;
+  });
+  if (!socks && !httpAt) socks = { host: '127.0.0.1', port: 1080 };
+  const log = makeLog(c);
+  const t = await upTunnel(c, log);
+  const dialer = tunnelDialer(t);
+  const servers: net.Server[] = [];
+  try {
+    if (socks) {
+      const s = createSocks5Server({ dialer, auth, log });
+      await listen(s, socks.host, socks.port, 'socks5');
+      servers.push(s);
+    }
+    if (httpAt) {
+      const s = createHttpProxyServer({ dialer, auth, log });
+      await listen(s, httpAt.host, httpAt.port, 'http proxy');
+      servers.push(s);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    await t.close();
+    throw err;
+  }
+  const hs = await waitHandshake(t, 5000);
+  const where = servers.map((s) => {
+    const a = s.address() as net.AddressInfo;
+    return `${s === servers[0] && socks ? 'socks5' : 'http'}=${a.address}:${a.port}`;
+  });
+  process.stdout.write(`ready ${where.join(' ')} handshake=${hs ? 'ok' : 'pending'}\n`);
+  return untilSignal(async () => {
+    for (const s of servers) {
+      s.close();
+      const st = (s as net.Server & { stats?: object }).stats;
+      if (st) log('info', 'proxy stats', st as Record<string, unknown>);
+    }
+    await t.close();
+  });
+}
+
+export async function runForward(args: string[]): Promise<number> {
+  const specs: ForwardSpec[] = [];
+  const c = parseCommon(args, (a, next) => {
+    if (a === '-L' || a === '-R') specs.push(parseForwardSpec(next(), a === '-L' ? 'L' : 'R'));
+    else return false;
+    return true;
+  });
+  if (specs.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'give at least one -L or -R');
+  const log = makeLog(c);
+  const t = await upTunnel(c, log);
+  const viaTunnel = tunnelDialer(t);
+  const local = systemDialer();
+  const closers: (() => void)[] = [];
+  const counters: Record<string, { connections: number; errors: number; up: number; down: number }> = {};
+  const serve = (spec: ForwardSpec, sock: import('node:stream').Duplex): void => {
+    const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`;
+    const ctr = (counters[key] ??= { connections: 0, errors: 0, up: 0, down: 0 });
+    sock.on('error', () => {});
+    sock.pause();
+    (spec.kind === 'L' ? viaTunnel : local).connect(spec.host, spec.port).then(
+      (up) => {
+        ctr.connections++;
+        splice(sock, up, (dir, n) => (dir === 'up' ? (ctr.up += n) : (ctr.down += n)));
+        sock.resume();
+      },
+      (err: NodeJS.ErrnoException) => {
+        ctr.errors++;
+        log('info', 'forward connect failed', { forward: key, error: err.code ?? err.message });
+        sock.destroy();
+      },
+    );
+  };
+  try {
+    for (const spec of specs) {
+      if (spec.kind === 'L') {
+        const s = net.createServer((sock) => serve(spec, sock));
+        await listen(s, spec.bindHost ?? '127.0.0.1', spec.bindPort, `-L ${spec.bindPort}`);
+        closers.push(() => s.close());
+      } else {
+        const s = t.createServer((sock) => serve(spec, sock));
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-R ${spec.bindPort}: ${e.message}`)));
+          s.listen(spec.bindPort, () => resolve());
+        });
+        closers.push(() => s.close());
+      }
+    }
+  } catch (err) {
+    for (const cl of closers) cl();
+    await t.close();
+    throw err;
+  }
+  const hs = await waitHandshake(t, 5000);
+  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')} handshake=${hs ? 'ok' : 'pending'}\n`);
+  return untilSignal(async () => {
+    for (const cl of closers) cl();
+    for (const [k, v] of Object.entries(counters)) log('info', 'forward stats', { forward: k, ...v });
+    await t.close();
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * `wgnet proxy` and `wgnet forward` as real processes, with curl as the client:
+ * the far side is a wgnet tunnel in this process serving HTTP on its own stack.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import net from 'node:net';
+import { Tunnel } from '../../src/index.js';
+import { keyPair } from '../harness/tunnel-pair.js';
+
+const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
+const hasCurl = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
+const skip = hasCurl ? false : process.env.CI ? assert.fail('CI=true but curl is missing') : 'needs curl';
+const BODY = Buffer.alloc(20 * 1024 * 1024);
+for (let i = 0; i < BODY.length; i++) BODY[i] = (i * 2654435761) >>> 24;
+const BODY_SHA = createHash('sha256').update(BODY).digest('hex');
+
+function curl(args: string[]): Promise<{ code: number; out: Buffer }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '30', ...args], { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function startCli(args: string[]): Promise<{ child: ChildProcess; ready: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('ready'));
+      if (line) resolve({ child, ready: line });
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+}
+
+describe('wgnet proxy and forward with curl', { skip }, () => {
+  let far: Tunnel;
+  let dir: string;
+  let conf: string;
+  let local: http.Server;
+  let localPort: number;
+  const me = keyPair();
+
+  before(async () => {
+    const them = keyPair();
+    far = await Tunnel.create(`[Interface]\nPrivateKey = ${them.privateKey}\nAddress = 10.66.0.2/24\n\n[Peer]\nPublicKey = ${me.publicKey}\nAllowedIPs = 10.66.0.1/32\n`);
+    const web = http.createServer((req, res) => (req.url === '/big' ? res.end(BODY) : res.end(`far side ${req.method} ${req.url}\n`)));
+    far.createServer((s) => web.emit('connection', s)).listen(80);
+    dir = mkdtempSync(join(tmpdir(), 'wgnet-cli-'));
+    conf = join(dir, 'wg0.conf');
+    writeFileSync(conf, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.66.0.1/24\n\n[Peer]\nPublicKey = ${them.publicKey}\nAllowedIPs = 10.66.0.0/24\nEndpoint = 127.0.0.1:${far.listenPort}\n`, { mode: 0o600 });
+    local = http.createServer((_req, res) => res.end('local service\n'));
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', () => r()));
+    localPort = (local.address() as net.AddressInfo).port;
+  });
+  after(async () => {
+    await far?.close();
+    local?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('SOCKS5 (curl --socks5-hostname) and HTTP proxy (curl -x, and CONNECT with -p): 20 MB sha256 equal', async () => {
+    const [sp, hp] = [await freePort(), await freePort()];
+    const { child, ready } = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--http', `127.0.0.1:${hp}`]);
+    try {
+      assert.match(ready, /handshake=ok/);
+      const a = await curl(['--socks5-hostname', `127.0.0.1:${sp}`, 'http://10.66.0.2/big']);
+      assert.equal(createHash('sha256').update(a.out).digest('hex'), BODY_SHA);
+      const b = await curl(['-x', `http://127.0.0.1:${hp}`, 'http://10.66.0.2/big']);
+      assert.equal(createHash('sha256').update(b.out).digest('hex'), BODY_SHA);
+      const c = await curl(['-p', '-x', `http://127.0.0.1:${hp}`, 'http://10.66.0.2/tunnelled']);
+      assert.equal(c.out.toString(), 'far side GET /tunnelled\n');
+      // Refused through the tunnel: SOCKS reply 5 (curl exit 97), HTTP 502.
+      const d = await curl(['--socks5-hostname', `127.0.0.1:${sp}`, 'http://10.66.0.2:81/']);
+      assert.notEqual(d.code, 0);
+      const e = await curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', '-x', `http://127.0.0.1:${hp}`, 'http://10.66.0.2:81/']);
+      assert.equal(e.out.toString(), '502');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const [code] = (await new Promise((r) => child.once('exit', (...a) => r(a)))) as [number];
+    assert.equal(code, 0, 'clean exit on SIGTERM');
+  });
+
+  test('-L carries a local port through the tunnel; -R serves a local service on the tunnel address', async () => {
+    const lp = await freePort();
+    const { child } = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:10.66.0.2:80`, '-R', `8081:127.0.0.1:${localPort}`]);
+    try {
+      const a = await curl([`http://127.0.0.1:${lp}/via-L`]);
+      assert.equal(a.out.toString(), 'far side GET /via-L\n');
+      const res = await far.fetch('http://10.66.0.1:8081/');
+      assert.equal(await res.text(), 'local service\n');
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  test('a bad config and a busy port exit non-zero with one line', async () => {
+    writeFileSync(join(dir, 'bad.conf'), '[Interface]\nPrivateKey = short\n');
+    const r = spawnSync(process.execPath, [BIN, 'proxy', '-c', join(dir, 'bad.conf')], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.trim(), /^wgnet: bad\.conf:2: PrivateKey: expected 32 bytes of base64/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    const busy = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r2) => busy.once('listening', r2));
+    const port = (busy.address() as net.AddressInfo).port;
+    const r3 = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [BIN, 'proxy', '-c', conf, '--socks5', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let e = '';
+      c.stderr!.on('data', (d) => (e += d));
+      c.on('exit', (status) => resolve({ status, stderr: e }));
+    });
+    busy.close();
+    assert.equal(r3.status, 1);
+    assert.match(r3.stderr, /address in use/);
+  });
+});
