@@ -72,7 +72,15 @@ export class DnsClient {
   ) {
     const hosts = new Map<string, string[]>();
     for (const [k, v] of Object.entries(opts.hosts ?? {})) hosts.set(k.toLowerCase().replace(/\.$/, ''), v);
-    this.opts = { search: [], timeoutMs: 2000, attempts: 2, ...opts, hosts };
+    // An option passed explicitly as undefined must still get its default (a spread would not).
+    this.opts = {
+      servers: opts.servers,
+      rng: opts.rng,
+      search: opts.search ?? [],
+      timeoutMs: opts.timeoutMs ?? 2000,
+      attempts: opts.attempts ?? 2,
+      hosts,
+    };
   }
 
   lookup(now: Instant, name: string, family: 0 | 4 | 6): DnsQuery {
