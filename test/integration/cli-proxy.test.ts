@@ -97,7 +97,7 @@ describe('wgnet proxy and forward with curl', { skip }, () => {
     } finally {
       child.kill('SIGTERM');
     }
-    const [code] = (await new Promise((r) => child.once('exit', (...a) => r(a)))) as [number];
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     assert.equal(code, 0, 'clean exit on SIGTERM');
   });
 
