@@ -244,3 +244,27 @@ test('DNS: a silent server times out with ETIMEOUT', () => {
   // One server, 2 attempts of 2000 ms each.
   assert.ok(s.clock.now >= 4000, `gave up at ${s.clock.now} ms`);
 });
+
+test('a UDP receive queue is bounded in bytes; the excess is dropped and counted', () => {
+  const { a, b } = pair();
+  const server = b.udpBind({ family: 4, port: 6000, recvQueueBytes: 4096 });
+  const client = a.udpBind({ family: 4 });
+  for (let n = 0; n < 10; n++) client.send(0, new Uint8Array(1000).fill(n), B4, 6000);
+  pump(0, a, b);
+  let got = 0;
+  let bytes = 0;
+  for (let m = server.recv(); m; m = server.recv()) {
+    assert.equal(m.data[0], got, 'in order, oldest kept');
+    got++;
+    bytes += m.data.length;
+  }
+  assert.ok(got >= 1 && bytes <= 4096, `${got} datagrams, ${bytes} bytes queued`);
+  const dropped = Object.entries(b.stats).filter(([k]) => k.startsWith('drop.')).reduce((s, [, v]) => s + v, 0);
+  assert.equal(dropped, 10 - got, JSON.stringify(b.stats));
+});
+
+test('DNS: AAAA only for family 6', () => {
+  const r = resolve(dnsSetup(), ZONE, 'host.example', 6);
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.addresses, [{ address: '2001:db8::1', family: 6 }]);
+});
