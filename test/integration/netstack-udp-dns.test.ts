@@ -268,3 +268,11 @@ test('DNS: AAAA only for family 6', () => {
   assert.equal(r.error, undefined);
   assert.deepEqual(r.addresses, [{ address: '2001:db8::1', family: 6 }]);
 });
+
+test('DNS: a silent first server is skipped for the next one', () => {
+  const s = dnsSetup({ servers: [mustParseIp('10.9.0.3'), B4] });
+  const r = resolve(s, ZONE, 'host.example', 4);
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.addresses, [{ address: '192.0.2.1', family: 4 }]);
+  assert.ok(s.clock.now >= 2000, `answered at ${s.clock.now} ms, after the first server's timeout`);
+});
