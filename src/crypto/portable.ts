@@ -11,11 +11,6 @@ import type { CryptoProvider } from './provider.js';
 // DER prefixes of an X25519 PKCS#8 private key and SPKI public key (RFC 8410).
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-const BASEPOINT = (() => {
-  const b = new Uint8Array(32);
-  b[0] = 9;
-  return b;
-})();
 
 export function createPortableProvider(): CryptoProvider {
   const nonce = Buffer.alloc(12);
@@ -44,7 +39,6 @@ export function createPortableProvider(): CryptoProvider {
       const priv = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, scalar]), format: 'der', type: 'pkcs8' });
       const spki = createPublicKey(priv).export({ format: 'der', type: 'spki' });
       out.set(spki.subarray(spki.length - 32));
-      void BASEPOINT;
     },
     aeadSeal(out, key, counter, plaintext, ad) {
       setCounter(counter);

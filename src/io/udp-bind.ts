@@ -77,7 +77,7 @@ export class UdpBind {
       });
       const v6 = this.makeSocket('udp6');
       try {
-        await bindSocket(v6, p, this.opts.host6 ?? '::', true);
+        await bindSocket(v6, p, this.opts.host6 ?? '::');
       } catch (err) {
         v6.close();
         const code = (err as NodeJS.ErrnoException).code;
@@ -138,13 +138,12 @@ export class UdpBind {
   }
 }
 
-function bindSocket(s: dgram.Socket, port: number, host: string, v6 = false): Promise<number> {
+function bindSocket(s: dgram.Socket, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     s.once('error', onError);
     s.bind({ port, address: host, exclusive: true }, () => {
       s.off('error', onError);
-      void v6;
       resolve(s.address().port);
     });
   });

@@ -381,7 +381,7 @@ export class Interface {
     const src = s.localAddr ?? this.sourceFor(dst);
     if (!src) throw systemError('ENETUNREACH', 'send', formatIp(dst), dport);
     const ulen = UDP_HEADER_LEN + data.length;
-    const [pkt, u, whole] = this.ipPacket(src, dst, PROTO_UDP, ulen, true);
+    const [pkt, u, whole] = this.ipPacket(src, dst, PROTO_UDP, ulen);
     u[0] = s.localPort >> 8;
     u[1] = s.localPort & 0xff;
     u[2] = dport >> 8;
@@ -436,7 +436,7 @@ export class Interface {
   }
 
   /** An outgoing IP packet with room around it; returns [packet, transport view, same]. */
-  private ipPacket(src: IpAddr, dst: IpAddr, proto: number, len: number, _frag = false): [Uint8Array, Uint8Array, Uint8Array] {
+  private ipPacket(src: IpAddr, dst: IpAddr, proto: number, len: number): [Uint8Array, Uint8Array, Uint8Array] {
     const hl = src.length === 4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
     const pkt = allocPacket(hl + len, WG_HEADROOM, WG_TAILROOM);
     if (hl === IPV4_HEADER_LEN) writeIPv4Header(pkt, src, dst, proto, len, (this.ipId = (this.ipId + 1) & 0xffff));

@@ -14,7 +14,7 @@ import http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import { Tunnel } from '../../src/index.js';
 import { LossyRelay } from '../harness/lossy-relay.js';
-import { interopSkipReason, startWgGo, genKeyPair, waitFor, sh, type WgGoPeer } from './harness.js';
+import { interopSkipReason, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
 
 const skip = interopSkipReason();
 const SERVERS = join(dirname(fileURLToPath(import.meta.url)), 'servers.py');
@@ -245,6 +245,5 @@ describe('wgnet <-> wireguard-go (IPv6 outer endpoint, handshake from wireguard-
     } finally {
       ln.close();
     }
-    void sh;
   });
 });

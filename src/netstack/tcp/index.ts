@@ -795,7 +795,7 @@ export class TcpLayer implements TcpLayerApi {
     if (!(f & SYN)) return this.count('drop.listenNoSyn');
     if (l.queue.length >= l.backlog) return this.count('drop.acceptQueueFull');
     if (l.synQueue >= l.backlog) {
-      this.sendSynCookie(now, l, src, dst, h);
+      this.sendSynCookie(now, src, dst, h);
       return;
     }
     const c = new Conn(this, dst.slice(), h.dstPort, src.slice(), h.srcPort);
@@ -851,7 +851,7 @@ export class TcpLayer implements TcpLayerApi {
 
   private static readonly COOKIE_MSS = [536, 1200, 1220, 1360, 1380, 1400, 1440, 1460];
 
-  private sendSynCookie(now: Instant, l: Listener, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo): void {
+  private sendSynCookie(now: Instant, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo): void {
     this.count('synCookiesSent');
     const peerMss = h.mss && h.mss > 0 ? h.mss : 536;
     let idx = 0;
@@ -862,7 +862,6 @@ export class TcpLayer implements TcpLayerApi {
     c.rcvNxt = seqAdd(h.seq, 1);
     c.mss = Math.min(c.mss, TcpLayer.COOKIE_MSS[idx]!);
     this.sendSyn(now, c, true);
-    void l;
   }
 
   private cookieEstablish(now: Instant, l: Listener, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo, payload: Uint8Array): boolean {
