@@ -1,8 +1,9 @@
 /**
  * The portable backend: node:crypto (OpenSSL) for ChaCha20-Poly1305 and X25519,
  * @noble/ciphers for XChaCha20-Poly1305 (OpenSSL has no XChaCha). Used when
- * sodium-native cannot load. X25519 goes through OpenSSL KeyObjects because
- * that is ~10× faster than a pure-JS ladder.
+ * sodium-native cannot load. X25519 goes through OpenSSL KeyObjects: measured
+ * ~1.1k/s against ~0.5k/s for @noble/curves here. X25519 runs only per handshake;
+ * building the KeyObjects per call is what keeps it far below libsodium's ~18k/s.
  */
 import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
