@@ -9,6 +9,7 @@ import type { BenchRow } from './common.js';
 
 const suites: Record<string, { module: string; fn: string }> = {
   crypto: { module: './crypto.js', fn: 'benchCrypto' },
+  structures: { module: './structures.js', fn: 'benchStructures' },
   device: { module: './device.js', fn: 'benchDevice' },
   tcp: { module: './tcp.js', fn: 'benchTcp' },
   tunnel: { module: './tunnel.js', fn: 'benchTunnel' },
