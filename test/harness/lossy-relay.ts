@@ -18,6 +18,8 @@ export class LossyRelay {
   readonly socket: dgram.Socket;
   private client: { address: string; port: number } | undefined;
   private readonly rng: SeededRng;
+  private readonly held = new Set<NodeJS.Timeout>();
+  private closed = false;
   dropped = 0;
   relayed = 0;
 
@@ -34,8 +36,14 @@ export class LossyRelay {
         return;
       }
       this.relayed++;
-      if (this.rng.nextFloat() < o.reorder) setTimeout(() => this.socket.send(msg, to.port, to.address), o.delayMs);
-      else this.socket.send(msg, to.port, to.address);
+      if (this.rng.nextFloat() < o.reorder) {
+        // Held-back datagrams must not outlive close(): a send on a closed socket throws.
+        const t = setTimeout(() => {
+          this.held.delete(t);
+          this.send(msg, to);
+        }, o.delayMs);
+        this.held.add(t);
+      } else this.send(msg, to);
     });
   }
 
@@ -49,7 +57,15 @@ export class LossyRelay {
     return this.socket.address().port;
   }
 
+  private send(msg: Buffer, to: { address: string; port: number }): void {
+    if (!this.closed) this.socket.send(msg, to.port, to.address);
+  }
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.held) clearTimeout(t);
+    this.held.clear();
     this.socket.close();
   }
 }
