@@ -28,7 +28,7 @@ import {
 } from '../wire/ip.js';
 import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
 import { TcpLayer, type TcpOptions } from './tcp/index.js';
-import { Reassembler } from './reassembly.js';
+import { Reassembler, type ReassemblyOptions } from './reassembly.js';
 
 export interface InterfaceOptions {
   addresses: string[];
@@ -36,6 +36,8 @@ export interface InterfaceOptions {
   rng: Rng;
   trace?: Trace;
   tcp?: Partial<TcpOptions>;
+  /** Fragment reassembly limits (memory cap, timeouts); the defaults suit a tunnel. */
+  reassembly?: Omit<ReassemblyOptions, 'count'>;
 }
 
 export type NetEvent =
@@ -114,7 +116,7 @@ export class Interface {
   private ipId: number;
   private icmpTokens = ICMP_RATE;
   private icmpLast = 0;
-  private readonly reasm = new Reassembler();
+  private readonly reasm: Reassembler;
 
   constructor(opts: InterfaceOptions) {
     this.rng = opts.rng;
@@ -128,6 +130,7 @@ export class Interface {
       return { addr, bits: slash >= 0 ? Number(s.slice(slash + 1)) : addr.length * 8 };
     });
     this.ipId = randomU32(this.rng) & 0xffff;
+    this.reasm = new Reassembler({ ...opts.reassembly, count: (what) => this.count(what) });
     this.tcp = new TcpLayer({
       rng: this.rng,
       trace: this.trace,

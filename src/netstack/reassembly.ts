@@ -1,93 +1,195 @@
 /**
  * IP fragment reassembly for IPv4 (RFC 791 §3.2) and IPv6 (RFC 8200 §4.5).
- * Fragments may come in any order and be duplicated (exact repeats are
- * ignored); overlapping fragments drop the whole datagram (RFC 5722, applied to
- * IPv4 too); incomplete datagrams expire after 30 s; memory is capped, the
- * oldest datagram giving way first.
+ *
+ * - Fragments may come in any order; exact repeats are ignored (RFC 8200 §4.5
+ *   allows dropping duplicates).
+ * - Overlapping fragments drop the whole datagram (RFC 5722 §3). For IPv6 the
+ *   datagram stays "dead" until its timeout so that fragments still in flight
+ *   are discarded too ("including those not yet received"); for IPv4, where the
+ *   16-bit Identification wraps quickly, the same rule drops what is held but
+ *   leaves no tombstone, as Linux does since it applied RFC 5722 to IPv4.
+ * - Incomplete datagrams expire: 60 s after the first fragment for IPv6 (RFC
+ *   8200 §4.5), 30 s for IPv4 (RFC 791 only asks for at least 15 s; 30 s is
+ *   Linux's ipfrag_time).
+ * - Memory is capped: every fragment held is charged its payload plus a fixed
+ *   overhead for the objects around it (Linux charges skb truesize for the same
+ *   reason), and when the total passes the cap (4 MiB by default, Linux's
+ *   ipfrag_high_thresh) the oldest incomplete datagrams are evicted. Evicting the
+ *   oldest, not refusing the newest, means a flood of fragments that never
+ *   complete cannot shut out a datagram whose fragments arrive together.
+ * - One datagram may hold at most 65535 bytes of IP packet (RFC 791 §3.1 total
+ *   length; RFC 8200 §4.5 Payload Length) in at most 256 fragments, which bounds
+ *   the per-fragment overlap scan and what one datagram can pin.
  */
 import type { Deadline, Instant } from '../util/time.js';
 import type { IpInfo } from '../wire/ip.js';
 
-const TIMEOUT = 30_000;
-const MAX_TOTAL_BYTES = 4 * 1024 * 1024;
-const MAX_DATAGRAM = 65535;
+/** RFC 8200 §4.5: reassembly abandoned 60 s after the first-arriving fragment. */
+export const IPV6_REASSEMBLY_TIMEOUT = 60_000;
+/** RFC 791 §3.2 suggests a lower bound of 15 s; Linux uses 30 s (net.ipv4.ipfrag_time). */
+export const IPV4_REASSEMBLY_TIMEOUT = 30_000;
+/** Linux's net.ipv4.ipfrag_high_thresh. */
+export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+/** A datagram needs at most ~120 fragments at our 576-byte minimum MTU; 256 leaves room for smaller paths. */
+export const MAX_FRAGMENTS_PER_DATAGRAM = 256;
+/** Bytes charged per fragment and per datagram on top of the payload (object headers, views, the key). */
+export const FRAGMENT_OVERHEAD = 128;
+export const DATAGRAM_OVERHEAD = 256;
+
+export interface ReassemblyOptions {
+  /** Cap on the bytes charged for all incomplete datagrams. */
+  maxBytes?: number;
+  timeoutV4Ms?: number;
+  timeoutV6Ms?: number;
+  /** Told about evictions, timeouts and why a fragment was dropped (the Interface's counters). */
+  count?: (what: string) => void;
+}
 
 interface Pending {
   key: string;
+  version: 4 | 6;
   first: Instant;
   parts: { off: number; data: Uint8Array }[];
-  total: number; // -1 until the last fragment is seen
-  bytes: number;
-  info: IpInfo; // header info of the first fragment seen
+  total: number; // payload length once the last fragment is seen, else -1
+  received: number; // payload bytes held
+  charged: number; // what this entry counts against the cap
+  dead: boolean; // RFC 5722 tombstone (IPv6): every later fragment is dropped
+  info: IpInfo; // header info of the first fragment (offset 0) once seen
 }
 
 export class Reassembler {
-  private readonly pending = new Map<string, Pending>();
+  // Two maps because the two versions time out differently; each map's insertion
+  // order is its age order, so expiry looks only at the front.
+  private readonly v4 = new Map<string, Pending>();
+  private readonly v6 = new Map<string, Pending>();
   private bytes = 0;
+  private readonly maxBytes: number;
+  private readonly timeoutV4: number;
+  private readonly timeoutV6: number;
+  private readonly count: (what: string) => void;
+
+  constructor(opts: ReassemblyOptions = {}) {
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.timeoutV4 = opts.timeoutV4Ms ?? IPV4_REASSEMBLY_TIMEOUT;
+    this.timeoutV6 = opts.timeoutV6Ms ?? IPV6_REASSEMBLY_TIMEOUT;
+    this.count = opts.count ?? (() => {});
+  }
+
+  /** Bytes charged against the cap right now. */
+  get bytesHeld(): number {
+    return this.bytes;
+  }
+
+  /** Datagrams being reassembled (tombstones included). */
+  get datagrams(): number {
+    return this.v4.size + this.v6.size;
+  }
 
   /**
    * Adds a fragment. Returns the reassembled datagram's info when complete,
-   * undefined while waiting, null when the datagram had to be dropped.
+   * undefined while waiting, null when the fragment (and maybe its datagram) was dropped.
    */
   add(now: Instant, _packet: Uint8Array, info: IpInfo): IpInfo | undefined | null {
+    this.expire(now); // a late timer must not let a stale datagram complete
     const f = info.fragment!;
-    const key = `${info.version}|${info.src.join('.')}|${info.dst.join('.')}|${info.protocol}|${f.id}`;
+    const map = info.version === 4 ? this.v4 : this.v6;
+    const key = `${info.src.join('.')}|${info.dst.join('.')}|${info.protocol}|${f.id}`;
     const data = info.payload;
     const end = f.offset + data.length;
-    if (end > MAX_DATAGRAM || (f.more && data.length % 8 !== 0)) return null;
-    let p = this.pending.get(key);
+    // The reassembled packet must fit a 16-bit length: IPv4 Total Length counts the
+    // header (RFC 791 §3.1); IPv6 Payload Length counts the unfragmentable part after
+    // the fixed header, but not the Fragment header itself (RFC 8200 §4.5).
+    const headerBytes = info.version === 4 ? f.headerEnd : f.headerEnd - 8 - 40;
+    if (headerBytes + end > 65535) return this.reject('tooLarge');
+    // RFC 8200 §4.5 / RFC 791: every fragment but the last carries a multiple of 8 bytes.
+    if (f.more && data.length % 8 !== 0) return this.reject('badLength');
+    let p = map.get(key);
     if (!p) {
-      p = { key, first: now, parts: [], total: -1, bytes: 0, info };
-      this.pending.set(key, p);
+      p = { key, version: info.version, first: now, parts: [], total: -1, received: 0, charged: DATAGRAM_OVERHEAD, dead: false, info };
+      map.set(key, p);
+      this.bytes += DATAGRAM_OVERHEAD;
     }
+    if (p.dead) return this.reject('afterOverlap');
     for (const q of p.parts) {
       const qEnd = q.off + q.data.length;
-      if (q.off === f.offset && qEnd === end) return undefined; // duplicate
-      if (f.offset < qEnd && q.off < end) {
-        this.remove(p); // RFC 5722: overlap drops the datagram
-        return null;
-      }
+      if (q.off === f.offset && qEnd === end) return undefined; // an exact duplicate
+      if (f.offset < qEnd && q.off < end) return this.kill(p, 'overlap');
     }
     if (!f.more) {
-      if (p.total >= 0 && p.total !== end) {
-        this.remove(p);
-        return null;
-      }
+      if (p.total >= 0 && p.total !== end) return this.kill(p, 'twoEnds');
+      // Bytes already held past the end would make the count below lie about holes.
+      for (const q of p.parts) if (q.off + q.data.length > end) return this.kill(p, 'pastEnd');
       p.total = end;
     }
-    if (p.total >= 0 && end > p.total) {
-      this.remove(p);
-      return null;
-    }
+    if (p.total >= 0 && end > p.total) return this.kill(p, 'pastEnd');
+    if (p.parts.length >= MAX_FRAGMENTS_PER_DATAGRAM) return this.kill(p, 'tooManyFragments');
     p.parts.push({ off: f.offset, data: data.slice() });
-    p.bytes += data.length;
-    this.bytes += data.length;
+    p.received += data.length;
+    const charge = data.length + FRAGMENT_OVERHEAD;
+    p.charged += charge;
+    this.bytes += charge;
     if (f.offset === 0) p.info = info;
-    while (this.bytes > MAX_TOTAL_BYTES) {
-      const oldest = this.pending.values().next().value as Pending;
+    if (p.total >= 0 && p.received === p.total) {
+      // Complete: it leaves at once, so completing never needs room under the cap.
+      const whole = new Uint8Array(p.total);
+      for (const q of p.parts) whole.set(q.data, q.off);
+      this.remove(p);
+      return { ...p.info, payload: whole, fragment: undefined };
+    }
+    while (this.bytes > this.maxBytes) {
+      const oldest = this.oldest()!;
       this.remove(oldest);
+      this.count('ip.reassembly.evicted');
       if (oldest === p) return null;
     }
-    if (p.total < 0 || p.bytes !== p.total) return undefined;
-    const whole = new Uint8Array(p.total);
-    for (const q of p.parts) whole.set(q.data, q.off);
-    this.remove(p);
-    return { ...p.info, payload: whole, fragment: undefined };
+    return undefined;
+  }
+
+  private reject(why: string): null {
+    this.count(`ip.reassembly.${why}`);
+    return null;
+  }
+
+  /** RFC 5722 §3: the whole datagram goes; IPv6 keeps a tombstone for its fragments still in flight. */
+  private kill(p: Pending, why: string): null {
+    if (p.version === 6) {
+      this.bytes -= p.charged - DATAGRAM_OVERHEAD;
+      p.charged = DATAGRAM_OVERHEAD;
+      p.parts = [];
+      p.received = 0;
+      p.dead = true;
+    } else this.remove(p);
+    return this.reject(why);
   }
 
   private remove(p: Pending): void {
-    if (this.pending.delete(p.key)) this.bytes -= p.bytes;
+    const map = p.version === 4 ? this.v4 : this.v6;
+    if (map.delete(p.key)) this.bytes -= p.charged;
   }
 
+  private oldest(): Pending | undefined {
+    const a = this.v4.values().next().value as Pending | undefined;
+    const b = this.v6.values().next().value as Pending | undefined;
+    if (!a) return b;
+    if (!b) return a;
+    return a.first <= b.first ? a : b;
+  }
+
+  /** Frees every datagram whose time is up (and the tombstones whose fragments can no longer arrive). */
   expire(now: Instant): void {
-    for (const p of this.pending.values()) {
-      if (now - p.first < TIMEOUT) break; // insertion order is age order
-      this.remove(p);
+    for (const [map, timeout] of [[this.v4, this.timeoutV4], [this.v6, this.timeoutV6]] as const) {
+      for (const p of map.values()) {
+        if (now - p.first < timeout) break; // insertion order is age order
+        this.remove(p);
+        if (!p.dead) this.count('ip.reassembly.timeout');
+      }
     }
   }
 
   pollTimeout(): Deadline | undefined {
-    const p = this.pending.values().next().value as Pending | undefined;
-    return p ? { at: p.first + TIMEOUT, reason: 'ip reassembly' } : undefined;
+    const a = this.v4.values().next().value as Pending | undefined;
+    const b = this.v6.values().next().value as Pending | undefined;
+    const at = Math.min(a ? a.first + this.timeoutV4 : Infinity, b ? b.first + this.timeoutV6 : Infinity);
+    return at === Infinity ? undefined : { at, reason: 'ip reassembly' };
   }
 }
