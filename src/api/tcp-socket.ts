@@ -32,6 +32,9 @@ export class TcpSocket extends Duplex {
   private finalCb: ((err?: Error | null) => void) | undefined;
   private wantRead = false;
   private ended = false;
+  private eofScheduled = false;
+  /** The peer's FIN (or a graceful close) has been seen: EOF follows the data. */
+  private finSeen = false;
   private timeoutMs = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private noDelay = true;
@@ -91,10 +94,7 @@ export class TcpSocket extends Duplex {
     }
     // Graceful: deliver what is left, then EOF.
     if (conn) this.pull(true);
-    if (!this.ended) {
-      this.ended = true;
-      this.push(null);
-    }
+    this.endSoon();
     if (this.queued) {
       const p = this.queued;
       this.queued = undefined;
@@ -103,9 +103,38 @@ export class TcpSocket extends Duplex {
     this.finishFinal();
   }
 
+  /** Notices the read() that takes the last byte before a pending EOF (see endSoon). */
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    if (this.finSeen && !this.ended && this.readableLength === 0) this.endSoon();
+    return chunk;
+  }
+
   override _read(): void {
     this.wantRead = true;
     this.pull();
+    if (this.finSeen) this.endSoon();
+  }
+
+  /**
+   * EOF goes into the stream only once the consumer has taken every byte before
+   * it. If EOF sat in the buffer behind the last data, the read() that returns
+   * that data would also schedule 'end' — before the consumer has processed it.
+   * undici's HTTP/1 parser asserts in exactly that case (it pauses on the last
+   * body chunk, then sees 'end'); a kernel socket almost never shows it because
+   * EOF arrives in a later read. So: push(null) a tick after the read() that
+   * empties the buffer (see read() below), or at once if it is empty already.
+   */
+  private endSoon(): void {
+    this.finSeen = true;
+    if (this.ended || this.eofScheduled) return;
+    this.eofScheduled = true;
+    process.nextTick(() => {
+      this.eofScheduled = false;
+      if (this.ended || this.readableLength > 0) return; // the next _read() tries again
+      this.ended = true;
+      this.push(null);
+    });
   }
 
   private pull(force = false): void {
@@ -124,10 +153,7 @@ export class TcpSocket extends Duplex {
         return;
       }
     }
-    if (conn.recvEnded && !this.ended) {
-      this.ended = true;
-      this.push(null);
-    }
+    if (conn.recvEnded) this.endSoon();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -74,6 +74,34 @@ describe('tunnel API over loopback', () => {
     server.close();
   });
 
+  test("EOF waits behind unread data: 'end' comes only after a read() past the last byte (undici's parser relies on it)", async () => {
+    const server = p.b.createServer((s) => s.end(Buffer.alloc(3000, 7)));
+    await new Promise<void>((r) => server.listen(7002, () => r()));
+    const c = p.a.connect(7002, '10.66.0.2');
+    let ended = false;
+    c.on('end', () => (ended = true));
+    // Wait until both the data and the FIN are in, without reading.
+    await new Promise((r) => setTimeout(r, 100));
+    await once(c, 'readable');
+    let got = 0;
+    let chunk: Buffer | null;
+    while ((chunk = c.read(1000) as Buffer | null) !== null) got += chunk.length;
+    // The read that took the last byte must not have queued 'end' behind it...
+    const last = c.read() as Buffer | null;
+    if (last) got += last.length;
+    assert.equal(got, 3000);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(ended, false, "'end' before the consumer read past the data");
+    // ...the next read() (returning null) delivers it.
+    for (let i = 0; i < 20 && !ended; i++) {
+      assert.equal(c.read(), null);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(ended, true, "no 'end' after reading past the data");
+    c.destroy();
+    server.close();
+  });
+
   test('connecting to a closed port fails with ECONNREFUSED', async () => {
     const c = p.a.connect(7999, '10.66.0.2');
     const [err] = (await once(c, 'error').catch((e: unknown) => [e])) as [NodeJS.ErrnoException];
