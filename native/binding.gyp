@@ -5,6 +5,12 @@
       "sources": ["tun.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [["OS!='linux'", { "type": "none" }]]
+    },
+    {
+      "target_name": "wgnet_udp",
+      "sources": ["udp.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [["OS!='linux'", { "type": "none" }]]
     }
   ]
 }

@@ -3,11 +3,9 @@
  * device and JavaScript without blocking the event loop.
  *
  * Why an addon: Node cannot ioctl(TUNSETIFF), and reading a character device
- * through fs.read costs a thread-pool round trip per packet. Here a libuv poll
- * handle on the non-blocking fd wakes the main loop when packets are waiting;
- * each wake-up drains up to READ_BATCH packets with read(2) and hands them to
- * JavaScript in one call, each in a buffer with room before and after it for
- * the WireGuard header and tag (so encryption happens in place).
+ * through fs.read costs a thread-pool round trip per packet. Here the
+ * non-blocking fd is watched (poll_reader.h); each wake-up drains up to
+ * READ_BATCH packets with read(2) and hands them to JavaScript in one call.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +19,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "poll_reader.h"
 
 #define READ_BATCH 64
 #define MAX_PACKET 65535
@@ -120,99 +120,50 @@ static napi_value tun_exists(napi_env env, napi_callback_info info) {
   return v;
 }
 
-typedef struct reader {
-  uv_poll_t poll;
-  napi_env env;
-  napi_ref callback;
-  int fd;
-  int stopped;
-  unsigned char *scratch;
-} reader_t;
+/* What the TUN reader keeps between wake-ups. */
+typedef struct tun_reader {
+  unsigned char scratch[MAX_PACKET];
+} tun_reader_t;
 
-static void reader_closed(uv_handle_t *h) {
-  reader_t *r = (reader_t *)h->data;
-  free(r->scratch);
-  free(r);
-}
-
-/* Drains up to READ_BATCH packets and calls back once with an array of views. */
-static void on_readable(uv_poll_t *handle, int status, int events) {
-  reader_t *r = (reader_t *)handle->data;
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, global, arr, err = NULL;
-  napi_get_reference_value(env, r->callback, &cb);
+/*
+ * Reads up to READ_BATCH packets and calls cb(err, packets[]) once. Each packet
+ * gets its own buffer with room before and after it for the WireGuard header
+ * and tag, so encryption happens in place.
+ */
+static void deliver(napi_env env, napi_value cb, int fd, void *state) {
+  tun_reader_t *r = (tun_reader_t *)state;
+  napi_value global, arr, err = NULL;
   napi_get_global(env, &global);
   napi_create_array(env, &arr);
   uint32_t n = 0;
-  if (status < 0) {
-    napi_value m;
-    napi_create_string_utf8(env, uv_strerror(status), NAPI_AUTO_LENGTH, &m);
-    napi_create_error(env, NULL, m, &err);
-  } else {
-    (void)events;
-    while (n < READ_BATCH) {
-      ssize_t got = read(r->fd, r->scratch, MAX_PACKET);
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          napi_value m;
-          napi_create_string_utf8(env, strerror(errno), NAPI_AUTO_LENGTH, &m);
-          napi_create_error(env, NULL, m, &err);
-        }
-        break;
+  while (n < READ_BATCH) {
+    ssize_t got = read(fd, r->scratch, MAX_PACKET);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        napi_value m;
+        napi_create_string_utf8(env, strerror(errno), NAPI_AUTO_LENGTH, &m);
+        napi_create_error(env, NULL, m, &err);
       }
-      if (got == 0) break;
-      void *data;
-      napi_value ab, view;
-      if (napi_create_arraybuffer(env, HEADROOM + (size_t)got + TAILROOM, &data, &ab) != napi_ok) break;
-      memcpy((unsigned char *)data + HEADROOM, r->scratch, (size_t)got);
-      napi_create_typedarray(env, napi_uint8_array, (size_t)got, ab, HEADROOM, &view);
-      napi_set_element(env, arr, n++, view);
+      break;
     }
+    if (got == 0) break;
+    void *data;
+    napi_value ab, view;
+    if (napi_create_arraybuffer(env, HEADROOM + (size_t)got + TAILROOM, &data, &ab) != napi_ok) break;
+    memcpy((unsigned char *)data + HEADROOM, r->scratch, (size_t)got);
+    napi_create_typedarray(env, napi_uint8_array, (size_t)got, ab, HEADROOM, &view);
+    napi_set_element(env, arr, n++, view);
   }
-  napi_value argv[2];
+  if (n == 0 && err == NULL) return;
+  napi_value argv[2], result;
   argv[0] = err;
   if (argv[0] == NULL) napi_get_null(env, &argv[0]);
   argv[1] = arr;
-  if (n > 0 || err != NULL) {
-    napi_value result;
-    if (napi_make_callback(env, NULL, global, cb, 2, argv, &result) != napi_ok) {
-      /* An exception in the callback is reported by Node as uncaught. */
-    }
-  }
-  napi_close_handle_scope(env, scope);
+  napi_call_function(env, global, cb, 2, argv, &result); /* an exception is reported by poll_reader.h */
 }
 
-static void reader_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  reader_t *r = (reader_t *)data;
-  if (!r->stopped) {
-    r->stopped = 1;
-    uv_poll_stop(&r->poll);
-    uv_close((uv_handle_t *)&r->poll, reader_closed);
-  }
-}
-
-/* startReader(fd, cb(err, packets[])) -> handle; the handle's stop() ends it. */
-static napi_value reader_stop(napi_env env, napi_callback_info info) {
-  napi_value self;
-  void *data;
-  CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, &data));
-  reader_t *r = NULL;
-  if (napi_unwrap(env, self, (void **)&r) != napi_ok || r == NULL) return NULL;
-  if (!r->stopped) {
-    r->stopped = 1;
-    uv_poll_stop(&r->poll);
-    napi_delete_reference(env, r->callback);
-    napi_remove_wrap(env, self, NULL);
-    uv_close((uv_handle_t *)&r->poll, reader_closed);
-  }
-  return NULL;
-}
-
+/* startReader(fd, cb(err, packets[])) -> { stop() } */
 static napi_value start_reader(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -222,28 +173,12 @@ static napi_value start_reader(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_WGNET_INVALID_ARGUMENT", "startReader(fd, callback)");
     return NULL;
   }
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  reader_t *r = calloc(1, sizeof *r);
-  r->scratch = malloc(MAX_PACKET);
-  r->env = env;
-  r->fd = fd;
-  r->poll.data = r;
-  CHECK(napi_create_reference(env, argv[1], 1, &r->callback));
-  int e = uv_poll_init(loop, &r->poll, fd);
-  if (e < 0) {
-    free(r->scratch);
-    free(r);
-    napi_throw_error(env, "ERR_WGNET_TUN", uv_strerror(e));
+  tun_reader_t *r = malloc(sizeof *r);
+  if (r == NULL) {
+    napi_throw_error(env, "ERR_WGNET_TUN", "out of memory");
     return NULL;
   }
-  uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  napi_value handle, stop;
-  CHECK(napi_create_object(env, &handle));
-  CHECK(napi_wrap(env, handle, r, reader_finalize, NULL, NULL));
-  CHECK(napi_create_function(env, "stop", NAPI_AUTO_LENGTH, reader_stop, NULL, &stop));
-  CHECK(napi_set_named_property(env, handle, "stop", stop));
-  return handle;
+  return pr_start(env, fd, argv[1], deliver, r, "wgnet:tun");
 }
 
 /* write(fd, packet) -> true if the kernel took it, false if its queue is full. */

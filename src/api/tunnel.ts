@@ -151,7 +151,8 @@ export class Tunnel extends EventEmitter {
     }
     engine.bind = await UdpBind.open({
       port: opts.listenPort ?? cfg.listenPort ?? 0,
-      onMessage: (data, address, port) => engine.onDatagram(data, address, port),
+      onMessage: (data, address, port) => engine.receive(data, address, port),
+      onBatchEnd: () => engine.pump(),
       // An 'error' with no listener would throw; a socket error is worth a warning, not a crash.
       onError: (err) => tunnel.emit(tunnel.listenerCount('error') > 0 ? 'error' : 'warning', err),
     });

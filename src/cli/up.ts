@@ -98,7 +98,7 @@ export async function runUp(args: string[], progName = 'wgnet up'): Promise<numb
   const engine = new Engine(device, tun, undefined, trace);
   let bind: UdpBind;
   try {
-    bind = await UdpBind.open({ port: 0, onMessage: (d, a, p) => engine.onDatagram(d, a, p), onError: (e) => trace.log('error', 'udp', { error: e.message }) });
+    bind = await UdpBind.open({ port: 0, onMessage: (d, a, p) => engine.receive(d, a, p), onBatchEnd: () => engine.pump(), onError: (e) => trace.log('error', 'udp', { error: e.message }) });
   } catch (err) {
     tun.close();
     reportReady(`error: ${(err as Error).message}`);

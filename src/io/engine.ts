@@ -75,9 +75,17 @@ export class Engine<L extends PacketLayer = Interface> {
 
   /** A datagram from the outer UDP socket. */
   onDatagram(data: Uint8Array, address: string, port: number): void {
+    this.receive(data, address, port);
+    this.pump();
+  }
+
+  /**
+   * A datagram of a batch: handled by the Device now, pumped once after the
+   * batch (UdpBind's onBatchEnd), so a batch of 64 costs one drain, not 64.
+   */
+  receive(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
     this.device.handleDatagram(this.now(), data, { address, port });
-    this.pump();
   }
 
   /** Something changed in a core outside of pump (an application write): pump soon, once. */
@@ -105,6 +113,7 @@ export class Engine<L extends PacketLayer = Interface> {
       } while (this.again);
     } finally {
       this.pumping = false;
+      this.bind?.flush();
     }
     this.arm();
   }
@@ -119,6 +128,7 @@ export class Engine<L extends PacketLayer = Interface> {
     let sent = 0;
     for (;;) {
       if (sent >= BATCH) {
+        this.bind?.flush();
         if (!this.yielded) {
           this.yielded = true;
           setImmediate(() => {

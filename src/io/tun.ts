@@ -4,13 +4,10 @@
  * works without the addon: loading it is deferred to here, and a missing or
  * unbuildable addon is reported as such when a TUN is asked for.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WgnetError } from '../util/errors.js';
 import type { Deadline, Instant } from '../util/time.js';
 import type { PacketLayer } from './engine.js';
+import { loadAddon } from './native.js';
 import type { NetEvent } from '../netstack/interface.js';
 
 interface TunAddon {
@@ -22,36 +19,13 @@ interface TunAddon {
   close(fd: number): void;
 }
 
-let addon: TunAddon | undefined;
-
-/** The package root: two levels up from src/io, three from dist/src/io. */
-function packageRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(d, 'package.json'))) return d;
-    d = dirname(d);
-  }
-  return d;
-}
-
 export function loadTunAddon(): TunAddon {
-  if (addon) return addon;
-  if (process.platform !== 'linux') {
-    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `TUN mode needs Linux (this is ${process.platform}); userspace mode (proxy, forward, the library) works here`);
-  }
-  const path = join(packageRoot(), 'native', 'build', 'Release', 'wgnet_tun.node');
-  if (!existsSync(path)) {
-    throw new WgnetError(
-      'ERR_WGNET_UNSUPPORTED',
-      `TUN support is not built (${path} is missing): run 'npm run build:native' (needs a C compiler); userspace mode works without it`,
-    );
-  }
   try {
-    addon = createRequire(import.meta.url)(path) as TunAddon;
+    return loadAddon<TunAddon>('wgnet_tun', 'TUN support');
   } catch (err) {
-    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `TUN support failed to load: ${(err as Error).message}`, { cause: err });
+    // Say what still works, so a user without a compiler knows where to go.
+    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `${(err as Error).message}; userspace mode (proxy, forward, the library) works without it`, { cause: err });
   }
-  return addon;
 }
 
 /** Packets from the TUN wait in `queue` until the engine pumps them into the Device. */

@@ -2,15 +2,26 @@
  * The outer UDP sockets a tunnel speaks WireGuard over. Like wireguard-go's
  * StdNetBind: one IPv4 and one IPv6 socket on the same port, so endpoints of
  * either family work and `ListenPort` means one number.
+ *
+ * Two backends with one behaviour on the wire:
+ *   - 'native' (Linux, when native/udp.c is built): recvmmsg/sendmmsg with
+ *     UDP GRO/GSO, one call into JavaScript per batch of datagrams received and
+ *     one syscall per batch sent. Like wireguard-go's batched Linux bind.
+ *   - 'dgram': node:dgram, one datagram per call; works everywhere.
+ * Sends are queued until flush() (the engine flushes after each drain), so a
+ * burst of datagrams leaves in one batch.
  */
 import dgram from 'node:dgram';
 import { WgnetError } from '../util/errors.js';
+import { loadAddon } from './native.js';
 
 export interface Datagram {
   data: Uint8Array;
   address: string;
   port: number;
 }
+
+export type UdpBackend = 'auto' | 'native' | 'dgram';
 
 export interface UdpBindOptions {
   port?: number; // 0 or absent: random
@@ -20,30 +31,172 @@ export interface UdpBindOptions {
   host6?: string;
   /** Socket buffer sizes: large so bursts at line rate are not dropped by the kernel. */
   bufferBytes?: number;
-  onMessage: (data: Buffer, address: string, port: number) => void;
+  /** 'auto' (default; the WGNET_UDP environment variable may force one): native when it loads. */
+  backend?: UdpBackend;
+  onMessage: (data: Uint8Array, address: string, port: number) => void;
+  /** Called after each batch of onMessage calls (after each one with 'dgram'). */
+  onBatchEnd?: () => void;
   onError?: (err: Error) => void;
 }
 
 const DEFAULT_BUFFER = 4 * 1024 * 1024;
+/** Datagrams queued before a send batch goes out without waiting for flush(); native/udp.c's SEND_BATCH. */
+const SEND_BATCH = 128;
+
+interface UdpAddon {
+  open(family: 4 | 6, host: string, port: number, bufferBytes: number): { fd: number; port: number; gro: boolean };
+  startReader(fd: number, cb: (data: Uint8Array[], addresses: string[], ports: number[]) => void): { stop(): void };
+  send(fd: number, family: 4 | 6, data: Uint8Array[], addresses: string[], ports: number[], count: number, gso: boolean): { sent: number; gsoFailed: boolean };
+  close(fd: number): void;
+}
+
+/** One bound socket of one family. */
+interface OuterSocket {
+  readonly port: number;
+  queue(data: Uint8Array, address: string, port: number): void;
+  flush(): void;
+  close(): Promise<void>;
+}
+
+class DgramSocket implements OuterSocket {
+  private constructor(
+    private readonly s: dgram.Socket,
+    readonly port: number,
+  ) {}
+
+  static async open(family: 4 | 6, host: string, port: number, o: UdpBindOptions, owner: UdpBind): Promise<DgramSocket> {
+    const size = o.bufferBytes ?? DEFAULT_BUFFER;
+    const type = family === 6 ? 'udp6' : 'udp4';
+    const s = dgram.createSocket({ type, ipv6Only: family === 6, recvBufferSize: size, sendBufferSize: size, lookup: literalLookup });
+    s.on('message', (msg, rinfo) => {
+      o.onMessage(msg, rinfo.address, rinfo.port);
+      o.onBatchEnd?.();
+    });
+    let bound: DgramSocket | undefined;
+    // Bind errors are the binder's to report; only errors of a bound socket go to onError.
+    s.on('error', (err) => {
+      if (bound && owner.isCurrent(bound)) o.onError?.(err);
+    });
+    const p = await bindSocket(s, port, host).catch((err: unknown) => {
+      s.close();
+      throw err;
+    });
+    bound = new DgramSocket(s, p);
+    return bound;
+  }
+
+  queue(data: Uint8Array, address: string, port: number): void {
+    // No callback: with one, Node defers a closure to the next tick for every
+    // datagram even when the send completed synchronously (the common case).
+    // UDP gives no delivery guarantee anyway; TCP above recovers what is lost.
+    this.s.send(data, port, address);
+  }
+
+  flush(): void {}
+
+  close(): Promise<void> {
+    return closeSocket(this.s);
+  }
+}
+
+class NativeSocket implements OuterSocket {
+  private reader: { stop(): void } | undefined;
+  private data: Uint8Array[] = [];
+  private addrs: string[] = [];
+  private ports: number[] = [];
+  private gso = true;
+  private closed = false;
+
+  private constructor(
+    private readonly a: UdpAddon,
+    private readonly family: 4 | 6,
+    private readonly fd: number,
+    readonly port: number,
+    private readonly owner: UdpBind,
+  ) {}
+
+  static open(a: UdpAddon, family: 4 | 6, host: string, port: number, o: UdpBindOptions, owner: UdpBind): NativeSocket {
+    const r = a.open(family, host, port, o.bufferBytes ?? DEFAULT_BUFFER);
+    const s = new NativeSocket(a, family, r.fd, r.port, owner);
+    // An exception from onMessage surfaces as uncaught, as from any event handler.
+    s.reader = a.startReader(r.fd, (data, addrs, ports) => {
+      for (let i = 0; i < data.length; i++) o.onMessage(data[i]!, addrs[i]!, ports[i]!);
+      o.onBatchEnd?.();
+    });
+    return s;
+  }
+
+  queue(data: Uint8Array, address: string, port: number): void {
+    this.data.push(data);
+    this.addrs.push(address);
+    this.ports.push(port);
+    if (this.data.length >= SEND_BATCH) this.flush();
+  }
+
+  flush(): void {
+    const n = this.data.length;
+    if (n === 0 || this.closed) return;
+    const r = this.a.send(this.fd, this.family, this.data, this.addrs, this.ports, n, this.gso);
+    if (r.gsoFailed) this.gso = false; // the route's device cannot segment; the addon resent them singly
+    this.owner.sendErrors += n - r.sent;
+    this.data = [];
+    this.addrs = [];
+    this.ports = [];
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.flush();
+      this.closed = true;
+      this.reader?.stop();
+      this.a.close(this.fd);
+    }
+    return Promise.resolve();
+  }
+}
+
+function nativeAddon(backend: UdpBackend): UdpAddon | undefined {
+  const want = backend === 'auto' ? ((process.env.WGNET_UDP as UdpBackend | undefined) ?? 'auto') : backend;
+  if (want === 'dgram') return undefined;
+  try {
+    return loadAddon<UdpAddon>('wgnet_udp', 'the batched UDP socket');
+  } catch (err) {
+    if (want === 'native') throw err;
+    return undefined; // 'auto': node:dgram does the same job, one datagram at a time
+  }
+}
 
 export class UdpBind {
-  private v4: dgram.Socket | undefined;
-  private v6: dgram.Socket | undefined;
+  private v4: OuterSocket | undefined;
+  private v6: OuterSocket | undefined;
   private _port = 0;
   private closed = false;
+  private readonly addon: UdpAddon | undefined;
   /** Datagrams the kernel refused (buffer full, no route): counted, as wireguard-go logs them. */
   sendErrors = 0;
 
-  private constructor(private readonly opts: UdpBindOptions) {}
+  private constructor(private readonly opts: UdpBindOptions) {
+    this.addon = nativeAddon(opts.backend ?? 'auto');
+  }
 
   get port(): number {
     return this._port;
+  }
+
+  /** Which backend carries the datagrams. */
+  get backend(): 'native' | 'dgram' {
+    return this.addon ? 'native' : 'dgram';
   }
 
   static async open(opts: UdpBindOptions): Promise<UdpBind> {
     const b = new UdpBind(opts);
     await b.bind(opts.port ?? 0);
     return b;
+  }
+
+  /** Whether `s` is one of the sockets in use (not one being replaced or discarded). */
+  isCurrent(s: OuterSocket): boolean {
+    return s === this.v4 || s === this.v6;
   }
 
   /**
@@ -63,23 +216,26 @@ export class UdpBind {
       this._port = oldPort;
       throw err;
     }
-    await Promise.all([closeSocket(old4), closeSocket(old6)]);
+    await Promise.all([old4?.close(), old6?.close()]);
+  }
+
+  private async openSocket(family: 4 | 6, host: string, port: number): Promise<OuterSocket> {
+    if (this.addon) return NativeSocket.open(this.addon, family, host, port, this.opts, this);
+    return DgramSocket.open(family, host, port, this.opts, this);
   }
 
   private async bind(port: number): Promise<void> {
     // With a random port the IPv6 socket must take the port the IPv4 one got;
     // if it is taken on IPv6, start over (wireguard-go does the same).
     for (let attempt = 0; attempt < 10; attempt++) {
-      const v4 = this.makeSocket('udp4');
-      const p = await bindSocket(v4, port, this.opts.host4 ?? '0.0.0.0').catch((err: NodeJS.ErrnoException) => {
-        v4.close();
+      const v4 = await this.openSocket(4, this.opts.host4 ?? '0.0.0.0', port).catch((err: NodeJS.ErrnoException) => {
         throw inUse(err, port);
       });
-      const v6 = this.makeSocket('udp6');
+      const p = v4.port;
+      let v6: OuterSocket;
       try {
-        await bindSocket(v6, p, this.opts.host6 ?? '::');
+        v6 = await this.openSocket(6, this.opts.host6 ?? '::', p);
       } catch (err) {
-        v6.close();
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL') {
           // No IPv6 on this host: run IPv4-only.
@@ -87,7 +243,7 @@ export class UdpBind {
           this._port = p;
           return;
         }
-        v4.close();
+        await v4.close();
         if (port !== 0) throw inUse(err as NodeJS.ErrnoException, port);
         continue;
       }
@@ -99,21 +255,10 @@ export class UdpBind {
     throw new WgnetError('ERR_WGNET_IN_USE', 'could not find a free UDP port for both IPv4 and IPv6');
   }
 
-  private makeSocket(type: 'udp4' | 'udp6'): dgram.Socket {
-    const size = this.opts.bufferBytes ?? DEFAULT_BUFFER;
-    const s = dgram.createSocket({ type, ipv6Only: type === 'udp6', recvBufferSize: size, sendBufferSize: size });
-    s.on('message', (msg, rinfo) => this.opts.onMessage(msg, rinfo.address, rinfo.port));
-    // Bind errors are the binder's to report; only errors of a bound socket go to onError.
-    s.on('error', (err) => {
-      if (s === this.v4 || s === this.v6) this.opts.onError?.(err);
-    });
-    return s;
-  }
-
-  /** Sends one datagram; IPv4-mapped IPv6 destinations go out the IPv4 socket. */
+  /** Queues one datagram (sent at the next flush()); IPv4-mapped IPv6 destinations go out the IPv4 socket. */
   send(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
-    let sock: dgram.Socket | undefined;
+    let sock: OuterSocket | undefined;
     let addr = address;
     if (address.includes(':')) {
       if (address.toLowerCase().startsWith('::ffff:') && address.includes('.')) {
@@ -125,17 +270,30 @@ export class UdpBind {
       this.sendErrors++;
       return;
     }
-    sock.send(data, port, addr, (err) => {
-      if (err) this.sendErrors++;
-    });
+    sock.queue(data, addr, port);
+  }
+
+  /** Sends what send() queued. */
+  flush(): void {
+    this.v4?.flush();
+    this.v6?.flush();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([closeSocket(this.v4), closeSocket(this.v6)]);
+    await Promise.all([this.v4?.close(), this.v6?.close()]);
     this.v4 = this.v6 = undefined;
   }
+}
+
+/**
+ * dgram's default lookup resolves even an IP literal through dns.lookup, which
+ * answers on the next tick: one deferred call per datagram sent. Endpoints here
+ * are always literals (hostnames are resolved once, in config), so answer now.
+ */
+function literalLookup(address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  cb(null, address, address.includes(':') ? 6 : 4);
 }
 
 function bindSocket(s: dgram.Socket, port: number, host: string): Promise<number> {
