@@ -89,7 +89,10 @@ const EPHEMERAL_LOW = 49152;
 const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
 const NEVER = Infinity;
 
-type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait';
+/** How long drained send/receive buffers are kept for reuse before their memory is freed. */
+const TRIM_MS = 1000;
+
+type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim';
 
 interface OooSegment {
   seq: number;
@@ -157,7 +160,7 @@ class Conn implements TcpConnection {
   rttStart = 0;
   cc: CongestionControl;
   // Timers.
-  timers: Record<Timer, number> = { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER };
+  timers: Record<Timer, number> = { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER };
   persistBackoff = 0;
   keepaliveMs = 0;
   keepaliveSent = 0;
@@ -226,7 +229,10 @@ class Conn implements TcpConnection {
       return undefined;
     }
     const out = this.rbuf.take(n);
-    if (this.rbuf.length === 0) this.readableNotified = false;
+    if (this.rbuf.length === 0) {
+      this.readableNotified = false;
+      this.layer.armTrim(this, this.lastActivity);
+    }
     // Window update when reading opened the window a lot (RFC 9293 §3.8.6.2.2 receiver SWS avoidance).
     const wnd = this.rcvWindow();
     if (wnd - this.lastAdvertised >= Math.min(this.rbuf.max / 2, 2 * this.mss) && canReceive(this.state)) {
@@ -406,6 +412,11 @@ export class TcpLayer implements TcpLayerApi {
 
   markDirty(c: Conn): void {
     this.dirty.add(c);
+  }
+
+  /** Frees a connection's drained buffers if they are still empty TRIM_MS from now (see ByteRing). */
+  armTrim(c: Conn, now: Instant): void {
+    if (c.timers.trim === NEVER) this.setTimer(c, 'trim', now + TRIM_MS);
   }
 
   setTimer(c: Conn, t: Timer, at: number): void {
@@ -1074,6 +1085,7 @@ export class TcpLayer implements TcpLayerApi {
       // Our FIN takes one sequence number but no byte of the ring.
       const ringAcked = Math.min(acked, c.sbuf.length);
       c.sbuf.consume(ringAcked);
+      if (c.sbuf.length === 0) this.armTrim(c, now);
       c.una = ack;
       if (seqLt(c.nxt, c.una)) c.nxt = c.una;
       c.retries = 0;
@@ -1357,6 +1369,11 @@ export class TcpLayer implements TcpLayerApi {
       if (t.keepalive <= now) {
         t.keepalive = NEVER;
         this.onKeepalive(now, c);
+      }
+      if (t.trim <= now) {
+        t.trim = NEVER;
+        c.rbuf.release();
+        c.sbuf.release(); // each frees only an empty ring
       }
     }
   }

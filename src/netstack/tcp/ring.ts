@@ -1,7 +1,10 @@
 /**
  * A byte ring for TCP send and receive buffers: grows by doubling up to a
- * maximum, starts empty (an idle connection holds no buffer), and shrinks back
- * to nothing when drained so idle connections stay small.
+ * maximum and starts empty (an idle connection holds no buffer). A drained ring
+ * keeps its memory: during a transfer it drains and refills many times a
+ * second, and regrowing it each time (16 KiB, 32 KiB, ... zeroed) cost more
+ * than the copy itself. The TCP layer calls release() once a connection's
+ * buffers have sat empty for a while (its 'trim' timer).
  */
 export class ByteRing {
   private buf = new Uint8Array(0);
@@ -56,11 +59,8 @@ export class ByteRing {
   consume(n: number): void {
     n = Math.min(n, this.length);
     this.length -= n;
-    if (this.length === 0) {
-      this.head = 0;
-      // Release the memory of a drained buffer larger than the first step.
-      if (this.buf.length > 64 * 1024) this.buf = new Uint8Array(0);
-    } else this.head = (this.head + n) % this.buf.length;
+    if (this.length === 0) this.head = 0;
+    else this.head = (this.head + n) % this.buf.length;
   }
 
   /** Takes up to `n` bytes from the front as a new array. */
