@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../src/index.js';
-import { keyPair } from '../test/harness/tunnel-pair.js';
+import dgram from 'node:dgram';
+import { keyPair, tunnelPair } from '../test/harness/tunnel-pair.js';
 import { interopUnavailable, startWgGo, makeNamespace, genKeyPair, secretFile, waitFor, type WgGoPeer } from '../test/interop/harness.js';
 import type { BenchRow } from './common.js';
 
@@ -153,6 +154,78 @@ async function tunIperf(impl: 'wireguard-go' | 'wgnet'): Promise<number> {
   }
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Ping RTT through a tunnel pair (one process, loopback) next to a plain UDP echo RTT on the same loopback. */
+export async function pingVsUdp(): Promise<BenchRow[]> {
+  const echo = dgram.createSocket('udp4');
+  echo.on('message', (m, r) => echo.send(m, r.port, r.address));
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', () => r()));
+  const cli = dgram.createSocket('udp4');
+  await new Promise<void>((r) => cli.bind(0, '127.0.0.1', () => r()));
+  const udp: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const t = performance.now();
+    await new Promise<void>((r) => {
+      cli.once('message', () => r());
+      cli.send(Buffer.alloc(92), echo.address().port, '127.0.0.1');
+    });
+    udp.push(performance.now() - t);
+  }
+  cli.close();
+  echo.close();
+  const p = await tunnelPair();
+  const tun: number[] = [];
+  try {
+    await p.a.ping('10.66.0.2');
+    for (let i = 0; i < 300; i++) {
+      const t = performance.now();
+      await p.a.ping('10.66.0.2');
+      tun.push(performance.now() - t);
+    }
+  } finally {
+    await p.close();
+  }
+  const u = median(udp) * 1000;
+  const w = median(tun) * 1000;
+  return [
+    { name: 'plain UDP echo RTT, loopback, median of 300 [reference]', value: u, unit: 'µs' },
+    { name: 'ping through a wgnet tunnel pair, loopback, median of 300', value: w, unit: 'µs', ref: 'UDP RTT', ratio: w / u },
+  ];
+}
+
+/** RSS of one process holding 10,000 idle TCP connections through one tunnel (both ends are in this process). */
+export async function idleConnections(): Promise<BenchRow[]> {
+  const N = 10_000;
+  const p = await tunnelPair();
+  const held: { destroy(): void }[] = [];
+  try {
+    const srv = p.b.createServer((s) => held.push(s));
+    srv.listen(80);
+    await p.a.ping('10.66.0.2');
+    globalThis.gc?.();
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < N; i += 250) {
+      const batch = Array.from({ length: Math.min(250, N - i) }, () => p.a.connect(80, '10.66.0.2'));
+      await Promise.all(batch.map((s) => new Promise((r, j) => s.once('connect', r).once('error', j))));
+      held.push(...batch);
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // buffers of the handshakes trimmed (1 s)
+    globalThis.gc?.();
+    const rss = process.memoryUsage().rss;
+    return [
+      { name: `RSS with ${N} idle TCP connections through one tunnel (both ends here)`, value: rss / 2 ** 20, unit: 'MB' },
+      { name: '  growth per connection (both ends)', value: (rss - before) / N / 1024, unit: 'KiB' },
+    ];
+  } finally {
+    for (const s of held) s.destroy();
+    await p.close();
+  }
+}
+
 export async function benchTunnel(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const why = interopUnavailable();
@@ -171,6 +244,8 @@ export async function benchTunnel(): Promise<BenchRow[]> {
   } else rows.push({ name: `(a), (b), (d) skipped: ${why}`, value: 0, unit: '' });
   const c = await wgnetPair();
   rows.push(ref ? { name: '(c) wgnet <-> wgnet, two processes, loopback, 64 MB', value: c, unit: 'Mbit/s', ref: '(d)', ratio: c / ref } : { name: '(c) wgnet <-> wgnet, two processes, loopback, 64 MB', value: c, unit: 'Mbit/s' });
+  rows.push(...(await pingVsUdp()));
+  rows.push(...(await idleConnections()));
   return rows;
 }
 
