@@ -7,9 +7,19 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Tunnel } from '../api/tunnel.js';
 
+/** A UDP socket of the dialer's network, shaped like dgram.Socket (what SOCKS5 UDP ASSOCIATE relays through). */
+export interface DatagramSocket {
+  send(msg: Uint8Array, port: number, address: string, cb?: (err: Error | null) => void): void;
+  on(ev: 'message', fn: (msg: Buffer, rinfo: { address: string; port: number }) => void): unknown;
+  on(ev: 'error', fn: (err: Error) => void): unknown;
+  close(): void;
+}
+
 export interface Dialer {
   /** Resolves once connected; rejects with a Node-style error (err.code). */
   connect(host: string, port: number): Promise<Duplex & { localAddress?: string; localPort?: number }>;
+  /** A UDP socket; names given to its send() resolve like connect()'s. */
+  udp?(family: 4 | 6): DatagramSocket;
 }
 
 function whenConnected<T extends Duplex>(s: T): Promise<T> {
@@ -30,6 +40,7 @@ export function tunnelDialer(t: Tunnel, timeoutMs = 20_000): Dialer {
       const timer = setTimeout(() => s.destroy(Object.assign(new Error(`connect ETIMEDOUT ${host}:${port}`), { code: 'ETIMEDOUT' })), timeoutMs);
       return whenConnected(s).finally(() => clearTimeout(timer));
     },
+    udp: (family) => t.createSocket(family === 6 ? 'udp6' : 'udp4'),
   };
 }
 

@@ -13,7 +13,7 @@ import { WgnetError } from '../util/errors.js';
 
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
 
-Runs a SOCKS5 (RFC 1928, CONNECT; names resolved through the tunnel's DNS) and/or an
+Runs a SOCKS5 (RFC 1928: CONNECT and UDP ASSOCIATE; names resolved through the tunnel's DNS) and/or an
 HTTP proxy (CONNECT and http:// requests) whose connections go through the WireGuard
 tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
 

@@ -1,10 +1,12 @@
 /**
- * A SOCKS5 server (RFC 1928) whose CONNECTs go through a Dialer (the tunnel),
- * with optional username/password authentication (RFC 1929). Names are resolved
- * by the dialer, so `curl --socks5-hostname` resolves through the tunnel's DNS.
+ * A SOCKS5 server (RFC 1928) whose CONNECTs and UDP ASSOCIATEs go through a
+ * Dialer (the tunnel), with optional username/password authentication
+ * (RFC 1929). Names are resolved by the dialer, so `curl --socks5-hostname`
+ * resolves through the tunnel's DNS.
  */
 import net from 'node:net';
-import type { Dialer } from './dialer.js';
+import dgram from 'node:dgram';
+import type { Dialer, DatagramSocket } from './dialer.js';
 import { splice } from './dialer.js';
 import { formatIPv4, formatIPv6, parseIp } from '../util/ip.js';
 
@@ -20,6 +22,11 @@ export interface ProxyStats {
   failures: number;
   bytesUp: number;
   bytesDown: number;
+  /** UDP ASSOCIATE: associations opened, datagrams relayed each way, datagrams dropped (fragmented, bad header, wrong sender). */
+  udpAssociations?: number;
+  udpUp?: number;
+  udpDown?: number;
+  udpDropped?: number;
 }
 
 // RFC 1928 §6 reply codes.
@@ -43,7 +50,7 @@ function replyFor(err: NodeJS.ErrnoException): number {
 }
 
 export function createSocks5Server(opts: Socks5Options): net.Server & { stats: ProxyStats } {
-  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0 };
+  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0, udpAssociations: 0, udpUp: 0, udpDown: 0, udpDropped: 0 };
   const server = net.createServer((c) => handle(c)) as net.Server & { stats: ProxyStats };
   server.stats = stats;
 
@@ -118,7 +125,14 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
           } else return fail(REP.atypUnsupported);
           const port = buf.readUInt16BE(off);
           buf = buf.subarray(off + 2);
-          if (cmd !== 1) return fail(REP.cmdUnsupported); // BIND and UDP ASSOCIATE are not offered yet
+          if (cmd === 3) {
+            stage = 'done';
+            clearTimeout(timer);
+            c.off('data', onData);
+            associate(c, host, port, fail);
+            return;
+          }
+          if (cmd !== 1) return fail(REP.cmdUnsupported); // BIND (2) is not offered: nothing on a tunnel would connect back to it
           stage = 'done';
           c.off('data', onData);
           c.pause();
@@ -150,5 +164,108 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     };
     c.on('data', onData);
   }
+
+  /**
+   * UDP ASSOCIATE (RFC 1928 §7): a UDP relay on the address the client reached
+   * us on. Datagrams from the client carry the SOCKS UDP header (RSV, FRAG,
+   * ATYP, DST.ADDR, DST.PORT) and go out through the dialer's UDP sockets; the
+   * answers come back with the header naming their source. Only the client's
+   * host may use the relay (and only its announced port, if it gave one); the
+   * first sender's port is then pinned. FRAG != 0 is dropped: fragmentation is
+   * optional and clients do not rely on it. The association ends with the TCP
+   * control connection (§7: "terminates when the TCP connection ... terminates").
+   */
+  function associate(c: net.Socket, _host: string, port: number, fail: (rep: number) => void): void {
+    if (!opts.dialer.udp || !c.localAddress || !c.remoteAddress) return fail(REP.cmdUnsupported);
+    const clientIp = normalizeIp(c.remoteAddress);
+    let clientPort = port; // 0: not known yet
+    const relay = dgram.createSocket(net.isIPv6(c.localAddress) && !c.localAddress.startsWith('::ffff:') ? 'udp6' : 'udp4');
+    const out = new Map<4 | 6, DatagramSocket>();
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      relay.close();
+      for (const s of out.values()) s.close();
+      c.destroy();
+    };
+    const drop = (): void => void (stats.udpDropped! += 1);
+    const upstream = (family: 4 | 6): DatagramSocket => {
+      let s = out.get(family);
+      if (!s) {
+        s = opts.dialer.udp!(family);
+        s.on('error', () => {}); // ICMP errors for one destination must not end the association
+        s.on('message', (msg, rinfo) => {
+          if (closed || clientPort === 0) return;
+          const addr = parseIp(rinfo.address);
+          if (!addr) return drop();
+          const hdr = Buffer.alloc(4 + addr.length + 2);
+          hdr[3] = addr.length === 4 ? 1 : 4;
+          hdr.set(addr, 4);
+          hdr.writeUInt16BE(rinfo.port, 4 + addr.length);
+          stats.udpDown! += 1;
+          relay.send([hdr, msg], clientPort, clientIp);
+        });
+        out.set(family, s);
+      }
+      return s;
+    };
+    relay.on('error', close);
+    relay.on('message', (msg, rinfo) => {
+      if (normalizeIp(rinfo.address) !== clientIp || (clientPort !== 0 && rinfo.port !== clientPort)) return drop();
+      const d = parseUdpHeader(msg);
+      if (!d || d.frag !== 0) return drop();
+      clientPort = rinfo.port;
+      stats.udpUp! += 1;
+      const family = d.atyp === 4 ? 6 : 4; // names resolve to IPv4, as curl's socks5h UDP does
+      upstream(family).send(d.data, d.port, d.host, () => {});
+    });
+    relay.bind(0, c.localAddress, () => {
+      if (closed) return;
+      stats.udpAssociations! += 1;
+      const a = relay.address();
+      const bnd = parseIp(a.address) ?? new Uint8Array(4);
+      const rep = Buffer.alloc(6 + bnd.length);
+      rep[0] = 5;
+      rep[1] = REP.ok;
+      rep[3] = bnd.length === 4 ? 1 : 4;
+      rep.set(bnd, 4);
+      rep.writeUInt16BE(a.port, 4 + bnd.length);
+      c.write(rep);
+      opts.log?.('debug', 'socks5 udp associate', { client: `${clientIp}:${clientPort}`, relay: a.port });
+    });
+    // Anything more on the control connection is a protocol error; its end ends the association.
+    c.on('data', () => c.destroy());
+    c.on('close', close);
+  }
   return server;
+}
+
+/** An IPv4-mapped IPv6 address in its IPv4 form, so both spellings of one host compare equal. */
+function normalizeIp(a: string): string {
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+/** The RFC 1928 §7 UDP request header, or undefined if malformed. */
+function parseUdpHeader(b: Buffer): { frag: number; atyp: number; host: string; port: number; data: Buffer } | undefined {
+  if (b.length < 4 || b[0] !== 0 || b[1] !== 0) return undefined;
+  const frag = b[2]!;
+  const atyp = b[3]!;
+  let host: string;
+  let off: number;
+  if (atyp === 1) {
+    if (b.length < 10) return undefined;
+    host = formatIPv4(b, 4);
+    off = 8;
+  } else if (atyp === 4) {
+    if (b.length < 22) return undefined;
+    host = formatIPv6(b, 4);
+    off = 20;
+  } else if (atyp === 3) {
+    const n = b[4] ?? 0;
+    if (n === 0 || b.length < 5 + n + 2) return undefined;
+    host = b.subarray(5, 5 + n).toString();
+    off = 5 + n;
+  } else return undefined;
+  return { frag, atyp, host, port: b.readUInt16BE(off), data: b.subarray(off + 2) };
 }

@@ -1,0 +1,149 @@
+/**
+ * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) through a tunnel: a raw client speaks the
+ * protocol byte by byte to the proxy on tunnel A; a UDP echo server listens on
+ * tunnel B.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
+import { createSocks5Server } from '../../src/cli/socks5.js';
+import { tunnelDialer } from '../../src/cli/dialer.js';
+
+/** Reads exactly n bytes from a socket. */
+async function readN(s: net.Socket, n: number): Promise<Buffer> {
+  let buf = Buffer.alloc(0);
+  while (buf.length < n) {
+    const chunk = s.read() as Buffer | null;
+    if (chunk) buf = Buffer.concat([buf, chunk]);
+    else await once(s, 'readable');
+  }
+  if (buf.length > n) s.unshift(buf.subarray(n));
+  return buf.subarray(0, n);
+}
+
+function udpHeader(atyp: 1 | 3, host: string, port: number, frag = 0): Buffer {
+  const addr = atyp === 1 ? Buffer.from(host.split('.').map(Number)) : Buffer.concat([Buffer.from([host.length]), Buffer.from(host)]);
+  const h = Buffer.alloc(4 + addr.length + 2);
+  h[2] = frag;
+  h[3] = atyp;
+  addr.copy(h, 4);
+  h.writeUInt16BE(port, 4 + addr.length);
+  return h;
+}
+
+describe('SOCKS5 UDP ASSOCIATE through a tunnel', () => {
+  let p: TunnelPair;
+  let proxy: ReturnType<typeof createSocks5Server>;
+  before(async () => {
+    p = await tunnelPair();
+    const echo = p.b.createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+    echo.bind(7);
+    proxy = createSocks5Server({ dialer: tunnelDialer(p.a), auth: { username: 'u', password: 'p' } });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    await p.a.ping('10.66.0.2');
+  });
+  after(async () => {
+    proxy.close();
+    await p.close();
+  });
+
+  /** Greets, authenticates and asks for an association; returns the control socket and the relay port. */
+  async function associate(clientPort = 0): Promise<{ ctl: net.Socket; relayPort: number }> {
+    const ctl = net.connect((proxy.address() as net.AddressInfo).port, '127.0.0.1');
+    await once(ctl, 'connect');
+    ctl.write(Buffer.from([5, 1, 2]));
+    assert.deepEqual([...(await readN(ctl, 2))], [5, 2]);
+    ctl.write(Buffer.from([1, 1, 0x75, 1, 0x70]));
+    assert.deepEqual([...(await readN(ctl, 2))], [1, 0]);
+    const req = Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0]);
+    req.writeUInt16BE(clientPort, 8);
+    ctl.write(req);
+    const rep = await readN(ctl, 10);
+    assert.equal(rep[1], 0, 'UDP ASSOCIATE succeeded');
+    assert.equal(rep[3], 1);
+    assert.equal([...rep.subarray(4, 8)].join('.'), '127.0.0.1');
+    return { ctl, relayPort: rep.readUInt16BE(8) };
+  }
+
+  async function client(): Promise<dgram.Socket> {
+    const u = dgram.createSocket('udp4');
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    return u;
+  }
+
+  function reply(u: dgram.Socket, ms = 2000): Promise<Buffer | undefined> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(undefined), ms);
+      u.once('message', (m) => {
+        clearTimeout(t);
+        resolve(m);
+      });
+    });
+  }
+
+  test('a datagram to an IPv4 address comes back with the SOCKS header naming its source; an unresolvable name is dropped', async () => {
+    const { ctl, relayPort } = await associate();
+    const u = await client();
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('one')]), relayPort, '127.0.0.1');
+    const r1 = await reply(u);
+    assert.ok(r1, 'no reply through the relay');
+    assert.deepEqual([...r1.subarray(0, 4)], [0, 0, 0, 1]);
+    assert.equal([...r1.subarray(4, 8)].join('.'), '10.66.0.2');
+    assert.equal(r1.readUInt16BE(8), 7);
+    assert.equal(r1.subarray(10).toString(), 'echo:one');
+    // A domain name with no DNS server on the tunnel cannot resolve: dropped, and the association lives on.
+    u.send(Buffer.concat([udpHeader(3, 'nowhere.invalid', 7), Buffer.from('x')]), relayPort, '127.0.0.1');
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('two')]), relayPort, '127.0.0.1');
+    assert.equal((await reply(u))?.subarray(10).toString(), 'echo:two');
+    u.close();
+    ctl.destroy();
+  });
+
+  test('fragments, malformed headers and other senders are dropped and counted', async () => {
+    const { ctl, relayPort } = await associate();
+    const u = await client();
+    const before = proxy.stats.udpDropped!;
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7, 1), Buffer.from('frag')]), relayPort, '127.0.0.1');
+    u.send(Buffer.from([1, 2, 3]), relayPort, '127.0.0.1');
+    assert.equal(await reply(u, 300), undefined);
+    // Pin the client's port with a good datagram, then a second local socket is refused.
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('ok')]), relayPort, '127.0.0.1');
+    assert.equal((await reply(u))?.subarray(10).toString(), 'echo:ok');
+    const other = await client();
+    other.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('intruder')]), relayPort, '127.0.0.1');
+    assert.equal(await reply(other, 300), undefined);
+    assert.ok(proxy.stats.udpDropped! >= before + 3, `dropped ${proxy.stats.udpDropped! - before}`);
+    other.close();
+    u.close();
+    ctl.destroy();
+  });
+
+  test('a client that announced its port is served only from that port', async () => {
+    const u = await client();
+    const other = await client();
+    const { ctl, relayPort } = await associate(u.address().port);
+    other.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('first')]), relayPort, '127.0.0.1');
+    assert.equal(await reply(other, 300), undefined);
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('mine')]), relayPort, '127.0.0.1');
+    assert.equal((await reply(u))?.subarray(10).toString(), 'echo:mine');
+    other.close();
+    u.close();
+    ctl.destroy();
+  });
+
+  test('closing the control connection ends the association', async () => {
+    const { ctl, relayPort } = await associate();
+    const u = await client();
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('a')]), relayPort, '127.0.0.1');
+    assert.ok(await reply(u));
+    ctl.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('b')]), relayPort, '127.0.0.1');
+    assert.equal(await reply(u, 300), undefined);
+    u.close();
+  });
+});
