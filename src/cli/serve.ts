@@ -4,12 +4,16 @@
  * logs on stderr, clean shutdown on SIGINT/SIGTERM, one-line errors.
  */
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { Tunnel } from '../api/tunnel.js';
 import { tunnelDialer, systemDialer, splice } from './dialer.js';
 import { createSocks5Server } from './socks5.js';
+import { forwardUdp, type UdpForwardCounters } from './udp-forward.js';
+import type { DatagramSocket } from './dialer.js';
 import { createHttpProxyServer } from './http-proxy.js';
 import { parseForwardSpec, type ForwardSpec } from './forward.js';
 import { WgnetError } from '../util/errors.js';
+import { parseIp } from '../util/ip.js';
 
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
 
@@ -20,14 +24,19 @@ tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
 Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
          curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
 
-export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--uapi NAME] [--log-level ...]
+export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--udp [--udp-timeout SECONDS]] [--uapi NAME] [--log-level ...]
 
 -L  listens on this machine (BIND defaults to 127.0.0.1) and carries each connection
     through the tunnel to HOST:PORT (HOST may be a name, resolved through the tunnel).
 -R  listens on the tunnel's own address, PORT, and carries each connection to HOST:PORT
     on this machine: hosting a service behind WireGuard with no root.
 
-Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000`;
+--udp  the forwards of this command carry UDP instead of TCP: each client address and
+       port is a flow with its own socket on the other side, closed after
+       --udp-timeout seconds without traffic (default 60). Run a second forward for TCP.
+
+Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000
+         wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53`;
 
 interface Common {
   config?: string;
@@ -167,9 +176,16 @@ export async function runProxy(args: string[]): Promise<number> {
 
 export async function runForward(args: string[]): Promise<number> {
   const specs: ForwardSpec[] = [];
+  let udp = false;
+  let udpIdleMs = 60_000;
   const c = parseCommon(args, (a, next) => {
     if (a === '-L' || a === '-R') specs.push(parseForwardSpec(next(), a === '-L' ? 'L' : 'R'));
-    else return false;
+    else if (a === '--udp') udp = true;
+    else if (a === '--udp-timeout') {
+      const v = next();
+      if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--udp-timeout: expected seconds > 0, got '${v}'`);
+      udpIdleMs = Number(v) * 1000;
+    } else return false;
     return true;
   });
   if (specs.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'give at least one -L or -R');
@@ -197,9 +213,41 @@ export async function runForward(args: string[]): Promise<number> {
       },
     );
   };
+  const udpCounters: Record<string, UdpForwardCounters> = {};
   try {
     for (const spec of specs) {
-      if (spec.kind === 'L') {
+      if (udp) {
+        const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port} udp`;
+        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0 });
+        const family: 4 | 6 = parseIp(spec.host)?.length === 16 ? 6 : 4; // names: IPv4
+        let listener: DatagramSocket;
+        if (spec.kind === 'L') {
+          const bindHost = spec.bindHost ?? '127.0.0.1';
+          const d = dgram.createSocket(bindHost.includes(':') ? 'udp6' : 'udp4');
+          await new Promise<void>((resolve, reject) => {
+            d.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-L ${spec.bindPort} (udp): ${e.message}`)));
+            d.bind(spec.bindPort, bindHost, () => resolve());
+          });
+          listener = d;
+        } else {
+          const u = t.createSocket('udp4');
+          await new Promise<void>((resolve, reject) => {
+            u.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-R ${spec.bindPort} (udp): ${e.message}`)));
+            u.bind(spec.bindPort, () => resolve());
+          });
+          listener = u;
+        }
+        const fwd = forwardUdp({
+          listener,
+          outbound: spec.kind === 'L' ? () => viaTunnel.udp!(family) : () => dgram.createSocket(family === 6 ? 'udp6' : 'udp4'),
+          host: spec.host,
+          port: spec.port,
+          idleMs: udpIdleMs,
+          counters,
+          onError: (e) => log('debug', 'forward udp error', { forward: key, error: e.message }),
+        });
+        closers.push(() => fwd.close());
+      } else if (spec.kind === 'L') {
         const s = net.createServer((sock) => serve(spec, sock));
         await listen(s, spec.bindHost ?? '127.0.0.1', spec.bindPort, `-L ${spec.bindPort}`);
         closers.push(() => s.close());
@@ -218,10 +266,11 @@ export async function runForward(args: string[]): Promise<number> {
     throw err;
   }
   const hs = await waitHandshake(t, 5000);
-  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')} handshake=${hs ? 'ok' : 'pending'}\n`);
+  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
   return untilSignal(async () => {
     for (const cl of closers) cl();
     for (const [k, v] of Object.entries(counters)) log('info', 'forward stats', { forward: k, ...v });
+    for (const [k, v] of Object.entries(udpCounters)) log('info', 'forward stats', { forward: k, ...v });
     await t.close();
   });
 }

@@ -4,6 +4,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { spawn, execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -112,6 +113,43 @@ describe('wgnet proxy and forward with curl', { skip }, () => {
     } finally {
       child.kill('SIGTERM');
     }
+  });
+
+  test('forward --udp: -L carries a local UDP port through the tunnel, -R a tunnel UDP port to a local service; counters on exit', async () => {
+    const echo = far.createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('far:'), m]), r.port, r.address));
+    echo.bind(7);
+    const localEcho = dgram.createSocket('udp4');
+    localEcho.on('message', (m, r) => localEcho.send(Buffer.concat([Buffer.from('local:'), m]), r.port, r.address));
+    await new Promise<void>((r) => localEcho.bind(0, '127.0.0.1', () => r()));
+    const lp = await freePort();
+    const { child, ready } = await startCli(['forward', '-c', conf, '--udp', '--udp-timeout', '30', '-L', `127.0.0.1:${lp}:10.66.0.2:7`, '-R', `5353:127.0.0.1:${localEcho.address().port}`]);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    const ask = (sock: { send(m: Buffer, port: number, host: string): void; once(ev: 'message', f: (m: Buffer) => void): unknown }, port: number, host: string, text: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no UDP answer to '${text}'`)), 3000);
+        sock.once('message', (m: Buffer) => {
+          clearTimeout(t);
+          resolve(m.toString());
+        });
+        sock.send(Buffer.from(text), port, host);
+      });
+    const c = dgram.createSocket('udp4');
+    const fromFar = far.createSocket('udp4');
+    try {
+      assert.match(ready, /udp handshake=ok/);
+      assert.equal(await ask(c, lp, '127.0.0.1', 'hello'), 'far:hello');
+      assert.equal(await ask(fromFar, 5353, '10.66.0.1', 'back'), 'local:back');
+    } finally {
+      child.kill('SIGTERM');
+      c.close();
+      fromFar.close();
+      echo.close();
+      localEcho.close();
+    }
+    assert.equal(await new Promise<number | null>((r) => child.once('exit', (code) => r(code))), 0);
+    assert.match(stderr, /forward stats.*udp/);
   });
 
   test('a bad config and a busy port exit non-zero with one line', async () => {
