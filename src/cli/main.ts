@@ -19,6 +19,7 @@ Commands:
   proxy -c FILE        SOCKS5 / HTTP proxy through the tunnel (no root)
   forward -c FILE      port forwards: -L local port -> tunnel host, -R tunnel port -> local service
   up [-f] IFNAME       WireGuard on a kernel TUN device (Linux, root): a drop-in for wireguard-go
+  show [NAME]          the wg show view of interfaces with a UAPI socket (--uapi NAME, up, wireguard-go)
 
 Run 'wgnet <command> --help' for a command's options.`;
 
@@ -106,6 +107,15 @@ export async function main(argv: string[]): Promise<number> {
     case 'up': {
       const { runUp } = await import('./up.js');
       return runUp(args);
+    }
+    case 'show': {
+      const { runShow, SHOW_USAGE } = await import('./show.js');
+      if (args.includes('--help') || args.includes('-h')) {
+        process.stdout.write(SHOW_USAGE + '\n');
+        return 0;
+      }
+      const { UAPI_DIR } = await import('../io/uapi-server.js');
+      return runShow(args, UAPI_DIR, (s) => process.stdout.write(s));
     }
     default:
       process.stderr.write(`wgnet: unknown command '${cmd}'\n\n${HELP}\n`);
