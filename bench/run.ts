@@ -13,6 +13,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   device: { module: './device.js', fn: 'benchDevice' },
   tcp: { module: './tcp.js', fn: 'benchTcp' },
   tunnel: { module: './tunnel.js', fn: 'benchTunnel' },
+  proxy: { module: './proxy.js', fn: 'benchProxy' },
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -1,0 +1,112 @@
+/**
+ * The CLI's data paths next to the library's, same run (issue: proxy path
+ * >= 0.9x the library path). A far tunnel in its own process serves 200 MB
+ * over HTTP; the same download is made
+ *   - by the library: Tunnel.fetch in this process (the reference),
+ *   - through `wgnet proxy --socks5` with curl --socks5-hostname,
+ *   - through `wgnet forward -L` with plain curl.
+ * The near tunnel uses the same key each time (one after the other), so the far
+ * side simply sees its peer roam to the new endpoint.
+ */
+import { performance } from 'node:perf_hooks';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tunnel } from '../src/index.js';
+import { keyPair } from '../test/harness/tunnel-pair.js';
+import type { BenchRow } from './common.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BIN = join(HERE, '../bin/wgnet.js');
+const MB = 1024 * 1024;
+const TOTAL = 200;
+
+function waitFor(child: ChildProcess, re: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      const m = re.exec(out);
+      if (m) resolve(m[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`exited (${code}) before '${re.source}': ${out}`)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** curl's own measurement of a download: Mbit/s. */
+function curlMbit(args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', ...args]);
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d));
+    c.once('exit', (code) => {
+      const [size, secs] = out.split(' ').map(Number);
+      if (code !== 0 || size !== TOTAL * MB) reject(new Error(`curl ${args.join(' ')}: exit ${code}, ${out}`));
+      else resolve((size! * 8) / 1e6 / secs!);
+    });
+  });
+}
+
+export async function benchProxy(): Promise<BenchRow[]> {
+  if (spawnSync('sh', ['-c', 'command -v curl']).status !== 0) return [{ name: 'skipped: curl is not installed', value: 0, unit: '' }];
+  const near = keyPair();
+  const far = keyPair();
+  const peer = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'tunnel-peer.ts')], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, WGNET_PEER_MB: String(TOTAL), WGNET_PEER_CONF: `[Interface]\nPrivateKey = ${far.privateKey}\nAddress = 10.66.0.2/24\n\n[Peer]\nPublicKey = ${near.publicKey}\nAllowedIPs = 10.66.0.1/32\n` },
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'wgnet-bench-proxy-'));
+  try {
+    const farPort = Number((await waitFor(peer, /ready (\d+)/)).split(' ')[1]);
+    const conf = `[Interface]\nPrivateKey = ${near.privateKey}\nAddress = 10.66.0.1/24\n\n[Peer]\nPublicKey = ${far.publicKey}\nAllowedIPs = 10.66.0.2/32\nEndpoint = 127.0.0.1:${farPort}\n`;
+    writeFileSync(join(dir, 'wg0.conf'), conf, { mode: 0o600 });
+
+    const t = await Tunnel.create(conf);
+    let lib: number;
+    try {
+      await t.ping('10.66.0.2', { timeout: 5000 });
+      const start = performance.now();
+      const r = await t.fetch('http://10.66.0.2/');
+      let n = 0;
+      for await (const c of r.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
+      lib = (n * 8) / 1e6 / ((performance.now() - start) / 1000);
+    } finally {
+      await t.close();
+    }
+
+    const viaCli = async (args: string[], curlArgs: (port: number) => string[]): Promise<number> => {
+      const port = await freePort();
+      const c = spawn(process.execPath, [BIN, ...args.map((a) => a.replace('PORT', String(port)))], { stdio: ['ignore', 'pipe', 'ignore'] });
+      try {
+        await waitFor(c, /ready.*handshake=ok/);
+        return await curlMbit(curlArgs(port));
+      } finally {
+        c.kill('SIGTERM');
+        await new Promise((r) => c.once('exit', r));
+      }
+    };
+    const socks = await viaCli(['proxy', '-c', join(dir, 'wg0.conf'), '--socks5', '127.0.0.1:PORT'], (p) => ['--socks5-hostname', `127.0.0.1:${p}`, 'http://10.66.0.2/']);
+    const fwd = await viaCli(['forward', '-c', join(dir, 'wg0.conf'), '-L', '127.0.0.1:PORT:10.66.0.2:80'], (p) => [`http://127.0.0.1:${p}/`]);
+    return [
+      { name: `library: Tunnel.fetch, ${TOTAL} MB from a wgnet peer process [reference]`, value: lib, unit: 'Mbit/s' },
+      { name: `wgnet proxy --socks5, curl --socks5-hostname, ${TOTAL} MB`, value: socks, unit: 'Mbit/s', ref: 'library', ratio: socks / lib },
+      { name: `wgnet forward -L, curl, ${TOTAL} MB`, value: fwd, unit: 'Mbit/s', ref: 'library', ratio: fwd / lib },
+    ];
+  } finally {
+    peer.stdin!.end();
+    peer.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
