@@ -1,5 +1,5 @@
 /**
- * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) through a tunnel: a raw client speaks the
+ * SOCKS5 through a tunnel (UDP ASSOCIATE per RFC 1928 §7, CONNECT, bad input): a raw client speaks the
  * protocol byte by byte to the proxy on tunnel A; a UDP echo server listens on
  * tunnel B.
  */
@@ -9,6 +9,7 @@ import net from 'node:net';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
+import { SocksClient } from 'socks';
 import { createSocks5Server } from '../../src/cli/socks5.js';
 import { tunnelDialer } from '../../src/cli/dialer.js';
 
@@ -34,7 +35,7 @@ function udpHeader(atyp: 1 | 3, host: string, port: number, frag = 0): Buffer {
   return h;
 }
 
-describe('SOCKS5 UDP ASSOCIATE through a tunnel', () => {
+describe('SOCKS5 through a tunnel: UDP ASSOCIATE, a real client, bad input', () => {
   let p: TunnelPair;
   let proxy: ReturnType<typeof createSocks5Server>;
   before(async () => {
@@ -132,6 +133,63 @@ describe('SOCKS5 UDP ASSOCIATE through a tunnel', () => {
     assert.equal((await reply(u))?.subarray(10).toString(), 'echo:mine');
     other.close();
     u.close();
+    ctl.destroy();
+  });
+
+  test('the socks npm client: CONNECT to an HTTP server on the tunnel, and a UDP ASSOCIATE round trip with its frames', async () => {
+    const web = p.b.createServer((sock) => sock.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+    web.listen(80);
+    const proxyAt = { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, type: 5 as const, userId: 'u', password: 'p' };
+    const { socket } = await SocksClient.createConnection({ proxy: proxyAt, command: 'connect', destination: { host: '10.66.0.2', port: 80 } });
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    let text = '';
+    for await (const d of socket) text += d;
+    assert.match(text, /^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nok$/);
+    web.close();
+
+    const u = await client();
+    // The library offers UDP ASSOCIATE on a client instance, not on createConnection.
+    const sc = new SocksClient({ proxy: proxyAt, command: 'associate', destination: { host: '0.0.0.0', port: u.address().port } });
+    const assoc = await new Promise<{ socket: net.Socket; remoteHost?: { host: string; port: number } }>((resolve, reject) => {
+      sc.once('established', resolve);
+      sc.once('error', reject);
+      sc.connect();
+    });
+    const frame = SocksClient.createUDPFrame({ remoteHost: { host: '10.66.0.2', port: 7 }, data: Buffer.from('via socks lib') });
+    u.send(frame, assoc.remoteHost!.port, '127.0.0.1');
+    const r = await reply(u);
+    assert.ok(r, 'no UDP reply');
+    const parsed = SocksClient.parseUDPFrame(r);
+    assert.equal(parsed.remoteHost.host, '10.66.0.2');
+    assert.equal(parsed.remoteHost.port, 7);
+    assert.equal(parsed.data.toString(), 'echo:via socks lib');
+    u.close();
+    assoc.socket.destroy();
+  });
+
+  test('bad input on the control connection: clear replies or a clean close, and the proxy keeps serving', async () => {
+    const port = (proxy.address() as net.AddressInfo).port;
+    const talk = async (bytes: number[][], expectLen: number): Promise<Buffer> => {
+      const s = net.connect(port, '127.0.0.1');
+      await once(s, 'connect');
+      let got = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+      for (const b of bytes) s.write(Buffer.from(b));
+      await Promise.race([once(s, 'close'), new Promise((r) => setTimeout(r, 500))]);
+      s.destroy();
+      assert.ok(got.length >= expectLen, `reply ${got.toString('hex')}`);
+      return got;
+    };
+    assert.equal((await talk([[4, 1, 0, 80, 10, 66, 0, 2, 0]], 0)).length, 0, 'SOCKS4 is closed without a reply');
+    assert.deepEqual([...(await talk([[5, 1, 0]], 2))], [5, 0xff], 'no acceptable method: 0xFF');
+    assert.deepEqual([...(await talk([[5, 1, 2], [1, 1, 0x75, 1, 0x78]], 4))], [5, 2, 1, 1], 'wrong password: RFC 1929 failure');
+    const badAtyp = await talk([[5, 1, 2], [1, 1, 0x75, 1, 0x70], [5, 1, 0, 9, 1, 2, 3, 4, 0, 80]], 6);
+    assert.equal(badAtyp[4 + 1], 8, 'ATYP 9: reply 8, address type not supported');
+    const bind = await talk([[5, 1, 2], [1, 1, 0x75, 1, 0x70], [5, 2, 0, 1, 10, 66, 0, 2, 0, 80]], 6);
+    assert.equal(bind[4 + 1], 7, 'BIND: reply 7, command not supported');
+    await talk([Array.from({ length: 2000 }, () => 5)], 0); // an oversized greeting is cut off
+    // Still serving:
+    const { ctl } = await associate();
     ctl.destroy();
   });
 
