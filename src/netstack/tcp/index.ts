@@ -93,6 +93,11 @@ const NEVER = Infinity;
 const TRIM_MS = 1000;
 
 type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim';
+interface TimerEntry {
+  at: number;
+  c: Conn;
+  t: Timer;
+}
 
 interface OooSegment {
   seq: number;
@@ -421,7 +426,74 @@ export class TcpLayer implements TcpLayerApi {
 
   setTimer(c: Conn, t: Timer, at: number): void {
     c.timers[t] = at;
-    if (at !== NEVER) this.timed.add(c);
+    if (at === NEVER) return;
+    this.timed.add(c);
+    this.heapPush({ at, c, t });
+    // Moved and cancelled timers leave stale entries behind (RTO moves on every
+    // ACK); rebuild from the live ones before they dominate the heap.
+    if (this.heap.length > 1024 && this.heap.length > 8 * this.timed.size) this.rebuildHeap();
+  }
+
+  // Timer entries in a binary min-heap on `at`, so finding the next deadline and
+  // the due connections costs O(log n) with thousands of connections, not a scan
+  // of all of them per event-loop turn. An entry is live while c.timers[t] === at.
+  private heap: TimerEntry[] = [];
+
+  private heapPush(e: TimerEntry): void {
+    const h = this.heap;
+    let i = h.push(e) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= e.at) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = e;
+  }
+
+  private heapPop(): TimerEntry | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const m = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+      if (h[m]!.at >= last.at) break;
+      h[i] = h[m]!;
+      i = m;
+    }
+    h[i] = last;
+    return top;
+  }
+
+  private rebuildHeap(): void {
+    const live: TimerEntry[] = [];
+    for (const c of this.timed) {
+      let any = false;
+      for (const t of Object.keys(c.timers) as Timer[]) {
+        const at = c.timers[t];
+        if (at !== NEVER) {
+          any = true;
+          live.push({ at, c, t });
+        }
+      }
+      if (!any) this.timed.delete(c);
+    }
+    this.heap = [];
+    for (const e of live) this.heapPush(e);
+  }
+
+  /** The earliest live entry, dropping stale ones from the top. */
+  private heapPeek(): TimerEntry | undefined {
+    for (;;) {
+      const e = this.heap[0];
+      if (e === undefined || e.c.timers[e.t] === e.at) return e;
+      this.heapPop();
+    }
   }
 
   private emit(ev: TcpEvent): void {
@@ -564,22 +636,9 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   pollTimeout(): Deadline | undefined {
-    let at = NEVER;
-    let reason = '';
-    for (const c of this.timed) {
-      let any = false;
-      for (const k in c.timers) {
-        const v = c.timers[k as Timer];
-        if (v !== NEVER) any = true;
-        if (v < at) {
-          at = v;
-          reason = k;
-        }
-      }
-      if (!any) this.timed.delete(c);
-    }
     if (this.dirty.size > 0) return { at: -NEVER, reason: 'tcp output' };
-    return at === NEVER ? undefined : { at, reason: `tcp ${reason}` };
+    const e = this.heapPeek();
+    return e === undefined ? undefined : { at: e.at, reason: `tcp ${e.t}` };
   }
 
   private tsVal(now: Instant): number {
@@ -1346,7 +1405,12 @@ export class TcpLayer implements TcpLayerApi {
   // --- timers ---------------------------------------------------------------------------------------
 
   handleTimeout(now: Instant): void {
-    for (const c of [...this.timed]) {
+    const due = new Set<Conn>();
+    for (let e = this.heapPeek(); e !== undefined && e.at <= now; e = this.heapPeek()) {
+      this.heapPop();
+      due.add(e.c);
+    }
+    for (const c of due) {
       const t = c.timers;
       if (t.timewait <= now) {
         this.destroy(c, undefined, now);
