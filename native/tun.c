@@ -20,36 +20,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "napi_util.h"
 #include "poll_reader.h"
 
 #define READ_BATCH 64
 #define MAX_PACKET 65535
 #define HEADROOM 16
 #define TAILROOM 32
-
-#define CHECK(call)                                                                \
-  do {                                                                             \
-    if ((call) != napi_ok) {                                                       \
-      napi_throw_error(env, "ERR_WGNET_TUN", "N-API call failed: " #call);         \
-      return NULL;                                                                 \
-    }                                                                              \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, code, e;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  napi_create_int32(env, -err, &code);
-  napi_set_named_property(env, e, "errno", code);
-  napi_value c;
-  const char *name = err == EPERM ? "EPERM" : err == EACCES ? "EACCES" : err == EBUSY ? "EBUSY" : err == ENOENT ? "ENOENT" : err == ENODEV ? "ENODEV" : "ETUN";
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &c);
-  napi_set_named_property(env, e, "code", c);
-  napi_throw(env, e);
-  return NULL;
-}
 
 /* open(name) -> { fd, name }: creates (or attaches to) TUN device `name`. */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
@@ -175,7 +152,7 @@ static napi_value start_reader(napi_env env, napi_callback_info info) {
   }
   tun_reader_t *r = malloc(sizeof *r);
   if (r == NULL) {
-    napi_throw_error(env, "ERR_WGNET_TUN", "out of memory");
+    napi_throw_error(env, "ERR_WGNET_NATIVE", "out of memory");
     return NULL;
   }
   return pr_start(env, fd, argv[1], deliver, r, "wgnet:tun");
@@ -209,15 +186,6 @@ static napi_value tun_write(napi_env env, napi_callback_info info) {
   return v;
 }
 
-static napi_value tun_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int fd;
-  if (napi_get_value_int32(env, argv[0], &fd) == napi_ok && fd >= 0) close(fd);
-  return NULL;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
@@ -225,7 +193,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"exists", NULL, tun_exists, NULL, NULL, NULL, napi_default, NULL},
       {"startReader", NULL, start_reader, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, tun_write, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, tun_close, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

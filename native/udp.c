@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "napi_util.h"
 #include "poll_reader.h"
 
 #ifndef UDP_SEGMENT
@@ -51,40 +52,6 @@
 /* The kernel refuses more segments per GSO message than this (UDP_MAX_SEGMENTS). */
 #define GSO_MAX_SEGMENTS 64
 #define GSO_MAX_BYTES 65000
-
-#define CHECK(call)                                                               \
-  do {                                                                            \
-    if ((call) != napi_ok) {                                                      \
-      napi_throw_error(env, "ERR_WGNET_UDP", "N-API call failed: " #call);        \
-      return NULL;                                                                \
-    }                                                                             \
-  } while (0)
-
-static const char *errno_name(int err) {
-  switch (err) {
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EINVAL: return "EINVAL";
-    default: return "EUDP";
-  }
-}
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s %s: %s", what, errno_name(err), strerror(err));
-  napi_value m, code, e, c;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  napi_create_int32(env, -err, &code);
-  napi_set_named_property(env, e, "errno", code);
-  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &c);
-  napi_set_named_property(env, e, "code", c);
-  napi_throw(env, e);
-  return NULL;
-}
 
 static int parse_addr(int family, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
   memset(ss, 0, sizeof *ss);
@@ -275,7 +242,7 @@ static napi_value start_reader(napi_env env, napi_callback_info info) {
   }
   udp_reader_t *r = calloc(1, sizeof *r);
   if (r == NULL) {
-    napi_throw_error(env, "ERR_WGNET_UDP", "out of memory");
+    napi_throw_error(env, "ERR_WGNET_NATIVE", "out of memory");
     return NULL;
   }
   return pr_start(env, fd, argv[1], deliver, r, "wgnet:udp");
@@ -414,21 +381,12 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   return res;
 }
 
-static napi_value udp_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int fd;
-  if (napi_get_value_int32(env, argv[0], &fd) == napi_ok && fd >= 0) close(fd);
-  return NULL;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
       {"startReader", NULL, start_reader, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
