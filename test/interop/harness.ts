@@ -218,3 +218,22 @@ export async function waitFor<T>(fn: () => T | Promise<T>, ms = 10_000, what = '
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Starts a helper server in the namespace and waits for its 'ready' line. */
+export async function startServer(peer: WgGoPeer, cmd: string, args: string[]): Promise<ChildProcess> {
+  const c = peer.spawn(cmd, args);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`${cmd} ${args.join(' ')} did not start: ${out}`)), 10_000);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (/ready|Serving HTTP/.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    c.stdout!.on('data', onData);
+    c.stderr!.on('data', onData);
+  });
+  return c;
+}

@@ -11,34 +11,14 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
-import type { ChildProcess } from 'node:child_process';
 import { Tunnel } from '../../src/index.js';
 import type { Device } from '../../src/wireguard/device.js';
 import { LossyRelay } from '../harness/lossy-relay.js';
-import { interopSkipReason, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
+import { interopSkipReason, startWgGo, genKeyPair, waitFor, startServer, type WgGoPeer } from './harness.js';
 
 const skip = interopSkipReason();
 const SERVERS = join(dirname(fileURLToPath(import.meta.url)), 'servers.py');
 const MB = 1024 * 1024;
-
-/** Starts a helper server in the namespace and waits for its 'ready' line. */
-async function startServer(peer: WgGoPeer, cmd: string, args: string[]): Promise<ChildProcess> {
-  const c = peer.spawn(cmd, args);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`${cmd} ${args.join(' ')} did not start: ${out}`)), 10_000);
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      if (/ready|Serving HTTP/.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    c.stdout!.on('data', onData);
-    c.stderr!.on('data', onData);
-  });
-  return c;
-}
 
 function tunnelFor(peer: WgGoPeer, opts: { outer?: 4 | 6; endpoint?: boolean } = {}): Promise<Tunnel> {
   const me = genKeyPair();

@@ -1,0 +1,133 @@
+/**
+ * The `wgnet` CLI as users run it, against the real wireguard-go: `wgnet proxy`
+ * and `wgnet forward` as processes, curl and the socks npm client as clients,
+ * the kernel's HTTP server and a UDP echo behind wireguard-go in a namespace.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import dgram from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SocksClient } from 'socks';
+import { interopSkipReason, startWgGo, genKeyPair, startServer, type WgGoPeer } from './harness.js';
+
+const skip = interopSkipReason();
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BIN = join(HERE, '../../bin/wgnet.js');
+const SERVERS = join(HERE, 'servers.py');
+const MB = 1024 * 1024;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function curl(args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '--max-time', '60', ...args], { encoding: 'buffer', maxBuffer: 64 * MB }, (err, out, errOut) => (err ? reject(new Error(`curl ${args.join(' ')}: ${errOut.toString()}`)) : resolve(out)));
+  });
+}
+
+async function startCli(args: string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      if (/ready.*handshake=ok/.test(out)) resolve();
+      else if (/ready/.test(out)) reject(new Error(`no handshake: ${out}`));
+    });
+    child.stderr!.on('data', (d: Buffer) => (err += d));
+    child.once('exit', (code) => reject(new Error(`wgnet ${args[0]} exited ${code}: ${err}`)));
+  });
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  child.kill('SIGTERM');
+  return new Promise((r) => child.once('exit', (code) => r(code)));
+}
+
+describe('wgnet proxy / forward (CLI) <-> wireguard-go', { skip }, () => {
+  let peer: WgGoPeer;
+  let dir: string;
+  let conf: string;
+  let bigHash: string;
+
+  before(async () => {
+    peer = await startWgGo();
+    const me = genKeyPair();
+    const n = peer.inner4.split('.')[2];
+    dir = mkdtempSync(join(tmpdir(), 'wgnet-cli-interop-'));
+    conf = join(dir, 'wg0.conf');
+    writeFileSync(conf, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = ${peer.peerInner4}/24\n\n[Peer]\nPublicKey = ${peer.publicKey}\nAllowedIPs = 10.77.${n}.0/24\nEndpoint = ${peer.outer4}:${peer.listenPort}\n`, { mode: 0o600 });
+    // No endpoint for us: wireguard-go learns it from our first handshake (roaming).
+    peer.addPeer(me.publicKey);
+    const big = randomBytes(20 * MB);
+    bigHash = createHash('sha256').update(big).digest('hex');
+    writeFileSync(join(dir, 'big.bin'), big);
+    await startServer(peer, 'python3', ['-u', '-m', 'http.server', '8080', '--bind', peer.inner4, '--directory', dir]);
+    await startServer(peer, 'python3', ['-u', SERVERS, 'udpecho', peer.inner4, '7']);
+  });
+  after(() => {
+    peer?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('proxy: curl through SOCKS5 and the HTTP proxy (20 MB, sha256 equal), and a UDP ASSOCIATE round trip with the socks client', async () => {
+    const [sp, hp] = [await freePort(), await freePort()];
+    const child = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--http', `127.0.0.1:${hp}`]);
+    try {
+      const url = `http://${peer.inner4}:8080/big.bin`;
+      const a = await curl(['--socks5-hostname', `127.0.0.1:${sp}`, url]);
+      assert.equal(createHash('sha256').update(a).digest('hex'), bigHash);
+      const b = await curl(['-x', `http://127.0.0.1:${hp}`, url]);
+      assert.equal(createHash('sha256').update(b).digest('hex'), bigHash);
+
+      const u = dgram.createSocket('udp4');
+      await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+      const sc = new SocksClient({ proxy: { host: '127.0.0.1', port: sp, type: 5 }, command: 'associate', destination: { host: '0.0.0.0', port: u.address().port } });
+      const assoc = await new Promise<{ socket: Socket; remoteHost?: { host: string; port: number } }>((resolve, reject) => {
+        sc.once('established', resolve);
+        sc.once('error', reject);
+        sc.connect();
+      });
+      const answer = new Promise<Buffer>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no UDP answer from behind wireguard-go')), 5000);
+        u.once('message', (m) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+      });
+      u.send(SocksClient.createUDPFrame({ remoteHost: { host: peer.inner4, port: 7 }, data: Buffer.from('through wireguard-go') }), assoc.remoteHost!.port, '127.0.0.1');
+      const f = SocksClient.parseUDPFrame(await answer);
+      assert.equal(f.remoteHost.host, peer.inner4);
+      assert.equal(f.data.toString(), 'through wireguard-go');
+      u.close();
+      assoc.socket.destroy();
+    } finally {
+      assert.equal(await stop(child), 0);
+    }
+  });
+
+  test('forward -L: curl on a local port gets the kernel server behind wireguard-go', async () => {
+    const lp = await freePort();
+    const child = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:${peer.inner4}:8080`]);
+    try {
+      const body = await curl([`http://127.0.0.1:${lp}/big.bin`]);
+      assert.equal(createHash('sha256').update(body).digest('hex'), bigHash);
+    } finally {
+      assert.equal(await stop(child), 0);
+    }
+  });
+});
