@@ -5,9 +5,9 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,15 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const BIN = join(HERE, '../../bin/wgnet.js');
 const SERVERS = join(HERE, 'servers.py');
 const MB = 1024 * 1024;
+
+/** ssh, sshd and an OpenBSD nc (for -X 5) are needed; CI installs them, elsewhere the test says why it skips. */
+function hasSsh(): string | false {
+  const missing = ['ssh', 'nc', 'ssh-keygen'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+  if (!existsSync('/usr/sbin/sshd')) missing.push('sshd');
+  if (missing.length === 0) return false;
+  if (process.env.CI) throw new Error(`CI=true but ${missing.join(', ')} missing (.ci/run installs openssh-server, openssh-client, netcat-openbsd)`);
+  return `needs ${missing.join(', ')}`;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -117,6 +126,38 @@ describe('wgnet proxy / forward (CLI) <-> wireguard-go', { skip }, () => {
       assoc.socket.destroy();
     } finally {
       assert.equal(await stop(child), 0);
+    }
+  });
+
+  test('ssh with ProxyCommand through the SOCKS5 proxy runs a command on an sshd behind wireguard-go', { skip: hasSsh() }, async () => {
+    // A throwaway sshd in the namespace: its own host key, one authorized client key, no PAM.
+    const keys = join(dir, 'ssh');
+    execFileSync('mkdir', ['-p', keys, '/run/sshd']);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(keys, 'host')]);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(keys, 'client')]);
+    writeFileSync(join(keys, 'authorized_keys'), readFileSync(join(keys, 'client.pub')));
+    writeFileSync(
+      join(keys, 'sshd_config'),
+      [`ListenAddress ${peer.inner4}:22`, `HostKey ${join(keys, 'host')}`, `AuthorizedKeysFile ${join(keys, 'authorized_keys')}`, 'PermitRootLogin prohibit-password', 'PasswordAuthentication no', 'UsePAM no', 'StrictModes no', `PidFile ${join(keys, 'sshd.pid')}`, ''].join('\n'),
+    );
+    const sshd = peer.spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(keys, 'sshd_config')]);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(sshd.exitCode, null, 'sshd did not start');
+    const sp = await freePort();
+    const child = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`]);
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(
+          'ssh',
+          ['-i', join(keys, 'client'), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', `ProxyCommand=nc -X 5 -x 127.0.0.1:${sp} %h %p`, `root@${peer.inner4}`, 'echo', 'hello-from-sshd'],
+          { encoding: 'utf8', timeout: 20_000 },
+          (err, stdout, stderr) => (err ? reject(new Error(`ssh failed: ${stderr}`)) : resolve(stdout)),
+        );
+      });
+      assert.equal(out.trim(), 'hello-from-sshd');
+    } finally {
+      assert.equal(await stop(child), 0);
+      sshd.kill();
     }
   });
 
