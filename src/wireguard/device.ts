@@ -3,7 +3,8 @@
  * datagrams and IP packets out, `now` passed in, timers stored as deadlines.
  *
  * Cryptokey routing (whitepaper §2), the handshake (§5.4) and its timers (§6)
- * live here; the Noise steps are in noise.ts, macs and cookies in cookie.ts.
+ * live here; per-peer state and keypairs are in peer.ts, the Noise steps in
+ * noise.ts, macs and cookies in cookie.ts.
  * Nothing from the network ever throws: it is dropped and counted in `stats`.
  */
 import type { CryptoProvider } from '../crypto/provider.js';
@@ -14,7 +15,7 @@ import type { Deadline, Instant } from '../util/time.js';
 import { noTrace, type Trace } from '../util/trace.js';
 import { WgnetError } from '../util/errors.js';
 import { equalBytes, isZero, toBase64, headroomOf, tailroomOf, WG_HEADROOM } from '../util/bytes.js';
-import { parseIp, type IpPrefix } from '../util/ip.js';
+import { parseIp } from '../util/ip.js';
 import {
   COOKIE_REPLY_LEN,
   CookieReply,
@@ -37,24 +38,12 @@ import {
 } from '../wire/wireguard.js';
 import * as K from './constants.js';
 import { AllowedIps } from './allowed-ips.js';
-import { ReplayWindow } from './replay.js';
 import { HandshakeRateLimiter } from './ratelimiter.js';
-import { CookieChecker, CookieGenerator } from './cookie.js';
-import { consumeInitiation, consumeResponse, createInitiation, createResponse, type InitiatorState } from './noise.js';
+import { CookieChecker } from './cookie.js';
+import { consumeInitiation, consumeResponse, createInitiation, createResponse } from './noise.js';
+import { Keypair, NEVER, Peer, type Endpoint, type IndexEntry, type PeerConfig } from './peer.js';
 
-export interface Endpoint {
-  address: string; // textual IP as node:dgram reports it (IPv6 without brackets)
-  port: number;
-}
-
-export interface PeerConfig {
-  publicKey: Uint8Array;
-  presharedKey?: Uint8Array;
-  endpoint?: Endpoint;
-  allowedIps?: IpPrefix[];
-  persistentKeepalive?: number;
-  reserved?: Uint8Array;
-}
+export { Peer, type Endpoint, type PeerConfig } from './peer.js';
 
 export interface DeviceOptions {
   privateKey?: Uint8Array;
@@ -107,73 +96,6 @@ export interface DeviceStats {
   handshakesCompleted: number;
   cookieRepliesSent: number;
   dropped: Record<DropReason, number>;
-}
-
-/** One session's keys (§5.4.6). */
-class Keypair {
-  sendCounter = 0;
-  readonly replay = new ReplayWindow();
-  constructor(
-    readonly send: Uint8Array,
-    readonly recv: Uint8Array,
-    readonly localIndex: number,
-    readonly remoteIndex: number,
-    readonly created: Instant,
-    readonly initiator: boolean,
-  ) {}
-  wipe(): void {
-    this.send.fill(0);
-    this.recv.fill(0);
-  }
-}
-
-interface IndexEntry {
-  peer: Peer;
-  keypair: Keypair | undefined; // undefined: a handshake we initiated
-}
-
-const NEVER = Infinity;
-
-export class Peer {
-  readonly publicKey: Uint8Array;
-  presharedKey: Uint8Array | undefined;
-  endpoint: Endpoint | undefined;
-  persistentKeepalive = 0;
-  reserved: Uint8Array | undefined;
-  lastHandshakeWallMs = 0;
-  txBytes = 0;
-  rxBytes = 0;
-
-  /** @internal DH(S_us, S_peer), the same for every handshake. */ ss: Uint8Array | undefined;
-  /** @internal */ cookie: CookieGenerator;
-  /** @internal */ pending: { state: InitiatorState; localIndex: number } | undefined;
-  /** @internal */ lastTimestamp: Uint8Array | undefined;
-  /** @internal */ lastInitiationConsumed = -NEVER;
-  /** @internal */ lastSentHandshake = -NEVER;
-  /** @internal */ current: Keypair | undefined;
-  /** @internal */ previous: Keypair | undefined;
-  /** @internal */ next: Keypair | undefined;
-  /** @internal */ staged: Uint8Array[] = [];
-  /** @internal */ attempts = 0;
-  // Timers (§6): deadlines in `now` units, NEVER when off.
-  /** @internal */ tRetransmit = NEVER;
-  /** @internal */ tSendKeepalive = NEVER;
-  /** @internal */ tNewHandshake = NEVER;
-  /** @internal */ tZeroKeys = NEVER;
-  /** @internal */ tPersistent = NEVER;
-
-  constructor(publicKey: Uint8Array, crypto: CryptoProvider) {
-    this.publicKey = publicKey;
-    this.cookie = new CookieGenerator(crypto, publicKey);
-  }
-
-  /** @internal */ earliest(): number {
-    return Math.min(this.tRetransmit, this.tSendKeepalive, this.tNewHandshake, this.tZeroKeys, this.tPersistent);
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return `Peer(${toBase64(this.publicKey)})`;
-  }
 }
 
 const keyId = (k: Uint8Array): string => toBase64(k);

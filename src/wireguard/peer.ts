@@ -1,0 +1,96 @@
+/**
+ * A peer (whitepaper §2: a public key, its endpoint and allowed IPs) and its
+ * sessions' keypairs (§5.4.6): the state the Device keeps per peer, with the
+ * §6 timers stored as deadlines. The Device's methods drive it.
+ */
+import type { CryptoProvider } from '../crypto/provider.js';
+import type { Instant } from '../util/time.js';
+import { toBase64 } from '../util/bytes.js';
+import type { IpPrefix } from '../util/ip.js';
+import { ReplayWindow } from './replay.js';
+import { CookieGenerator } from './cookie.js';
+import type { InitiatorState } from './noise.js';
+
+export interface Endpoint {
+  address: string; // textual IP as node:dgram reports it (IPv6 without brackets)
+  port: number;
+}
+
+export interface PeerConfig {
+  publicKey: Uint8Array;
+  presharedKey?: Uint8Array;
+  endpoint?: Endpoint;
+  allowedIps?: IpPrefix[];
+  persistentKeepalive?: number;
+  reserved?: Uint8Array;
+}
+
+/** One session's keys (§5.4.6). */
+export class Keypair {
+  sendCounter = 0;
+  readonly replay = new ReplayWindow();
+  constructor(
+    readonly send: Uint8Array,
+    readonly recv: Uint8Array,
+    readonly localIndex: number,
+    readonly remoteIndex: number,
+    readonly created: Instant,
+    readonly initiator: boolean,
+  ) {}
+  wipe(): void {
+    this.send.fill(0);
+    this.recv.fill(0);
+  }
+}
+
+/** What a receiver index (§5.4.2) stands for. */
+export interface IndexEntry {
+  peer: Peer;
+  keypair: Keypair | undefined; // undefined: a handshake we initiated
+}
+
+/** A timer that is off. */
+export const NEVER = Infinity;
+
+export class Peer {
+  readonly publicKey: Uint8Array;
+  presharedKey: Uint8Array | undefined;
+  endpoint: Endpoint | undefined;
+  persistentKeepalive = 0;
+  reserved: Uint8Array | undefined;
+  lastHandshakeWallMs = 0;
+  txBytes = 0;
+  rxBytes = 0;
+
+  /** @internal DH(S_us, S_peer), the same for every handshake. */ ss: Uint8Array | undefined;
+  /** @internal */ cookie: CookieGenerator;
+  /** @internal */ pending: { state: InitiatorState; localIndex: number } | undefined;
+  /** @internal */ lastTimestamp: Uint8Array | undefined;
+  /** @internal */ lastInitiationConsumed = -NEVER;
+  /** @internal */ lastSentHandshake = -NEVER;
+  /** @internal */ current: Keypair | undefined;
+  /** @internal */ previous: Keypair | undefined;
+  /** @internal */ next: Keypair | undefined;
+  /** @internal */ staged: Uint8Array[] = [];
+  /** @internal */ attempts = 0;
+  // Timers (§6): deadlines in `now` units, NEVER when off.
+  /** @internal */ tRetransmit = NEVER;
+  /** @internal */ tSendKeepalive = NEVER;
+  /** @internal */ tNewHandshake = NEVER;
+  /** @internal */ tZeroKeys = NEVER;
+  /** @internal */ tPersistent = NEVER;
+
+  constructor(publicKey: Uint8Array, crypto: CryptoProvider) {
+    this.publicKey = publicKey;
+    this.cookie = new CookieGenerator(crypto, publicKey);
+  }
+
+  /** @internal */ earliest(): number {
+    return Math.min(this.tRetransmit, this.tSendKeepalive, this.tNewHandshake, this.tZeroKeys, this.tPersistent);
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Peer(${toBase64(this.publicKey)})`;
+  }
+}
+
