@@ -11,13 +11,13 @@
 import { performance } from 'node:perf_hooks';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../src/index.js';
 import { keyPair } from '../test/harness/tunnel-pair.js';
 import type { BenchRow } from './common.js';
+import { freePort } from '../test/harness/ports.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BIN = join(HERE, '../bin/wgnet.js');
@@ -36,14 +36,6 @@ function waitFor(child: ChildProcess, re: RegExp): Promise<string> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** curl's own measurement of a download: Mbit/s. */
 function curlMbit(args: string[]): Promise<number> {

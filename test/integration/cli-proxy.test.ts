@@ -15,6 +15,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
+import { freePort } from '../harness/ports.js';
 
 const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
 const hasCurl = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
@@ -29,14 +30,6 @@ function curl(args: string[]): Promise<{ code: number; out: Buffer }> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function startCli(args: string[]): Promise<{ child: ChildProcess; ready: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

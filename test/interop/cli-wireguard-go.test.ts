@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { spawn, execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SocksClient } from 'socks';
 import { interopSkipReason, startWgGo, genKeyPair, startServer, type WgGoPeer } from './harness.js';
+import { freePort } from '../harness/ports.js';
 
 const skip = interopSkipReason();
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -31,14 +32,6 @@ function hasSsh(): string | false {
   return `needs ${missing.join(', ')}`;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function curl(args: string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
