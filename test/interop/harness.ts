@@ -13,7 +13,7 @@
  * range (RFC 4193): nothing here can reach outside the machine.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -110,6 +110,47 @@ export function genKeyPair(): { privateKey: string; publicKey: string } {
   return { privateKey, publicKey };
 }
 
+const SUBNET_LOCKS = join(tmpdir(), 'wgnet-interop-subnets');
+
+/**
+ * A subnet number N (198.18.N.0/30 outside, 10.77.N.0/24 inside) no other test
+ * process is using: test files run in parallel, and two namespaces with the
+ * same addresses break each other's routes. A lock file per N, created with
+ * O_EXCL, holds the owner's pid; a lock whose owner is gone is taken over.
+ */
+function allocSubnet(): { n: number; release: () => void } {
+  mkdirSync(SUBNET_LOCKS, { recursive: true });
+  // Addresses left on this host by a run that died before its cleanup count as taken.
+  const inUse = execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' });
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const n = 1 + Math.floor(Math.random() * 250);
+    if (inUse.includes(` 198.18.${n}.`)) continue;
+    const path = join(SUBNET_LOCKS, String(n));
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+      return { n, release: () => rmSync(path, { force: true }) };
+    } catch {
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(path, 'utf8'));
+      } catch {
+        continue;
+      }
+      if (owner > 0 && owner !== process.pid && !alive(owner)) rmSync(path, { force: true });
+    }
+  }
+  throw new Error(`no free test subnet (locks in ${SUBNET_LOCKS})`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** An empty network namespace (loopback up) for the other end of a test. */
 export function makeNamespace(): { ns: string; exec: (cmd: string, args: string[], o?: { input?: string; allowFail?: boolean }) => string; close: () => void } {
   const ns = `wgn-${process.pid.toString(36)}x${counter++}`;
@@ -127,7 +168,8 @@ export function makeNamespace(): { ns: string; exec: (cmd: string, args: string[
  * namespace, or to `otherNs` when given (so neither end is in the root namespace).
  */
 export async function startWgGo(opts: { otherNs?: string } = {}): Promise<WgGoPeer> {
-  const n = ((process.pid % 200) + counter++ * 7) % 250 + 1;
+  counter++;
+  const { n, release } = allocSubnet();
   const tag = `${process.pid.toString(36)}${counter}`;
   const ns = `wgn-${tag}`;
   const vethRoot = `vr${tag}`.slice(0, 15);
@@ -140,6 +182,7 @@ export async function startWgGo(opts: { otherNs?: string } = {}): Promise<WgGoPe
     sh('ip', ['link', 'del', vethRoot], { allowFail: true });
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     rmSync(`/var/run/wireguard/${ifname}.sock`, { force: true });
+    release();
   };
   try {
     sh('ip', ['netns', 'add', ns]);
