@@ -36,13 +36,24 @@ function startCli(args: string[]): Promise<{ child: ChildProcess; ready: string 
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
+    // Killed if it never gets ready, so a failing test cannot hold the test file open.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no ready line in 20 s: ${out}${err}`));
+    }, 20_000);
     child.stderr!.on('data', (d) => (err += d));
     child.stdout!.on('data', (d) => {
       out += d;
       const line = out.split('\n').find((l) => l.startsWith('ready'));
-      if (line) resolve({ child, ready: line });
+      if (line) {
+        clearTimeout(timer);
+        resolve({ child, ready: line });
+      }
     });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code}: ${err}`));
+    });
   });
 }
 

@@ -39,19 +39,28 @@ function curl(args: string[]): Promise<Buffer> {
   });
 }
 
+/** Starts the CLI and waits for its ready line with a handshake; on any failure the process is killed, so a failing test cannot leave it holding the test file open. */
 async function startCli(args: string[]): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      if (/ready.*handshake=ok/.test(out)) resolve();
-      else if (/ready/.test(out)) reject(new Error(`no handshake: ${out}`));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      let err = '';
+      const timer = setTimeout(() => reject(new Error(`wgnet ${args[0]}: no ready line in 20 s: ${out}${err}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d;
+        if (/ready.*handshake=ok/.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        } else if (/ready/.test(out)) reject(new Error(`no handshake: ${out}`));
+      });
+      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.once('exit', (code) => reject(new Error(`wgnet ${args[0]} exited ${code}: ${err}`)));
     });
-    child.stderr!.on('data', (d: Buffer) => (err += d));
-    child.once('exit', (code) => reject(new Error(`wgnet ${args[0]} exited ${code}: ${err}`)));
-  });
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
   return child;
 }
 
