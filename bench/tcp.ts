@@ -14,6 +14,33 @@ function settle(): void {
   for (let i = 0; i < 4; i++) globalThis.gc();
 }
 
+const MB = 1024 * 1024;
+
+/** One connection moves `total` bytes between two stacks on a 100 Gbit/s, 1 ms link. */
+function bulk(total: number): { mbit: number; cpuPerGb: number } {
+  const sim = new NetSim({ rttMs: 1, mbit: 100_000, queuePackets: 100_000 }, 5);
+  const l = sim.b.tcp.listen({ port: 9 });
+  const c = sim.a.tcp.connect(0, { remoteAddr: parseIp('10.0.0.2')!, remotePort: 9 });
+  let server: TcpConnection | undefined;
+  let sent = 0;
+  let got = 0;
+  const chunk = new Uint8Array(1 << 20);
+  fillPattern(chunk, 0);
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  sim.run(1e9, () => {
+    for (let e = sim.a.pollEvent(); e; e = sim.a.pollEvent());
+    for (let e = sim.b.pollEvent(); e; e = sim.b.pollEvent()) if (e.type === 'tcp-accept') server = l.accept();
+    if (c.state === 'ESTABLISHED') while (sent < total && c.sendSpace > 0) sent += c.send(sim.now, chunk.subarray(0, Math.min(chunk.length, total - sent, c.sendSpace)));
+    if (server) for (let d = server.recv(); d; d = server.recv()) got += d.length;
+    return got >= total;
+  });
+  if (got !== total) throw new Error(`bulk transfer moved ${got} of ${total} bytes`);
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { mbit: (total * 8) / 1e6 / secs, cpuPerGb: (cpu.user + cpu.system) / 1e6 / (total / 1e9) };
+}
+
 export async function benchTcp(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   // Memory of idle established connections.
@@ -32,30 +59,13 @@ export async function benchTcp(): Promise<BenchRow[]> {
   settle();
   const after = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
   rows.push({ name: `memory per idle established connection (${N} pairs, both ends)`, value: (after - before) / (2 * N) / 1024, unit: 'KiB' });
-  // Bulk: 200 MB over a fast link with no loss; the wall clock measures the stacks' CPU.
-  const sim = new NetSim({ rttMs: 1, mbit: 100_000, queuePackets: 100_000 }, 5);
-  const l = sim.b.tcp.listen({ port: 9 });
-  const c = sim.a.tcp.connect(0, { remoteAddr: parseIp('10.0.0.2')!, remotePort: 9 });
-  let server: TcpConnection | undefined;
-  const total = 200 * 1024 * 1024;
-  let sent = 0;
-  let got = 0;
-  const chunk = new Uint8Array(1 << 20);
-  fillPattern(chunk, 0);
-  const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  sim.run(1e9, () => {
-    for (let e = sim.a.pollEvent(); e; e = sim.a.pollEvent());
-    for (let e = sim.b.pollEvent(); e; e = sim.b.pollEvent()) if (e.type === 'tcp-accept') server = l.accept();
-    if (c.state === 'ESTABLISHED') while (sent < total && c.sendSpace > 0) sent += c.send(sim.now, chunk.subarray(0, Math.min(chunk.length, total - sent, c.sendSpace)));
-    if (server) for (let d = server.recv(); d; d = server.recv()) got += d.length;
-    return got >= total;
-  });
-  const secs = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const cpuSecs = (cpu.user + cpu.system) / 1e6;
-  rows.push({ name: 'TCP stack to stack, 200 MB, no crypto (one core)', value: (total * 8) / 1e6 / secs, unit: 'Mbit/s' });
-  rows.push({ name: '  CPU per GB moved', value: cpuSecs / (total / 1e9), unit: 's/GB' });
+  // Bulk over a fast link with no loss: the wall clock measures the two stacks' CPU. The first
+  // run warms the JIT up and is not counted; the figure is the median of three.
+  bulk(50 * MB);
+  const runs = [bulk(200 * MB), bulk(200 * MB), bulk(200 * MB)].sort((x, y) => x.mbit - y.mbit);
+  const mid = runs[1]!;
+  rows.push({ name: 'TCP stack to stack, 200 MB, no crypto (one core), median of 3', value: mid.mbit, unit: 'Mbit/s' });
+  rows.push({ name: '  CPU per GB moved', value: mid.cpuPerGb, unit: 's/GB' });
 
   return rows;
 }

@@ -104,15 +104,38 @@ export const IP_HEADROOM = 40; // the larger of IPv4 (20, options never sent) an
 export const PACKET_HEADROOM = WG_HEADROOM + IP_HEADROOM;
 
 /**
+ * Packets are carved from shared zeroed slabs: one ArrayBuffer per packet made V8
+ * allocate and track tens of thousands of backing stores a second, and its GC
+ * dominated bulk transfers. Slabs are never reused (a slab is freed when its last
+ * packet is), so every packet starts zeroed as before, and each keeps its own
+ * headroom and tailroom: the lower layers write only inside what was reserved.
+ * Outgoing packets live until sent, so a slab is pinned only briefly.
+ */
+const SLAB_BYTES = 256 * 1024;
+let slab = new ArrayBuffer(0);
+let slabUsed = 0;
+
+/**
  * Allocates a buffer for an outgoing packet of `len` bytes with the headroom and
  * tailroom the lower layers need, and returns the view of the packet's own bytes.
  */
 export function allocPacket(len: number, headroom = PACKET_HEADROOM, tailroom = WG_TAILROOM): Uint8Array {
-  const ab = new ArrayBuffer(headroom + len + tailroom);
-  return new Uint8Array(ab, headroom, len);
+  const need = headroom + len + tailroom;
+  if (need > SLAB_BYTES / 16) return new Uint8Array(new ArrayBuffer(need), headroom, len);
+  if (slabUsed + need > slab.byteLength) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const view = new Uint8Array(slab, slabUsed + headroom, len);
+  slabUsed += (need + 7) & ~7;
+  return view;
 }
 
-/** Bytes available before and after a view inside its ArrayBuffer. */
+/**
+ * Bytes before and after a view inside its ArrayBuffer. For a packet from
+ * allocPacket this is at least what was reserved (a slab has neighbours beyond it),
+ * so writers use only WG_HEADROOM / WG_TAILROOM and these only to check for them.
+ */
 export function headroomOf(b: Uint8Array): number {
   return b.byteOffset;
 }

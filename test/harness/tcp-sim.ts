@@ -59,7 +59,8 @@ export class NetSim {
       let at = start + ser + L.rttMs / 2;
       if (this.rng.nextFloat() < (L.reorder ?? 0)) at += L.rttMs / 2;
       const copies = this.rng.nextFloat() < (L.duplicate ?? 0) ? 2 : 1;
-      for (let i = 0; i < copies; i++) this.insert({ at, seq: this.seq++, to, data: p.slice() });
+      // The sender keeps no reference to a polled packet, so it travels as is; a duplicate is a copy.
+      for (let i = 0; i < copies; i++) this.insert({ at, seq: this.seq++, to, data: i === 0 ? p : p.slice() });
     }
   }
 

@@ -180,7 +180,7 @@ describe('ESTABLISHED: RST, SYN and acceptability (RFC 5961, RFC 9293 §3.10.7.4
     const data = new Uint8Array(100).map((_, i) => i);
     inject(t, 10, { srcPort: 40000, seq: peerNxt, ack: iss + 1, flags: ['ACK', 'PSH'], payload: data });
     assert.equal(conn.recvAvailable, 100);
-    assert.deepEqual(conn.recv(), data);
+    assert.deepEqual(new Uint8Array(conn.recv()!), data);
     // Delayed or not, an ACK of the data arrives by the RFC 1122 §4.2.3.2 bound of 500 ms.
     let acked = false;
     for (let now = 10; now <= 510 && !acked; now += 10) {

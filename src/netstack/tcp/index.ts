@@ -377,6 +377,7 @@ export class TcpLayer implements TcpLayerApi {
   readonly opts: TcpOptions;
   readonly stats: Record<string, number> = {};
   private readonly conns = new Map<string, Conn>();
+  private lastHit: Conn | undefined;
   private readonly listeners = new Map<number, Listener[]>();
   private readonly dirty = new Set<Conn>();
   private readonly timed = new Set<Conn>();
@@ -512,6 +513,7 @@ export class TcpLayer implements TcpLayerApi {
     c.state = 'CLOSED';
     if (error && !c.error) c.error = error;
     this.conns.delete(c.key);
+    if (this.lastHit === c) this.lastHit = undefined;
     this.dirty.delete(c);
     this.timed.delete(c);
     for (const k of Object.keys(c.timers) as Timer[]) c.timers[k] = NEVER;
@@ -832,6 +834,19 @@ export class TcpLayer implements TcpLayerApi {
 
   // --- input ------------------------------------------------------------------------------------
 
+  /**
+   * The connection for a segment. Bulk transfers bring long runs of segments for one
+   * connection, so the last one found is checked first and the map key (a string
+   * built per lookup) is made only on a miss.
+   */
+  private lookup(la: IpAddr, lp: number, ra: IpAddr, rp: number): Conn | undefined {
+    const h = this.lastHit;
+    if (h !== undefined && h.localPort === lp && h.remotePort === rp && ipEqual(h.remoteAddr, ra) && ipEqual(h.localAddr, la)) return h;
+    const c = this.conns.get(connKey(la, lp, ra, rp));
+    if (c !== undefined) this.lastHit = c;
+    return c;
+  }
+
   handleSegment(now: Instant, src: IpAddr, dst: IpAddr, s: Uint8Array): void {
     this.count('rxSegments');
     if (s.length < TCP_HEADER_LEN) return this.count('drop.short');
@@ -842,7 +857,7 @@ export class TcpLayer implements TcpLayerApi {
     // Impossible combinations are dropped unanswered (SYN+RST, SYN+FIN).
     if ((f & SYN && f & (RST | FIN)) || h.srcPort === 0 || h.dstPort === 0) return this.count('drop.flags');
     const payload = s.subarray(h.headerLen);
-    const c = this.conns.get(connKey(dst, h.dstPort, src, h.srcPort));
+    const c = this.lookup(dst, h.dstPort, src, h.srcPort);
     if (c) return this.segmentArrives(now, c, h, payload);
     const l = this.findListener(dst, h.dstPort);
     if (l) return this.listenArrives(now, l, src, dst, h, payload);

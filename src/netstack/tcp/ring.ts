@@ -66,7 +66,8 @@ export class ByteRing {
   /** Takes up to `n` bytes from the front as a new array. */
   take(n: number): Uint8Array {
     n = Math.min(n, this.length);
-    const out = new Uint8Array(n);
+    // Not zeroed first: every byte is written by the copy.
+    const out = Buffer.allocUnsafe(n);
     this.copyOut(0, n, out, 0);
     this.consume(n);
     return out;
