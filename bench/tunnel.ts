@@ -5,9 +5,11 @@
  *   (b) kernel HTTP server behind wireguard-go -> wgnet (raw socket), 100 MB
  *   (c) wgnet <-> wgnet, two processes over loopback
  * (a), (b), (d) need root and wireguard-go/iperf3; without them only (c) runs.
+ * (a), (b), (d) run again with 1 % of the outer UDP dropped each way, to show that
+ * loss costs wgnet no more than it costs the kernel's TCP.
  */
 import { performance } from 'node:perf_hooks';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -65,7 +67,7 @@ async function wgnetPair(): Promise<number> {
   }
 }
 
-async function withWgGo<T>(fn: (peer: WgGoPeer, t: Tunnel) => Promise<T>): Promise<T> {
+async function withWgGo<T>(fn: (peer: WgGoPeer, t: Tunnel) => Promise<T>, loss = 0): Promise<T> {
   const peer = await startWgGo();
   const me = genKeyPair();
   const n = peer.inner4.split('.')[2];
@@ -73,6 +75,7 @@ async function withWgGo<T>(fn: (peer: WgGoPeer, t: Tunnel) => Promise<T>): Promi
   peer.addPeer(t.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:${t.listenPort}` });
   try {
     await t.ping(peer.inner4, { timeout: 5000 });
+    peer.setUdpLoss(loss); // once the handshake is done, so a lost initiation costs no 5 s retry
     return await fn(peer, t);
   } finally {
     await t.close();
@@ -97,7 +100,7 @@ function waitLine(c: ReturnType<WgGoPeer['spawn']>, re: RegExp): Promise<void> {
  * counted as they arrive, so the figure is the tunnel's and the TCP stack's,
  * not an HTTP client's (fetch adds undici's parsing on the same thread).
  */
-async function kernelToWgnet(): Promise<number> {
+async function kernelToWgnet(loss = 0): Promise<number> {
   return withWgGo(async (peer, t) => {
     const dir = mkdtempSync(join(tmpdir(), 'wgnet-bench-'));
     writeFileSync(join(dir, 'f'), Buffer.alloc(100 * MB, 7));
@@ -114,10 +117,10 @@ async function kernelToWgnet(): Promise<number> {
     rmSync(dir, { recursive: true, force: true });
     if (n < 100 * MB) throw new Error(`(b) got ${n} bytes`);
     return mbit;
-  });
+  }, loss);
 }
 
-async function wgnetToKernel(): Promise<number> {
+async function wgnetToKernel(loss = 0): Promise<number> {
   return withWgGo(async (peer, t) => {
     const srv = peer.spawn('python3', ['-u', SERVERS, 'sink', peer.inner4, '9000']);
     await waitLine(srv, /ready/);
@@ -129,7 +132,7 @@ async function wgnetToKernel(): Promise<number> {
     s.end();
     await new Promise((r) => s.on('data', r));
     return (100 * MB * 8) / 1e6 / ((performance.now() - start) / 1000);
-  });
+  }, loss);
 }
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -138,7 +141,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
  * Kernel TCP through two TUNs, iperf3 for 3 s: wireguard-go in one namespace and
  * `impl` (wireguard-go again, or `wgnet up`) in the other.
  */
-async function tunIperf(impl: 'wireguard-go' | 'wgnet'): Promise<number> {
+async function tunIperf(impl: 'wireguard-go' | 'wgnet', loss = 0): Promise<number> {
   const nsA = makeNamespace();
   const peer = await startWgGo({ otherNs: nsA.ns });
   const name = `wgr${process.pid.toString(36)}`.slice(0, 15);
@@ -154,6 +157,7 @@ async function tunIperf(impl: 'wireguard-go' | 'wgnet'): Promise<number> {
     peer.addPeer(k.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:51990` });
     const srv = peer.spawn('iperf3', ['-s', '-1', '-B', peer.inner4]);
     await new Promise((r) => setTimeout(r, 300));
+    peer.setUdpLoss(loss);
     const out = JSON.parse(nsA.exec('iperf3', ['-c', peer.inner4, '-t', '3', '-J'])) as { end: { sum_received: { bits_per_second: number } } };
     srv.kill();
     return out.end.sum_received.bits_per_second / 1e6;
@@ -162,6 +166,12 @@ async function tunIperf(impl: 'wireguard-go' | 'wgnet'): Promise<number> {
     peer.close();
     nsA.close();
   }
+}
+
+const LOSS = 0.01;
+
+function nftAvailable(): boolean {
+  return spawnSync('nft', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
 function median(xs: number[]): number {
@@ -251,6 +261,15 @@ export async function benchTunnel(): Promise<BenchRow[]> {
       const e = await tunIperf('wgnet');
       rows.push({ name: '(e) wgnet up (TUN) <-> wireguard-go, kernel TCP, iperf3', value: e, unit: 'Mbit/s', ref: '(d)', ratio: e / ref });
     }
+    // The same three under 1 % random loss of the outer UDP each way (nftables in the namespace).
+    if (nftAvailable()) {
+      const refLoss = await tunIperf('wireguard-go', LOSS);
+      rows.push({ name: '(d) with 1 % loss each way [reference]', value: refLoss, unit: 'Mbit/s' });
+      const al = await wgnetToKernel(LOSS);
+      rows.push({ name: '(a) with 1 % loss each way', value: al, unit: 'Mbit/s', ref: '(d) 1 %', ratio: al / refLoss });
+      const bl = await kernelToWgnet(LOSS);
+      rows.push({ name: '(b) with 1 % loss each way', value: bl, unit: 'Mbit/s', ref: '(d) 1 %', ratio: bl / refLoss });
+    } else rows.push({ name: 'rows with 1 % loss skipped: no nft (Debian package nftables)', value: 0, unit: '' });
   } else rows.push({ name: `(a), (b), (d) skipped: ${why}`, value: 0, unit: '' });
   const c = await wgnetPair();
   rows.push(ref ? { name: '(c) wgnet <-> wgnet, two processes, loopback, 64 MB', value: c, unit: 'Mbit/s', ref: '(d)', ratio: c / ref } : { name: '(c) wgnet <-> wgnet, two processes, loopback, 64 MB', value: c, unit: 'Mbit/s' });

@@ -101,6 +101,12 @@ export interface WgGoPeer {
   /** Adds wgnet as a peer of wireguard-go. */
   addPeer(publicKey: string, opts?: { endpoint?: string; keepalive?: number; psk?: string }): void;
   wgShow(): string;
+  /**
+   * Drops this share (0 to 1) of the UDP datagrams entering and leaving the namespace,
+   * at random, with nftables (this kernel has no sch_netem); 0 removes the rule. Only
+   * the outer WireGuard traffic is UDP here, so each direction loses about `share`.
+   */
+  setUdpLoss(share: number): void;
   close(): void;
 }
 
@@ -242,6 +248,15 @@ export async function startWgGo(opts: { otherNs?: string } = {}): Promise<WgGoPe
         sh('ip', ['netns', 'exec', ns, 'wg', ...args]);
       },
       wgShow: () => sh('ip', ['netns', 'exec', ns, 'wg', 'show', ifname]),
+      setUdpLoss: (share) => {
+        sh('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'wgnetloss'], { allowFail: true });
+        if (share <= 0) return;
+        const n = Math.round(share * 10_000);
+        const rule = `meta l4proto udp numgen random mod 10000 < ${n} counter drop`;
+        sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
+          input: `table inet wgnetloss {\n chain in { type filter hook input priority 0; policy accept; ${rule}; }\n chain out { type filter hook output priority 0; policy accept; ${rule}; }\n}\n`,
+        });
+      },
       close: cleanup,
     };
     return peer;
