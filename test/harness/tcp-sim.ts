@@ -51,14 +51,17 @@ export class NetSim {
       const ser = (p.length * 8) / (L.mbit * 1000); // ms on the wire
       const start = Math.max(this.now, this.busyUntil.get(from) ?? 0);
       const queued = (start - this.now) / ser;
-      if (queued > (L.queuePackets ?? 1000) || this.rng.nextFloat() < (L.loss ?? 0)) {
+      // A perfect link draws no random numbers (the stack benchmark); any impairment keeps
+      // the seeded sequence of draws the throughput snapshot depends on.
+      const perfect = !L.loss && !L.reorder && !L.duplicate;
+      if (queued > (L.queuePackets ?? 1000) || (!perfect && this.rng.nextFloat() < (L.loss ?? 0))) {
         this.dropped++;
         continue;
       }
       this.busyUntil.set(from, start + ser);
       let at = start + ser + L.rttMs / 2;
-      if (this.rng.nextFloat() < (L.reorder ?? 0)) at += L.rttMs / 2;
-      const copies = this.rng.nextFloat() < (L.duplicate ?? 0) ? 2 : 1;
+      if (!perfect && this.rng.nextFloat() < (L.reorder ?? 0)) at += L.rttMs / 2;
+      const copies = !perfect && this.rng.nextFloat() < (L.duplicate ?? 0) ? 2 : 1;
       // The sender keeps no reference to a polled packet, so it travels as is; a duplicate is a copy.
       for (let i = 0; i < copies; i++) this.insert({ at, seq: this.seq++, to, data: i === 0 ? p : p.slice() });
     }
@@ -72,6 +75,11 @@ export class NetSim {
     else this.q.splice(i, 0, p);
   }
 
+  private expire(i: Interface): void {
+    const d = i.pollTimeout();
+    if (d && d.at <= this.now) i.handleTimeout(this.now);
+  }
+
   /** Runs until `done()` or `until` virtual ms; `step` runs after every event (the application). */
   run(until: number, step: () => boolean): boolean {
     for (let guard = 0; guard < 50_000_000; guard++) {
@@ -79,10 +87,10 @@ export class NetSim {
       this.transmit(this.a, this.b);
       this.transmit(this.b, this.a);
       let next = this.head < this.q.length ? this.q[this.head]!.at : Infinity;
-      for (const i of [this.a, this.b]) {
-        const d = i.pollTimeout();
-        if (d) next = Math.min(next, Math.max(d.at, this.now));
-      }
+      const da = this.a.pollTimeout();
+      if (da) next = Math.min(next, Math.max(da.at, this.now));
+      const db = this.b.pollTimeout();
+      if (db) next = Math.min(next, Math.max(db.at, this.now));
       if (next === Infinity || next > until) return false;
       this.now = next;
       // Deliver everything due, in order of arrival.
@@ -95,10 +103,8 @@ export class NetSim {
         this.q = this.q.slice(this.head);
         this.head = 0;
       }
-      for (const i of [this.a, this.b]) {
-        const d = i.pollTimeout();
-        if (d && d.at <= this.now) i.handleTimeout(this.now);
-      }
+      this.expire(this.a);
+      this.expire(this.b);
     }
     throw new Error('simulation did not finish');
   }

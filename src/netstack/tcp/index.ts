@@ -93,6 +93,8 @@ const NEVER = Infinity;
 const TRIM_MS = 1000;
 
 type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim';
+/** Deadline reasons, made once: pollTimeout runs after every batch of packets. */
+const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim' };
 interface TimerEntry {
   at: number;
   c: Conn;
@@ -640,7 +642,7 @@ export class TcpLayer implements TcpLayerApi {
   pollTimeout(): Deadline | undefined {
     if (this.dirty.size > 0) return { at: -NEVER, reason: 'tcp output' };
     const e = this.heapPeek();
-    return e === undefined ? undefined : { at: e.at, reason: `tcp ${e.t}` };
+    return e === undefined ? undefined : { at: e.at, reason: TIMER_REASON[e.t] };
   }
 
   private tsVal(now: Instant): number {
