@@ -15,6 +15,16 @@ export interface CongestionControl {
   onLoss(now: Instant, inFlight: number): void;
   /** Retransmission timeout: back to one segment (RFC 5681 §3.1). */
   onTimeout(now: Instant, inFlight: number): void;
+  /** The state to return to if the loss about to be signalled proves spurious. */
+  save(): CcState;
+  /** A recovery was spurious (RFC 3708, DSACK): the reduction is undone (RFC 4015 §3.2). */
+  undo(s: CcState): void;
+}
+
+export interface CcState {
+  cwnd: number;
+  ssthresh: number;
+  wMax: number;
 }
 
 const MAX_CWND = 64 * 1024 * 1024;
@@ -39,14 +49,23 @@ export class NewReno implements CongestionControl {
     this.cwnd = Math.min(this.cwnd, MAX_CWND);
   }
   onLoss(_now: Instant, inFlight: number): void {
-    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.mss);
+    // RFC 5681 (4): FlightSize / 2. With SACK, what is outstanding can exceed cwnd (SACKed data
+    // above holes), and halving that would leave the window uncut; never more than cwnd / 2.
+    this.ssthresh = Math.max(Math.floor(Math.min(inFlight, this.cwnd) / 2), 2 * this.mss);
     this.cwnd = this.ssthresh;
     this.acc = 0;
   }
   onTimeout(_now: Instant, inFlight: number): void {
-    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.mss);
+    this.ssthresh = Math.max(Math.floor(Math.min(inFlight, this.cwnd) / 2), 2 * this.mss);
     this.cwnd = this.mss;
     this.acc = 0;
+  }
+  save(): CcState {
+    return { cwnd: this.cwnd, ssthresh: this.ssthresh, wMax: 0 };
+  }
+  undo(s: CcState): void {
+    this.cwnd = Math.max(this.cwnd, s.cwnd);
+    this.ssthresh = Math.max(this.ssthresh, s.ssthresh);
   }
 }
 
@@ -94,13 +113,22 @@ export class Cubic implements CongestionControl {
     const seg = this.cwnd / this.mss;
     // §4.7 fast convergence.
     this.wMax = seg < this.wMax ? (seg * (1 + BETA)) / 2 : seg;
-    this.ssthresh = Math.max(Math.floor(Math.max(this.cwnd, inFlight * 0) * BETA), 2 * this.mss);
+    this.ssthresh = Math.max(Math.floor(this.cwnd * BETA), 2 * this.mss); // §4.6: from cwnd, not flight
     this.cwnd = this.ssthresh;
     this.epoch = -1;
   }
   onTimeout(now: Instant, inFlight: number): void {
     this.onLoss(now, inFlight);
     this.cwnd = this.mss;
+  }
+  save(): CcState {
+    return { cwnd: this.cwnd, ssthresh: this.ssthresh, wMax: this.wMax };
+  }
+  undo(s: CcState): void {
+    this.cwnd = Math.max(this.cwnd, s.cwnd);
+    this.ssthresh = Math.max(this.ssthresh, s.ssthresh);
+    this.wMax = Math.max(this.wMax, s.wMax);
+    this.epoch = -1; // a new epoch from the restored window
   }
 }
 

@@ -52,7 +52,7 @@ import type {
   TcpState,
 } from '../types.js';
 import { ByteRing } from './ring.js';
-import { createCongestionControl, type CongestionControl } from './congestion.js';
+import { createCongestionControl, type CcState, type CongestionControl } from './congestion.js';
 import { HyStart } from './hystart.js';
 
 export interface TcpOptions {
@@ -92,9 +92,9 @@ const NEVER = Infinity;
 /** How long drained send/receive buffers are kept for reuse before their memory is freed. */
 const TRIM_MS = 1000;
 
-type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim';
+type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim' | 'reo';
 /** Deadline reasons, made once: pollTimeout runs after every batch of packets. */
-const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim' };
+const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim', reo: 'tcp reordering' };
 interface TimerEntry {
   at: number;
   c: Conn;
@@ -156,6 +156,27 @@ class Conn implements TcpConnection {
   tlpDone = false;
   partialAcks = 0;
   recoverSeq = 0;
+  /** RFC 2883 D-SACK: a duplicate range received, reported first in the next ACK. */
+  dsackL = 0;
+  dsackR = 0;
+  dsackPending = false;
+  /**
+   * Undo of a spurious recovery (detection by DSACK, RFC 3708; response, RFC 4015): the
+   * congestion state before it, the sequence range it covered, and how many of its
+   * retransmissions were sent and how many the receiver reported as duplicates.
+   */
+  undoState: CcState | undefined;
+  undoFrom = 0;
+  retransOut = 0;
+  dsacked = 0;
+  /**
+   * Reordering (RFC 8985 §6.2): once seen, a hole counts as lost only when the first SACK
+   * above it is reoMult × minRtt/4 old (at most SRTT); holeSince is when that SACK came.
+   */
+  reorderSeen = false;
+  reoMult = 1;
+  holeSince = NEVER;
+  minRtt = 0;
   rexmitNext = 0;
   dupAcks = 0;
   // RTT (RFC 6298).
@@ -167,7 +188,7 @@ class Conn implements TcpConnection {
   rttStart = 0;
   cc: CongestionControl;
   // Timers.
-  timers: Record<Timer, number> = { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER };
+  timers: Record<Timer, number> = { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER, reo: NEVER };
   persistBackoff = 0;
   keepaliveMs = 0;
   keepaliveSent = 0;
@@ -333,6 +354,12 @@ class Conn implements TcpConnection {
     }
     return Math.max(0, pipe);
   }
+}
+
+/** Whether the first SACK block lies within one of the others (a D-SACK for out-of-order data). */
+function insideLaterBlock(b: number[]): boolean {
+  for (let j = 2; j + 1 < b.length; j += 2) if (seqGe(b[0]!, b[j]!) && seqLe(b[1]!, b[j + 1]!)) return true;
+  return false;
 }
 
 function canSend(s: TcpState): boolean {
@@ -652,7 +679,7 @@ export class TcpLayer implements TcpLayerApi {
   /** Builds and queues one segment. `data` bytes come from the send ring at `dataOff` from una. */
   private emitSegment(now: Instant, c: Conn, flags: number, seq: number, dataOff: number, len: number): void {
     const ts = c.tsOk ? { val: this.tsVal(now), ecr: c.tsRecent } : undefined;
-    const sack = c.sackOk && c.ooo.length > 0 && (flags & ACK) !== 0 ? this.sackBlocks(c) : undefined;
+    const sack = c.sackOk && (c.ooo.length > 0 || c.dsackPending) && (flags & ACK) !== 0 ? this.sackBlocks(c) : undefined;
     const optLen = optionsLength(ts !== undefined, sack ? sack.length / 2 : 0);
     const hl = TCP_HEADER_LEN + optLen;
     const seg = allocPacket(hl + len, PACKET_HEADROOM, WG_TAILROOM);
@@ -690,6 +717,11 @@ export class TcpLayer implements TcpLayerApi {
   private sackBlocks(c: Conn): number[] {
     // RFC 2018 §4: the block with the most recent segment first; here the lowest ranges, merged.
     const blocks: number[] = [];
+    if (c.dsackPending) {
+      // RFC 2883 §4: a D-SACK block goes first, once.
+      blocks.push(c.dsackL, c.dsackR);
+      c.dsackPending = false;
+    }
     let i = 0;
     while (i < c.ooo.length && blocks.length < MAX_SACK_BLOCKS * 2) {
       const l = c.ooo[i]!.seq;
@@ -766,6 +798,7 @@ export class TcpLayer implements TcpLayerApi {
         if (!hole) break;
         this.emitSegment(now, c, ACK, hole.seq, seqDiff(hole.seq, c.una), hole.len);
         c.rexmitNext = seqAdd(hole.seq, hole.len);
+        c.retransOut++;
         sent = true;
       }
     }
@@ -1021,6 +1054,8 @@ export class TcpLayer implements TcpLayerApi {
     if (!ok) {
       if (f & RST) return this.count('drop.rstOutOfWindow');
       this.count('drop.outOfWindow');
+      // Data wholly below RCV.NXT arrived before: an old duplicate, reported as a D-SACK.
+      if (payload.length > 0 && seqLe(seqAdd(seq, payload.length), c.rcvNxt)) this.noteDuplicate(c, seq, seqAdd(seq, payload.length));
       if (c.state === 'TIME-WAIT' && f & FIN) this.setTimer(c, 'timewait', now + this.opts.timeWaitMs);
       c.ackNow = true;
       this.markDirty(c);
@@ -1155,8 +1190,18 @@ export class TcpLayer implements TcpLayerApi {
       return false;
     }
     const win = h.window << c.sndScale;
-    if (c.sackOk && h.sack) this.updateScoreboard(c, h.sack);
+    if (c.sackOk && h.sack) {
+      const b = h.sack;
+      // RFC 2883 §4: a first block below the cumulative ACK, or inside a later block, is a D-SACK.
+      if (b.length >= 2 && (seqLe(b[1]!, ack) || insideLaterBlock(b))) this.onDsack(c, b[0]!, b[1]!);
+      this.updateScoreboard(c, b);
+    }
     if (seqGt(ack, c.una)) {
+      // A hole that filled without a retransmission was reordering, not loss (RFC 8985 §6.2).
+      if (c.holeSince !== NEVER && !c.inRecovery && !c.reorderSeen) {
+        c.reorderSeen = true;
+        this.count('reorderingSeen');
+      }
       let acked = seqDiff(ack, c.una);
       // Our FIN takes one sequence number but no byte of the ring.
       const ringAcked = Math.min(acked, c.sbuf.length);
@@ -1167,6 +1212,11 @@ export class TcpLayer implements TcpLayerApi {
       c.retries = 0;
       c.persistBackoff = 0;
       this.pruneScoreboard(c);
+      // The SACKs above the next hole came no later than those above this one.
+      if (c.sacked.length === 0) {
+        c.holeSince = NEVER;
+        c.timers.reo = NEVER;
+      }
       // RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn's rule).
       if (c.tsOk && h.tsEcr !== 0) this.updateRtt(c, Math.max(0, this.tsVal(now) - h.tsEcr), false);
       else if (c.rttSeq >= 0 && seqGt(ack, c.rttSeq)) {
@@ -1183,6 +1233,7 @@ export class TcpLayer implements TcpLayerApi {
           if (len > 0) {
             this.emitSegment(now, c, ACK, c.una, 0, len);
             c.rexmitNext = seqAdd(c.una, len);
+            c.retransOut++;
           }
         }
       } else {
@@ -1213,21 +1264,13 @@ export class TcpLayer implements TcpLayerApi {
     } else if (ack === c.una && seqDiff(c.sndMax, c.una) > 0 && win === c.sndWnd && h.headerLen > 0) {
       // A duplicate ACK (RFC 5681 §2).
       c.dupAcks++;
+      if (c.holeSince === NEVER && c.sackedBytes > 0) c.holeSince = now;
       const lostBySack = c.sackOk && c.sackedBytes > 3 * c.mss;
       // RFC 6582 §3.2 step 1: no new recovery until everything outstanding at the last loss is acknowledged.
-      if (!c.inRecovery && (c.dupAcks === 3 || lostBySack) && seqGe(c.una, c.recoverSeq)) {
-        // Fast retransmit (RFC 5681 §3.2, RFC 6675 §5).
-        c.inRecovery = true;
-        c.partialAcks = 0;
-        c.recoverSeq = c.sndMax;
-        c.rexmitNext = c.una;
-        c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
-        this.count('fastRetransmits');
-        const first = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
-        if (first > 0) {
-          this.emitSegment(now, c, ACK, c.una, 0, first);
-          c.rexmitNext = seqAdd(c.una, first);
-        }
+      if (!c.inRecovery && (c.dupAcks >= 3 || lostBySack) && seqGe(c.una, c.recoverSeq)) {
+        const wait = c.reorderSeen && c.holeSince !== NEVER ? c.holeSince + this.reoWnd(c) - now : 0;
+        if (wait <= 0) this.enterRecovery(now, c);
+        else if (c.timers.reo === NEVER) this.setTimer(c, 'reo', now + wait);
       }
       this.markDirty(c);
     }
@@ -1259,6 +1302,58 @@ export class TcpLayer implements TcpLayerApi {
       }
     }
     return true;
+  }
+
+  /** Fast retransmit (RFC 5681 §3.2, RFC 6675 §5): recovery starts with the segment at una. */
+  private enterRecovery(now: Instant, c: Conn): void {
+    c.inRecovery = true;
+    c.partialAcks = 0;
+    c.recoverSeq = c.sndMax;
+    c.rexmitNext = c.una;
+    c.timers.reo = NEVER;
+    c.undoState = c.cc.save();
+    c.undoFrom = c.una;
+    c.retransOut = 0;
+    c.dsacked = 0;
+    c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
+    this.count('fastRetransmits');
+    const first = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
+    if (first > 0) {
+      this.emitSegment(now, c, ACK, c.una, 0, first);
+      c.rexmitNext = seqAdd(c.una, first);
+      c.retransOut++;
+    }
+  }
+
+  /** RFC 8985 §6.2: the reordering window, a quarter of the minimum RTT per step, at most SRTT. */
+  private reoWnd(c: Conn): number {
+    // Samples are whole milliseconds (the timestamp clock), so a sub-millisecond path counts as 1 ms.
+    return Math.min((c.reoMult * Math.max(c.minRtt, 1)) / 4, Math.max(c.srtt, 1));
+  }
+
+  /** The reordering timer: the hole at una has waited out the window with SACKs above it. */
+  private onReoTimer(now: Instant, c: Conn): void {
+    if (c.inRecovery || c.holeSince === NEVER || c.sacked.length === 0 || !seqGe(c.una, c.recoverSeq) || !canSend(c.state)) return;
+    this.enterRecovery(now, c);
+    this.markDirty(c);
+  }
+
+  /**
+   * A D-SACK arrived: something reached the receiver twice. If every retransmission of
+   * the last recovery is reported so, the originals were only late: the window cut is
+   * undone (RFC 3708 §3, RFC 4015 §3.2) and the reordering window widens (RFC 8985 §6.2).
+   */
+  private onDsack(c: Conn, l: number, r: number): void {
+    this.count('dsackReceived');
+    c.reorderSeen = true;
+    if (c.undoState === undefined || c.retransOut === 0) return;
+    if (seqLt(l, c.undoFrom) || seqGt(r, c.recoverSeq)) return;
+    if (++c.dsacked < c.retransOut) return;
+    c.cc.undo(c.undoState);
+    c.undoState = undefined;
+    c.inRecovery = false;
+    c.reoMult = Math.min(c.reoMult + 1, 16);
+    this.count('spuriousRecoveries');
   }
 
   private updateScoreboard(c: Conn, blocks: number[]): void {
@@ -1318,6 +1413,7 @@ export class TcpLayer implements TcpLayerApi {
   private updateRtt(c: Conn, sample: number, _initial: boolean): void {
     if (!(sample >= 0) || sample > 120_000) return;
     c.lastRtt = sample;
+    if (c.minRtt === 0 || sample < c.minRtt) c.minRtt = sample;
     // RFC 6298 §2.
     if (c.srtt === 0) {
       c.srtt = sample;
@@ -1335,6 +1431,7 @@ export class TcpLayer implements TcpLayerApi {
     let s = seq;
     if (seqLt(s, c.rcvNxt)) {
       const skip = seqDiff(c.rcvNxt, s);
+      this.noteDuplicate(c, s, seqLt(seqAdd(s, d.length), c.rcvNxt) ? seqAdd(s, d.length) : c.rcvNxt);
       if (skip >= d.length) {
         c.ackNow = true; // a pure duplicate: ACK at once so the sender's dup-ACK count is right
         this.markDirty(c);
@@ -1372,13 +1469,23 @@ export class TcpLayer implements TcpLayerApi {
     let i = 0;
     while (i < c.ooo.length && seqLt(c.ooo[i]!.seq, s)) i++;
     const dup = c.ooo.some((o) => seqLe(o.seq, s) && seqGe(seqAdd(o.seq, o.data.length), seqAdd(s, d.length)));
-    if (!dup && c.oooBytes + d.length <= c.rbuf.max) {
+    if (dup) this.noteDuplicate(c, s, seqAdd(s, d.length));
+    else if (c.oooBytes + d.length <= c.rbuf.max) {
       c.ooo.splice(i, 0, { seq: s, data: d.slice() });
       c.oooBytes += d.length;
       this.count('oooSegments');
     }
     c.ackNow = true;
     this.markDirty(c);
+  }
+
+  /** Data received twice: reported to the sender as a D-SACK block (RFC 2883) when SACK is on. */
+  private noteDuplicate(c: Conn, from: number, to: number): void {
+    if (!c.sackOk || !seqLt(from, to)) return;
+    c.dsackL = from;
+    c.dsackR = to;
+    c.dsackPending = true;
+    this.count('dsackSent');
   }
 
   private enterTimeWait(now: Instant, c: Conn): void {
@@ -1451,6 +1558,10 @@ export class TcpLayer implements TcpLayerApi {
         t.keepalive = NEVER;
         this.onKeepalive(now, c);
       }
+      if (t.reo <= now) {
+        t.reo = NEVER;
+        this.onReoTimer(now, c);
+      }
       if (t.trim <= now) {
         t.trim = NEVER;
         c.rbuf.release();
@@ -1482,6 +1593,7 @@ export class TcpLayer implements TcpLayerApi {
   private sendProbe(now: Instant, c: Conn): void {
     c.tlpArmed = false;
     c.tlpDone = true;
+    c.undoState = undefined; // a D-SACK of the probe must not count as one for the last recovery
     const dataEnd = seqAdd(c.una, c.sbuf.length);
     const end = seqLt(c.sndMax, dataEnd) ? c.sndMax : dataEnd;
     const len = Math.min(c.mss - (c.tsOk ? 12 : 0), seqDiff(end, c.una));
@@ -1512,6 +1624,9 @@ export class TcpLayer implements TcpLayerApi {
     c.cc.onTimeout(now, seqDiff(c.sndMax, c.una));
     c.rto = Math.min(MAX_RTO, c.rto * 2);
     c.inRecovery = false;
+    c.undoState = undefined; // a timeout is not undone here
+    c.holeSince = NEVER;
+    c.timers.reo = NEVER;
     c.recoverSeq = c.sndMax;
     // The scoreboard is kept: SACKed data is skipped when resending (our receivers never renege).
     c.dupAcks = 0;
