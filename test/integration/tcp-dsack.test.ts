@@ -1,6 +1,8 @@
 /**
- * D-SACK (RFC 2883), undoing a spurious recovery (RFC 3708 detection, RFC 4015 response)
- * and the reordering window (RFC 8985 §6.2), at packet level against one TcpLayer.
+ * Loss recovery details at packet level against one TcpLayer: D-SACK (RFC 2883), undoing
+ * a spurious recovery (RFC 3708 detection, RFC 4015 response), the reordering window
+ * (RFC 8985 §6.2), SACK block order (RFC 2018 §4), a window that does not shrink under
+ * out-of-order data, what counts as a duplicate ACK (RFC 6675 §2), lost retransmissions.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -129,4 +131,68 @@ test('once reordering is seen, duplicate ACKs wait out the reordering window bef
   const late = r.tick(85);
   expectTcp(late[0], { flags: ['ACK'], seq: una });
   assert.equal(r.t.stats.fastRetransmits, 1);
+});
+
+test('SACK blocks lead with the newest arrival, then the blocks before it (RFC 2018 §4)', () => {
+  const r = rig();
+  const at = (off: number): number => PEER_SEQ + 1 + off;
+  const data = new Uint8Array(100);
+  let last: Uint8Array[] = [];
+  for (const off of [1000, 2000, 3000, 4000]) last = r.seg(50, { seq: at(off), ack: r.iss + 101, payload: data });
+  // Four holes, room for three blocks: the newest three, newest first.
+  assert.deepEqual(parseTcp(last[0]!)!.sack, [at(4000), at(4100), at(3000), at(3100), at(2000), at(2100)]);
+  // The oldest block grows: it is reported first now, then the two most recent before it.
+  last = r.seg(51, { seq: at(1100), ack: r.iss + 101, payload: data });
+  assert.deepEqual(parseTcp(last[0]!)!.sack, [at(1000), at(1200), at(4000), at(4100), at(3000), at(3100)]);
+});
+
+test('out-of-order data does not shrink the advertised window (RFC 9293 §3.8.6.2.1)', () => {
+  const t = new TcpLayer({ rng: new SeededRng(3), mtu: 1440, recvBufferMax: 32_768, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
+  t.listen({ port: 80 });
+  const out = (now: number, b: Parameters<typeof buildTcp>[2]): Uint8Array[] => {
+    t.handleSegment(now, PEER, US, buildTcp(PEER, US, b));
+    const o: Uint8Array[] = [];
+    for (let x = t.pollTransmit(now); x; x = t.pollTransmit(now)) o.push(x.segment);
+    return o;
+  };
+  const iss = tcpFields(out(0, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ, flags: ['SYN'], options: SYN_OPTS })[0]!).seq;
+  out(1, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ + 1, ack: iss + 1, flags: ['ACK'] });
+  // 20 KB above a one-segment hole: the right edge (ack + window) stays where it was.
+  let ack: Uint8Array[] = [];
+  for (let i = 1; i <= 15; i++) ack = out(2, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ + 1 + i * 1400, ack: iss + 1, flags: ['ACK'], payload: new Uint8Array(1400) });
+  const f = tcpFields(ack[0]!);
+  assert.equal(f.ack, PEER_SEQ + 1);
+  assert.equal(f.window, 32_768);
+  // And a segment at the far end of that window is taken, not dropped.
+  out(3, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ + 1 + 32_768 - 1400, ack: iss + 1, flags: ['ACK'], payload: new Uint8Array(1400) });
+  assert.equal(t.stats['drop.outOfWindow'] ?? 0, 0);
+});
+
+test('an ACK that carries only a D-SACK is not a duplicate ACK (RFC 6675 §2)', () => {
+  const r = rig();
+  const segs = flight(r, 50, 8);
+  const una = segs[0]![0];
+  for (let i = 0; i < 4; i++) r.seg(60 + i, { ack: una, sack: [(una - 100) >>> 0, una] });
+  assert.equal(r.t.stats.fastRetransmits ?? 0, 0);
+  assert.equal(r.t.stats.dsackReceived, 4);
+});
+
+test('a lost retransmission is sent again once data sent after it is SACKed, before any timeout', () => {
+  const r = rig();
+  const segs = flight(r, 50, 8);
+  const una = segs[0]![0];
+  r.seg(60, { ack: una, sack: [segs[1]![0], segs[2]![0]] });
+  r.seg(61, { ack: una, sack: [segs[1]![0], segs[3]![0]] });
+  expectTcp(r.seg(62, { ack: una, sack: [segs[1]![0], segs[4]![0]] })[0], { seq: una });
+  // New data goes out after the retransmission...
+  r.c.send(63, new Uint8Array(4 * 1400));
+  const more = r.seg(63, { ack: una, sack: [segs[1]![0], segs[7]![1]] }).map((s) => tcpFields(s));
+  const fresh = more.filter((f) => f.payloadLength > 0 && ((f.seq - segs[7]![1]) | 0) >= 0);
+  assert.ok(fresh.length >= 3, `new data sent in recovery (${fresh.length} segments)`);
+  const top = (fresh[fresh.length - 1]!.seq + fresh[fresh.length - 1]!.payloadLength) >>> 0;
+  // ...and is SACKed while una stays: the retransmission of una was lost. It goes again at once.
+  const again = r.seg(66, { ack: una, sack: [segs[1]![0], top] });
+  expectTcp(again[0], { flags: ['ACK'], seq: una });
+  assert.equal(r.t.stats.lostRetransmits, 1);
+  assert.equal(r.t.stats.rtoExpired ?? 0, 0);
 });

@@ -54,6 +54,7 @@ import type {
 import { ByteRing } from './ring.js';
 import { createCongestionControl, type CcState, type CongestionControl } from './congestion.js';
 import { HyStart } from './hystart.js';
+import { addRange, covers, findRange, rangeBytes, trimBelow } from './ranges.js';
 
 export interface TcpOptions {
   rng: Rng;
@@ -84,6 +85,8 @@ const MAX_RTO = 60_000;
 const INITIAL_RTO = 1_000;
 const OUR_WSCALE = 7; // 65535 << 7 = 8 MiB: room for the 4 MiB default buffer
 const MAX_SACK_BLOCKS = 3; // with timestamps: 40 bytes of options
+/** Retransmissions of one recovery tracked for undo; a bigger episode is not undone. */
+const MAX_UNDO_TRACKED = 64;
 const CHALLENGE_ACKS_PER_SEC = 10; // RFC 5961 §7 (per connection here)
 const EPHEMERAL_LOW = 49152;
 const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
@@ -137,6 +140,10 @@ class Conn implements TcpConnection {
   readonly rbuf: ByteRing;
   ooo: OooSegment[] = [];
   oooBytes = 0;
+  /** The sequence ranges the out-of-order segments cover (ranges.ts), one per hole above rcvNxt. */
+  oooRanges: number[] = [];
+  /** Starts of the latest out-of-order arrivals, newest first: RFC 2018 §4 orders SACK blocks by them. */
+  sackRecent: number[] = [];
   finReceived = false;
   lastAdvertised = 0;
   // Options.
@@ -162,19 +169,24 @@ class Conn implements TcpConnection {
   dsackPending = false;
   /**
    * Undo of a spurious recovery (detection by DSACK, RFC 3708; response, RFC 4015): the
-   * congestion state before it, the sequence range it covered, and how many of its
-   * retransmissions were sent and how many the receiver reported as duplicates.
+   * congestion state before it, and which of its retransmissions are still unconfirmed.
    */
   undoState: CcState | undefined;
-  undoFrom = 0;
-  retransOut = 0;
-  dsacked = 0;
+  /** Starts of this recovery's retransmissions not yet reported back as duplicates. */
+  undoPending: Set<number> | undefined; // made at the first recovery: idle connections hold none
   /**
    * Reordering (RFC 8985 §6.2): once seen, a hole counts as lost only when the first SACK
    * above it is reoMult × minRtt/4 old (at most SRTT); holeSince is when that SACK came.
    */
   reorderSeen = false;
   reoMult = 1;
+  /**
+   * Lost retransmissions (RFC 8985 §6.3 finds them by time; here by order): headSeq is the
+   * retransmitted segment at una and headMark what had been sent when it went out. Once
+   * SACKs cover data well above the mark while una stays, the retransmission was lost.
+   */
+  headSeq = -1;
+  headMark = 0;
   holeSince = NEVER;
   minRtt = 0;
   rexmitNext = 0;
@@ -306,8 +318,15 @@ class Conn implements TcpConnection {
 
   // --- internals ----------------------------------------------------------------------
 
+  /**
+   * The receive window: buffer space not taken by data waiting to be read. Out-of-order
+   * data lies inside the window and is not subtracted: doing so moved the right edge left
+   * as segments arrived above a hole (shrinking the window, RFC 9293 §3.8.6.2.1), and the
+   * sender's segments beyond the new edge were dropped and sent again. Its memory is
+   * bounded by the window and by the check where it is stored.
+   */
   rcvWindow(): number {
-    return Math.max(0, this.rbuf.max - this.rbuf.length - this.oooBytes);
+    return Math.max(0, this.rbuf.max - this.rbuf.length);
   }
 
   /**
@@ -354,6 +373,11 @@ class Conn implements TcpConnection {
     }
     return Math.max(0, pipe);
   }
+}
+
+function hasBlock(blocks: number[], from: number, l: number): boolean {
+  for (let j = from; j < blocks.length; j += 2) if (blocks[j] === l) return true;
+  return false;
 }
 
 /** Whether the first SACK block lies within one of the others (a D-SACK for out-of-order data). */
@@ -715,25 +739,24 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   private sackBlocks(c: Conn): number[] {
-    // RFC 2018 §4: the block with the most recent segment first; here the lowest ranges, merged.
     const blocks: number[] = [];
+    let first = 0;
     if (c.dsackPending) {
       // RFC 2883 §4: a D-SACK block goes first, once.
       blocks.push(c.dsackL, c.dsackR);
       c.dsackPending = false;
+      first = 2;
     }
-    let i = 0;
-    while (i < c.ooo.length && blocks.length < MAX_SACK_BLOCKS * 2) {
-      const l = c.ooo[i]!.seq;
-      let r = seqAdd(l, c.ooo[i]!.data.length);
-      i++;
-      while (i < c.ooo.length && seqLe(c.ooo[i]!.seq, r)) {
-        const e = seqAdd(c.ooo[i]!.seq, c.ooo[i]!.data.length);
-        if (seqGt(e, r)) r = e;
-        i++;
-      }
-      blocks.push(l, r);
+    // RFC 2018 §4: the block holding the newest segment first, then those of the segments
+    // before it, so a sender learns every block over a few ACKs even when there are more
+    // holes than blocks fit; then the lowest blocks fill what room is left.
+    const max = MAX_SACK_BLOCKS * 2;
+    const r = c.oooRanges;
+    for (let k = 0; k < c.sackRecent.length && blocks.length < max; k++) {
+      const j = findRange(r, c.sackRecent[k]!);
+      if (j >= 0 && !hasBlock(blocks, first, r[j]!)) blocks.push(r[j]!, r[j + 1]!);
     }
+    for (let j = 0; j < r.length && blocks.length < max; j += 2) if (!hasBlock(blocks, first, r[j]!)) blocks.push(r[j]!, r[j + 1]!);
     return blocks;
   }
 
@@ -798,7 +821,7 @@ export class TcpLayer implements TcpLayerApi {
         if (!hole) break;
         this.emitSegment(now, c, ACK, hole.seq, seqDiff(hole.seq, c.una), hole.len);
         c.rexmitNext = seqAdd(hole.seq, hole.len);
-        c.retransOut++;
+        this.noteRetransmit(c, hole.seq);
         sent = true;
       }
     }
@@ -852,13 +875,21 @@ export class TcpLayer implements TcpLayerApi {
     if (!sent && c.ackNow) this.emitSegment(now, c, ACK, c.nxt, 0, 0);
   }
 
-  /** The next un-SACKed, not yet retransmitted range below the highest SACK (RFC 6675 NextSeg rule 1). */
+  /**
+   * The next un-SACKed, not yet retransmitted range below the highest SACK that counts as
+   * lost (RFC 6675 NextSeg rule 1): more than (DupThresh - 1) × SMSS bytes SACKed above it.
+   */
   private nextHole(c: Conn, mss: number): { seq: number; len: number } | undefined {
     let seq = seqGt(c.rexmitNext, c.una) ? c.rexmitNext : c.una;
-    for (let i = 0; i < c.sacked.length; i += 2) {
-      const l = c.sacked[i]!;
-      const r = c.sacked[i + 1]!;
+    const b = c.sacked;
+    for (let i = 0; i < b.length; i += 2) {
+      const l = b[i]!;
+      const r = b[i + 1]!;
       if (seqLt(seq, l)) {
+        // IsLost(seq) (RFC 6675 §4): everything SACKed from this block up lies above it.
+        let above = 0;
+        for (let j = i; j < b.length; j += 2) above += seqDiff(b[j + 1]!, b[j]!);
+        if (above <= 2 * c.mss) return undefined;
         const len = Math.min(mss, seqDiff(l, seq));
         return len > 0 ? { seq, len } : undefined;
       }
@@ -1190,11 +1221,15 @@ export class TcpLayer implements TcpLayerApi {
       return false;
     }
     const win = h.window << c.sndScale;
+    const sackedBefore = c.sackedBytes;
     if (c.sackOk && h.sack) {
       const b = h.sack;
       // RFC 2883 §4: a first block below the cumulative ACK, or inside a later block, is a D-SACK.
-      if (b.length >= 2 && (seqLe(b[1]!, ack) || insideLaterBlock(b))) this.onDsack(c, b[0]!, b[1]!);
+      if (b.length >= 2 && (seqLe(b[1]!, ack) || insideLaterBlock(b))) this.onDsack(c, b[0]!);
       this.updateScoreboard(c, b);
+      if (c.inRecovery && ack === c.una && c.headSeq === c.una && c.sacked.length > 0 && seqGt(c.sacked[c.sacked.length - 1]!, seqAdd(c.headMark, 2 * c.mss))) {
+        this.resendHead(now, c);
+      }
     }
     if (seqGt(ack, c.una)) {
       // A hole that filled without a retransmission was reordering, not loss (RFC 8985 §6.2).
@@ -1227,13 +1262,20 @@ export class TcpLayer implements TcpLayerApi {
         if (seqGe(ack, c.recoverSeq)) {
           c.inRecovery = false; // RFC 6582 §3.2 step 3: full acknowledgment
           c.cc.cwnd = Math.max(c.cc.ssthresh, c.cc.cwnd > c.cc.ssthresh ? c.cc.ssthresh : c.cc.cwnd);
-        } else if (seqLe(c.rexmitNext, c.una)) {
+        } else if (c.sackOk && seqGt(c.rexmitNext, c.una) && c.headSeq !== c.una) {
+          // The new head was retransmitted already: watch it as above, from what is sent now.
+          c.headSeq = c.una;
+          c.headMark = c.sndMax;
+        } else if (!c.sackOk && seqLe(c.rexmitNext, c.una)) {
           // A partial ACK (RFC 6582 §3.2 step 5): the segment at una is lost too; resend it now.
+          // With SACK the scoreboard says what is lost (flush, RFC 6675 NextSeg): a partial ACK
+          // that only reflects delayed ACKs or reordering is no proof, and resending on it sent
+          // duplicates of segments still in flight.
           const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
           if (len > 0) {
             this.emitSegment(now, c, ACK, c.una, 0, len);
             c.rexmitNext = seqAdd(c.una, len);
-            c.retransOut++;
+            this.noteRetransmit(c, c.una);
           }
         }
       } else {
@@ -1261,8 +1303,9 @@ export class TcpLayer implements TcpLayerApi {
         this.emit({ type: 'tcp-writable', conn: c });
       }
       this.markDirty(c);
-    } else if (ack === c.una && seqDiff(c.sndMax, c.una) > 0 && win === c.sndWnd && h.headerLen > 0) {
-      // A duplicate ACK (RFC 5681 §2).
+    } else if (ack === c.una && seqDiff(c.sndMax, c.una) > 0 && win === c.sndWnd && h.headerLen > 0 && (!c.sackOk || c.sackedBytes > sackedBefore)) {
+      // A duplicate ACK (RFC 5681 §2); with SACK, one that SACKs new data (RFC 6675 §2
+      // "DupAck"): an ACK for a duplicate segment, carrying only a D-SACK, is no sign of loss.
       c.dupAcks++;
       if (c.holeSince === NEVER && c.sackedBytes > 0) c.holeSince = now;
       const lostBySack = c.sackOk && c.sackedBytes > 3 * c.mss;
@@ -1312,17 +1355,41 @@ export class TcpLayer implements TcpLayerApi {
     c.rexmitNext = c.una;
     c.timers.reo = NEVER;
     c.undoState = c.cc.save();
-    c.undoFrom = c.una;
-    c.retransOut = 0;
-    c.dsacked = 0;
+    if (c.undoPending) c.undoPending.clear();
+    else c.undoPending = new Set();
     c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
     this.count('fastRetransmits');
     const first = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
     if (first > 0) {
       this.emitSegment(now, c, ACK, c.una, 0, first);
       c.rexmitNext = seqAdd(c.una, first);
-      c.retransOut++;
+      this.noteRetransmit(c, c.una);
     }
+  }
+
+  /** The retransmission at una was lost: send it again, within the same recovery (no new window cut). */
+  private resendHead(now: Instant, c: Conn): void {
+    const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
+    if (len <= 0) return;
+    this.emitSegment(now, c, ACK, c.una, 0, len);
+    if (seqLt(c.rexmitNext, seqAdd(c.una, len))) c.rexmitNext = seqAdd(c.una, len);
+    c.headMark = c.sndMax;
+    c.undoState = undefined; // a retransmission was lost: this recovery was real
+    this.count('lostRetransmits');
+  }
+
+  /** A retransmission in recovery; past a bound the episode is simply not undone. */
+  private noteRetransmit(c: Conn, seq: number): void {
+    if (seq === c.una) {
+      c.headSeq = seq;
+      c.headMark = c.sndMax;
+    }
+    const p = c.undoPending;
+    if (c.undoState === undefined || p === undefined) return;
+    if (p.size >= MAX_UNDO_TRACKED) {
+      c.undoState = undefined;
+      p.clear();
+    } else p.add(seq);
   }
 
   /** RFC 8985 §6.2: the reordering window, a quarter of the minimum RTT per step, at most SRTT. */
@@ -1341,73 +1408,37 @@ export class TcpLayer implements TcpLayerApi {
   /**
    * A D-SACK arrived: something reached the receiver twice. If every retransmission of
    * the last recovery is reported so, the originals were only late: the window cut is
-   * undone (RFC 3708 §3, RFC 4015 §3.2) and the reordering window widens (RFC 8985 §6.2).
+   * undone (RFC 3708 §3, RFC 4015 §3.2), reordering is known to happen, and the
+   * reordering window widens (RFC 8985 §6.2). Duplicates of anything else (a tail probe,
+   * data resent after a timeout) prove nothing and only count.
    */
-  private onDsack(c: Conn, l: number, r: number): void {
+  private onDsack(c: Conn, l: number): void {
     this.count('dsackReceived');
-    c.reorderSeen = true;
-    if (c.undoState === undefined || c.retransOut === 0) return;
-    if (seqLt(l, c.undoFrom) || seqGt(r, c.recoverSeq)) return;
-    if (++c.dsacked < c.retransOut) return;
+    const p = c.undoPending;
+    if (c.undoState === undefined || p === undefined || !p.delete(l) || p.size > 0) return;
     c.cc.undo(c.undoState);
     c.undoState = undefined;
     c.inRecovery = false;
+    c.reorderSeen = true;
     c.reoMult = Math.min(c.reoMult + 1, 16);
     this.count('spuriousRecoveries');
   }
 
   private updateScoreboard(c: Conn, blocks: number[]): void {
     for (let i = 0; i + 1 < blocks.length; i += 2) {
-      let l = blocks[i]!;
+      const l = blocks[i]!;
       const r = blocks[i + 1]!;
       // Ignore blocks that are not inside what we sent (RFC 2018, RFC 6675 §4).
       if (!seqLt(l, r) || seqGt(r, c.sndMax) || seqLe(r, c.una)) continue;
-      if (seqLt(l, c.una)) l = c.una;
-      // Merge into the sorted list.
-      const list = c.sacked;
-      const merged: number[] = [];
-      let nl = l;
-      let nr = r;
-      let placed = false;
-      for (let j = 0; j < list.length; j += 2) {
-        const a = list[j]!;
-        const b = list[j + 1]!;
-        if (seqLt(b, nl)) merged.push(a, b);
-        else if (seqLt(nr, a)) {
-          if (!placed) {
-            merged.push(nl, nr);
-            placed = true;
-          }
-          merged.push(a, b);
-        } else {
-          if (seqLt(a, nl)) nl = a;
-          if (seqGt(b, nr)) nr = b;
-        }
-      }
-      if (!placed) merged.push(nl, nr);
-      c.sacked = merged;
+      addRange(c.sacked, seqLt(l, c.una) ? c.una : l, r);
     }
-    this.recountSacked(c);
+    c.sackedBytes = rangeBytes(c.sacked);
   }
 
   private pruneScoreboard(c: Conn): void {
     if (c.sacked.length === 0) return;
-    const out: number[] = [];
-    for (let j = 0; j < c.sacked.length; j += 2) {
-      let a = c.sacked[j]!;
-      const b = c.sacked[j + 1]!;
-      if (seqLe(b, c.una)) continue;
-      if (seqLt(a, c.una)) a = c.una;
-      out.push(a, b);
-    }
-    c.sacked = out;
-    this.recountSacked(c);
-  }
-
-  private recountSacked(c: Conn): void {
-    let n = 0;
-    for (let j = 0; j < c.sacked.length; j += 2) n += seqDiff(c.sacked[j + 1]!, c.sacked[j]!);
-    c.sackedBytes = n;
+    trimBelow(c.sacked, c.una);
+    c.sackedBytes = rangeBytes(c.sacked);
   }
 
   private updateRtt(c: Conn, sample: number, _initial: boolean): void {
@@ -1448,8 +1479,9 @@ export class TcpLayer implements TcpLayerApi {
       const n = c.rbuf.push(d);
       c.rcvNxt = seqAdd(c.rcvNxt, n);
       // Pull in out-of-order segments that now continue the stream.
-      while (c.ooo.length > 0 && seqLe(c.ooo[0]!.seq, c.rcvNxt)) {
-        const o = c.ooo.shift()!;
+      let k = 0;
+      for (; k < c.ooo.length && seqLe(c.ooo[k]!.seq, c.rcvNxt); k++) {
+        const o = c.ooo[k]!;
         c.oooBytes -= o.data.length;
         const end = seqAdd(o.seq, o.data.length);
         if (seqGt(end, c.rcvNxt)) {
@@ -1457,6 +1489,8 @@ export class TcpLayer implements TcpLayerApi {
           c.rcvNxt = seqAdd(c.rcvNxt, c.rbuf.push(part));
         }
       }
+      if (k > 0) c.ooo.splice(0, k);
+      if (filledGap) trimBelow(c.oooRanges, c.rcvNxt);
       this.readable(c);
       c.segsSinceAck++;
       // RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full segment; at once when filling a hole.
@@ -1466,17 +1500,37 @@ export class TcpLayer implements TcpLayerApi {
       return;
     }
     // Out of order: keep it (bounded by the window) and send a duplicate ACK with SACK at once.
-    let i = 0;
-    while (i < c.ooo.length && seqLt(c.ooo[i]!.seq, s)) i++;
-    const dup = c.ooo.some((o) => seqLe(o.seq, s) && seqGe(seqAdd(o.seq, o.data.length), seqAdd(s, d.length)));
-    if (dup) this.noteDuplicate(c, s, seqAdd(s, d.length));
-    else if (c.oooBytes + d.length <= c.rbuf.max) {
-      c.ooo.splice(i, 0, { seq: s, data: d.slice() });
+    const e = seqAdd(s, d.length);
+    if (covers(c.oooRanges, s, e)) {
+      this.noteDuplicate(c, s, e);
+      this.noteRecent(c, s); // RFC 2883 §4: the block holding a D-SACKed range comes next
+    } else if (c.oooBytes + d.length <= c.rbuf.max) {
+      // After a hole, segments mostly arrive in order: the place is found from the end.
+      let i = c.ooo.length;
+      while (i > 0 && seqGt(c.ooo[i - 1]!.seq, s)) i--;
+      if (i === c.ooo.length) c.ooo.push({ seq: s, data: d.slice() });
+      else c.ooo.splice(i, 0, { seq: s, data: d.slice() });
+      addRange(c.oooRanges, s, e);
       c.oooBytes += d.length;
+      this.noteRecent(c, s);
       this.count('oooSegments');
     }
     c.ackNow = true;
     this.markDirty(c);
+  }
+
+  /**
+   * Records the block an out-of-order segment went into as the newest, one entry per
+   * block: when a batch both extends one block and opens another above it, the next ACK
+   * reports both (RFC 2018 §4), or the sender never learns of the first block's new end
+   * and resends what already arrived.
+   */
+  private noteRecent(c: Conn, s: number): void {
+    const r = c.sackRecent;
+    const j = findRange(c.oooRanges, s);
+    for (let k = r.length - 1; k >= 0; k--) if (findRange(c.oooRanges, r[k]!) === j) r.splice(k, 1);
+    r.unshift(s);
+    if (r.length > MAX_SACK_BLOCKS) r.length = MAX_SACK_BLOCKS;
   }
 
   /** Data received twice: reported to the sender as a D-SACK block (RFC 2883) when SACK is on. */
