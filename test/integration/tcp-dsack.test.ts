@@ -196,3 +196,18 @@ test('a lost retransmission is sent again once data sent after it is SACKed, bef
   assert.equal(r.t.stats.lostRetransmits, 1);
   assert.equal(r.t.stats.rtoExpired ?? 0, 0);
 });
+
+test('a retransmission still unacknowledged an RTT (+ 4 RTTVAR + reordering window) later is sent again, without waiting for the RTO', () => {
+  const r = rig(); // SRTT 20 ms, RTTVAR 10 ms from the one sample
+  const segs = flight(r, 50, 8);
+  const una = segs[0]![0];
+  r.seg(60, { ack: una, sack: [segs[1]![0], segs[2]![0]] });
+  r.seg(61, { ack: una, sack: [segs[1]![0], segs[3]![0]] });
+  expectTcp(r.seg(62, { ack: una, sack: [segs[1]![0], segs[4]![0]] })[0], { seq: una });
+  // No ACK comes back at all. The retransmission is due by 62 + 20 + 40 + 5 = 127 ms.
+  let again = -1;
+  for (let now = 63; now < 300 && again < 0; now++) for (const s of r.tick(now)) if (tcpFields(s).seq === una) again = now;
+  assert.ok(again >= 127 && again < 140, `sent again at ${again} ms`);
+  assert.equal(r.t.stats.lostRetransmits, 1);
+  assert.equal(r.t.stats.rtoExpired ?? 0, 0, 'before the 200 ms RTO');
+});

@@ -181,12 +181,14 @@ class Conn implements TcpConnection {
   reorderSeen = false;
   reoMult = 1;
   /**
-   * Lost retransmissions (RFC 8985 §6.3 finds them by time; here by order): headSeq is the
-   * retransmitted segment at una and headMark what had been sent when it went out. Once
-   * SACKs cover data well above the mark while una stays, the retransmission was lost.
+   * Lost retransmissions (RFC 8985 §6.3): headSeq is the retransmitted segment at una,
+   * headMark what had been sent and headTime the time when it went out. Once SACKs cover
+   * data well above the mark, or ACKs still come an RTT (with its variance and the
+   * reordering window) after it while una stays, the retransmission was lost.
    */
   headSeq = -1;
   headMark = 0;
+  headTime = 0;
   holeSince = NEVER;
   minRtt = 0;
   rexmitNext = 0;
@@ -821,7 +823,7 @@ export class TcpLayer implements TcpLayerApi {
         if (!hole) break;
         this.emitSegment(now, c, ACK, hole.seq, seqDiff(hole.seq, c.una), hole.len);
         c.rexmitNext = seqAdd(hole.seq, hole.len);
-        this.noteRetransmit(c, hole.seq);
+        this.noteRetransmit(now, c, hole.seq);
         sent = true;
       }
     }
@@ -1227,10 +1229,8 @@ export class TcpLayer implements TcpLayerApi {
       // RFC 2883 §4: a first block below the cumulative ACK, or inside a later block, is a D-SACK.
       if (b.length >= 2 && (seqLe(b[1]!, ack) || insideLaterBlock(b))) this.onDsack(c, b[0]!);
       this.updateScoreboard(c, b);
-      if (c.inRecovery && ack === c.una && c.headSeq === c.una && c.sacked.length > 0 && seqGt(c.sacked[c.sacked.length - 1]!, seqAdd(c.headMark, 2 * c.mss))) {
-        this.resendHead(now, c);
-      }
     }
+    if (c.inRecovery && ack === c.una && c.headSeq === c.una && this.headLost(now, c)) this.resendHead(now, c);
     if (seqGt(ack, c.una)) {
       // A hole that filled without a retransmission was reordering, not loss (RFC 8985 §6.2).
       if (c.holeSince !== NEVER && !c.inRecovery && !c.reorderSeen) {
@@ -1266,6 +1266,8 @@ export class TcpLayer implements TcpLayerApi {
           // The new head was retransmitted already: watch it as above, from what is sent now.
           c.headSeq = c.una;
           c.headMark = c.sndMax;
+          c.headTime = now;
+          this.watchHead(c);
         } else if (!c.sackOk && seqLe(c.rexmitNext, c.una)) {
           // A partial ACK (RFC 6582 §3.2 step 5): the segment at una is lost too; resend it now.
           // With SACK the scoreboard says what is lost (flush, RFC 6675 NextSeg): a partial ACK
@@ -1275,7 +1277,7 @@ export class TcpLayer implements TcpLayerApi {
           if (len > 0) {
             this.emitSegment(now, c, ACK, c.una, 0, len);
             c.rexmitNext = seqAdd(c.una, len);
-            this.noteRetransmit(c, c.una);
+            this.noteRetransmit(now, c, c.una);
           }
         }
       } else {
@@ -1303,9 +1305,10 @@ export class TcpLayer implements TcpLayerApi {
         this.emit({ type: 'tcp-writable', conn: c });
       }
       this.markDirty(c);
-    } else if (ack === c.una && seqDiff(c.sndMax, c.una) > 0 && win === c.sndWnd && h.headerLen > 0 && (!c.sackOk || c.sackedBytes > sackedBefore)) {
+    } else if (ack === c.una && seqDiff(c.sndMax, c.una) > 0 && (c.sackOk ? c.sackedBytes > sackedBefore : win === c.sndWnd)) {
       // A duplicate ACK (RFC 5681 §2); with SACK, one that SACKs new data (RFC 6675 §2
-      // "DupAck"): an ACK for a duplicate segment, carrying only a D-SACK, is no sign of loss.
+      // "DupAck"), whatever its window (a receiver that autotunes its buffer changes the window
+      // in every ACK); an ACK for a duplicate segment, carrying only a D-SACK, is no sign of loss.
       c.dupAcks++;
       if (c.holeSince === NEVER && c.sackedBytes > 0) c.holeSince = now;
       const lostBySack = c.sackOk && c.sackedBytes > 3 * c.mss;
@@ -1363,8 +1366,24 @@ export class TcpLayer implements TcpLayerApi {
     if (first > 0) {
       this.emitSegment(now, c, ACK, c.una, 0, first);
       c.rexmitNext = seqAdd(c.una, first);
-      this.noteRetransmit(c, c.una);
+      this.noteRetransmit(now, c, c.una);
     }
+  }
+
+  private headLost(now: Instant, c: Conn): boolean {
+    const b = c.sacked;
+    if (b.length > 0 && seqGt(b[b.length - 1]!, seqAdd(c.headMark, 2 * c.mss))) return true;
+    return c.srtt > 0 && now >= this.headDeadline(c);
+  }
+
+  /** When the retransmission at una should have been acknowledged (RFC 8985 §6.3, with RTTVAR for queueing). */
+  private headDeadline(c: Conn): number {
+    return c.headTime + c.srtt + 4 * c.rttvar + this.reoWnd(c);
+  }
+
+  /** Watches the head retransmission by time too, so a lost one is found when no ACK comes either. */
+  private watchHead(c: Conn): void {
+    if (c.srtt > 0) this.setTimer(c, 'reo', this.headDeadline(c));
   }
 
   /** The retransmission at una was lost: send it again, within the same recovery (no new window cut). */
@@ -1374,15 +1393,19 @@ export class TcpLayer implements TcpLayerApi {
     this.emitSegment(now, c, ACK, c.una, 0, len);
     if (seqLt(c.rexmitNext, seqAdd(c.una, len))) c.rexmitNext = seqAdd(c.una, len);
     c.headMark = c.sndMax;
+    c.headTime = now;
+    this.watchHead(c);
     c.undoState = undefined; // a retransmission was lost: this recovery was real
     this.count('lostRetransmits');
   }
 
   /** A retransmission in recovery; past a bound the episode is simply not undone. */
-  private noteRetransmit(c: Conn, seq: number): void {
+  private noteRetransmit(now: Instant, c: Conn, seq: number): void {
     if (seq === c.una) {
       c.headSeq = seq;
       c.headMark = c.sndMax;
+      c.headTime = now;
+      this.watchHead(c);
     }
     const p = c.undoPending;
     if (c.undoState === undefined || p === undefined) return;
@@ -1398,9 +1421,19 @@ export class TcpLayer implements TcpLayerApi {
     return Math.min((c.reoMult * Math.max(c.minRtt, 1)) / 4, Math.max(c.srtt, 1));
   }
 
-  /** The reordering timer: the hole at una has waited out the window with SACKs above it. */
+  /**
+   * The reordering timer: outside recovery, the hole at una has waited out the window with
+   * SACKs above it; in recovery, the retransmission at una is overdue.
+   */
   private onReoTimer(now: Instant, c: Conn): void {
-    if (c.inRecovery || c.holeSince === NEVER || c.sacked.length === 0 || !seqGe(c.una, c.recoverSeq) || !canSend(c.state)) return;
+    if (c.inRecovery) {
+      if (c.headSeq === c.una && canSend(c.state) && this.headLost(now, c)) {
+        this.resendHead(now, c);
+        this.markDirty(c);
+      }
+      return;
+    }
+    if (c.holeSince === NEVER || c.sacked.length === 0 || !seqGe(c.una, c.recoverSeq) || !canSend(c.state)) return;
     this.enterRecovery(now, c);
     this.markDirty(c);
   }
