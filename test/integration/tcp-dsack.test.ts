@@ -211,3 +211,21 @@ test('a retransmission still unacknowledged an RTT (+ 4 RTTVAR + reordering wind
   assert.equal(r.t.stats.lostRetransmits, 1);
   assert.equal(r.t.stats.rtoExpired ?? 0, 0, 'before the 200 ms RTO');
 });
+
+test('scattered one-byte segments and SACK blocks cannot grow the range maps without bound', () => {
+  const r = rig();
+  // 600 one-byte segments with a gap before each: every one would open a new range.
+  for (let i = 1; i <= 600; i++) r.seg(50, { seq: PEER_SEQ + 1 + 2 * i, ack: r.iss + 101, payload: Uint8Array.of(i & 0xff) });
+  const conn = r.c as unknown as { oooRanges: number[]; sacked: number[] };
+  assert.ok(conn.oooRanges.length <= 512, `${conn.oooRanges.length / 2} out-of-order ranges`);
+  assert.ok((r.t.stats['drop.oooRanges'] ?? 0) > 0);
+  // And as a sender: 8 segments out, then ACKs SACKing scattered single bytes of them.
+  const segs = flight(r, 60, 8);
+  const una = segs[0]![0];
+  for (let k = 0; k < 400; k++) {
+    const l = (una + 10 + 25 * k) >>> 0;
+    r.seg(61, { ack: una, sack: [l, (l + 1) >>> 0] });
+  }
+  assert.ok(conn.sacked.length <= 512, `${conn.sacked.length / 2} scoreboard ranges`);
+  assert.ok((r.t.stats['drop.sackRanges'] ?? 0) > 0);
+});

@@ -87,6 +87,12 @@ const OUR_WSCALE = 7; // 65535 << 7 = 8 MiB: room for the 4 MiB default buffer
 const MAX_SACK_BLOCKS = 3; // with timestamps: 40 bytes of options
 /** Retransmissions of one recovery tracked for undo; a bigger episode is not undone. */
 const MAX_UNDO_TRACKED = 64;
+/**
+ * Ranges in a scoreboard or an out-of-order map. Real losses make a few holes per window;
+ * a peer that SACKs or sends thousands of scattered fragments would make every ACK cost a
+ * walk over them, so beyond this new ranges are ignored (and counted).
+ */
+const MAX_RANGES = 256;
 const CHALLENGE_ACKS_PER_SEC = 10; // RFC 5961 §7 (per connection here)
 const EPHEMERAL_LOW = 49152;
 const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
@@ -1463,6 +1469,10 @@ export class TcpLayer implements TcpLayerApi {
       const r = blocks[i + 1]!;
       // Ignore blocks that are not inside what we sent (RFC 2018, RFC 6675 §4).
       if (!seqLt(l, r) || seqGt(r, c.sndMax) || seqLe(r, c.una)) continue;
+      if (c.sacked.length >= 2 * MAX_RANGES) {
+        this.count('drop.sackRanges');
+        break;
+      }
       addRange(c.sacked, seqLt(l, c.una) ? c.una : l, r);
     }
     c.sackedBytes = rangeBytes(c.sacked);
@@ -1537,6 +1547,8 @@ export class TcpLayer implements TcpLayerApi {
     if (covers(c.oooRanges, s, e)) {
       this.noteDuplicate(c, s, e);
       this.noteRecent(c, s); // RFC 2883 §4: the block holding a D-SACKed range comes next
+    } else if (c.oooRanges.length >= 2 * MAX_RANGES && findRange(c.oooRanges, seqAdd(s, -1)) < 0 && findRange(c.oooRanges, e) < 0) {
+      this.count('drop.oooRanges'); // it would open yet another range: the sender resends it
     } else if (c.oooBytes + d.length <= c.rbuf.max) {
       // After a hole, segments mostly arrive in order: the place is found from the end.
       let i = c.ooo.length;
