@@ -5,8 +5,8 @@
  *   (b) kernel HTTP server behind wireguard-go -> wgnet (raw socket), 100 MB
  *   (c) wgnet <-> wgnet, two processes over loopback
  * (a), (b), (d) need root and wireguard-go/iperf3; without them only (c) runs.
- * (a), (b), (d) run again with 1 % of the outer UDP dropped each way, to show that
- * loss costs wgnet no more than it costs the kernel's TCP.
+ * (a), (b), (d) run again with 1 % of the outer UDP dropped each way, to compare what
+ * loss costs wgnet with what it costs the kernel's TCP (no collapse is the target).
  */
 import { performance } from 'node:perf_hooks';
 import { spawn, spawnSync } from 'node:child_process';

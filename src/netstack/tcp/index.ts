@@ -186,6 +186,8 @@ class Conn implements TcpConnection {
    */
   reorderSeen = false;
   reoMult = 1;
+  holeSince = NEVER;
+  minRtt = 0;
   /**
    * Lost retransmissions (RFC 8985 §6.3): headSeq is the retransmitted segment at una,
    * headMark what had been sent and headTime the time when it went out. Once SACKs cover
@@ -195,8 +197,6 @@ class Conn implements TcpConnection {
   headSeq = -1;
   headMark = 0;
   headTime = 0;
-  holeSince = NEVER;
-  minRtt = 0;
   rexmitNext = 0;
   dupAcks = 0;
   // RTT (RFC 6298).
@@ -1270,21 +1270,13 @@ export class TcpLayer implements TcpLayerApi {
           c.cc.cwnd = Math.max(c.cc.ssthresh, c.cc.cwnd > c.cc.ssthresh ? c.cc.ssthresh : c.cc.cwnd);
         } else if (c.sackOk && seqGt(c.rexmitNext, c.una) && c.headSeq !== c.una) {
           // The new head was retransmitted already: watch it as above, from what is sent now.
-          c.headSeq = c.una;
-          c.headMark = c.sndMax;
-          c.headTime = now;
-          this.watchHead(c);
+          this.watchHead(now, c);
         } else if (!c.sackOk && seqLe(c.rexmitNext, c.una)) {
           // A partial ACK (RFC 6582 §3.2 step 5): the segment at una is lost too; resend it now.
           // With SACK the scoreboard says what is lost (flush, RFC 6675 NextSeg): a partial ACK
           // that only reflects delayed ACKs or reordering is no proof, and resending on it sent
           // duplicates of segments still in flight.
-          const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
-          if (len > 0) {
-            this.emitSegment(now, c, ACK, c.una, 0, len);
-            c.rexmitNext = seqAdd(c.una, len);
-            this.noteRetransmit(now, c, c.una);
-          }
+          this.resendUna(now, c);
         }
       } else {
         if (c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.lastRtt)) {
@@ -1368,12 +1360,16 @@ export class TcpLayer implements TcpLayerApi {
     else c.undoPending = new Set();
     c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
     this.count('fastRetransmits');
-    const first = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
-    if (first > 0) {
-      this.emitSegment(now, c, ACK, c.una, 0, first);
-      c.rexmitNext = seqAdd(c.una, first);
-      this.noteRetransmit(now, c, c.una);
-    }
+    this.resendUna(now, c);
+  }
+
+  /** Sends the segment at una again and notes it as a retransmission of this recovery. */
+  private resendUna(now: Instant, c: Conn): void {
+    const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
+    if (len <= 0) return;
+    this.emitSegment(now, c, ACK, c.una, 0, len);
+    if (seqLt(c.rexmitNext, seqAdd(c.una, len))) c.rexmitNext = seqAdd(c.una, len);
+    this.noteRetransmit(now, c, c.una);
   }
 
   private headLost(now: Instant, c: Conn): boolean {
@@ -1387,32 +1383,28 @@ export class TcpLayer implements TcpLayerApi {
     return c.headTime + c.srtt + 4 * c.rttvar + this.reoWnd(c);
   }
 
-  /** Watches the head retransmission by time too, so a lost one is found when no ACK comes either. */
-  private watchHead(c: Conn): void {
+  /**
+   * Starts watching the retransmitted segment at una from now: by order (what has been sent
+   * so far) and by time, with the timer so a lost one is found when no ACK comes either.
+   */
+  private watchHead(now: Instant, c: Conn): void {
+    c.headSeq = c.una;
+    c.headMark = c.sndMax;
+    c.headTime = now;
     if (c.srtt > 0) this.setTimer(c, 'reo', this.headDeadline(c));
   }
 
   /** The retransmission at una was lost: send it again, within the same recovery (no new window cut). */
   private resendHead(now: Instant, c: Conn): void {
-    const len = Math.min(c.mss - (c.tsOk ? 12 : 0), c.sbuf.length);
-    if (len <= 0) return;
-    this.emitSegment(now, c, ACK, c.una, 0, len);
-    if (seqLt(c.rexmitNext, seqAdd(c.una, len))) c.rexmitNext = seqAdd(c.una, len);
-    c.headMark = c.sndMax;
-    c.headTime = now;
-    this.watchHead(c);
+    if (c.sbuf.length === 0) return;
     c.undoState = undefined; // a retransmission was lost: this recovery was real
+    this.resendUna(now, c);
     this.count('lostRetransmits');
   }
 
   /** A retransmission in recovery; past a bound the episode is simply not undone. */
   private noteRetransmit(now: Instant, c: Conn, seq: number): void {
-    if (seq === c.una) {
-      c.headSeq = seq;
-      c.headMark = c.sndMax;
-      c.headTime = now;
-      this.watchHead(c);
-    }
+    if (seq === c.una) this.watchHead(now, c);
     const p = c.undoPending;
     if (c.undoState === undefined || p === undefined) return;
     if (p.size >= MAX_UNDO_TRACKED) {
