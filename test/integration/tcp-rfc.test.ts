@@ -264,6 +264,17 @@ describe('SYN flood and backlog (RFC 4987 SYN cookies)', () => {
     assert.equal(c.remotePort, 33333);
     assert.equal(c.state, 'ESTABLISHED');
   });
+  test('a SYN flood answered with cookies leaves no state behind: no connections, no timers', () => {
+    const t = layer(5);
+    t.listen({ port: PORT, backlog: 4 });
+    for (let i = 0; i < 20_000; i++) {
+      const [sa] = inject(t, 0, { srcPort: 1024 + (i % 60000), seq: i * 104729, flags: ['SYN'], options: MSS_1400 });
+      expectTcp(sa, { flags: ['SYN', 'ACK'], ack: (i * 104729 + 1) >>> 0 });
+    }
+    assert.ok(t.connectionCount <= 4, `${t.connectionCount} connections`);
+    // Only the 4 embryonic connections of the SYN queue hold a timer.
+    assert.ok(t.timerEntries <= 4, `${t.timerEntries} timer entries after 20,000 SYNs`);
+  });
   test('a forged cookie ACK is refused with RST', () => {
     const t = layer(3);
     const l = t.listen({ port: PORT, backlog: 1 });

@@ -475,6 +475,11 @@ export class TcpLayer implements TcpLayerApi {
     return this.conns.size;
   }
 
+  /** Entries in the timer heap, stale ones included: bounded by live connections (tests, leak checks). */
+  get timerEntries(): number {
+    return this.heap.length;
+  }
+
   // --- bookkeeping ---------------------------------------------------------------------
 
   markDirty(c: Conn): void {
@@ -769,28 +774,32 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   private sendSyn(now: Instant, c: Conn, synAck: boolean): void {
-    const opts = new Uint8Array(40);
-    const wantTs = synAck ? c.tsOk : true;
-    const wantSack = synAck ? c.sackOk : true;
-    const wantWs = synAck ? c.wscaleOk : true;
-    const olen = writeSynOptions(opts, 0, c.mss, wantWs ? OUR_WSCALE : undefined, wantSack, wantTs ? { val: this.tsVal(now), ecr: synAck ? c.tsRecent : 0 } : undefined);
-    const hl = TCP_HEADER_LEN + olen;
-    const seg = allocPacket(hl, PACKET_HEADROOM, WG_TAILROOM);
-    seg[0] = c.localPort >> 8;
-    seg[1] = c.localPort & 0xff;
-    seg[2] = c.remotePort >> 8;
-    seg[3] = c.remotePort & 0xff;
-    putU32(seg, 4, c.iss);
-    putU32(seg, 8, synAck ? c.rcvNxt : 0);
-    seg[12] = (hl / 4) << 4;
-    seg[13] = synAck ? SYN | ACK : SYN;
+    const ts = (synAck ? c.tsOk : true) ? { val: this.tsVal(now), ecr: synAck ? c.tsRecent : 0 } : undefined;
+    const wscale = (synAck ? c.wscaleOk : true) ? OUR_WSCALE : undefined;
     // RFC 7323 §2.2: the window in a SYN is never scaled.
     const wnd = Math.min(c.rcvWindow(), 0xffff);
+    this.queueSyn(c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.iss, synAck ? c.rcvNxt : undefined, wnd, c.mss, wscale, synAck ? c.sackOk : true, ts);
+    this.setTimer(c, 'rto', now + c.rto);
+  }
+
+  /** Builds and queues a SYN (ack undefined) or SYN-ACK; no connection state is touched. */
+  private queueSyn(src: IpAddr, dst: IpAddr, sport: number, dport: number, iss: number, ack: number | undefined, wnd: number, mss: number, wscale: number | undefined, sack: boolean, ts: { val: number; ecr: number } | undefined): void {
+    const opts = new Uint8Array(40);
+    const olen = writeSynOptions(opts, 0, mss, wscale, sack, ts);
+    const hl = TCP_HEADER_LEN + olen;
+    const seg = allocPacket(hl, PACKET_HEADROOM, WG_TAILROOM);
+    seg[0] = sport >> 8;
+    seg[1] = sport & 0xff;
+    seg[2] = dport >> 8;
+    seg[3] = dport & 0xff;
+    putU32(seg, 4, iss);
+    putU32(seg, 8, ack ?? 0);
+    seg[12] = (hl / 4) << 4;
+    seg[13] = ack === undefined ? SYN : SYN | ACK;
     seg[14] = wnd >> 8;
     seg[15] = wnd & 0xff;
     seg.set(opts.subarray(0, olen), TCP_HEADER_LEN);
-    this.checksumAndQueue(c.localAddr, c.remoteAddr, seg);
-    this.setTimer(c, 'rto', now + c.rto);
+    this.checksumAndQueue(src, dst, seg);
   }
 
   /** RST for a segment that has no connection (RFC 9293 §3.10.7.1), or to abort one. */
@@ -1016,11 +1025,11 @@ export class TcpLayer implements TcpLayerApi {
     let idx = 0;
     for (let i = 0; i < TcpLayer.COOKIE_MSS.length; i++) if (TcpLayer.COOKIE_MSS[i]! <= peerMss) idx = i;
     const iss = this.cookieIsn(now, src, dst, h.srcPort, h.dstPort, h.seq, idx);
-    const c = new Conn(this, dst.slice(), h.dstPort, src.slice(), h.srcPort);
-    c.iss = iss;
-    c.rcvNxt = seqAdd(h.seq, 1);
-    c.mss = Math.min(c.mss, TcpLayer.COOKIE_MSS[idx]!);
-    this.sendSyn(now, c, true);
+    // Stateless by design: no Conn, no timer. The SYN-ACK carries only MSS (no window
+    // scaling, SACK or timestamps can be remembered); a lost one is the client's to resend.
+    const mss = Math.min(this.opts.mtu - (dst.length === 4 ? IP4_TCP : IP6_TCP), TcpLayer.COOKIE_MSS[idx]!);
+    const wnd = Math.min(this.opts.recvBufferMax, 0xffff);
+    this.queueSyn(dst.slice(), src.slice(), h.dstPort, h.srcPort, iss, seqAdd(h.seq, 1), wnd, mss, undefined, false, undefined);
   }
 
   private cookieEstablish(now: Instant, l: Listener, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo, payload: Uint8Array): boolean {
