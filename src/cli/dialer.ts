@@ -6,6 +6,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Tunnel } from '../api/tunnel.js';
+import { WgnetError } from '../util/errors.js';
 
 /** A UDP socket of the dialer's network, shaped like dgram.Socket (what SOCKS5 UDP ASSOCIATE relays through). */
 export interface DatagramSocket {
@@ -33,10 +34,41 @@ function whenConnected<T extends Duplex>(s: T): Promise<T> {
   });
 }
 
+/** Whether `port` is a TCP/UDP destination port (1-65535); port 0 and anything else are refused before any dial. */
+export function isPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/** A rejection with code ERR_WGNET_INVALID_ARGUMENT (the listeners answer it as a bad request, 400 / SOCKS 0x01). */
+function badRequest(message: string): Promise<never> {
+  return Promise.reject(new WgnetError('ERR_WGNET_INVALID_ARGUMENT', message));
+}
+
+/**
+ * `d.connect(host, port)` that never throws synchronously. Every listener dials
+ * through this: host and port come from a local client (a SOCKS request, a
+ * CONNECT line), and an exception thrown from a socket's 'data' handler or an
+ * http server's 'connect' event is uncaught and ends the process.
+ */
+export function dial(d: Dialer, host: string, port: number): ReturnType<Dialer['connect']> {
+  if (!isPort(port)) return badRequest(`port must be 1-65535, got ${String(port)}`);
+  if (typeof host !== 'string' || host.length === 0 || host.length > 255) return badRequest('bad host');
+  try {
+    return d.connect(host, port);
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
 export function tunnelDialer(t: Tunnel, timeoutMs = 20_000): Dialer {
   return {
     connect: (host, port) => {
-      const s = t.connect({ host, port });
+      let s: ReturnType<Tunnel['connect']>;
+      try {
+        s = t.connect({ host, port });
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
       const timer = setTimeout(() => s.destroy(Object.assign(new Error(`connect ETIMEDOUT ${host}:${port}`), { code: 'ETIMEDOUT' })), timeoutMs);
       return whenConnected(s).finally(() => clearTimeout(timer));
     },
@@ -45,7 +77,15 @@ export function tunnelDialer(t: Tunnel, timeoutMs = 20_000): Dialer {
 }
 
 export function systemDialer(): Dialer {
-  return { connect: (host, port) => whenConnected(net.connect({ host, port })) };
+  return {
+    connect: (host, port) => {
+      try {
+        return whenConnected(net.connect({ host, port }));
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    },
+  };
 }
 
 /** Pipes both ways with backpressure; half-close passes through; an error ends both. */

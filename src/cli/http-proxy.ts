@@ -7,8 +7,9 @@ import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dialer } from './dialer.js';
-import { splice } from './dialer.js';
+import { splice, dial, isPort } from './dialer.js';
 import type { ProxyStats } from './socks5.js';
+import { parseIp } from '../util/ip.js';
 
 export interface HttpProxyOptions {
   dialer: Dialer;
@@ -19,8 +20,22 @@ export interface HttpProxyOptions {
 // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
 const HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
-function statusFor(err: NodeJS.ErrnoException): number {
-  return err.code === 'ETIMEDOUT' ? 504 : 502;
+function statusFor(err: NodeJS.ErrnoException): 400 | 502 | 504 {
+  return err.code === 'ETIMEDOUT' ? 504 : err.code === 'ERR_WGNET_INVALID_ARGUMENT' ? 400 : 502;
+}
+const STATUS_TEXT = { 400: 'Bad Request', 502: 'Bad Gateway', 504: 'Gateway Timeout' } as const;
+
+/**
+ * CONNECT's authority-form (RFC 9112 §3.2.3): `name:port`, `a.b.c.d:port` or `[v6]:port`,
+ * port 1-65535; anything else is undefined (a 400).
+ */
+export function parseAuthority(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]{1,253})):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (!isPort(port)) return undefined;
+  if (m[1] !== undefined) return parseIp(m[1])?.length === 16 ? { host: m[1], port } : undefined;
+  return { host: m[2]!, port };
 }
 
 export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { stats: ProxyStats } {
@@ -28,7 +43,21 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
   const expected = opts.auth ? 'Basic ' + Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64') : undefined;
   const authorized = (req: http.IncomingMessage): boolean => !expected || req.headers['proxy-authorization'] === expected;
 
+  // Exceptions in a request or 'connect' handler are uncaught and would end the process: each is
+  // caught here and costs only that client's connection (400 if nothing was sent yet).
   const server = http.createServer((req, res) => {
+    try {
+      onRequest(req, res);
+    } catch (err) {
+      stats.failures++;
+      opts.log?.('info', 'http proxy bad request', { error: (err as Error).message });
+      if (!res.headersSent) res.writeHead(400, { connection: 'close' }).end('bad request\n');
+      else res.destroy();
+    }
+  }) as http.Server & { stats: ProxyStats };
+  server.stats = stats;
+
+  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (!authorized(req)) {
       res.writeHead(407, { 'proxy-authenticate': 'Basic realm="wgnet"' }).end('proxy authentication required\n');
       return;
@@ -37,6 +66,7 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
     try {
       url = new URL(req.url ?? '');
       if (url.protocol !== 'http:') throw new Error('only http:// URLs (use CONNECT for https)');
+      if (url.port !== '' && !isPort(Number(url.port))) throw new Error('port must be 1-65535');
     } catch (err) {
       res.writeHead(400).end(`bad request: ${(err as Error).message}\n`);
       return;
@@ -50,7 +80,7 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       path: url.pathname + url.search,
       headers,
       createConnection: (_o: unknown, cb: (err: Error | null, s: Duplex) => void) => {
-        opts.dialer.connect(host, port).then((s) => cb(null, s), (e: Error) => cb(e, undefined as unknown as Duplex));
+        dial(opts.dialer, host, port).then((s) => cb(null, s), (e: Error) => cb(e, undefined as unknown as Duplex));
         return undefined as unknown as net.Socket;
       },
     } as http.RequestOptions);
@@ -64,26 +94,36 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
     });
     up.on('error', (err: NodeJS.ErrnoException) => {
       stats.failures++;
-      if (!res.headersSent) res.writeHead(statusFor(err)).end(`${statusFor(err) === 504 ? 'gateway timeout' : 'bad gateway'}: ${err.code ?? err.message}\n`);
+      if (!res.headersSent) res.writeHead(statusFor(err)).end(`${STATUS_TEXT[statusFor(err)].toLowerCase()}: ${err.code ?? err.message}\n`);
       else res.destroy();
     });
     req.on('data', (d: Buffer) => (stats.bytesUp += d.length));
     req.pipe(up);
-  }) as http.Server & { stats: ProxyStats };
-  server.stats = stats;
+  }
 
   server.on('connect', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
     sock.on('error', () => {});
+    try {
+      onConnect(req, sock, head);
+    } catch (err) {
+      stats.failures++;
+      opts.log?.('info', 'http proxy bad CONNECT', { error: (err as Error).message });
+      sock.destroy();
+    }
+  });
+
+  function onConnect(req: http.IncomingMessage, sock: Duplex, head: Buffer): void {
     if (!authorized(req)) {
       sock.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="wgnet"\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '');
-    if (!m) {
+    const target = parseAuthority(req.url ?? '');
+    if (!target) {
+      stats.failures++;
       sock.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    opts.dialer.connect(m[1]!, Number(m[2])).then(
+    dial(opts.dialer, target.host, target.port).then(
       (up) => {
         stats.connections++;
         sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -93,9 +133,9 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       (err: NodeJS.ErrnoException) => {
         stats.failures++;
         const code = statusFor(err);
-        sock.end(`HTTP/1.1 ${code} ${code === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nContent-Length: 0\r\n\r\n`);
+        sock.end(`HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\nContent-Length: 0\r\n\r\n`);
       },
     );
-  });
+  }
   return server;
 }

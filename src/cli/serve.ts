@@ -6,7 +6,7 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { Tunnel } from '../api/tunnel.js';
-import { tunnelDialer, systemDialer, splice } from './dialer.js';
+import { tunnelDialer, systemDialer, splice, dial } from './dialer.js';
 import { createSocks5Server } from './socks5.js';
 import { forwardUdp, type UdpForwardCounters } from './udp-forward.js';
 import type { DatagramSocket } from './dialer.js';
@@ -200,7 +200,7 @@ export async function runForward(args: string[]): Promise<number> {
     const ctr = (counters[key] ??= { connections: 0, errors: 0, up: 0, down: 0 });
     sock.on('error', () => {});
     sock.pause();
-    (spec.kind === 'L' ? viaTunnel : local).connect(spec.host, spec.port).then(
+    dial(spec.kind === 'L' ? viaTunnel : local, spec.host, spec.port).then(
       (up) => {
         ctr.connections++;
         splice(sock, up, (dir, n) => (dir === 'up' ? (ctr.up += n) : (ctr.down += n)));

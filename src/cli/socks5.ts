@@ -7,7 +7,7 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import type { Dialer, DatagramSocket } from './dialer.js';
-import { splice } from './dialer.js';
+import { splice, dial, isPort } from './dialer.js';
 import { formatIPv4, formatIPv6, parseIp } from '../util/ip.js';
 
 export interface Socks5Options {
@@ -44,6 +44,8 @@ function replyFor(err: NodeJS.ErrnoException): number {
       return REP.hostUnreachable;
     case 'ETIMEDOUT':
       return REP.ttlExpired; // what curl and ssh report as "TTL expired" for a connect timeout
+    case 'ERR_WGNET_INVALID_ARGUMENT':
+      return REP.fail; // port 0, an empty or oversized name: RFC 1928 has no "bad request" reply
     default:
       return REP.fail;
   }
@@ -65,7 +67,17 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
       stage = 'done';
       clearTimeout(timer);
     };
+    // Any exception on this path would be uncaught (a socket 'data' handler) and end the process: one bad client must cost only its own connection.
     const onData = (d: Buffer): void => {
+      try {
+        parse(d);
+      } catch (err) {
+        opts.log?.('info', 'socks5 bad request', { error: (err as Error).message });
+        stats.failures++;
+        c.destroy();
+      }
+    };
+    const parse = (d: Buffer): void => {
       buf = Buffer.concat([buf, d]);
       if (buf.length > 1024) return void c.destroy(); // no valid handshake message is this long
       for (;;) {
@@ -133,11 +145,12 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
             return;
           }
           if (cmd !== 1) return fail(REP.cmdUnsupported); // BIND (2) is not offered: nothing on a tunnel would connect back to it
+          if (!isPort(port)) return fail(REP.fail); // port 0: nothing to connect to
           stage = 'done';
           c.off('data', onData);
           c.pause();
           clearTimeout(timer);
-          opts.dialer.connect(host, port).then(
+          dial(opts.dialer, host, port).then(
             (up) => {
               stats.connections++;
               const bnd = parseIp(up.localAddress ?? '0.0.0.0') ?? new Uint8Array(4);

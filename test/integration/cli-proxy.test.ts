@@ -30,6 +30,18 @@ function curl(args: string[]): Promise<{ code: number; out: Buffer }> {
   });
 }
 
+/** Writes each chunk and collects everything the server sends until it closes (or 3 s pass). */
+async function rawExchange(port: number, chunks: (string | Buffer)[]): Promise<Buffer> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  let got = Buffer.alloc(0);
+  s.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+  s.on('error', () => {});
+  for (const c of chunks) s.write(c);
+  await Promise.race([new Promise((r) => s.once('close', r)), new Promise((r) => setTimeout(r, 3000))]);
+  s.destroy();
+  return got;
+}
 
 function startCli(args: string[]): Promise<{ child: ChildProcess; ready: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -154,6 +166,29 @@ describe('wgnet proxy and forward with curl', { skip }, () => {
     }
     assert.equal(await new Promise<number | null>((r) => child.once('exit', (code) => r(code))), 0);
     assert.match(stderr, /forward stats.*udp/);
+  });
+
+  test('a local client cannot kill the proxy: CONNECT to port 0 / 99999 and SOCKS5 to port 0 get 400 / reply 1', async () => {
+    const [sp, hp] = [await freePort(), await freePort()];
+    const { child } = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--http', `127.0.0.1:${hp}`]);
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    try {
+      for (const target of ['10.66.0.2:0', '10.66.0.2:99999']) {
+        const r = await rawExchange(hp, [`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`]);
+        assert.match(r.toString(), /^HTTP\/1\.1 400 /, target);
+      }
+      const s = await rawExchange(sp, [Buffer.from([5, 1, 0]), Buffer.from([5, 1, 0, 1, 10, 66, 0, 2, 0, 0])]);
+      assert.deepEqual([...s.subarray(0, 4)], [5, 0, 5, 1]);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(exited, false, 'the proxy exited');
+      const ok = await curl(['-x', `http://127.0.0.1:${hp}`, 'http://10.66.0.2/still']);
+      assert.equal(ok.out.toString(), 'far side GET /still\n');
+      const ok2 = await curl(['--socks5-hostname', `127.0.0.1:${sp}`, 'http://10.66.0.2/still']);
+      assert.equal(ok2.out.toString(), 'far side GET /still\n');
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 
   test('a bad config and a busy port exit non-zero with one line', async () => {
