@@ -22,7 +22,7 @@ import { UapiServer } from '../io/uapi-server.js';
 import { uapiGet, parseUapiSet, applyUapiSet, UapiError, type UapiHost } from '../wireguard/uapi.js';
 import { resolveEndpoint } from '../io/endpoint.js';
 import { monotonicNow, systemRng, wallClock } from '../io/clock.js';
-import { formatIp, parseIp, mustParseIp, familyOf, type IpAddr } from '../util/ip.js';
+import { formatIp, formatPrefix, parseIp, mustParseIp, familyOf, type IpAddr } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { systemError, WgnetError, invalidArgument } from '../util/errors.js';
 import { noTrace, type Trace } from '../util/trace.js';
@@ -91,7 +91,7 @@ export class Tunnel extends EventEmitter {
   private constructor(engine: Engine, config: TunnelConfig, dns: DnsClient | undefined) {
     super();
     this.engine = engine;
-    this.config = config;
+    this.config = hideSecrets(config);
     this.dns = dns;
     this.pingId = randomInt(systemRng, 0x10000);
     engine.handlers = {
@@ -171,6 +171,29 @@ export class Tunnel extends EventEmitter {
       }
     }
     return tunnel;
+  }
+
+  /**
+   * What `util.inspect(tunnel)`, `console.log(tunnel)` and `JSON.stringify(tunnel)` show:
+   * public facts only. The default view would walk into the device and print the private
+   * key's bytes (DESIGN §5: secrets never appear in logs or `inspect`).
+   */
+  toJSON(): { publicKey: string; addresses: string[]; listenPort: number; closed: boolean; peers: { publicKey: string; endpoint: string | undefined; allowedIps: string[] }[] } {
+    return {
+      publicKey: this.publicKey,
+      addresses: this.addresses,
+      listenPort: this.listenPort,
+      closed: this.closed,
+      peers: [...this.engine.device.peers()].map((p) => ({
+        publicKey: toBase64(p.publicKey),
+        endpoint: p.endpoint ? `${p.endpoint.address.includes(':') ? `[${p.endpoint.address}]` : p.endpoint.address}:${p.endpoint.port}` : undefined,
+        allowedIps: this.engine.device.allowedIps.prefixesOf(p).map(formatPrefix),
+      })),
+    };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](_depth: number, options: { stylize?: unknown }, inspect: (v: unknown, o: unknown) => string): string {
+    return `Tunnel ${inspect(this.toJSON(), options)}`;
   }
 
   /** The UDP port WireGuard listens on. */
@@ -582,4 +605,16 @@ export class Tunnel extends EventEmitter {
       this.resolving.delete(peer);
     }
   }
+}
+
+/**
+ * The config the tunnel keeps (for endpoints to re-resolve and warnings to report), with its
+ * private and preshared keys made non-enumerable: they stay readable by name, but
+ * `util.inspect`, `JSON.stringify` and object spreads no longer carry them.
+ */
+function hideSecrets(cfg: TunnelConfig): TunnelConfig {
+  const out = { ...cfg, peers: cfg.peers.map((p) => ({ ...p })) };
+  Object.defineProperty(out, 'privateKey', { value: cfg.privateKey, enumerable: false });
+  for (const p of out.peers) if (p.presharedKey) Object.defineProperty(p, 'presharedKey', { value: p.presharedKey, enumerable: false });
+  return out;
 }

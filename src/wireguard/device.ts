@@ -149,6 +149,11 @@ export class Device {
     if (opts.privateKey) this.setPrivateKey(opts.privateKey);
   }
 
+  /** The default inspect view would print the private key's bytes (DESIGN §5). */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Device(${this.pub ? keyId(this.pub) : 'no key'}, ${this.peerMap.size} peers)`;
+  }
+
   // --- configuration ---------------------------------------------------------
 
   get publicKey(): Uint8Array | undefined {

@@ -37,6 +37,13 @@ export class Keypair {
     readonly created: Instant,
     readonly initiator: boolean,
   ) {}
+  /** Session keys never reach logs (DESIGN §5). */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Keypair(${this.localIndex})`;
+  }
+  toJSON(): string {
+    return `Keypair(${this.localIndex})`;
+  }
   wipe(): void {
     this.send.fill(0);
     this.recv.fill(0);
