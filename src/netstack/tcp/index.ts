@@ -11,9 +11,8 @@
  * (RFC 1122), Nagle (RFC 896), zero-window probing, SYN cookies (RFC 4987).
  */
 import type { Deadline, Instant } from '../../util/time.js';
-import type { Rng } from '../../util/rng.js';
 import { randomInt } from '../../util/rng.js';
-import { noTrace, type Trace } from '../../util/trace.js';
+import { noTrace } from '../../util/trace.js';
 import { allocPacket, PACKET_HEADROOM, WG_TAILROOM } from '../../util/bytes.js';
 import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
 import { formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
@@ -55,60 +54,13 @@ import { ByteRing } from './ring.js';
 import { createCongestionControl, type CcState, type CongestionControl } from './congestion.js';
 import { HyStart } from './hystart.js';
 import { addRange, covers, findRange, rangeBytes, trimBelow } from './ranges.js';
+import { CHALLENGE_ACKS_PER_SEC, EPHEMERAL_COUNT, EPHEMERAL_LOW, IP4_TCP, IP6_TCP, MAX_RANGES, MAX_RTO, MAX_SACK_BLOCKS, MAX_UNDO_TRACKED, NEVER, OUR_WSCALE, TRIM_MS, type TcpOptions } from './constants.js';
+import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
+import { noTimers, TIMER_REASON, TimerHeap, type Timer } from './timers.js';
+import { RttEstimator } from './rtt.js';
 
-export interface TcpOptions {
-  rng: Rng;
-  trace: Trace;
-  mtu: number;
-  isLocal: (addr: IpAddr) => boolean;
-  sourceFor: (dst: IpAddr) => IpAddr | undefined;
-  /** Bytes the send buffer may hold (default 4 MiB). */
-  sendBufferMax: number;
-  /** Bytes the receive buffer may hold; also the largest window advertised (default 4 MiB). */
-  recvBufferMax: number;
-  congestionControl: 'cubic' | 'newreno';
-  /** TIME-WAIT length; 2×MSL in RFC 9293, shortened here (default 2 s). */
-  timeWaitMs: number;
-  synRetries: number;
-  /** Data retransmissions before the connection fails with ETIMEDOUT (RFC 1122 R2: at least 100 s). */
-  maxRetries: number;
-  delayedAckMs: number;
-  keepaliveIntervalMs: number;
-  keepaliveProbes: number;
-  defaultBacklog: number;
-}
-
-const IP4_TCP = 40; // IPv4 + TCP header bytes
-const IP6_TCP = 60;
-const MIN_RTO = 200; // Linux's floor; RFC 6298 says 1 s, which stalls short transfers
-const MAX_RTO = 60_000;
-const INITIAL_RTO = 1_000;
-const OUR_WSCALE = 7; // 65535 << 7 = 8 MiB: room for the 4 MiB default buffer
-const MAX_SACK_BLOCKS = 3; // with timestamps: 40 bytes of options
-/** Retransmissions of one recovery tracked for undo; a bigger episode is not undone. */
-const MAX_UNDO_TRACKED = 64;
-/**
- * Ranges in a scoreboard or an out-of-order map. Real losses make a few holes per window;
- * a peer that SACKs or sends thousands of scattered fragments would make every ACK cost a
- * walk over them, so beyond this new ranges are ignored (and counted).
- */
-const MAX_RANGES = 256;
-const CHALLENGE_ACKS_PER_SEC = 10; // RFC 5961 §7 (per connection here)
-const EPHEMERAL_LOW = 49152;
-const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
-const NEVER = Infinity;
-
-/** How long drained send/receive buffers are kept for reuse before their memory is freed. */
-const TRIM_MS = 1000;
-
-type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim' | 'reo';
-/** Deadline reasons, made once: pollTimeout runs after every batch of packets. */
-const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim', reo: 'tcp reordering' };
-interface TimerEntry {
-  at: number;
-  c: Conn;
-  t: Timer;
-}
+export type { TcpOptions } from './constants.js';
+export type { TcpCounter, TcpStats } from './counters.js';
 
 interface OooSegment {
   seq: number;
@@ -161,9 +113,8 @@ class Conn implements TcpConnection {
   sacked: number[] = [];
   sackedBytes = 0;
   inRecovery = false;
-  /** Slow-start exit on rising delay (RFC 9406); the last RTT sample in ms, -1 when none. */
+  /** Slow-start exit on rising delay (RFC 9406), fed the last RTT sample (rtt.lastRtt). */
   readonly hystart = new HyStart();
-  lastRtt = -1;
   /** Tail loss probe (RFC 8985 §7): the armed 'rto' deadline is a probe timeout; one probe per flight. */
   tlpArmed = false;
   tlpDone = false;
@@ -187,7 +138,6 @@ class Conn implements TcpConnection {
   reorderSeen = false;
   reoMult = 1;
   holeSince = NEVER;
-  minRtt = 0;
   /**
    * Lost retransmissions (RFC 8985 §6.3): headSeq is the retransmitted segment at una,
    * headMark what had been sent and headTime the time when it went out. Once SACKs cover
@@ -200,15 +150,11 @@ class Conn implements TcpConnection {
   rexmitNext = 0;
   dupAcks = 0;
   // RTT (RFC 6298).
-  srtt = 0;
-  rttvar = 0;
-  rto = INITIAL_RTO;
+  readonly rtt = new RttEstimator();
   retries = 0;
-  rttSeq = -1;
-  rttStart = 0;
   cc: CongestionControl;
   // Timers.
-  timers: Record<Timer, number> = { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER, reo: NEVER };
+  readonly timers = noTimers();
   persistBackoff = 0;
   keepaliveMs = 0;
   keepaliveSent = 0;
@@ -436,12 +382,12 @@ class Listener implements TcpListener {
 
 export class TcpLayer implements TcpLayerApi {
   readonly opts: TcpOptions;
-  readonly stats: Record<string, number> = {};
+  readonly stats: TcpStats = newTcpStats();
   private readonly conns = new Map<string, Conn>();
   private lastHit: Conn | undefined;
   private readonly listeners = new Map<number, Listener[]>();
   private readonly dirty = new Set<Conn>();
-  private readonly timed = new Set<Conn>();
+  private readonly timers = new TimerHeap<Conn>();
   private out: TcpOutput[] = [];
   private outHead = 0;
   private events: TcpEvent[] = [];
@@ -466,8 +412,13 @@ export class TcpLayer implements TcpLayerApi {
     this.opts.rng.fill(this.secret);
   }
 
-  private count(what: string): void {
-    this.stats[what] = (this.stats[what] ?? 0) + 1;
+  count(what: TcpCounter): void {
+    this.stats[what]++;
+  }
+
+  /** A copy of the counters now. */
+  statsSnapshot(): TcpStats {
+    return { ...this.stats };
   }
 
   /** Connections in any state (for tests and stats). */
@@ -477,7 +428,7 @@ export class TcpLayer implements TcpLayerApi {
 
   /** Entries in the timer heap, stale ones included: bounded by live connections (tests, leak checks). */
   get timerEntries(): number {
-    return this.heap.length;
+    return this.timers.size;
   }
 
   // --- bookkeeping ---------------------------------------------------------------------
@@ -492,75 +443,11 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   setTimer(c: Conn, t: Timer, at: number): void {
-    c.timers[t] = at;
-    if (at === NEVER) return;
-    this.timed.add(c);
-    this.heapPush({ at, c, t });
-    // Moved and cancelled timers leave stale entries behind (RTO moves on every
-    // ACK); rebuild from the live ones before they dominate the heap.
-    if (this.heap.length > 1024 && this.heap.length > 8 * this.timed.size) this.rebuildHeap();
+    this.timers.arm(c, t, at);
   }
 
-  // Timer entries in a binary min-heap on `at`, so finding the next deadline and
-  // the due connections costs O(log n) with thousands of connections, not a scan
-  // of all of them per event-loop turn. An entry is live while c.timers[t] === at.
-  private heap: TimerEntry[] = [];
-
-  private heapPush(e: TimerEntry): void {
-    const h = this.heap;
-    let i = h.push(e) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= e.at) break;
-      h[i] = h[parent]!;
-      i = parent;
-    }
-    h[i] = e;
-  }
-
-  private heapPop(): TimerEntry | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length === 0 || last === undefined) return top;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= h.length) break;
-      const r = l + 1;
-      const m = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-      if (h[m]!.at >= last.at) break;
-      h[i] = h[m]!;
-      i = m;
-    }
-    h[i] = last;
-    return top;
-  }
-
-  private rebuildHeap(): void {
-    const live: TimerEntry[] = [];
-    for (const c of this.timed) {
-      let any = false;
-      for (const t of Object.keys(c.timers) as Timer[]) {
-        const at = c.timers[t];
-        if (at !== NEVER) {
-          any = true;
-          live.push({ at, c, t });
-        }
-      }
-      if (!any) this.timed.delete(c);
-    }
-    this.heap = [];
-    for (const e of live) this.heapPush(e);
-  }
-
-  /** The earliest live entry, dropping stale ones from the top. */
-  private heapPeek(): TimerEntry | undefined {
-    for (;;) {
-      const e = this.heap[0];
-      if (e === undefined || e.c.timers[e.t] === e.at) return e;
-      this.heapPop();
-    }
+  cancelTimer(c: Conn, t: Timer): void {
+    this.timers.cancel(c, t);
   }
 
   private emit(ev: TcpEvent): void {
@@ -581,8 +468,7 @@ export class TcpLayer implements TcpLayerApi {
     this.conns.delete(c.key);
     if (this.lastHit === c) this.lastHit = undefined;
     this.dirty.delete(c);
-    this.timed.delete(c);
-    for (const k of Object.keys(c.timers) as Timer[]) c.timers[k] = NEVER;
+    this.timers.cancelAll(c);
     if (wasEmbryonic) c.listener!.synQueue--;
     if (c.listener && !c.accepted) {
       const i = c.listener.queue.indexOf(c);
@@ -625,7 +511,7 @@ export class TcpLayer implements TcpLayerApi {
     c.recoverSeq = c.iss;
     c.state = 'SYN-SENT';
     c.lastActivity = now;
-    c.rttStart = now; // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
+    c.rtt.timedAt = now; // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
     this.conns.set(c.key, c);
     this.sendSyn(now, c, false);
     return c;
@@ -705,7 +591,7 @@ export class TcpLayer implements TcpLayerApi {
 
   pollTimeout(): Deadline | undefined {
     if (this.dirty.size > 0) return { at: -NEVER, reason: 'tcp output' };
-    const e = this.heapPeek();
+    const e = this.timers.peek();
     return e === undefined ? undefined : { at: e.at, reason: TIMER_REASON[e.t] };
   }
 
@@ -738,7 +624,7 @@ export class TcpLayer implements TcpLayerApi {
     if (flags & ACK) {
       c.ackNow = false;
       c.segsSinceAck = 0;
-      c.timers.delack = NEVER;
+      this.cancelTimer(c, 'delack');
     }
     this.count('txSegments');
   }
@@ -779,7 +665,7 @@ export class TcpLayer implements TcpLayerApi {
     // RFC 7323 §2.2: the window in a SYN is never scaled.
     const wnd = Math.min(c.rcvWindow(), 0xffff);
     this.queueSyn(c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.iss, synAck ? c.rcvNxt : undefined, wnd, c.mss, wscale, synAck ? c.sackOk : true, ts);
-    this.setTimer(c, 'rto', now + c.rto);
+    this.setTimer(c, 'rto', now + c.rtt.rto);
   }
 
   /** Builds and queues a SYN (ack undefined) or SYN-ACK; no connection state is touched. */
@@ -858,7 +744,7 @@ export class TcpLayer implements TcpLayerApi {
       if (len <= 0) {
         if (c.sndWnd === 0 && seqDiff(c.nxt, c.una) === 0 && c.timers.persist === NEVER) {
           c.persistBackoff = 0;
-          this.setTimer(c, 'persist', now + c.rto);
+          this.setTimer(c, 'persist', now + c.rtt.rto);
         }
         break;
       }
@@ -868,10 +754,7 @@ export class TcpLayer implements TcpLayerApi {
       const seq = c.nxt;
       const isLast = len === unsent;
       this.emitSegment(now, c, ACK | (isLast ? PSH : 0), seq, seqDiff(seq, c.una), len);
-      if (c.rttSeq < 0 && !c.tsOk && seqGe(seq, c.sndMax)) {
-        c.rttSeq = seq;
-        c.rttStart = now;
-      }
+      if (c.rtt.timedSeq < 0 && !c.tsOk && seqGe(seq, c.sndMax)) c.rtt.time(seq, now);
       c.nxt = seqAdd(c.nxt, len);
       if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
       if (c.timers.rto === NEVER) this.armRto(now, c);
@@ -886,7 +769,7 @@ export class TcpLayer implements TcpLayerApi {
       if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
       if (c.state === 'ESTABLISHED') c.state = 'FIN-WAIT-1';
       else if (c.state === 'CLOSE-WAIT') c.state = 'LAST-ACK';
-      if (c.timers.rto === NEVER) this.setTimer(c, 'rto', now + c.rto);
+      if (c.timers.rto === NEVER) this.setTimer(c, 'rto', now + c.rtt.rto);
       sent = true;
     }
     if (!sent && c.ackNow) this.emitSegment(now, c, ACK, c.nxt, 0, 0);
@@ -1144,7 +1027,7 @@ export class TcpLayer implements TcpLayerApi {
       c.sndWnd = h.window << c.sndScale;
       c.wl1 = seq;
       c.wl2 = h.ack;
-      c.timers.rto = NEVER;
+      this.cancelTimer(c, 'rto');
       c.retries = 0;
       if (c.listener) {
         c.listener.synQueue--;
@@ -1213,10 +1096,10 @@ export class TcpLayer implements TcpLayerApi {
     if (f & ACK) {
       c.una = h.ack;
       c.state = 'ESTABLISHED';
-      c.timers.rto = NEVER;
+      this.cancelTimer(c, 'rto');
       c.retries = 0;
-      if (c.retries === 0) this.updateRtt(c, now - c.rttStart, true);
-      if (c.tsOk && h.tsEcr) this.updateRtt(c, now - h.tsEcr, false);
+      if (c.retries === 0) c.rtt.sample(now - c.rtt.timedAt);
+      if (c.tsOk && h.tsEcr) c.rtt.sample(now - h.tsEcr);
       c.ackNow = true;
       this.markDirty(c);
       this.emit({ type: 'tcp-connected', conn: c });
@@ -1265,14 +1148,11 @@ export class TcpLayer implements TcpLayerApi {
       // The SACKs above the next hole came no later than those above this one.
       if (c.sacked.length === 0) {
         c.holeSince = NEVER;
-        c.timers.reo = NEVER;
+        this.cancelTimer(c, 'reo');
       }
       // RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn's rule).
-      if (c.tsOk && h.tsEcr !== 0) this.updateRtt(c, Math.max(0, this.tsVal(now) - h.tsEcr), false);
-      else if (c.rttSeq >= 0 && seqGt(ack, c.rttSeq)) {
-        this.updateRtt(c, now - c.rttStart, false);
-        c.rttSeq = -1;
-      }
+      if (c.tsOk && h.tsEcr !== 0) c.rtt.sample(Math.max(0, this.tsVal(now) - h.tsEcr));
+      else c.rtt.acked(ack, now);
       if (c.inRecovery) {
         if (seqGe(ack, c.recoverSeq)) {
           c.inRecovery = false; // RFC 6582 §3.2 step 3: full acknowledgment
@@ -1288,12 +1168,12 @@ export class TcpLayer implements TcpLayerApi {
           this.resendUna(now, c);
         }
       } else {
-        if (c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.lastRtt)) {
+        if (c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.rtt.lastRtt)) {
           c.cc.ssthresh = c.cc.cwnd;
           this.count('hystartExits');
         }
-        c.lastRtt = -1;
-        c.cc.onAck(now, acked, c.srtt, seqDiff(c.sndMax, c.una));
+        c.rtt.lastRtt = -1;
+        c.cc.onAck(now, acked, c.rtt.srtt, seqDiff(c.sndMax, c.una));
       }
       c.dupAcks = 0;
       acked = 0;
@@ -1306,7 +1186,7 @@ export class TcpLayer implements TcpLayerApi {
           c.tlpArmed = false;
           this.setTimer(c, 'rto', NEVER);
         }
-      } else if (c.partialAcks++ === 0) this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rto : NEVER);
+      } else if (c.partialAcks++ === 0) this.setTimer(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rtt.rto : NEVER);
       if (c.wantWritable && c.sbuf.space > 0 && canSend(c.state)) {
         c.wantWritable = false;
         this.emit({ type: 'tcp-writable', conn: c });
@@ -1334,7 +1214,7 @@ export class TcpLayer implements TcpLayerApi {
       c.wl1 = h.seq;
       c.wl2 = ack;
       if (opened) {
-        c.timers.persist = NEVER;
+        this.cancelTimer(c, 'persist');
         this.markDirty(c);
       }
     }
@@ -1363,7 +1243,7 @@ export class TcpLayer implements TcpLayerApi {
     c.partialAcks = 0;
     c.recoverSeq = c.sndMax;
     c.rexmitNext = c.una;
-    c.timers.reo = NEVER;
+    this.cancelTimer(c, 'reo');
     c.undoState = c.cc.save();
     if (c.undoPending) c.undoPending.clear();
     else c.undoPending = new Set();
@@ -1384,12 +1264,12 @@ export class TcpLayer implements TcpLayerApi {
   private headLost(now: Instant, c: Conn): boolean {
     const b = c.sacked;
     if (b.length > 0 && seqGt(b[b.length - 1]!, seqAdd(c.headMark, 2 * c.mss))) return true;
-    return c.srtt > 0 && now >= this.headDeadline(c);
+    return c.rtt.srtt > 0 && now >= this.headDeadline(c);
   }
 
   /** When the retransmission at una should have been acknowledged (RFC 8985 §6.3, with RTTVAR for queueing). */
   private headDeadline(c: Conn): number {
-    return c.headTime + c.srtt + 4 * c.rttvar + this.reoWnd(c);
+    return c.headTime + c.rtt.srtt + 4 * c.rtt.rttvar + this.reoWnd(c);
   }
 
   /**
@@ -1400,7 +1280,7 @@ export class TcpLayer implements TcpLayerApi {
     c.headSeq = c.una;
     c.headMark = c.sndMax;
     c.headTime = now;
-    if (c.srtt > 0) this.setTimer(c, 'reo', this.headDeadline(c));
+    if (c.rtt.srtt > 0) this.setTimer(c, 'reo', this.headDeadline(c));
   }
 
   /** The retransmission at una was lost: send it again, within the same recovery (no new window cut). */
@@ -1425,7 +1305,7 @@ export class TcpLayer implements TcpLayerApi {
   /** RFC 8985 §6.2: the reordering window, a quarter of the minimum RTT per step, at most SRTT. */
   private reoWnd(c: Conn): number {
     // Samples are whole milliseconds (the timestamp clock), so a sub-millisecond path counts as 1 ms.
-    return Math.min((c.reoMult * Math.max(c.minRtt, 1)) / 4, Math.max(c.srtt, 1));
+    return Math.min((c.reoMult * Math.max(c.rtt.minRtt, 1)) / 4, Math.max(c.rtt.srtt, 1));
   }
 
   /**
@@ -1483,21 +1363,6 @@ export class TcpLayer implements TcpLayerApi {
     if (c.sacked.length === 0) return;
     trimBelow(c.sacked, c.una);
     c.sackedBytes = rangeBytes(c.sacked);
-  }
-
-  private updateRtt(c: Conn, sample: number, _initial: boolean): void {
-    if (!(sample >= 0) || sample > 120_000) return;
-    c.lastRtt = sample;
-    if (c.minRtt === 0 || sample < c.minRtt) c.minRtt = sample;
-    // RFC 6298 §2.
-    if (c.srtt === 0) {
-      c.srtt = sample;
-      c.rttvar = sample / 2;
-    } else {
-      c.rttvar = 0.75 * c.rttvar + 0.25 * Math.abs(c.srtt - sample);
-      c.srtt = 0.875 * c.srtt + 0.125 * sample;
-    }
-    c.rto = Math.min(MAX_RTO, Math.max(MIN_RTO, c.srtt + Math.max(1, 4 * c.rttvar)));
   }
 
   private receiveData(now: Instant, c: Conn, seq: number, data: Uint8Array): void {
@@ -1590,9 +1455,9 @@ export class TcpLayer implements TcpLayerApi {
 
   private enterTimeWait(now: Instant, c: Conn): void {
     c.state = 'TIME-WAIT';
-    c.timers.rto = NEVER;
-    c.timers.persist = NEVER;
-    c.timers.keepalive = NEVER;
+    this.cancelTimer(c, 'rto');
+    this.cancelTimer(c, 'persist');
+    this.cancelTimer(c, 'keepalive');
     this.setTimer(c, 'timewait', now + this.opts.timeWaitMs);
     // The application sees the close now; the 4-tuple stays reserved until TIME-WAIT ends.
     if (!c.closedEmitted && (c.accepted || !c.listener)) {
@@ -1630,10 +1495,7 @@ export class TcpLayer implements TcpLayerApi {
 
   handleTimeout(now: Instant): void {
     const due = new Set<Conn>();
-    for (let e = this.heapPeek(); e !== undefined && e.at <= now; e = this.heapPeek()) {
-      this.heapPop();
-      due.add(e.c);
-    }
+    this.timers.collectDue(now, due);
     for (const c of due) {
       const t = c.timers;
       if (t.timewait <= now) {
@@ -1641,29 +1503,29 @@ export class TcpLayer implements TcpLayerApi {
         continue;
       }
       if (t.delack <= now) {
-        t.delack = NEVER;
+        this.cancelTimer(c, 'delack');
         c.ackNow = true;
         this.markDirty(c);
       }
       if (t.rto <= now) {
-        t.rto = NEVER;
+        this.cancelTimer(c, 'rto');
         this.onRto(now, c);
         if (c.state === 'CLOSED') continue;
       }
       if (t.persist <= now) {
-        t.persist = NEVER;
+        this.cancelTimer(c, 'persist');
         this.onPersist(now, c);
       }
       if (t.keepalive <= now) {
-        t.keepalive = NEVER;
+        this.cancelTimer(c, 'keepalive');
         this.onKeepalive(now, c);
       }
       if (t.reo <= now) {
-        t.reo = NEVER;
+        this.cancelTimer(c, 'reo');
         this.onReoTimer(now, c);
       }
       if (t.trim <= now) {
-        t.trim = NEVER;
+        this.cancelTimer(c, 'trim');
         c.rbuf.release();
         c.sbuf.release(); // each frees only an empty ring
       }
@@ -1677,16 +1539,16 @@ export class TcpLayer implements TcpLayerApi {
    */
   private armRto(now: Instant, c: Conn): void {
     const flight = seqDiff(c.sndMax, c.una);
-    if (c.srtt > 0 && !c.tlpDone && !c.inRecovery && c.sbuf.length > 0 && (c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT')) {
-      const pto = Math.max(10, 2 * c.srtt + (flight <= c.mss ? this.opts.delayedAckMs : 0));
-      if (pto < c.rto) {
+    if (c.rtt.srtt > 0 && !c.tlpDone && !c.inRecovery && c.sbuf.length > 0 && (c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT')) {
+      const pto = Math.max(10, 2 * c.rtt.srtt + (flight <= c.mss ? this.opts.delayedAckMs : 0));
+      if (pto < c.rtt.rto) {
         c.tlpArmed = true;
         this.setTimer(c, 'rto', now + pto);
         return;
       }
     }
     c.tlpArmed = false;
-    this.setTimer(c, 'rto', now + c.rto);
+    this.setTimer(c, 'rto', now + c.rtt.rto);
   }
 
   /** RFC 8985 §7.3: resend the last segment sent, to draw a SACK that reveals any tail loss. */
@@ -1702,7 +1564,7 @@ export class TcpLayer implements TcpLayerApi {
       this.emitSegment(now, c, ACK, seq, seqDiff(seq, c.una), len);
       this.count('tailLossProbes');
     }
-    this.setTimer(c, 'rto', now + c.rto);
+    this.setTimer(c, 'rto', now + c.rtt.rto);
   }
 
   private onRto(now: Instant, c: Conn): void {
@@ -1711,7 +1573,7 @@ export class TcpLayer implements TcpLayerApi {
     this.count('rtoExpired');
     if (c.state === 'SYN-SENT' || c.state === 'SYN-RECEIVED') {
       if (c.retries > this.opts.synRetries) return this.destroy(c, 'ETIMEDOUT', now);
-      c.rto = Math.min(MAX_RTO, c.rto * 2);
+      c.rtt.backoff();
       this.sendSyn(now, c, c.state === 'SYN-RECEIVED');
       return;
     }
@@ -1722,15 +1584,15 @@ export class TcpLayer implements TcpLayerApi {
     }
     // RFC 6298 §5.4–5.6 and RFC 5681 §3.1: back off, collapse the window, resend from una.
     c.cc.onTimeout(now, seqDiff(c.sndMax, c.una));
-    c.rto = Math.min(MAX_RTO, c.rto * 2);
+    c.rtt.backoff();
     c.inRecovery = false;
     c.undoState = undefined; // a timeout is not undone here
     c.holeSince = NEVER;
-    c.timers.reo = NEVER;
+    this.cancelTimer(c, 'reo');
     c.recoverSeq = c.sndMax;
     // The scoreboard is kept: SACKed data is skipped when resending (our receivers never renege).
     c.dupAcks = 0;
-    c.rttSeq = -1;
+    c.rtt.discard();
     c.nxt = c.una;
     if (c.finSent && c.sbuf.length === 0) {
       // Only the FIN is outstanding.
@@ -1748,7 +1610,7 @@ export class TcpLayer implements TcpLayerApi {
       if (c.state === 'FIN-WAIT-1') c.state = 'ESTABLISHED';
       else if (c.state === 'LAST-ACK') c.state = 'CLOSE-WAIT';
     }
-    this.setTimer(c, 'rto', now + c.rto);
+    this.setTimer(c, 'rto', now + c.rtt.rto);
     this.flush(now, c);
   }
 
@@ -1757,7 +1619,7 @@ export class TcpLayer implements TcpLayerApi {
     // A one-byte probe beyond the window (RFC 9293 §3.8.6.1).
     this.emitSegment(now, c, ACK, c.una, 0, 1);
     c.persistBackoff = Math.min(c.persistBackoff + 1, 10);
-    this.setTimer(c, 'persist', now + Math.min(MAX_RTO, c.rto * 2 ** c.persistBackoff));
+    this.setTimer(c, 'persist', now + Math.min(MAX_RTO, c.rtt.rto * 2 ** c.persistBackoff));
   }
 
   private onKeepalive(now: Instant, c: Conn): void {

@@ -1,0 +1,61 @@
+/**
+ * TCP constants in one place, each with where its value comes from, and the layer's
+ * options. Nothing here has state.
+ */
+import type { Rng } from '../../util/rng.js';
+import type { Trace } from '../../util/trace.js';
+import type { IpAddr } from '../../util/ip.js';
+
+export interface TcpOptions {
+  rng: Rng;
+  trace: Trace;
+  mtu: number;
+  isLocal: (addr: IpAddr) => boolean;
+  sourceFor: (dst: IpAddr) => IpAddr | undefined;
+  /** Bytes the send buffer may hold (default 4 MiB). */
+  sendBufferMax: number;
+  /** Bytes the receive buffer may hold; also the largest window advertised (default 4 MiB). */
+  recvBufferMax: number;
+  congestionControl: 'cubic' | 'newreno';
+  /** TIME-WAIT length; 2×MSL in RFC 9293, shortened here (default 2 s). */
+  timeWaitMs: number;
+  synRetries: number;
+  /** Data retransmissions before the connection fails with ETIMEDOUT (RFC 1122 R2: at least 100 s). */
+  maxRetries: number;
+  delayedAckMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveProbes: number;
+  defaultBacklog: number;
+}
+
+export const IP4_TCP = 40; // IPv4 + TCP header bytes
+export const IP6_TCP = 60;
+/** RFC 9293 §3.7.1: the MSS assumed when a SYN carries none. */
+export const DEFAULT_MSS = 536;
+export const MIN_RTO = 200; // Linux's floor; RFC 6298 says 1 s, which stalls short transfers
+export const MAX_RTO = 60_000;
+export const INITIAL_RTO = 1_000;
+export const OUR_WSCALE = 7; // 65535 << 7 = 8 MiB: room for the 4 MiB default buffer
+export const MAX_SACK_BLOCKS = 3; // with timestamps: 40 bytes of options
+/** The timestamps option (RFC 7323 §3) as sent in every segment once agreed: 10 bytes + 2 NOPs. */
+export const TS_OPTION_LEN = 12;
+/**
+ * RFC 5681 §3.2 / RFC 6675 §2 DupThresh: three duplicate ACKs, or more than
+ * (DupThresh - 1) × SMSS bytes SACKed above a hole (RFC 6675 §4 IsLost), mean loss.
+ */
+export const DUP_THRESH = 3;
+/** Retransmissions of one recovery tracked for undo; a bigger episode is not undone. */
+export const MAX_UNDO_TRACKED = 64;
+/**
+ * Ranges in a scoreboard or an out-of-order map. Real losses make a few holes per window;
+ * a peer that SACKs or sends thousands of scattered fragments would make every ACK cost a
+ * walk over them, so beyond this new ranges are ignored (and counted).
+ */
+export const MAX_RANGES = 256;
+export const CHALLENGE_ACKS_PER_SEC = 10; // RFC 5961 §7 (per connection here)
+export const EPHEMERAL_LOW = 49152;
+export const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
+export const NEVER = Infinity;
+
+/** How long drained send/receive buffers are kept for reuse before their memory is freed. */
+export const TRIM_MS = 1000;

@@ -1,0 +1,52 @@
+/**
+ * TCP's counters: one list of names, so a misspelled name fails to compile (DESIGN §6),
+ * and a snapshot with every counter present (0 until counted). Names starting with
+ * `drop.` count segments dropped without effect, as the Interface's counters do.
+ */
+const TCP_COUNTERS = [
+  'rxSegments',
+  'txSegments',
+  'txRst',
+  'rstNoConnection',
+  'rstReceived',
+  'challengeAcks',
+  'challengeAckLimited',
+  'synCookiesSent',
+  'synCookiesAccepted',
+  'oooSegments',
+  'dsackSent',
+  'dsackReceived',
+  'fastRetransmits',
+  'lostRetransmits',
+  'spuriousRecoveries',
+  'reorderingSeen',
+  'tailLossProbes',
+  'rtoExpired',
+  'hystartExits',
+  'drop.short',
+  'drop.checksum',
+  'drop.header',
+  'drop.flags',
+  'drop.listenNoSyn',
+  'drop.acceptQueueFull',
+  'drop.paws',
+  'drop.outOfWindow',
+  'drop.rstOutOfWindow',
+  'drop.noAck',
+  'drop.synSentBadAck',
+  'drop.ackUnsent',
+  'drop.dataAfterFin',
+  'drop.oooRanges',
+  'drop.sackRanges',
+  'drop.icmpSeq',
+] as const;
+
+export type TcpCounter = (typeof TCP_COUNTERS)[number];
+export type TcpStats = Record<TcpCounter, number>;
+
+/** Every counter at 0: an object of one fixed shape, so counting is a plain property store. */
+export function newTcpStats(): TcpStats {
+  const s = {} as TcpStats;
+  for (const k of TCP_COUNTERS) s[k] = 0;
+  return s;
+}

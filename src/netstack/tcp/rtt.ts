@@ -1,0 +1,65 @@
+/**
+ * The RTT estimator of RFC 6298 with Karn's rule (RFC 6298 §3): at most one segment
+ * is timed at a time, and a retransmission discards the timing, since its ACK cannot
+ * tell which transmission it answers. Timestamps (RFC 7323 §4) give samples for any
+ * segment, retransmitted or not, because the echo names the transmission.
+ */
+import { seqGt } from '../../wire/tcp.js';
+import { INITIAL_RTO, MAX_RTO, MIN_RTO } from './constants.js';
+
+/** Samples above this are taken as bogus (a wrapped or forged echo) and ignored. */
+const MAX_SAMPLE_MS = 120_000;
+
+export class RttEstimator {
+  /** Smoothed RTT and its variance in ms; srtt 0 until the first sample. */
+  srtt = 0;
+  rttvar = 0;
+  rto = INITIAL_RTO;
+  /** The smallest sample seen; feeds the reordering window (RFC 8985 §6.2). 0 when none. */
+  minRtt = 0;
+  /** The last sample, for HyStart (RFC 9406); -1 when none since it was read. */
+  lastRtt = -1;
+  /** The timed segment's sequence number (-1: none) and when it was sent. */
+  timedSeq = -1;
+  timedAt = 0;
+
+  /** Starts timing the segment at `seq` if none is being timed. */
+  time(seq: number, now: number): void {
+    if (this.timedSeq >= 0) return;
+    this.timedSeq = seq;
+    this.timedAt = now;
+  }
+
+  /** Karn: the timed segment (or one before it) was sent again; its ACK gives no sample. */
+  discard(): void {
+    this.timedSeq = -1;
+  }
+
+  /** An ACK up to `ack`: a sample if it covers the timed segment. */
+  acked(ack: number, now: number): void {
+    if (this.timedSeq >= 0 && seqGt(ack, this.timedSeq)) {
+      this.sample(now - this.timedAt);
+      this.timedSeq = -1;
+    }
+  }
+
+  /** RFC 6298 §2. */
+  sample(ms: number): void {
+    if (!(ms >= 0) || ms > MAX_SAMPLE_MS) return;
+    this.lastRtt = ms;
+    if (this.minRtt === 0 || ms < this.minRtt) this.minRtt = ms;
+    if (this.srtt === 0) {
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
+      this.srtt = 0.875 * this.srtt + 0.125 * ms;
+    }
+    this.rto = Math.min(MAX_RTO, Math.max(MIN_RTO, this.srtt + Math.max(1, 4 * this.rttvar)));
+  }
+
+  /** RFC 6298 §5.5: double the RTO after a timeout, up to the maximum. */
+  backoff(): void {
+    this.rto = Math.min(MAX_RTO, this.rto * 2);
+  }
+}
