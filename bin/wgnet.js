@@ -1,15 +1,17 @@
 #!/usr/bin/env node
-// Runs the compiled CLI when the package is built, else the sources through tsx.
+// Installed, the package has dist/ and no src/: run the compiled CLI. In a
+// checkout (src/ present) run the sources through tsx, so tests and developers
+// never pick up a dist/ left behind by an older build or `npm pack`.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const built = join(root, 'dist', 'src', 'cli', 'main.js');
-if (existsSync(built)) {
-  await import(pathToFileURL(built).href);
-} else {
+const source = join(root, 'src', 'cli', 'main.ts');
+if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+  await import(pathToFileURL(source).href);
+} else {
+  await import(pathToFileURL(join(root, 'dist', 'src', 'cli', 'main.js')).href);
 }

@@ -2,12 +2,12 @@
 /**
  * The `wgnet` command. Subcommands are listed in HELP; each has --help.
  */
-import { readFileSync } from 'node:fs';
 import { getCryptoProvider } from '../crypto/index.js';
 import { generatePrivateKey, generatePresharedKey, publicKeyFromPrivate } from '../crypto/keys.js';
 import { systemRng } from '../io/clock.js';
 import { parseKey, toBase64 } from '../util/bytes.js';
 import { WgnetError } from '../util/errors.js';
+import { backends, formatBackends } from '../io/backends.js';
 
 const HELP = `Usage: wgnet <command> [options]
 
@@ -57,8 +57,8 @@ export async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 1;
   }
   if (cmd === '--version' || cmd === '-v') {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`wgnet ${pkg.version}\n`);
+    // The version and the backends in use: the first thing to check when it is slow.
+    process.stdout.write(formatBackends(backends()) + '\n');
     return 0;
   }
   if (args.includes('--help') || args.includes('-h')) {

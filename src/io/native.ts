@@ -1,16 +1,27 @@
 /**
- * Loads wgnet's optional N-API addons (native/*.c, built by `npm run build:native`).
- * Everything works without them except TUN mode; the UDP addon only makes the
- * outer socket faster. A missing addon is an error only where it is required.
+ * Loads wgnet's optional N-API addons (native/*.c). Everything works without
+ * them except TUN mode; the UDP addon only makes the outer socket faster. A
+ * missing addon is an error only where it is required.
+ *
+ * Where an addon comes from, first that loads wins:
+ *   1. prebuilds/PLATFORM-ARCH/NAME.napi.LIBC.node: built by `npm pack`
+ *      (scripts/prepack.mjs) and shipped in the package, so an install needs no
+ *      compiler and no install script. Named as node-gyp-build/prebuildify name
+ *      them; node-gyp-build itself is not used because it loads one addon per
+ *      package and picks it by tags alone, and we have two.
+ *   2. native/build/Release/NAME.node: `npm run build:native`, for a checkout or
+ *      a platform without a prebuild (needs a C compiler, make and python).
+ * A candidate that exists but fails to load (another libc, too old a glibc) is
+ * skipped and its error kept for the message.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WgnetError } from '../util/errors.js';
 
 /** The package root: two levels up from src/io, three from dist/src/io. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (existsSync(join(d, 'package.json'))) return d;
@@ -19,24 +30,81 @@ function packageRoot(): string {
   return d;
 }
 
-const loaded = new Map<string, unknown>();
-
-/** The addon `name` (e.g. 'wgnet_tun'), or a WgnetError saying why it is unavailable. */
-export function loadAddon<T>(name: string, what: string): T {
-  const hit = loaded.get(name);
-  if (hit) return hit as T;
-  if (process.platform !== 'linux') {
-    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `${what} needs Linux (this is ${process.platform})`);
-  }
-  const path = join(packageRoot(), 'native', 'build', 'Release', `${name}.node`);
-  if (!existsSync(path)) {
-    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `${what} is not built (${path} is missing): run 'npm run build:native' (needs a C compiler)`);
-  }
+/** 'glibc' or 'musl' on Linux (prebuildify's libc tag), undefined elsewhere. */
+function libc(): 'glibc' | 'musl' | undefined {
+  if (process.platform !== 'linux') return undefined;
+  // Cheaper than process.report.getReport(): musl's dynamic loader is /lib/ld-musl-ARCH.so.1.
   try {
-    const a = createRequire(import.meta.url)(path) as T;
-    loaded.set(name, a);
-    return a;
-  } catch (err) {
-    throw new WgnetError('ERR_WGNET_UNSUPPORTED', `${what} failed to load: ${(err as Error).message}`, { cause: err });
+    if (readdirSync('/lib').some((f) => f.startsWith('ld-musl-'))) return 'musl';
+  } catch {
+    // no /lib: assume glibc
   }
+  return 'glibc';
+}
+
+/** Where `name` may be, in the order tried. */
+export function addonCandidates(name: string): string[] {
+  const root = packageRoot();
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  const tag = libc();
+  const out: string[] = [];
+  if (tag) out.push(join(dir, `${name}.napi.${tag}.node`));
+  out.push(join(dir, `${name}.napi.node`));
+  out.push(join(root, 'native', 'build', 'Release', `${name}.node`));
+  return out;
+}
+
+export type AddonProbe<T> = { ok: true; addon: T; path: string } | { ok: false; reason: string };
+
+const probes = new Map<string, AddonProbe<unknown>>();
+
+/** Loads `name` once (later calls answer from memory): the addon and where it came from, or why it is unavailable. */
+export function probeAddon<T>(name: string): AddonProbe<T> {
+  const hit = probes.get(name);
+  if (hit) return hit as AddonProbe<T>;
+  let r: AddonProbe<unknown>;
+  if (process.platform !== 'linux') {
+    r = { ok: false, reason: `it needs Linux (this is ${process.platform})` };
+  } else {
+    const root = packageRoot();
+    const failures: string[] = [];
+    r = { ok: false, reason: '' };
+    for (const path of addonCandidates(name)) {
+      if (!existsSync(path)) continue;
+      try {
+        r = { ok: true, addon: createRequire(import.meta.url)(path) as unknown, path };
+        break;
+      } catch (err) {
+        failures.push(`${relative(root, path)}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    if (!r.ok) {
+      r = {
+        ok: false,
+        reason: failures.length
+          ? `it failed to load (${failures.join('; ')})`
+          : `there is no prebuilt addon for ${process.platform}-${process.arch}${libc() === 'musl' ? ' (musl)' : ''} and it is not built: run 'npm run build:native' in ${root} (needs a C compiler, make and python)`,
+      };
+    }
+  }
+  probes.set(name, r);
+  return r as AddonProbe<T>;
+}
+
+const warned = new Set<string>();
+
+/**
+ * The addon `name` (e.g. 'wgnet_tun'), or a WgnetError saying why it is
+ * unavailable. With `fallback` (what runs instead), a failure also emits one
+ * process warning (code WGNET_ADDON_FALLBACK, once per addon and process), so
+ * the slow path is never taken silently.
+ */
+export function loadAddon<T>(name: string, what: string, fallback?: string): T {
+  const r = probeAddon<T>(name);
+  if (r.ok) return r.addon;
+  if (fallback && !warned.has(name)) {
+    warned.add(name);
+    process.emitWarning(`${what} is unavailable, using ${fallback}: ${r.reason}`, { type: 'WgnetWarning', code: 'WGNET_ADDON_FALLBACK' });
+  }
+  throw new WgnetError('ERR_WGNET_UNSUPPORTED', `${what} is unavailable: ${r.reason}`);
 }

@@ -159,7 +159,7 @@ function nativeAddon(backend: UdpBackend): UdpAddon | undefined {
   const want = backend === 'auto' ? ((process.env.WGNET_UDP as UdpBackend | undefined) ?? 'auto') : backend;
   if (want === 'dgram') return undefined;
   try {
-    return loadAddon<UdpAddon>('wgnet_udp', 'the batched UDP socket');
+    return loadAddon<UdpAddon>('wgnet_udp', 'the batched UDP socket', want === 'auto' ? 'node:dgram' : undefined);
   } catch (err) {
     if (want === 'native') throw err;
     return undefined; // 'auto': node:dgram does the same job, one datagram at a time
