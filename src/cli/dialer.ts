@@ -88,7 +88,42 @@ export function systemDialer(): Dialer {
   };
 }
 
-/** Pipes both ways with backpressure; half-close passes through; an error ends both. */
+/** How long a client may keep its side open after we ended ours (answered a failure, or the other side closed). */
+export const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * Ends a client connection with a last answer (a SOCKS reply, an HTTP status)
+ * and makes sure it is freed. Three things are needed, and missing any one
+ * leaks the socket and its fd:
+ * - read on: a paused socket with unread bytes (the client sent data after its
+ *   request, before our answer) never sees the client's FIN, so it never closes;
+ *   resume() discards them and lets the EOF through;
+ * - end() rather than destroy(): closing with unread data would send a RST that
+ *   can overtake the answer;
+ * - a deadline: a client that never closes its side is destroyed after graceMs.
+ */
+export function endWith(sock: Duplex, answer?: Uint8Array | string, graceMs = CLOSE_GRACE_MS): void {
+  if (sock.destroyed) return;
+  sock.on('error', () => {});
+  sock.on('data', () => {}); // discard, and flow
+  sock.resume();
+  if (answer !== undefined) sock.end(answer);
+  else sock.end();
+  const t = setTimeout(() => sock.destroy(), graceMs);
+  t.unref();
+  sock.once('close', () => clearTimeout(t));
+  sock.once('end', () => {
+    // Half-open sockets (http.Server's allow it) stay open after the client's FIN until we destroy them.
+    if ((sock as Duplex & { writableFinished?: boolean }).writableFinished) sock.destroy();
+    else sock.once('finish', () => sock.destroy());
+  });
+}
+
+/**
+ * Pipes both ways with backpressure; half-close passes through; an error on
+ * either side destroys both; once either side has closed, the other is ended
+ * (endWith: drained, and destroyed after a grace period if it lingers).
+ */
 export function splice(a: Duplex, b: Duplex, count?: (dir: 'up' | 'down', n: number) => void): void {
   const done = (): void => {
     a.destroy();
@@ -102,6 +137,6 @@ export function splice(a: Duplex, b: Duplex, count?: (dir: 'up' | 'down', n: num
   }
   a.pipe(b);
   b.pipe(a);
-  a.on('close', () => b.destroyed || b.end());
-  b.on('close', () => a.destroyed || a.end());
+  a.on('close', () => endWith(b));
+  b.on('close', () => endWith(a));
 }

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dialer } from './dialer.js';
-import { splice, dial, isPort } from './dialer.js';
+import { splice, dial, isPort, endWith } from './dialer.js';
 import type { ProxyStats } from './socks5.js';
 import { parseIp } from '../util/ip.js';
 
@@ -114,13 +114,13 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
 
   function onConnect(req: http.IncomingMessage, sock: Duplex, head: Buffer): void {
     if (!authorized(req)) {
-      sock.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="wgnet"\r\nContent-Length: 0\r\n\r\n');
+      endWith(sock, 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="wgnet"\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     const target = parseAuthority(req.url ?? '');
     if (!target) {
       stats.failures++;
-      sock.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      endWith(sock, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     dial(opts.dialer, target.host, target.port).then(
@@ -133,7 +133,8 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       (err: NodeJS.ErrnoException) => {
         stats.failures++;
         const code = statusFor(err);
-        sock.end(`HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\nContent-Length: 0\r\n\r\n`);
+        // The client may have sent bytes after its CONNECT (a TLS hello, say); endWith discards them so its FIN is seen and the socket freed.
+        endWith(sock, `HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\nContent-Length: 0\r\n\r\n`);
       },
     );
   }

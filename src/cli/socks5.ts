@@ -7,7 +7,7 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import type { Dialer, DatagramSocket } from './dialer.js';
-import { splice, dial, isPort } from './dialer.js';
+import { splice, dial, isPort, endWith } from './dialer.js';
 import { formatIPv4, formatIPv6, parseIp } from '../util/ip.js';
 
 export interface Socks5Options {
@@ -61,11 +61,16 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     let stage: 'greeting' | 'auth' | 'request' | 'done' = 'greeting';
     const timer = setTimeout(() => c.destroy(), opts.handshakeTimeoutMs ?? 10_000);
     c.on('error', () => {});
-    const fail = (rep: number): void => {
-      stats.failures++;
-      c.end(Buffer.from([5, rep, 0, 1, 0, 0, 0, 0, 0, 0]));
+    /** The last answer: our side ends, whatever the client still sends is discarded, and the socket is freed (endWith). */
+    const finish = (answer: Buffer): void => {
       stage = 'done';
       clearTimeout(timer);
+      c.off('data', onData);
+      endWith(c, answer);
+    };
+    const fail = (rep: number): void => {
+      stats.failures++;
+      finish(Buffer.from([5, rep, 0, 1, 0, 0, 0, 0, 0, 0]));
     };
     // Any exception on this path would be uncaught (a socket 'data' handler) and end the process: one bad client must cost only its own connection.
     const onData = (d: Buffer): void => {
@@ -89,11 +94,7 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
           const methods = buf.subarray(2, 2 + n);
           buf = buf.subarray(2 + n);
           const want = opts.auth ? 2 : 0;
-          if (!methods.includes(want)) {
-            c.end(Buffer.from([5, 0xff]));
-            stage = 'done';
-            return;
-          }
+          if (!methods.includes(want)) return finish(Buffer.from([5, 0xff]));
           c.write(Buffer.from([5, want]));
           stage = opts.auth ? 'auth' : 'request';
         } else if (stage === 'auth') {
@@ -107,13 +108,11 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
           const pass = buf.subarray(3 + ul, 3 + ul + pl).toString();
           buf = buf.subarray(3 + ul + pl);
           const ok = buf !== undefined && user === opts.auth!.username && pass === opts.auth!.password;
-          c.write(Buffer.from([1, ok ? 0 : 1]));
           if (!ok) {
             stats.failures++;
-            c.end();
-            stage = 'done';
-            return;
+            return finish(Buffer.from([1, 1]));
           }
+          c.write(Buffer.from([1, 0]));
           stage = 'request';
         } else if (stage === 'request') {
           if (buf.length < 4) return;
