@@ -10,11 +10,16 @@ import type { Dialer } from './dialer.js';
 import { splice, dial, isPort, endWith } from './dialer.js';
 import type { ProxyStats } from './socks5.js';
 import { parseIp } from '../util/ip.js';
+import { DEFAULT_LIMITS, zeroLimitCounters, type ListenerLimits, type OnLimit } from './limits.js';
 
 export interface HttpProxyOptions {
   dialer: Dialer;
   auth?: { username: string; password: string };
   log?: (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Caps (DEFAULT_LIMITS for what is not given): client connections, time to send request headers, header size. */
+  limits?: Partial<ListenerLimits>;
+  /** Told about every limit hit (after it is counted in stats.limited), e.g. to log it. */
+  onLimit?: OnLimit;
 }
 
 // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
@@ -39,23 +44,55 @@ export function parseAuthority(s: string): { host: string; port: number } | unde
 }
 
 export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { stats: ProxyStats } {
-  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0 };
+  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0, limited: zeroLimitCounters() };
+  const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const hit: OnLimit = (limit, fields) => {
+    stats.limited![limit]++;
+    opts.onLimit?.(limit, fields);
+  };
   const expected = opts.auth ? 'Basic ' + Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64') : undefined;
   const authorized = (req: http.IncomingMessage): boolean => !expected || req.headers['proxy-authorization'] === expected;
 
   // Exceptions in a request or 'connect' handler are uncaught and would end the process: each is
   // caught here and costs only that client's connection (400 if nothing was sent yet).
-  const server = http.createServer((req, res) => {
-    try {
-      onRequest(req, res);
-    } catch (err) {
-      stats.failures++;
-      opts.log?.('info', 'http proxy bad request', { error: (err as Error).message });
-      if (!res.headersSent) res.writeHead(400, { connection: 'close' }).end('bad request\n');
-      else res.destroy();
-    }
-  }) as http.Server & { stats: ProxyStats };
+  const server = http.createServer(
+    {
+      maxHeaderSize: limits.maxHeaderBytes,
+      // Headers (of every request on a connection) must arrive within the request timeout. Node
+      // checks this only every connectionsCheckingInterval (30 s by default, which let slowloris
+      // connections live 60-90 s): check often enough that the limit is what is enforced.
+      headersTimeout: limits.requestTimeoutMs,
+      requestTimeout: 0, // a request body (an upload through the proxy) may take as long as it takes
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.requestTimeoutMs / 10))),
+    },
+    (req, res) => {
+      try {
+        onRequest(req, res);
+      } catch (err) {
+        stats.failures++;
+        opts.log?.('info', 'http proxy bad request', { error: (err as Error).message });
+        if (!res.headersSent) res.writeHead(400, { connection: 'close' }).end('bad request\n');
+        else res.destroy();
+      }
+    },
+  ) as http.Server & { stats: ProxyStats };
   server.stats = stats;
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', (d?: { remoteAddress?: string }) => hit('connections', { max: limits.maxConnections, client: d?.remoteAddress }));
+  // With a listener here Node no longer answers bad requests itself: a request timeout gets 408,
+  // oversized headers 431, anything else 400; each closes only that connection.
+  server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => {
+    let status = '400 Bad Request';
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      hit('requestTimeout', { timeoutMs: limits.requestTimeoutMs });
+      status = '408 Request Timeout';
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      hit('headerSize', { max: limits.maxHeaderBytes });
+      status = '431 Request Header Fields Too Large';
+    } else stats.failures++;
+    if (!sock.writable || (sock as net.Socket).bytesWritten > 0) return void sock.destroy(); // as Node does: no answer in the middle of another
+    endWith(sock, `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, 1000);
+  });
 
   function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (!authorized(req)) {

@@ -14,17 +14,33 @@ import { createHttpProxyServer } from './http-proxy.js';
 import { parseForwardSpec, type ForwardSpec } from './forward.js';
 import { WgnetError } from '../util/errors.js';
 import { parseIp } from '../util/ip.js';
+import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from './limits.js';
+
+const LIMITS_HELP = (which: 'proxy' | 'forward'): string =>
+  which === 'proxy'
+    ? `Limits (per listener; a client over one is refused alone, counted, and logged at most once per 10 s):
+  --max-connections N        client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
+  --request-timeout SECONDS  for the SOCKS5 greeting + request or the HTTP request headers to arrive (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
+  --max-header-size BYTES    HTTP request line + headers (default ${DEFAULT_LIMITS.maxHeaderBytes}; larger get 431)
+  --max-udp-flows N          SOCKS5 UDP associations at once (default ${DEFAULT_LIMITS.maxUdpFlows}; more get reply 1)`
+    : `Limits (per listener; over one, a new client or flow is refused alone, counted, and logged at most once per 10 s):
+  --max-connections N  TCP client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
+  --max-udp-flows N    --udp flows at once (default ${DEFAULT_LIMITS.maxUdpFlows}; a new source's datagrams are dropped, existing flows go on)`;
 
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
+                   [--max-connections N] [--request-timeout SECONDS] [--max-header-size BYTES] [--max-udp-flows N]
 
 Runs a SOCKS5 (RFC 1928: CONNECT and UDP ASSOCIATE; names resolved through the tunnel's DNS) and/or an
 HTTP proxy (CONNECT and http:// requests) whose connections go through the WireGuard
 tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
 
+${LIMITS_HELP('proxy')}
+
 Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
          curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
 
 export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--udp [--udp-timeout SECONDS]] [--uapi NAME] [--log-level ...]
+                     [--max-connections N] [--max-udp-flows N]
 
 -L  listens on this machine (BIND defaults to 127.0.0.1) and carries each connection
     through the tunnel to HOST:PORT (HOST may be a name, resolved through the tunnel).
@@ -35,14 +51,22 @@ export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:
        port is a flow with its own socket on the other side, closed after
        --udp-timeout seconds without traffic (default 60). Run a second forward for TCP.
 
+${LIMITS_HELP('forward')}
+
 Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000
          wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53`;
 
 interface Common {
+  limits: ListenerLimits;
   config?: string;
   uapi?: string;
   level: 'debug' | 'info' | 'warn';
   json: boolean;
+}
+
+function seconds(v: string, flag: string): number {
+  if (!/^\d{1,6}(\.\d{1,3})?$/.test(v) || Number(v) <= 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${flag}: expected seconds > 0, got '${v.slice(0, 20)}'`);
+  return Number(v) * 1000;
 }
 
 function hostPort(s: string, flag: string): { host: string; port: number } {
@@ -56,7 +80,7 @@ function makeLog(c: Common): (level: 'debug' | 'info' | 'warn', msg: string, fie
   return (level, msg, fields) => {
     if (order[level] < order[c.level]) return;
     if (c.json) process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
-    else process.stderr.write(`${level.toUpperCase()} ${msg}${fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''}\n`);
+    else process.stderr.write(`${level.toUpperCase()} ${msg}${fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ') : ''}\n`);
   };
 }
 
@@ -105,7 +129,8 @@ function untilSignal(cleanup: () => Promise<void>): Promise<number> {
 }
 
 function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
-  const c: Common = { level: 'info', json: false };
+  const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS } };
+  const bad = (m: string): WgnetError => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const next = (): string => {
@@ -117,6 +142,8 @@ function parseCommon(args: string[], extra: (flag: string, next: () => string) =
     else if (a === '--uapi') c.uapi = next();
     else if (a === '--log-level') c.level = next() as Common['level'];
     else if (a === '--log-format') c.json = next() === 'json';
+    else if (a === '--max-connections') c.limits.maxConnections = positiveInt(next(), a, bad);
+    else if (a === '--max-udp-flows') c.limits.maxUdpFlows = positiveInt(next(), a, bad);
     else if (!extra(a, next)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `unknown option '${a}'`);
   }
   return c;
@@ -126,9 +153,13 @@ export async function runProxy(args: string[]): Promise<number> {
   let socks: { host: string; port: number } | undefined;
   let httpAt: { host: string; port: number } | undefined;
   let auth: { username: string; password: string } | undefined;
+  let requestTimeoutMs: number | undefined;
+  let maxHeaderBytes: number | undefined;
   const c = parseCommon(args, (a, next) => {
     if (a === '--socks5') socks = hostPort(next(), a);
     else if (a === '--http') httpAt = hostPort(next(), a);
+    else if (a === '--request-timeout') requestTimeoutMs = seconds(next(), a);
+    else if (a === '--max-header-size') maxHeaderBytes = positiveInt(next(), a, (m) => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m));
     else if (a === '--auth') {
       const v = next();
       const i = v.indexOf(':');
@@ -138,18 +169,20 @@ export async function runProxy(args: string[]): Promise<number> {
     return true;
   });
   if (!socks && !httpAt) socks = { host: '127.0.0.1', port: 1080 };
+  if (requestTimeoutMs !== undefined) c.limits.requestTimeoutMs = requestTimeoutMs;
+  if (maxHeaderBytes !== undefined) c.limits.maxHeaderBytes = maxHeaderBytes;
   const log = makeLog(c);
   const t = await upTunnel(c, log);
   const dialer = tunnelDialer(t);
   const servers: net.Server[] = [];
   try {
     if (socks) {
-      const s = createSocks5Server({ dialer, auth, log });
+      const s = createSocks5Server({ dialer, auth, log, limits: c.limits, onLimit: limitReporter('socks5', log) });
       await listen(s, socks.host, socks.port, 'socks5');
       servers.push(s);
     }
     if (httpAt) {
-      const s = createHttpProxyServer({ dialer, auth, log });
+      const s = createHttpProxyServer({ dialer, auth, log, limits: c.limits, onLimit: limitReporter('http proxy', log) });
       await listen(s, httpAt.host, httpAt.port, 'http proxy');
       servers.push(s);
     }
@@ -181,11 +214,8 @@ export async function runForward(args: string[]): Promise<number> {
   const c = parseCommon(args, (a, next) => {
     if (a === '-L' || a === '-R') specs.push(parseForwardSpec(next(), a === '-L' ? 'L' : 'R'));
     else if (a === '--udp') udp = true;
-    else if (a === '--udp-timeout') {
-      const v = next();
-      if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--udp-timeout: expected seconds > 0, got '${v}'`);
-      udpIdleMs = Number(v) * 1000;
-    } else return false;
+    else if (a === '--udp-timeout') udpIdleMs = seconds(next(), a);
+    else return false;
     return true;
   });
   if (specs.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'give at least one -L or -R');
@@ -194,10 +224,11 @@ export async function runForward(args: string[]): Promise<number> {
   const viaTunnel = tunnelDialer(t);
   const local = systemDialer();
   const closers: (() => void)[] = [];
-  const counters: Record<string, { connections: number; errors: number; up: number; down: number }> = {};
+  const counters: Record<string, { connections: number; errors: number; up: number; down: number; limited: number }> = {};
+  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, errors: 0, up: 0, down: 0, limited: 0 });
   const serve = (spec: ForwardSpec, sock: import('node:stream').Duplex): void => {
     const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`;
-    const ctr = (counters[key] ??= { connections: 0, errors: 0, up: 0, down: 0 });
+    const ctr = tcpCounters(spec);
     sock.on('error', () => {});
     sock.pause();
     dial(spec.kind === 'L' ? viaTunnel : local, spec.host, spec.port).then(
@@ -218,7 +249,8 @@ export async function runForward(args: string[]): Promise<number> {
     for (const spec of specs) {
       if (udp) {
         const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port} udp`;
-        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0 });
+        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0, limited: 0 });
+        const onLimit = limitReporter(`forward ${key}`, log);
         const family: 4 | 6 = parseIp(spec.host)?.length === 16 ? 6 : 4; // names: IPv4
         let listener: DatagramSocket;
         if (spec.kind === 'L') {
@@ -244,15 +276,36 @@ export async function runForward(args: string[]): Promise<number> {
           port: spec.port,
           idleMs: udpIdleMs,
           counters,
+          maxFlows: c.limits.maxUdpFlows,
+          onLimit: (fields) => onLimit('udpFlows', fields),
           onError: (e) => log('debug', 'forward udp error', { forward: key, error: e.message }),
         });
         closers.push(() => fwd.close());
       } else if (spec.kind === 'L') {
         const s = net.createServer((sock) => serve(spec, sock));
+        const onLimit = limitReporter(`forward -L ${spec.bindPort}`, log);
+        s.maxConnections = c.limits.maxConnections; // Node closes the excess at once and emits 'drop'
+        s.on('drop', (d?: { remoteAddress?: string }) => {
+          tcpCounters(spec).limited++;
+          onLimit('connections', { max: c.limits.maxConnections, client: d?.remoteAddress });
+        });
         await listen(s, spec.bindHost ?? '127.0.0.1', spec.bindPort, `-L ${spec.bindPort}`);
         closers.push(() => s.close());
       } else {
-        const s = t.createServer((sock) => serve(spec, sock));
+        // The tunnel's TcpServer has maxConnections but reports no drops: count here instead.
+        const onLimit = limitReporter(`forward -R ${spec.bindPort}`, log);
+        let open = 0;
+        const s = t.createServer((sock) => {
+          if (open >= c.limits.maxConnections) {
+            tcpCounters(spec).limited++;
+            onLimit('connections', { max: c.limits.maxConnections, client: sock.remoteAddress });
+            sock.destroy();
+            return;
+          }
+          open++;
+          sock.once('close', () => open--);
+          serve(spec, sock);
+        });
         await new Promise<void>((resolve, reject) => {
           s.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-R ${spec.bindPort}: ${e.message}`)));
           s.listen(spec.bindPort, () => resolve());

@@ -9,12 +9,18 @@ import dgram from 'node:dgram';
 import type { Dialer, DatagramSocket } from './dialer.js';
 import { splice, dial, isPort, endWith } from './dialer.js';
 import { formatIPv4, formatIPv6, parseIp } from '../util/ip.js';
+import { DEFAULT_LIMITS, zeroLimitCounters, type LimitCounters, type ListenerLimits, type OnLimit } from './limits.js';
 
 export interface Socks5Options {
   dialer: Dialer;
   auth?: { username: string; password: string };
   log?: (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Old name of limits.requestTimeoutMs. */
   handshakeTimeoutMs?: number;
+  /** Caps (DEFAULT_LIMITS for what is not given): client connections, request phase, UDP associations. */
+  limits?: Partial<ListenerLimits>;
+  /** Told about every limit hit (after it is counted in stats.limited), e.g. to log it. */
+  onLimit?: OnLimit;
 }
 
 export interface ProxyStats {
@@ -27,6 +33,8 @@ export interface ProxyStats {
   udpUp?: number;
   udpDown?: number;
   udpDropped?: number;
+  /** Clients refused or cut by a limit, per limit. */
+  limited?: LimitCounters;
 }
 
 // RFC 1928 §6 reply codes.
@@ -52,14 +60,27 @@ function replyFor(err: NodeJS.ErrnoException): number {
 }
 
 export function createSocks5Server(opts: Socks5Options): net.Server & { stats: ProxyStats } {
-  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0, udpAssociations: 0, udpUp: 0, udpDown: 0, udpDropped: 0 };
+  const stats: ProxyStats = { connections: 0, failures: 0, bytesUp: 0, bytesDown: 0, udpAssociations: 0, udpUp: 0, udpDown: 0, udpDropped: 0, limited: zeroLimitCounters() };
+  const limits: ListenerLimits = { ...DEFAULT_LIMITS, ...(opts.handshakeTimeoutMs ? { requestTimeoutMs: opts.handshakeTimeoutMs } : {}), ...opts.limits };
+  const hit: OnLimit = (limit, fields) => {
+    stats.limited![limit]++;
+    opts.onLimit?.(limit, fields);
+  };
   const server = net.createServer((c) => handle(c)) as net.Server & { stats: ProxyStats };
   server.stats = stats;
+  // Over the cap, Node closes the new connection before any handler runs and emits 'drop'.
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', (d?: { remoteAddress?: string }) => hit('connections', { max: limits.maxConnections, client: d?.remoteAddress }));
+  let associations = 0;
 
   function handle(c: net.Socket): void {
     let buf = Buffer.alloc(0);
     let stage: 'greeting' | 'auth' | 'request' | 'done' = 'greeting';
-    const timer = setTimeout(() => c.destroy(), opts.handshakeTimeoutMs ?? 10_000);
+    // The greeting, authentication and request must all arrive within the request timeout (slowloris).
+    const timer = setTimeout(() => {
+      hit('requestTimeout', { timeoutMs: limits.requestTimeoutMs, client: c.remoteAddress });
+      c.destroy();
+    }, limits.requestTimeoutMs);
     c.on('error', () => {});
     /** The last answer: our side ends, whatever the client still sends is discarded, and the socket is freed (endWith). */
     const finish = (answer: Buffer): void => {
@@ -189,6 +210,11 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
    */
   function associate(c: net.Socket, _host: string, port: number, fail: (rep: number) => void): void {
     if (!opts.dialer.udp || !c.localAddress || !c.remoteAddress) return fail(REP.cmdUnsupported);
+    if (associations >= limits.maxUdpFlows) {
+      hit('udpFlows', { max: limits.maxUdpFlows, client: c.remoteAddress });
+      return fail(REP.fail);
+    }
+    associations++;
     const clientIp = normalizeIp(c.remoteAddress);
     let clientPort = port; // 0: not known yet
     const relay = dgram.createSocket(net.isIPv6(c.localAddress) && !c.localAddress.startsWith('::ffff:') ? 'udp6' : 'udp4');
@@ -197,6 +223,7 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     const close = (): void => {
       if (closed) return;
       closed = true;
+      associations--;
       relay.close();
       for (const s of out.values()) s.close();
       c.destroy();

@@ -11,6 +11,8 @@ export interface UdpForwardCounters {
   up: number;
   down: number;
   expired: number;
+  /** Datagrams that would have opened a flow over maxFlows: dropped. */
+  limited: number;
 }
 
 export interface UdpForwardOptions {
@@ -22,6 +24,10 @@ export interface UdpForwardOptions {
   port: number;
   idleMs: number;
   counters: UdpForwardCounters;
+  /** Flows at once (each holds a socket on the other side); over it, a new source's datagrams are dropped and counted, existing flows go on. Default 1024. */
+  maxFlows?: number;
+  /** Told about each datagram dropped by maxFlows (after counting), e.g. to log it at most once per interval. */
+  onLimit?: (fields: Record<string, unknown>) => void;
   onError?: (err: Error) => void;
 }
 
@@ -32,27 +38,47 @@ interface Flow {
 
 export function forwardUdp(o: UdpForwardOptions): { close(): void; readonly active: number } {
   const flows = new Map<string, Flow>();
+  const maxFlows = o.maxFlows ?? 1024;
   let closed = false;
   o.listener.on('message', (msg, rinfo) => {
     if (closed) return;
     const key = `${rinfo.address}|${rinfo.port}`;
     let f = flows.get(key);
     if (!f) {
-      const out = o.outbound();
+      if (flows.size >= maxFlows) {
+        // A flood of new sources (30,000 source ports once took every fd in 6 s) costs a counter, not a socket.
+        o.counters.limited++;
+        o.onLimit?.({ max: maxFlows, client: `${rinfo.address}:${rinfo.port}` });
+        return;
+      }
+      let out: DatagramSocket;
+      try {
+        out = o.outbound();
+      } catch (e) {
+        return o.onError?.(e as Error); // e.g. EMFILE: this datagram is lost, the forward goes on
+      }
       const flow: Flow = { out, last: Date.now() };
       out.on('error', (e) => o.onError?.(e)); // one unreachable destination must not end the forward
       out.on('message', (reply) => {
         if (closed || flows.get(key) !== flow) return;
         flow.last = Date.now();
         o.counters.down++;
-        o.listener.send(reply, rinfo.port, rinfo.address, () => {});
+        try {
+          o.listener.send(reply, rinfo.port, rinfo.address, () => {});
+        } catch (e) {
+          o.onError?.(e as Error); // a source this socket cannot answer (port 0 from a peer): drop
+        }
       });
       flows.set(key, (f = flow));
       o.counters.flows++;
     }
     f.last = Date.now();
     o.counters.up++;
-    f.out.send(msg, o.port, o.host, () => {});
+    try {
+      f.out.send(msg, o.port, o.host, () => {});
+    } catch (e) {
+      o.onError?.(e as Error);
+    }
   });
   // One sweep for all flows (not a timer per datagram); flows live idleMs to idleMs * 1.25.
   const sweep = setInterval(

@@ -191,6 +191,41 @@ describe('wgnet proxy and forward with curl', { skip }, () => {
     }
   });
 
+  test('limits from flags: --max-connections and --request-timeout refuse the excess, log once per interval, and curl still gets through', async () => {
+    const help = spawnSync(process.execPath, [BIN, 'proxy', '--help'], { encoding: 'utf8' }).stdout;
+    for (const f of ['--max-connections', '--request-timeout', '--max-header-size', '--max-udp-flows']) assert.ok(help.includes(f), `proxy --help lacks ${f}`);
+    const fhelp = spawnSync(process.execPath, [BIN, 'forward', '--help'], { encoding: 'utf8' }).stdout;
+    for (const f of ['--max-connections', '--max-udp-flows']) assert.ok(fhelp.includes(f), `forward --help lacks ${f}`);
+    const sp = await freePort();
+    const { child } = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--max-connections', '3', '--request-timeout', '1']);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    try {
+      const open = async (): Promise<Promise<void>> => {
+        const s = net.connect(sp, '127.0.0.1');
+        s.on('error', () => {});
+        await new Promise((r) => s.once('connect', r));
+        s.resume();
+        return new Promise<void>((r) => s.once('close', () => r()));
+      };
+      const held = [await open(), await open(), await open()];
+      await new Promise((r) => setTimeout(r, 100));
+      const extra = await Promise.all(Array.from({ length: 10 }, open));
+      await Promise.all(extra); // closed at once by the cap
+      const t0 = Date.now();
+      await Promise.all(held); // closed by the request timeout
+      assert.ok(Date.now() - t0 < 2500);
+      const d = await curl(['--socks5-hostname', `127.0.0.1:${sp}`, 'http://10.66.0.2/after']);
+      assert.equal(d.out.toString(), 'far side GET /after\n');
+      assert.equal(stderr.match(/limit reached: connections/g)?.length, 1, stderr);
+      assert.equal(stderr.match(/limit reached: requestTimeout/g)?.length, 1, stderr);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    await new Promise((r) => child.once('exit', r));
+    assert.match(stderr, /proxy stats.*limited/);
+  });
+
   test('a bad config and a busy port exit non-zero with one line', async () => {
     writeFileSync(join(dir, 'bad.conf'), '[Interface]\nPrivateKey = short\n');
     const r = spawnSync(process.execPath, [BIN, 'proxy', '-c', join(dir, 'bad.conf')], { encoding: 'utf8' });

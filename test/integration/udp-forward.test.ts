@@ -21,7 +21,7 @@ function ask(sock: { send(m: Buffer, port: number, host: string): void; once(ev:
   });
 }
 
-const zero = (): UdpForwardCounters => ({ flows: 0, up: 0, down: 0, expired: 0 });
+const zero = (): UdpForwardCounters => ({ flows: 0, up: 0, down: 0, expired: 0, limited: 0 });
 
 describe('forward --udp', () => {
   let p: TunnelPair;

@@ -1,0 +1,66 @@
+/**
+ * Limits on the listeners that local clients reach (`proxy`, `forward`): how
+ * many client connections at once, how long a SOCKS5/HTTP request may take to
+ * arrive, how large HTTP headers may be, how many UDP flows at once. A client
+ * over a limit is refused alone; everyone else keeps being served. Every hit is
+ * counted, and logged at most once per interval per limit, so a flood cannot
+ * turn into a flood of log lines.
+ */
+
+export interface ListenerLimits {
+  /** Client connections open at once per listener; a new one over the cap is closed at once. */
+  maxConnections: number;
+  /** Time for a SOCKS5 greeting + request, or HTTP request headers, to arrive (slowloris). */
+  requestTimeoutMs: number;
+  /** HTTP proxy: bytes of request line + headers (431 above it). */
+  maxHeaderBytes: number;
+  /** UDP flows at once per listener: `forward --udp` flows, SOCKS5 UDP associations. */
+  maxUdpFlows: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ListenerLimits> = {
+  maxConnections: 1024,
+  requestTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024, // Node's own default, stated
+  maxUdpFlows: 1024,
+};
+
+export type LimitName = 'connections' | 'requestTimeout' | 'headerSize' | 'udpFlows';
+
+/** Times each limit was hit; a typed snapshot tests read by name. */
+export type LimitCounters = Record<LimitName, number>;
+
+export function zeroLimitCounters(): LimitCounters {
+  return { connections: 0, requestTimeout: 0, headerSize: 0, udpFlows: 0 };
+}
+
+/** Called when a client hits a limit: counts it and (rate-limited) logs it. */
+export type OnLimit = (limit: LimitName, fields?: Record<string, unknown>) => void;
+
+export type Log = (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * An OnLimit that logs one warning per limit per `intervalMs` at most, with the
+ * number of hits since the last line, and calls `count` on every hit.
+ */
+export function limitReporter(what: string, log: Log | undefined, count?: (limit: LimitName) => void, intervalMs = 10_000, now: () => number = Date.now): OnLimit {
+  const last = new Map<LimitName, { at: number; suppressed: number }>();
+  return (limit, fields) => {
+    count?.(limit);
+    if (!log) return;
+    const t = now();
+    const l = last.get(limit);
+    if (l && t - l.at < intervalMs) {
+      l.suppressed++;
+      return;
+    }
+    log('warn', `${what}: limit reached: ${limit}`, { ...fields, ...(l && l.suppressed > 0 ? { more: l.suppressed } : {}) });
+    last.set(limit, { at: t, suppressed: 0 });
+  };
+}
+
+/** Parses a positive integer flag value. */
+export function positiveInt(v: string, flag: string, fail: (msg: string) => Error): number {
+  if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw fail(`${flag}: expected an integer >= 1, got '${v.slice(0, 20)}'`);
+  return Number(v);
+}
