@@ -216,7 +216,7 @@ test('scattered one-byte segments and SACK blocks cannot grow the range maps wit
   const r = rig();
   // 600 one-byte segments with a gap before each: every one would open a new range.
   for (let i = 1; i <= 600; i++) r.seg(50, { seq: PEER_SEQ + 1 + 2 * i, ack: r.iss + 101, payload: Uint8Array.of(i & 0xff) });
-  const conn = r.c as unknown as { oooRanges: number[]; sacked: number[] };
+  const conn = r.c as unknown as { oooRanges: number[]; sack: { ranges: number[] } };
   assert.ok(conn.oooRanges.length <= 512, `${conn.oooRanges.length / 2} out-of-order ranges`);
   assert.ok(r.t.stats['drop.oooRanges'] > 0);
   // And as a sender: 8 segments out, then ACKs SACKing scattered single bytes of them.
@@ -226,6 +226,6 @@ test('scattered one-byte segments and SACK blocks cannot grow the range maps wit
     const l = (una + 10 + 25 * k) >>> 0;
     r.seg(61, { ack: una, sack: [l, (l + 1) >>> 0] });
   }
-  assert.ok(conn.sacked.length <= 512, `${conn.sacked.length / 2} scoreboard ranges`);
+  assert.ok(conn.sack.ranges.length <= 512, `${conn.sack.ranges.length / 2} scoreboard ranges`);
   assert.ok(r.t.stats['drop.sackRanges'] > 0);
 });

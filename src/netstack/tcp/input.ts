@@ -1,0 +1,172 @@
+/**
+ * Segment arrival for a connection (RFC 9293 §3.10.7.3-4): SYN-SENT, PAWS (RFC 7323 §5),
+ * the acceptability test, RST and SYN in synchronized states hardened per RFC 5961
+ * (challenge ACKs, rate-limited per §7), completing a passive open, then the ACK
+ * (snd.ts), the data (rcv.ts) and the FIN, and TIME-WAIT's answers.
+ */
+import type { Instant } from '../../util/time.js';
+import { ACK, FIN, RST, SYN, seqAdd, seqGe, seqGt, seqLe, seqLt, type TcpSegmentInfo } from '../../wire/tcp.js';
+import type { TcpErrorCode } from '../types.js';
+import { CHALLENGE_ACKS_PER_SEC } from './constants.js';
+import { canReceive, type Conn } from './conn.js';
+import { sendRst, sendSyn } from './output.js';
+import { processAck } from './snd.js';
+import { noteDuplicate, receiveData } from './rcv.js';
+import { acceptSynOptions, enqueueAccept } from './accept.js';
+import type { TcpLayer } from './layer.js';
+
+/** RFC 5961 §7: a challenge ACK, within CHALLENGE_ACKS_PER_SEC per connection. */
+export function challengeAck(t: TcpLayer, now: Instant, c: Conn): void {
+  c.challengeTokens = Math.min(CHALLENGE_ACKS_PER_SEC, c.challengeTokens + ((now - c.challengeAt) * CHALLENGE_ACKS_PER_SEC) / 1000);
+  c.challengeAt = now;
+  if (c.challengeTokens < 1) return t.count('challengeAckLimited');
+  c.challengeTokens--;
+  t.count('challengeAcks');
+  c.ackNow = true;
+  t.markDirty(c);
+}
+
+export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo, payload: Uint8Array): void {
+  const f = h.flags;
+  if (c.state === 'SYN-SENT') return synSentArrives(t, now, c, h);
+  const len = payload.length + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0);
+  // PAWS (RFC 7323 §5.3): an old timestamp means an old duplicate.
+  if (c.tsOk && h.tsVal !== undefined && !(f & RST) && seqLt(h.tsVal, c.tsRecent)) {
+    t.count('drop.paws');
+    c.ackNow = true;
+    t.markDirty(c);
+    return;
+  }
+  // Acceptability (RFC 9293 §3.10.7.4, first check).
+  const wnd = c.rcvWindow();
+  const seq = h.seq;
+  let ok: boolean;
+  if (len === 0) ok = wnd === 0 ? seq === c.rcvNxt : seqGe(seq, c.rcvNxt) && seqLt(seq, seqAdd(c.rcvNxt, wnd)) || seq === c.rcvNxt;
+  else ok = wnd > 0 && ((seqGe(seq, c.rcvNxt) && seqLt(seq, seqAdd(c.rcvNxt, wnd))) || (seqGe(seqAdd(seq, len - 1), c.rcvNxt) && seqLt(seqAdd(seq, len - 1), seqAdd(c.rcvNxt, wnd))));
+  if (!ok) {
+    if (f & RST) return t.count('drop.rstOutOfWindow');
+    t.count('drop.outOfWindow');
+    // Data wholly below RCV.NXT arrived before: an old duplicate, reported as a D-SACK.
+    if (payload.length > 0 && seqLe(seqAdd(seq, payload.length), c.rcvNxt)) noteDuplicate(t, c, seq, seqAdd(seq, payload.length));
+    if (c.state === 'TIME-WAIT' && f & FIN) t.timers.arm(c, 'timewait', now + t.opts.timeWaitMs);
+    c.ackNow = true;
+    t.markDirty(c);
+    return;
+  }
+  // RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
+  if (f & RST) {
+    if (seq !== c.rcvNxt) return challengeAck(t, now, c);
+    t.count('rstReceived');
+    if (c.state === 'SYN-RECEIVED' && c.listener) return t.destroy(c, undefined); // back to LISTEN
+    const err: TcpErrorCode | undefined = c.state === 'CLOSING' || c.state === 'LAST-ACK' || c.state === 'TIME-WAIT' ? undefined : 'ECONNRESET';
+    return t.destroy(c, err);
+  }
+  // SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+  if (f & SYN) {
+    if (c.state === 'SYN-RECEIVED' && c.listener && seq === c.irs) {
+      c.ackNow = true; // a retransmitted SYN: answer with the SYN-ACK again
+      t.markDirty(c);
+      return;
+    }
+    return challengeAck(t, now, c);
+  }
+  if (!(f & ACK)) return t.count('drop.noAck');
+  if (c.tsOk && h.tsVal !== undefined && seqLe(seq, c.rcvNxt)) c.tsRecent = h.tsVal;
+  c.lastActivity = now;
+  if (c.keepaliveMs > 0) {
+    c.keepaliveSent = 0;
+    t.timers.arm(c, 'keepalive', now + c.keepaliveMs);
+  }
+
+  if (c.state === 'SYN-RECEIVED') {
+    if (!(seqGt(h.ack, c.una) && seqLe(h.ack, c.nxt))) {
+      sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, h.ack, 0, false);
+      return;
+    }
+    c.state = 'ESTABLISHED';
+    c.una = h.ack;
+    c.sndWnd = h.window << c.sndScale;
+    c.wl1 = seq;
+    c.wl2 = h.ack;
+    t.timers.cancel(c, 'rto');
+    c.retries = 0;
+    if (c.listener) {
+      c.listener.synQueue--;
+      if (c.listener.queue.length >= c.listener.backlog || c.listener.closed) {
+        t.count('drop.acceptQueueFull');
+        sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.nxt, c.rcvNxt, true);
+        c.listener.synQueue++; // destroy() below undoes the count once more
+        c.state = 'SYN-RECEIVED';
+        return t.destroy(c, undefined);
+      }
+      enqueueAccept(t, c.listener, c);
+    } else {
+      t.emit({ type: 'tcp-connected', conn: c }); // simultaneous open
+    }
+  } else if (!processAck(t, now, c, h)) return;
+
+  // Segment text (RFC 9293 §3.10.7.4, seventh check).
+  if (payload.length > 0 && canReceive(c.state)) receiveData(t, now, c, seq, payload);
+  else if (payload.length > 0) t.count('drop.dataAfterFin');
+
+  // FIN, once everything before it has arrived.
+  if (f & FIN && seqAdd(seq, payload.length) === c.rcvNxt && !c.finReceived) {
+    c.finReceived = true;
+    c.rcvNxt = seqAdd(c.rcvNxt, 1);
+    c.ackNow = true;
+    t.markDirty(c);
+    t.readable(c);
+    switch (c.state) {
+      case 'ESTABLISHED':
+        c.state = 'CLOSE-WAIT';
+        break;
+      case 'FIN-WAIT-1':
+        c.state = 'CLOSING';
+        break;
+      case 'FIN-WAIT-2':
+        t.enterTimeWait(now, c);
+        break;
+      default:
+        break;
+    }
+  } else if (f & FIN && c.state === 'TIME-WAIT') {
+    c.ackNow = true;
+    t.markDirty(c);
+    t.timers.arm(c, 'timewait', now + t.opts.timeWaitMs);
+  }
+}
+
+export function synSentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo): void {
+  const f = h.flags;
+  if (f & ACK && (seqLe(h.ack, c.iss) || seqGt(h.ack, c.nxt))) {
+    if (!(f & RST)) sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, h.ack, 0, false);
+    return t.count('drop.synSentBadAck');
+  }
+  if (f & RST) {
+    if (f & ACK) return t.destroy(c, 'ECONNREFUSED');
+    return;
+  }
+  if (!(f & SYN)) return;
+  acceptSynOptions(t, c, h);
+  if (!c.wscaleOk) c.rcvScale = 0;
+  c.irs = h.seq;
+  c.rcvNxt = seqAdd(h.seq, 1);
+  c.sndWnd = h.window; // unscaled in a SYN
+  c.wl1 = h.seq;
+  c.wl2 = h.ack;
+  if (f & ACK) {
+    c.una = h.ack;
+    c.state = 'ESTABLISHED';
+    t.timers.cancel(c, 'rto');
+    c.retries = 0;
+    if (c.retries === 0) c.rtt.sample(now - c.rtt.timedAt);
+    if (c.tsOk && h.tsEcr) c.rtt.sample(now - h.tsEcr);
+    c.ackNow = true;
+    t.markDirty(c);
+    t.emit({ type: 'tcp-connected', conn: c });
+  } else {
+    // Simultaneous open (RFC 9293 §3.5).
+    c.state = 'SYN-RECEIVED';
+    sendSyn(t, now, c, true);
+  }
+}

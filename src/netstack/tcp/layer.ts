@@ -1,0 +1,339 @@
+/**
+ * TCP (RFC 9293) for the netstack, sans-IO. The TcpLayer demultiplexes segments
+ * to connections and listeners, owns every timer as a stored deadline, and hands
+ * segments to the Interface with headroom for the IP and WireGuard headers.
+ *
+ * What is implemented, with the RFC that says how: the full state machine
+ * (RFC 9293 §3.3.2, §3.10), RST and SYN handling hardened per RFC 5961, ISNs per
+ * RFC 6528, random ephemeral ports (RFC 6056), window scaling and timestamps with
+ * PAWS (RFC 7323), SACK (RFC 2018) with SACK-based loss recovery (RFC 6675),
+ * RTO (RFC 6298), NewReno/CUBIC (RFC 5681/9438), delayed ACKs and keepalives
+ * (RFC 1122), Nagle (RFC 896), zero-window probing, SYN cookies (RFC 4987).
+ *
+ * One file per job: this one demultiplexes and owns the connection table, events and
+ * timers; input.ts (segment arrival), accept.ts (listeners, ISN, SYN cookies), snd.ts
+ * (sending, ACKs), rcv.ts (receiving, SACK blocks), sack.ts (the scoreboard),
+ * recovery.ts (loss recovery, RTO, TLP), rtt.ts, timers.ts and output.ts (segments).
+ */
+import type { Deadline, Instant } from '../../util/time.js';
+import { randomInt } from '../../util/rng.js';
+import { noTrace } from '../../util/trace.js';
+import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
+import { formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
+import { systemError, invalidArgument } from '../../util/errors.js';
+import { ACK, FIN, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, TCP_HEADER_LEN } from '../../wire/tcp.js';
+import type { IcmpErrorKind, TcpConnectOptions, TcpConnection, TcpErrorCode, TcpEvent, TcpLayerApi, TcpListener, TcpListenOptions, TcpOutput } from '../types.js';
+import { EPHEMERAL_COUNT, EPHEMERAL_LOW, IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
+import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
+import { TIMER_REASON, TimerHeap } from './timers.js';
+import { Conn, connKey } from './conn.js';
+import { isn, Listener, listenArrives } from './accept.js';
+import { segmentArrives } from './input.js';
+import { flush, onKeepalive, onPersist } from './snd.js';
+import { onReoTimer, onRto } from './recovery.js';
+import { sendRst, sendSyn } from './output.js';
+
+export class TcpLayer implements TcpLayerApi {
+  readonly opts: TcpOptions;
+  /** Counters by name (counters.ts); read them, or take a copy with statsSnapshot(). */
+  readonly stats: TcpStats = newTcpStats();
+  // Shared with the files of this directory, not part of the API.
+  readonly conns = new Map<string, Conn>();
+  readonly listeners = new Map<number, Listener[]>();
+  readonly timers = new TimerHeap<Conn>();
+  /** Segments to send; output.ts appends, pollTransmit drains. */
+  out: TcpOutput[] = [];
+  readonly secret = new Uint8Array(32);
+  private lastHit: Conn | undefined;
+  private readonly dirty = new Set<Conn>();
+  private outHead = 0;
+  private events: TcpEvent[] = [];
+  private evHead = 0;
+
+  constructor(opts: Partial<TcpOptions> & Pick<TcpOptions, 'rng' | 'mtu' | 'isLocal' | 'sourceFor'>) {
+    this.opts = {
+      trace: noTrace,
+      sendBufferMax: 4 * 1024 * 1024,
+      recvBufferMax: 4 * 1024 * 1024,
+      congestionControl: 'cubic',
+      timeWaitMs: 2_000,
+      synRetries: 6,
+      maxRetries: 15,
+      delayedAckMs: 40,
+      keepaliveIntervalMs: 75_000,
+      keepaliveProbes: 9,
+      defaultBacklog: 128,
+      ...opts,
+    };
+    this.opts.rng.fill(this.secret);
+  }
+
+  count(what: TcpCounter): void {
+    this.stats[what]++;
+  }
+
+  /** A copy of the counters now. */
+  statsSnapshot(): TcpStats {
+    return { ...this.stats };
+  }
+
+  /** Connections in any state (for tests and stats). */
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  /** Entries in the timer heap, stale ones included: bounded by live connections (tests, leak checks). */
+  get timerEntries(): number {
+    return this.timers.size;
+  }
+
+  // --- bookkeeping ---------------------------------------------------------------------
+
+  markDirty(c: Conn): void {
+    this.dirty.add(c);
+  }
+
+  /** Frees a connection's drained buffers if they are still empty TRIM_MS from now (see ByteRing). */
+  armTrim(c: Conn, now: Instant): void {
+    if (c.timers.trim === NEVER) this.timers.arm(c, 'trim', now + TRIM_MS);
+  }
+
+  emit(ev: TcpEvent): void {
+    this.events.push(ev);
+  }
+
+  readable(c: Conn): void {
+    if (!c.readableNotified && (c.accepted || !c.listener)) {
+      c.readableNotified = true;
+      this.emit({ type: 'tcp-readable', conn: c });
+    }
+  }
+
+  destroy(c: Conn, error: TcpErrorCode | undefined): void {
+    const wasEmbryonic = c.state === 'SYN-RECEIVED' && c.listener;
+    c.state = 'CLOSED';
+    if (error && !c.error) c.error = error;
+    this.conns.delete(c.key);
+    if (this.lastHit === c) this.lastHit = undefined;
+    this.dirty.delete(c);
+    this.timers.cancelAll(c);
+    if (wasEmbryonic) c.listener!.synQueue--;
+    if (c.listener && !c.accepted) {
+      const i = c.listener.queue.indexOf(c);
+      if (i >= 0) c.listener.queue.splice(i, 1);
+      return; // never seen by the application
+    }
+    if (!c.closedEmitted) {
+      c.closedEmitted = true;
+      this.emit({ type: 'tcp-closed', conn: c, error: c.error });
+    }
+  }
+
+  enterTimeWait(now: Instant, c: Conn): void {
+    c.state = 'TIME-WAIT';
+    this.timers.cancel(c, 'rto');
+    this.timers.cancel(c, 'persist');
+    this.timers.cancel(c, 'keepalive');
+    this.timers.arm(c, 'timewait', now + this.opts.timeWaitMs);
+    // The application sees the close now; the 4-tuple stays reserved until TIME-WAIT ends.
+    if (!c.closedEmitted && (c.accepted || !c.listener)) {
+      c.closedEmitted = true;
+      this.emit({ type: 'tcp-closed', conn: c, error: undefined });
+    }
+  }
+
+  // --- API --------------------------------------------------------------------------------
+
+  connect(now: Instant, o: TcpConnectOptions): TcpConnection {
+    const local = o.localAddr ?? this.opts.sourceFor(o.remoteAddr);
+    if (!local) throw systemError('ENETUNREACH', 'connect', formatIp(o.remoteAddr), o.remotePort);
+    if (local.length !== o.remoteAddr.length) throw invalidArgument('connect: local and remote address families differ');
+    if (!Number.isInteger(o.remotePort) || o.remotePort < 1 || o.remotePort > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${o.remotePort}`);
+    let port = o.localPort ?? 0;
+    if (port === 0) {
+      // RFC 6056 algorithm 1: random, then the next port whose 4-tuple is free.
+      const start = randomInt(this.opts.rng, EPHEMERAL_COUNT);
+      port = -1;
+      for (let i = 0; i < EPHEMERAL_COUNT; i++) {
+        const p = EPHEMERAL_LOW + ((start + i) % EPHEMERAL_COUNT);
+        if (!this.conns.has(connKey(local, p, o.remoteAddr, o.remotePort))) {
+          port = p;
+          break;
+        }
+      }
+      if (port < 0) throw systemError('EADDRNOTAVAIL', 'connect');
+    } else if (this.conns.has(connKey(local, port, o.remoteAddr, o.remotePort))) throw systemError('EADDRINUSE', 'connect');
+    const c = new Conn(this, local.slice(), port, o.remoteAddr.slice(), o.remotePort);
+    c.noDelay = o.noDelay ?? true;
+    c.iss = isn(this, now, c);
+    c.una = c.iss;
+    c.nxt = seqAdd(c.iss, 1);
+    c.sndMax = c.nxt;
+    c.recoverSeq = c.iss;
+    c.state = 'SYN-SENT';
+    c.lastActivity = now;
+    c.rtt.timedAt = now; // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
+    this.conns.set(c.key, c);
+    sendSyn(this, now, c, false);
+    return c;
+  }
+
+  listen(o: TcpListenOptions): TcpListener {
+    if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw invalidArgument(`listen: port must be 1-65535, got ${o.port}`);
+    const list = this.listeners.get(o.port) ?? [];
+    if (list.some((l) => !l.addr || !o.addr || ipEqual(l.addr, o.addr))) throw systemError('EADDRINUSE', 'listen', o.addr ? formatIp(o.addr) : undefined, o.port);
+    const l = new Listener(this, o.addr?.slice(), o.port, o.backlog ?? this.opts.defaultBacklog);
+    list.push(l);
+    this.listeners.set(o.port, list);
+    return l;
+  }
+
+  private findListener(addr: IpAddr, port: number): Listener | undefined {
+    const list = this.listeners.get(port);
+    if (!list) return undefined;
+    let wild: Listener | undefined;
+    for (const l of list) {
+      if (l.addr && ipEqual(l.addr, addr)) return l;
+      if (!l.addr) wild = l;
+    }
+    return wild;
+  }
+
+  // --- output ---------------------------------------------------------------------------------
+
+  pollTransmit(now: Instant): TcpOutput | undefined {
+    if (this.outHead >= this.out.length) {
+      this.out = [];
+      this.outHead = 0;
+      if (this.dirty.size > 0) {
+        const list = [...this.dirty];
+        this.dirty.clear();
+        for (const c of list) if (c.state !== 'CLOSED') flush(this, now, c);
+      }
+      if (this.out.length === 0) return undefined;
+    }
+    return this.out[this.outHead++];
+  }
+
+  pollEvent(): TcpEvent | undefined {
+    if (this.evHead < this.events.length) return this.events[this.evHead++];
+    if (this.evHead > 0) {
+      this.events = [];
+      this.evHead = 0;
+    }
+    return undefined;
+  }
+
+  pollTimeout(): Deadline | undefined {
+    if (this.dirty.size > 0) return { at: -NEVER, reason: 'tcp output' };
+    const e = this.timers.peek();
+    return e === undefined ? undefined : { at: e.at, reason: TIMER_REASON[e.t] };
+  }
+
+  // --- input ------------------------------------------------------------------------------------
+
+  /**
+   * The connection for a segment. Bulk transfers bring long runs of segments for one
+   * connection, so the last one found is checked first and the map key (a string
+   * built per lookup) is made only on a miss.
+   */
+  private lookup(la: IpAddr, lp: number, ra: IpAddr, rp: number): Conn | undefined {
+    const h = this.lastHit;
+    if (h !== undefined && h.localPort === lp && h.remotePort === rp && ipEqual(h.remoteAddr, ra) && ipEqual(h.localAddr, la)) return h;
+    const c = this.conns.get(connKey(la, lp, ra, rp));
+    if (c !== undefined) this.lastHit = c;
+    return c;
+  }
+
+  handleSegment(now: Instant, src: IpAddr, dst: IpAddr, s: Uint8Array): void {
+    this.count('rxSegments');
+    if (s.length < TCP_HEADER_LEN) return this.count('drop.short');
+    if (finishChecksum(pseudoHeaderSum(src, dst, 6, s.length) + sumBytes(s)) !== 0) return this.count('drop.checksum');
+    const h = parseTcp(s);
+    if (!h) return this.count('drop.header');
+    const f = h.flags;
+    // Impossible combinations are dropped unanswered (SYN+RST, SYN+FIN).
+    if ((f & SYN && f & (RST | FIN)) || h.srcPort === 0 || h.dstPort === 0) return this.count('drop.flags');
+    const payload = s.subarray(h.headerLen);
+    const c = this.lookup(dst, h.dstPort, src, h.srcPort);
+    if (c) return segmentArrives(this, now, c, h, payload);
+    const l = this.findListener(dst, h.dstPort);
+    if (l) {
+      // A SYN-cookie handshake may complete with data on its last ACK.
+      const made = listenArrives(this, now, l, src, dst, h);
+      if (made !== undefined && payload.length > 0) segmentArrives(this, now, made, h, payload);
+      return;
+    }
+    // RFC 9293 §3.10.7.1: CLOSED. An RST is ignored; anything else gets an RST.
+    if (f & RST) return;
+    this.count('rstNoConnection');
+    if (f & ACK) sendRst(this, dst, src, h.dstPort, h.srcPort, h.ack, 0, false);
+    else sendRst(this, dst, src, h.dstPort, h.srcPort, 0, seqAdd(h.seq, payload.length + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0)), true);
+  }
+
+  handleIcmpError(now: Instant, kind: IcmpErrorKind, src: IpAddr, dst: IpAddr, quoted: Uint8Array, mtu?: number): void {
+    if (quoted.length < 8) return;
+    const sport = (quoted[0]! << 8) | quoted[1]!;
+    const dport = (quoted[2]! << 8) | quoted[3]!;
+    const seq = ((quoted[4]! << 24) | (quoted[5]! << 16) | (quoted[6]! << 8) | quoted[7]!) >>> 0;
+    const c = this.conns.get(connKey(src, sport, dst, dport));
+    if (!c) return;
+    // RFC 5927 §4.1: only errors quoting a sequence number in flight are believed.
+    if (!(seqGe(seq, c.una) && seqLt(seq, c.sndMax)) && c.state !== 'SYN-SENT') return this.count('drop.icmpSeq');
+    if (kind === 'packet-too-big' && mtu) {
+      const v4 = c.localAddr.length === 4;
+      const newMss = Math.max(v4 ? 536 : 1220, mtu - (v4 ? IP4_TCP : IP6_TCP));
+      if (newMss < c.mss) {
+        c.mss = newMss;
+        c.nxt = c.una; // resend what was too big
+        this.markDirty(c);
+      }
+      return;
+    }
+    // Hard errors in SYN-SENT end the attempt, as Linux does (RFC 1122 §4.2.3.9 allows it).
+    if (c.state === 'SYN-SENT' && kind !== 'time-exceeded') {
+      this.destroy(c, kind === 'unreachable-port' ? 'ECONNREFUSED' : kind === 'unreachable-net' ? 'ENETUNREACH' : 'EHOSTUNREACH');
+    }
+  }
+
+  // --- timers ---------------------------------------------------------------------------------------
+
+  handleTimeout(now: Instant): void {
+    const due = new Set<Conn>();
+    this.timers.collectDue(now, due);
+    for (const c of due) {
+      const t = c.timers;
+      if (t.timewait <= now) {
+        this.destroy(c, undefined);
+        continue;
+      }
+      if (t.delack <= now) {
+        this.timers.cancel(c, 'delack');
+        c.ackNow = true;
+        this.markDirty(c);
+      }
+      if (t.rto <= now) {
+        this.timers.cancel(c, 'rto');
+        if (onRto(this, now, c)) flush(this, now, c);
+        if (c.state === 'CLOSED') continue;
+      }
+      if (t.persist <= now) {
+        this.timers.cancel(c, 'persist');
+        onPersist(this, now, c);
+      }
+      if (t.keepalive <= now) {
+        this.timers.cancel(c, 'keepalive');
+        onKeepalive(this, now, c);
+      }
+      if (t.reo <= now) {
+        this.timers.cancel(c, 'reo');
+        onReoTimer(this, now, c);
+      }
+      if (t.trim <= now) {
+        this.timers.cancel(c, 'trim');
+        c.rbuf.release();
+        c.sbuf.release(); // each frees only an empty ring
+      }
+    }
+  }
+}

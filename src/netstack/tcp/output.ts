@@ -1,0 +1,93 @@
+/**
+ * Segment building: every segment TCP sends is made here, with headroom for the IP and
+ * WireGuard headers (DESIGN §3), checksummed (RFC 9293 §3.1) and queued on the layer.
+ * Options per RFC 7323 (timestamps, window scale), RFC 2018 (SACK) and RFC 9293 §3.7.1 (MSS).
+ */
+import type { Instant } from '../../util/time.js';
+import type { IpAddr } from '../../util/ip.js';
+import { allocPacket, PACKET_HEADROOM, WG_TAILROOM } from '../../util/bytes.js';
+import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
+import { ACK, optionsLength, putU32, RST, SYN, TCP_HEADER_LEN, writeOptions, writeSynOptions } from '../../wire/tcp.js';
+import { OUR_WSCALE } from './constants.js';
+import { sackBlocks } from './rcv.js';
+import type { Conn } from './conn.js';
+import type { TcpLayer } from './layer.js';
+
+/**
+ * The fixed header (RFC 9293 §3.1) of an outgoing segment; `hl` is its length with options.
+ * The checksum and urgent pointer are left zero (allocPacket zero-fills; checksumAndQueue fills the sum).
+ */
+function putHeader(seg: Uint8Array, sport: number, dport: number, seq: number, ack: number, hl: number, flags: number, wnd: number): void {
+  seg[0] = sport >> 8;
+  seg[1] = sport & 0xff;
+  seg[2] = dport >> 8;
+  seg[3] = dport & 0xff;
+  putU32(seg, 4, seq);
+  putU32(seg, 8, ack);
+  seg[12] = (hl / 4) << 4;
+  seg[13] = flags;
+  seg[14] = wnd >> 8;
+  seg[15] = wnd & 0xff;
+}
+
+/** Our timestamp clock (RFC 7323 §5.4): milliseconds, modulo 2^32. */
+export function tsVal(now: Instant): number {
+  return Math.floor(now) >>> 0;
+}
+
+/** Builds and queues one segment. `data` bytes come from the send ring at `dataOff` from una. */
+export function emitSegment(t: TcpLayer, now: Instant, c: Conn, flags: number, seq: number, dataOff: number, len: number): void {
+  const ts = c.tsOk ? { val: tsVal(now), ecr: c.tsRecent } : undefined;
+  const sack = c.sackOk && (c.ooo.length > 0 || c.dsackPending) && (flags & ACK) !== 0 ? sackBlocks(c) : undefined;
+  const optLen = optionsLength(ts !== undefined, sack ? sack.length / 2 : 0);
+  const hl = TCP_HEADER_LEN + optLen;
+  const seg = allocPacket(hl + len, PACKET_HEADROOM, WG_TAILROOM);
+  const wnd = Math.min(c.rcvWindow() >>> c.rcvScale, 0xffff);
+  c.lastAdvertised = wnd << c.rcvScale;
+  putHeader(seg, c.localPort, c.remotePort, seq, flags & ACK ? c.rcvNxt : 0, hl, flags, wnd);
+  writeOptions(seg, TCP_HEADER_LEN, ts, sack);
+  if (len > 0) c.sbuf.copyOut(dataOff, len, seg, hl);
+  checksumAndQueue(t, c.localAddr, c.remoteAddr, seg);
+  if (flags & ACK) {
+    c.ackNow = false;
+    c.segsSinceAck = 0;
+    t.timers.cancel(c, 'delack');
+  }
+  t.count('txSegments');
+}
+
+function checksumAndQueue(t: TcpLayer, src: IpAddr, dst: IpAddr, seg: Uint8Array): void {
+  seg[16] = seg[17] = 0;
+  const ck = finishChecksum(pseudoHeaderSum(src, dst, 6, seg.length) + sumBytes(seg));
+  seg[16] = ck >> 8;
+  seg[17] = ck & 0xff;
+  t.out.push({ src, dst, segment: seg });
+}
+
+export function sendSyn(t: TcpLayer, now: Instant, c: Conn, synAck: boolean): void {
+  const ts = (synAck ? c.tsOk : true) ? { val: tsVal(now), ecr: synAck ? c.tsRecent : 0 } : undefined;
+  const wscale = (synAck ? c.wscaleOk : true) ? OUR_WSCALE : undefined;
+  // RFC 7323 §2.2: the window in a SYN is never scaled.
+  const wnd = Math.min(c.rcvWindow(), 0xffff);
+  queueSyn(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.iss, synAck ? c.rcvNxt : undefined, wnd, c.mss, wscale, synAck ? c.sackOk : true, ts);
+  t.timers.arm(c, 'rto', now + c.rtt.rto);
+}
+
+/** Builds and queues a SYN (ack undefined) or SYN-ACK; no connection state is touched. */
+export function queueSyn(t: TcpLayer, src: IpAddr, dst: IpAddr, sport: number, dport: number, iss: number, ack: number | undefined, wnd: number, mss: number, wscale: number | undefined, sack: boolean, ts: { val: number; ecr: number } | undefined): void {
+  const opts = new Uint8Array(40);
+  const olen = writeSynOptions(opts, 0, mss, wscale, sack, ts);
+  const hl = TCP_HEADER_LEN + olen;
+  const seg = allocPacket(hl, PACKET_HEADROOM, WG_TAILROOM);
+  putHeader(seg, sport, dport, iss, ack ?? 0, hl, ack === undefined ? SYN : SYN | ACK, wnd);
+  seg.set(opts.subarray(0, olen), TCP_HEADER_LEN);
+  checksumAndQueue(t, src, dst, seg);
+}
+
+/** RST for a segment that has no connection (RFC 9293 §3.10.7.1), or to abort one. */
+export function sendRst(t: TcpLayer, src: IpAddr, dst: IpAddr, sport: number, dport: number, seq: number, ack: number, withAck: boolean): void {
+  const seg = allocPacket(TCP_HEADER_LEN, PACKET_HEADROOM, WG_TAILROOM);
+  putHeader(seg, sport, dport, seq, withAck ? ack : 0, TCP_HEADER_LEN, withAck ? RST | ACK : RST, 0);
+  checksumAndQueue(t, src.slice(), dst.slice(), seg);
+  t.count('txRst');
+}
