@@ -30,31 +30,104 @@ function isLive(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * Bounds on what one local client can make the server hold. wireguard-go reads
+ * a request line by line; here a request is buffered until its blank line, so
+ * the bound is on the whole request.
+ */
+export interface UapiServerLimits {
+  /** Bytes of one request (get=1 / set=1 up to its blank line); a larger one gets errno=-22 and the connection closes. */
+  maxRequestBytes: number;
+  /** Clients connected at once; more are closed at once. */
+  maxClients: number;
+  /** A request must arrive complete within this long of connecting or of the previous answer; then the connection closes. */
+  readTimeoutMs: number;
+}
+
+/**
+ * 1 MiB holds a set=1 of several thousand peers (a peer with a key, an endpoint
+ * and a few allowed IPs is ~200 bytes); `wg` sends one request and closes, so a
+ * client needs far less than 10 s and few need to be connected at once.
+ */
+export const DEFAULT_UAPI_LIMITS: Readonly<UapiServerLimits> = { maxRequestBytes: 1 << 20, maxClients: 64, readTimeoutMs: 10_000 };
+
 export class UapiServer {
+  /** Clients refused or cut by a limit, by limit. */
+  readonly limited = { clients: 0, requestBytes: 0, readTimeout: 0 };
+
   private constructor(
     private readonly server: net.Server,
     readonly path: string,
   ) {}
 
-  static async listen(name: string, host: UapiHost, onKick: (peers: Peer[]) => void, dir = UAPI_DIR): Promise<UapiServer> {
+  static async listen(name: string, host: UapiHost, onKick: (peers: Peer[]) => void, dir = UAPI_DIR, limits: Partial<UapiServerLimits> = {}): Promise<UapiServer> {
+    const lim: UapiServerLimits = { ...DEFAULT_UAPI_LIMITS, ...limits };
     const path = uapiSocketPath(name, dir);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     if (existsSync(path)) {
       if (await isLive(path)) throw new WgnetError('ERR_WGNET_IN_USE', `${path} is in use by another running interface`);
       unlinkSync(path);
     }
+    let self: UapiServer | undefined;
     const server = net.createServer((sock) => {
       sock.setEncoding('latin1');
+      sock.on('error', () => sock.destroy());
+      // The read deadline: armed at connect and again after each answer (the client is then idle until its next request).
+      let deadline: NodeJS.Timeout | undefined;
+      const arm = (): void => {
+        clearTimeout(deadline);
+        deadline = setTimeout(() => {
+          if (self) self.limited.readTimeout++;
+          sock.destroy();
+        }, lim.readTimeoutMs);
+        deadline.unref();
+      };
+      arm();
+      sock.once('close', () => clearTimeout(deadline));
+      /**
+       * Ends the connection after its last answer. Reading stops, so a client still sending (an
+       * oversized request) blocks instead of us reading and dropping the rest; the answer is
+       * flushed, then the socket is freed even if the client never reads it.
+       */
+      const shut = (last?: string): void => {
+        if (sock.destroyed) return;
+        sock.pause();
+        const t = setTimeout(() => sock.destroy(), 1000);
+        t.unref();
+        sock.end(last ?? '', () => sock.destroy());
+      };
       const conn = new UapiConnection(
         host,
         (s) => {
-          if (!sock.destroyed) sock.write(s);
+          if (sock.destroyed) return;
+          sock.write(s);
+          if (s.endsWith('\n\n')) arm(); // an answer: the request is done
         },
-        () => sock.end(),
+        () => shut(),
         onKick,
+        lim.maxRequestBytes, // UapiConnection buffers at most this (+ one chunk), then answers errno=-22 and closes
       );
-      sock.on('data', (d: string) => conn.feed(d));
-      sock.on('error', () => sock.destroy());
+      // Bytes since the blank line that ended the last request, to count refusals (and as a second bound).
+      let pending = 0;
+      let endsNl = false;
+      sock.on('data', (d: string) => {
+        const i = d.lastIndexOf('\n\n');
+        const end = i >= 0 ? i + 2 : endsNl && d[0] === '\n' ? 1 : 0;
+        pending = i >= 0 || end > 0 ? d.length - end : pending + d.length;
+        endsNl = d.endsWith('\n');
+        if (pending > lim.maxRequestBytes + 65536 && !conn.closed) {
+          // UapiConnection did not refuse it (a request it does not bound): refuse here.
+          if (self) self.limited.requestBytes++;
+          return shut('errno=-22\n\n');
+        }
+        const wasOpen = !conn.closed;
+        conn.feed(d);
+        if (wasOpen && conn.closed && pending > lim.maxRequestBytes && self) self.limited.requestBytes++;
+      });
+    });
+    server.maxConnections = lim.maxClients;
+    server.on('drop', () => {
+      if (self) self.limited.clients++;
     });
     const old = process.umask(0o077);
     try {
@@ -69,7 +142,8 @@ export class UapiServer {
       process.umask(old);
     }
     chmodSync(path, 0o600);
-    return new UapiServer(server, path);
+    self = new UapiServer(server, path);
+    return self;
   }
 
   /** Whether our socket file still exists (wireguard-go exits when it is removed). */
