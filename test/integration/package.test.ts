@@ -4,7 +4,9 @@
  * python on PATH, then used from ESM, CommonJS and TypeScript (.mts and .cts,
  * type-checked by this repo's tsc with module nodenext). Each consumer brings
  * up two tunnels over loopback with keys from node:crypto, moves real traffic
- * between them, and must be running on the prebuilt batched UDP addon.
+ * between them, and must be running on the prebuilt batched UDP addon. Then the
+ * same without prebuilds (node:dgram, one warning), and `npm install -g` with
+ * `wgnet up` creating a TUN in a network namespace (when run as root).
  *
  * The pack runs in a copy of the working tree (git ls-files: tracked and
  * untracked, not ignored), so prepack's dist/, prebuilds/ and native/build/
@@ -17,6 +19,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameS
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { interopUnavailable, makeNamespace, waitFor } from '../interop/harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'python', 'python3'];
@@ -138,7 +141,7 @@ main().catch((err) => {
 `;
 }
 
-test('npm pack: the tarball installs without a compiler and works from ESM, CommonJS and TypeScript', { skip, timeout: 180_000 }, async (t) => {
+test('npm pack: the tarball installs without a compiler, works from ESM, CommonJS and TypeScript, and installs globally', { skip, timeout: 180_000 }, async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'wgnet-package-'));
   t.after(() => rmSync(tmp, { recursive: true, force: true }));
   const started = Date.now();
@@ -259,5 +262,30 @@ test('npm pack: the tarball installs without a compiler and works from ESM, Comm
   const fallback = JSON.parse(slow.stdout.trim().split('\n').at(-1)!) as { seen: string; backends: { udp: { backend: string } } };
   assert.equal(fallback.seen, 'hello 10.77.0.2');
   assert.equal(fallback.backends.udp.backend, 'dgram');
+  // 5. npm install -g, as `npm i -g wgnet && wgnet up wg0` would: both bins run from the
+  //    global prefix, and (as root, with network namespaces) wgnet up creates its TUN.
+  const global = join(tmp, 'global');
+  ok(await run('npm', ['install', '-g', '--prefix', global, '--no-audit', '--no-fund', '--prefer-offline', join(out, info.filename)], app, userEnv, 120_000), 'npm install -g');
+  const globalEnv = env([bin, join(global, 'bin')].join(delimiter));
+  const gv = ok(await run('wgnet', ['--version'], tmp, globalEnv), 'global wgnet --version').stdout;
+  assert.match(gv, /udp +batched \(recvmmsg\/sendmmsg, prebuilds\/linux-x64\/wgnet_udp\.napi\.glibc\.node\)/);
+  assert.match(ok(await run('wgnet-tun', ['--version'], tmp, globalEnv), 'global wgnet-tun --version').stdout, /wgnet-tun/);
+  const noNetns = interopUnavailable();
+  if (noNetns) t.diagnostic(`wgnet up from the global install not tried: ${noNetns}`);
+  else {
+    const ns = makeNamespace();
+    const name = `wgp${process.pid.toString(36)}`.slice(0, 15);
+    const daemon = spawn('ip', ['netns', 'exec', ns.ns, 'env', `PATH=${globalEnv.PATH}`, 'wgnet', 'up', '-f', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let daemonErr = '';
+    daemon.stderr.on('data', (d: Buffer) => (daemonErr += d.toString()));
+    try {
+      await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 15_000, `wgnet up's UAPI socket (${daemonErr})`);
+      assert.match(ns.exec('ip', ['link', 'show', name]), new RegExp(`${name}: <POINTOPOINT`));
+    } finally {
+      daemon.kill('SIGTERM');
+      await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('exit', r)));
+      ns.close();
+    }
+  }
   t.diagnostic(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
