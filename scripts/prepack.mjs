@@ -5,6 +5,7 @@
 //   prebuilds/P-A/     the two N-API addons, built here from native/*.c and named as
 //                      node-gyp-build/prebuildify do (NAME.napi.LIBC.node), so the
 //                      package needs no install script and no compiler (src/io/native.ts loads them)
+// WGNET_SKIP_PREBUILDS=1 packs without them (no compiler needed; the package then runs on node:dgram).
 // `postpack` removes prebuilds/ again: in a checkout, a stale prebuild would
 // shadow what `npm run build:native` compiles.
 import { spawnSync } from 'node:child_process';

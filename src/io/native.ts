@@ -4,7 +4,7 @@
  * missing addon is an error only where it is required.
  *
  * Where an addon comes from, first that loads wins:
- *   1. prebuilds/PLATFORM-ARCH/NAME.napi.LIBC.node: built by `npm pack`
+ *   1. prebuilds/PLATFORM-ARCH/NAME.napi.LIBC.node (LIBC glibc or musl): built by `npm pack`
  *      (scripts/prepack.mjs) and shipped in the package, so an install needs no
  *      compiler and no install script. Named as node-gyp-build/prebuildify name
  *      them; node-gyp-build itself is not used because it loads one addon per
@@ -15,7 +15,7 @@
  * skipped and its error kept for the message.
  */
 import { createRequire } from 'node:module';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WgnetError } from '../util/errors.js';
@@ -30,28 +30,21 @@ export function packageRoot(): string {
   return d;
 }
 
-/** 'glibc' or 'musl' on Linux (prebuildify's libc tag), undefined elsewhere. */
-function libc(): 'glibc' | 'musl' | undefined {
-  if (process.platform !== 'linux') return undefined;
-  // Cheaper than process.report.getReport(): musl's dynamic loader is /lib/ld-musl-ARCH.so.1.
-  try {
-    if (readdirSync('/lib').some((f) => f.startsWith('ld-musl-'))) return 'musl';
-  } catch {
-    // no /lib: assume glibc
-  }
-  return 'glibc';
-}
-
-/** Where `name` may be, in the order tried. */
+/**
+ * Where `name` may be, in the order tried. Both libc builds are tried rather than
+ * detecting the libc: an addon built for the other one fails to load (a missing
+ * libc.musl-*.so.1, or glibc's versioned symbols) and is skipped; a musl system
+ * with gcompat may even run the glibc one.
+ */
 export function addonCandidates(name: string): string[] {
   const root = packageRoot();
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  const tag = libc();
-  const out: string[] = [];
-  if (tag) out.push(join(dir, `${name}.napi.${tag}.node`));
-  out.push(join(dir, `${name}.napi.node`));
-  out.push(join(root, 'native', 'build', 'Release', `${name}.node`));
-  return out;
+  return [
+    join(dir, `${name}.napi.glibc.node`),
+    join(dir, `${name}.napi.musl.node`),
+    join(dir, `${name}.napi.node`),
+    join(root, 'native', 'build', 'Release', `${name}.node`),
+  ];
 }
 
 export type AddonProbe<T> = { ok: true; addon: T; path: string } | { ok: false; reason: string };
@@ -83,7 +76,7 @@ export function probeAddon<T>(name: string): AddonProbe<T> {
         ok: false,
         reason: failures.length
           ? `it failed to load (${failures.join('; ')})`
-          : `there is no prebuilt addon for ${process.platform}-${process.arch}${libc() === 'musl' ? ' (musl)' : ''} and it is not built: run 'npm run build:native' in ${root} (needs a C compiler, make and python)`,
+          : `there is no prebuilt addon for ${process.platform}-${process.arch} and it is not built: run 'npm run build:native' in ${root} (needs a C compiler, make and python)`,
       };
     }
   }
