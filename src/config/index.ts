@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import { parseWgQuick } from './wg-quick.js';
 import { parseSingBox } from './sing-box.js';
 import { ConfigError, type PeerSpec, type TunnelConfig } from './model.js';
-import { parseAddress, parseCidr, parseEndpoint, parseKeyValue, type Parsed } from './values.js';
+import { parseAddress, parseCidr, parseEndpoint, parseKeyValue, shown, type Parsed } from './values.js';
 import { parseIp } from '../util/ip.js';
 
 export { parseWgQuick, formatWgQuick } from './wg-quick.js';
@@ -91,11 +91,11 @@ export function validateConfig(o: TunnelConfigObject): TunnelConfig {
     else cfg.dns.search.push(d);
   }
   if (o.mtu !== undefined) {
-    if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535) throw err('mtu', `expected 576-65535, got ${o.mtu}`);
+    if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535) throw err('mtu', `expected 576-65535, got ${shown(String(o.mtu))}`);
     cfg.mtu = o.mtu;
   }
   if (o.listenPort !== undefined) {
-    if (!Number.isInteger(o.listenPort) || o.listenPort < 0 || o.listenPort > 65535) throw err('listenPort', `expected 0-65535, got ${o.listenPort}`);
+    if (!Number.isInteger(o.listenPort) || o.listenPort < 0 || o.listenPort > 65535) throw err('listenPort', `expected 0-65535, got ${shown(String(o.listenPort))}`);
     cfg.listenPort = o.listenPort;
   }
   if (o.fwMark !== undefined) cfg.fwMark = o.fwMark;

@@ -37,6 +37,8 @@ export interface TunnelConfig {
   source?: string;
 }
 
+const MAX_REASON = 200;
+
 /** `wg0.conf:7: PublicKey: expected 32 bytes of base64, got 31` */
 export class ConfigError extends WgnetError {
   readonly file: string | undefined;
@@ -44,7 +46,11 @@ export class ConfigError extends WgnetError {
   readonly path: string | undefined;
   readonly key: string | undefined;
   constructor(where: { file?: string; line?: number; path?: string; key?: string }, message: string) {
-    const loc = where.line !== undefined ? `${where.file ?? '<config>'}:${where.line}` : where.path !== undefined ? `${where.file ?? '<config>'}: ${where.path}` : (where.file ?? '<config>');
+    // Bounded, whatever the input: the location and the reason fit a line (the parts that quote
+    // config text already bound it, values.ts shown(); this is the backstop).
+    if (message.length > MAX_REASON) message = message.slice(0, MAX_REASON - 3) + '...';
+    const file = where.file === undefined ? '<config>' : where.file.length > 80 ? '...' + where.file.slice(-77) : where.file;
+    const loc = where.line !== undefined ? `${file}:${where.line}` : where.path !== undefined ? `${file}: ${where.path}` : file;
     const key = where.key !== undefined && where.path === undefined ? ` ${where.key}:` : '';
     super('ERR_WGNET_CONFIG', `${loc}:${key} ${message}`);
     this.name = 'ConfigError';

@@ -5,7 +5,7 @@
  */
 import { parseIp } from '../util/ip.js';
 import { ConfigError, type PeerSpec, type TunnelConfig } from './model.js';
-import { parseAddress, parseCidr, parseKeyValue, type Parsed } from './values.js';
+import { isShowable, parseAddress, parseCidr, parseKeyValue, shown, type Parsed } from './values.js';
 
 /** Fields sing-box accepts that change nothing in wgnet: named in a warning. */
 const IGNORED = ['system', 'name', 'udp_timeout', 'workers', 'detour', 'domain_strategy', 'bind_interface', 'inet4_bind_address', 'inet6_bind_address', 'routing_mark', 'reuse_addr', 'connect_timeout', 'tcp_fast_open', 'tcp_multi_path', 'udp_fragment'];
@@ -21,7 +21,8 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     try {
       root = JSON.parse(input);
     } catch (err) {
-      throw new ConfigError({ file }, `invalid JSON: ${(err as Error).message}`);
+      // V8's message quotes the text around the error, which may be a key: only where it is.
+      throw new ConfigError({ file }, `invalid JSON${jsonWhere(input, (err as Error).message)}`);
     }
   }
   if (!root || typeof root !== 'object' || Array.isArray(root)) throw new ConfigError({ file }, 'expected a JSON object');
@@ -32,13 +33,13 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     let pick = all;
     if (opts.tag !== undefined) pick = all.filter(({ e }) => e.tag === opts.tag);
     if (pick.length === 0) {
-      throw new ConfigError({ file, path: 'endpoints' }, opts.tag !== undefined ? `no wireguard endpoint with tag '${opts.tag}'` : 'no endpoint of type "wireguard"');
+      throw new ConfigError({ file, path: 'endpoints' }, opts.tag !== undefined ? `no wireguard endpoint with tag ${shown(opts.tag)}` : 'no endpoint of type "wireguard"');
     }
-    if (pick.length > 1) throw new ConfigError({ file, path: 'endpoints' }, `several wireguard endpoints (${pick.map(({ e }) => `'${String(e.tag)}'`).join(', ')}): choose one with a tag`);
+    if (pick.length > 1) throw new ConfigError({ file, path: 'endpoints' }, `several wireguard endpoints (${pick.slice(0, 5).map(({ e }) => shown(String(e.tag))).join(', ')}${pick.length > 5 ? ', ...' : ''}): choose one with a tag`);
     ep = pick[0]!.e;
     base = `endpoints[${pick[0]!.i}].`;
   } else if (ep.type !== undefined && ep.type !== 'wireguard') {
-    throw new ConfigError({ file, path: `${base}type` }, `expected "wireguard", got ${JSON.stringify(ep.type)}`);
+    throw new ConfigError({ file, path: `${base}type` }, `expected "wireguard", got ${shown(String(JSON.stringify(ep.type)))}`);
   }
   const warnings: string[] = [];
   const err = (path: string, msg: string): ConfigError => new ConfigError({ file, path: base + path }, msg);
@@ -51,7 +52,7 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     return v;
   };
   const int = (path: string, v: unknown, min: number, max: number): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw err(path, `expected an integer ${min}-${max}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw err(path, `expected an integer ${min}-${max}, got ${shown(String(JSON.stringify(v)))}`);
     return v;
   };
   const arr = (path: string, v: unknown): unknown[] => {
@@ -60,7 +61,7 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     return v;
   };
   for (const k of Object.keys(ep)) {
-    if (!KNOWN.has(k)) warnings.push(`${file ?? '<config>'}: ${base}${k}: unknown field, ignored`);
+    if (!KNOWN.has(k)) warnings.push(`${file ?? '<config>'}: ${base}${fieldName(k)}: unknown field, ignored`);
     else if (IGNORED.includes(k)) warnings.push(`${file ?? '<config>'}: ${base}${k}: not supported by wgnet, ignored`);
   }
   const privateKey = need('private_key', parseKeyValue(str('private_key', ep.private_key)));
@@ -72,7 +73,7 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     const p = `peers[${i}].`;
     if (!raw || typeof raw !== 'object') throw err(`peers[${i}]`, 'expected an object');
     const pj = raw as Json;
-    for (const k of Object.keys(pj)) if (!PEER_KNOWN.has(k)) warnings.push(`${file ?? '<config>'}: ${base}${p}${k}: unknown field, ignored`);
+    for (const k of Object.keys(pj)) if (!PEER_KNOWN.has(k)) warnings.push(`${file ?? '<config>'}: ${base}${p}${fieldName(k)}: unknown field, ignored`);
     const peer: PeerSpec = {
       publicKey: need(`${p}public_key`, parseKeyValue(str(`${p}public_key`, pj.public_key))),
       allowedIps: arr(`${p}allowed_ips`, pj.allowed_ips).map((a, j) => need(`${p}allowed_ips[${j}]`, parseCidr(str(`${p}allowed_ips[${j}]`, a)))),
@@ -80,7 +81,7 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
     if (pj.pre_shared_key !== undefined) peer.presharedKey = need(`${p}pre_shared_key`, parseKeyValue(str(`${p}pre_shared_key`, pj.pre_shared_key)));
     if (pj.address !== undefined) {
       const host = str(`${p}address`, pj.address).replace(/^\[(.*)\]$/, '$1');
-      if (!parseIp(host) && !/^[A-Za-z0-9.-]+$/.test(host)) throw err(`${p}address`, `expected an IP address or host name, got '${host}'`);
+      if (!parseIp(host) && !/^[A-Za-z0-9.-]+$/.test(host)) throw err(`${p}address`, `expected an IP address or host name, got ${shown(host)}`);
       peer.endpoint = { host, port: int(`${p}port`, pj.port, 1, 65535) };
     }
     if (pj.persistent_keepalive_interval !== undefined) peer.persistentKeepalive = int(`${p}persistent_keepalive_interval`, pj.persistent_keepalive_interval, 0, 65535);
@@ -90,10 +91,25 @@ export function parseSingBox(input: string | object, opts: { file?: string; tag?
   return cfg;
 }
 
+/** A field name in a warning: itself if it cannot be key material, else a placeholder. */
+function fieldName(k: string): string {
+  return isShowable(k) ? k : `<a field name of ${k.length} characters>`;
+}
+
+/** Where JSON.parse failed, as line:column, from V8's "position N" (its message also quotes the text there). */
+function jsonWhere(text: string, message: string): string {
+  const m = /position (\d+)/.exec(message);
+  if (!m) return /end of JSON input/i.test(message) ? ': unexpected end' : '';
+  const pos = Math.min(Number(m[1]), text.length);
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  return ` at line ${line} column ${pos - before.lastIndexOf('\n')}`;
+}
+
 /** Exactly three bytes: `[0, 1, 2]` or their base64 (`AAEC`), as sing-box accepts. */
 function parseReserved(v: unknown, err: (m: string) => ConfigError): Uint8Array {
   if (Array.isArray(v)) {
-    if (v.length !== 3 || !v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) throw err(`expected 3 numbers 0-255, got ${JSON.stringify(v)}`);
+    if (v.length !== 3 || !v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) throw err(`expected 3 numbers 0-255, got ${shown(JSON.stringify(v))}`);
     return Uint8Array.from(v as number[]);
   }
   if (typeof v === 'string') {

@@ -6,7 +6,7 @@
 import { formatIp, formatPrefix, parseIp } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { ConfigError, type PeerSpec, type TunnelConfig } from './model.js';
-import { parseAddress, parseCidr, parseEndpoint, parseKeyValue, parsePort, parseUint, type Parsed } from './values.js';
+import { closest, isShowable, parseAddress, parseCidr, parseEndpoint, parseKeyValue, parsePort, parseUint, type Parsed } from './values.js';
 
 /** wg-quick keys that mean nothing without an OS interface: accepted, reported once. */
 const IGNORED = new Map([
@@ -17,6 +17,21 @@ const IGNORED = new Map([
   ['table', 'Table'],
   ['saveconfig', 'SaveConfig'],
 ]);
+
+/** Every key wg-quick files may hold, as wg(8) spells them: what errors name instead of the text found. */
+const INTERFACE_KEYS = ['PrivateKey', 'Address', 'DNS', 'MTU', 'ListenPort', 'FwMark', ...IGNORED.values()];
+const PEER_KEYS = ['PublicKey', 'PresharedKey', 'Endpoint', 'AllowedIPs', 'PersistentKeepalive'];
+const CANONICAL = new Map([...INTERFACE_KEYS, ...PEER_KEYS].map((k) => [k.toLowerCase(), k]));
+
+/**
+ * "unknown key" / "unknown section": the name found is echoed only if it cannot
+ * be key material (values.ts isShowable), plus the nearest known name.
+ */
+function unknownName(what: string, found: string, known: readonly string[]): string {
+  const guess = closest(found, known);
+  const hint = guess ? ` (did you mean ${what === 'section' ? `[${guess}]` : guess}?)` : '';
+  return isShowable(found) ? hint : ` (name not shown: ${found.length} characters)${hint}`;
+}
 
 export function parseWgQuick(text: string, opts: { file?: string } = {}): TunnelConfig {
   const file = opts.file;
@@ -58,14 +73,20 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
         finishPeer();
         section = 'peer';
         peer = { publicKey: new Uint8Array(32), allowedIps: [], line: lineNo, hasKey: false };
-      } else throw new ConfigError({ file, line: lineNo }, `unknown section [${sec[1]}] (expected [Interface] or [Peer])`);
+      } else {
+        const shownName = isShowable(sec[1]!) ? ` [${sec[1]}]` : '';
+        throw new ConfigError({ file, line: lineNo }, `unknown section${shownName}${unknownName('section', sec[1]!, ['Interface', 'Peer'])} (expected [Interface] or [Peer])`);
+      }
       continue;
     }
     const eq = line.indexOf('=');
-    if (eq < 0) throw new ConfigError({ file, line: lineNo }, `expected 'Key = Value' or a [Section], got '${line.slice(0, 40)}'`);
-    const key = line.slice(0, eq).trim();
+    // The line is not quoted: it may be a key that lost its 'Key =' (or its '=').
+    if (eq < 0) throw new ConfigError({ file, line: lineNo }, `expected 'Key = Value' or a [Section] (the line, ${line.length} characters, is not shown)`);
+    const found = line.slice(0, eq).trim();
+    // Errors name the key as wg(8) spells it; a name that is not a key is shown only if it cannot be key material.
+    const key = CANONICAL.get(found.toLowerCase()) ?? (isShowable(found) ? found : undefined);
     const value = line.slice(eq + 1).trim();
-    const lk = key.toLowerCase();
+    const lk = found.toLowerCase();
     const need = <T>(r: Parsed<T>): T => {
       if (!r.ok) throw new ConfigError({ file, line: lineNo, key }, r.error);
       return r.value;
@@ -100,7 +121,7 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
           break;
         default: {
           const name = IGNORED.get(lk);
-          if (!name) throw new ConfigError({ file, line: lineNo, key }, 'unknown key in [Interface]');
+          if (!name) throw new ConfigError({ file, line: lineNo, key }, `unknown key in [Interface]${unknownName('key', found, INTERFACE_KEYS)}`);
           if (!ignoredSeen.has(lk)) {
             ignoredSeen.add(lk);
             cfg.warnings.push(`${file ?? '<config>'}:${lineNo}: ${name} is ignored: wgnet has no OS interface to run it on`);
@@ -127,7 +148,7 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
           p.persistentKeepalive = value.toLowerCase() === 'off' ? 0 : need(parseUint(value, 0, 65535));
           break;
         default:
-          throw new ConfigError({ file, line: lineNo, key }, 'unknown key in [Peer]');
+          throw new ConfigError({ file, line: lineNo, key }, `unknown key in [Peer]${unknownName('key', found, PEER_KEYS)}`);
       }
     }
   }
