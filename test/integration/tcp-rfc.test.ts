@@ -234,6 +234,36 @@ describe('active open', () => {
     expectTcp(r, { flags: ['RST'], seq: iss + 100 });
     assert.equal(c.state, 'SYN-SENT');
   });
+  test("Karn's rule (RFC 6298 §3): a SYN-ACK after a retransmitted SYN gives no RTT sample", () => {
+    const t = layer();
+    const c = t.connect(0, { remoteAddr: PEER, remotePort: PORT });
+    const iss = tcpFields(drain(t, 0)[0]!).seq;
+    // RFC 6298 §2.1: the first RTO is 1 s; the SYN is sent again then.
+    t.handleTimeout(1000);
+    const [again] = drain(t, 1000);
+    expectTcp(again, { flags: ['SYN'], seq: iss });
+    // The SYN-ACK comes 10 ms after the retransmission: it may answer either SYN, so it is no sample.
+    inject(t, 1010, { srcPort: PORT, dstPort: c.localPort, seq: 9000, ack: iss + 1, flags: ['SYN', 'ACK'], options: MSS_1400 });
+    assert.equal(c.state, 'ESTABLISHED');
+    const rtt = (c as unknown as { rtt: { readonly srtt: number; readonly minRtt: number } }).rtt;
+    assert.equal(rtt.srtt, 0, 'no sample from the retransmitted SYN');
+    assert.equal(rtt.minRtt, 0);
+    // A data segment ACKed 10 ms later is the first sample: RFC 6298 §2.2 gives SRTT = 10,
+    // RTTVAR = 5, RTO = 10 + 4 × 5 = 30 ms, raised to the 200 ms floor. Taking the SYN's
+    // 1010 ms as a sample instead made the RTO over 2 s.
+    c.send(1010, new Uint8Array(100));
+    expectTcp(drain(t, 1010)[0], { flags: ['ACK', 'PSH'], seq: iss + 1 });
+    assert.deepEqual(inject(t, 1020, { srcPort: PORT, dstPort: c.localPort, seq: 9001, ack: iss + 101, flags: ['ACK'] }), []);
+    assert.equal(rtt.srtt, 10);
+    assert.equal(rtt.minRtt, 10);
+    c.send(1020, new Uint8Array(100));
+    expectTcp(drain(t, 1020)[0], { flags: ['ACK', 'PSH'], seq: iss + 101 });
+    // That segment is lost: it is sent again (by the tail loss probe or the RTO) within 200 ms.
+    const d = t.pollTimeout();
+    assert.ok(d && d.at <= 1220, `resent at ${d?.at}, not within the 200 ms RTO`);
+    t.handleTimeout(d.at);
+    expectTcp(drain(t, d.at)[0], { flags: ['ACK'], seq: iss + 101 });
+  });
   test('ICMP port unreachable in SYN-SENT is a hard error: ECONNREFUSED', () => {
     const t = layer();
     const c = t.connect(0, { remoteAddr: PEER, remotePort: PORT });

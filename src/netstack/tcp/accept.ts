@@ -92,8 +92,19 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
     sendSynCookie(t, now, src, dst, h);
     return undefined;
   }
+  openPassive(t, now, src, dst, h, l);
+  return undefined;
+}
+
+/**
+ * A connection in SYN-RECEIVED from a SYN, its SYN-ACK sent (RFC 9293 §3.10.7.2). With a
+ * listener it joins the SYN queue and then the accept queue; without one (a gateway flow
+ * accepted for any destination) it reports 'tcp-connected' like an active open.
+ */
+export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo, l: Listener | undefined): Conn {
   const c = new Conn(t, dst.slice(), h.dstPort, src.slice(), h.srcPort);
   c.listener = l;
+  c.passive = true;
   acceptSynOptions(t, c, h);
   c.irs = h.seq;
   c.rcvNxt = seqAdd(h.seq, 1);
@@ -107,10 +118,10 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
   c.wl2 = c.iss;
   c.state = 'SYN-RECEIVED';
   c.lastActivity = now;
-  l.synQueue++;
+  if (l) l.synQueue++;
   t.conns.set(c.key, c);
   sendSyn(t, now, c, true);
-  return undefined;
+  return c;
 }
 
 /** The options of a SYN or SYN-ACK (RFC 9293 §3.7.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK-permitted). */

@@ -35,6 +35,8 @@ export class Conn implements TcpConnection {
   readonly key: string;
   listener: Listener | undefined;
   accepted = false;
+  /** Opened by a SYN we received (from a listener or a gateway flow), not by connect(). */
+  passive = false;
 
   // Send sequence space (RFC 9293 §3.3.1).
   iss = 0;

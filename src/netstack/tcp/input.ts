@@ -63,7 +63,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
   }
   // SYN in a synchronized state (RFC 5961 §4): challenge ACK.
   if (f & SYN) {
-    if (c.state === 'SYN-RECEIVED' && c.listener && seq === c.irs) {
+    if (c.state === 'SYN-RECEIVED' && c.passive && seq === c.irs) {
       c.ackNow = true; // a retransmitted SYN: answer with the SYN-ACK again
       t.markDirty(c);
       return;
@@ -159,13 +159,16 @@ export function synSentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     c.state = 'ESTABLISHED';
     t.timers.cancel(c, 'rto');
     c.retries = 0;
-    if (c.retries === 0) c.rtt.sample(now - c.rtt.timedAt);
+    // The SYN's round trip, unless it was sent again (the timing is then discarded, Karn);
+    // a timestamp echo names the SYN it answers, so it is a sample either way (RFC 7323 §4).
+    c.rtt.acked(h.ack, now);
     if (c.tsOk && h.tsEcr) c.rtt.sample(now - h.tsEcr);
     c.ackNow = true;
     t.markDirty(c);
     t.emit({ type: 'tcp-connected', conn: c });
   } else {
-    // Simultaneous open (RFC 9293 §3.5).
+    // Simultaneous open (RFC 9293 §3.5): our SYN's timing ends here (no ACK will sample it).
+    c.rtt.discard();
     c.state = 'SYN-RECEIVED';
     sendSyn(t, now, c, true);
   }

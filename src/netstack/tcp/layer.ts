@@ -27,7 +27,7 @@ import { EPHEMERAL_COUNT, EPHEMERAL_LOW, IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type 
 import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
 import { TIMER_REASON, TimerHeap } from './timers.js';
 import { Conn, connKey } from './conn.js';
-import { isn, Listener, listenArrives } from './accept.js';
+import { isn, Listener, listenArrives, openPassive } from './accept.js';
 import { segmentArrives } from './input.js';
 import { flush, onKeepalive, onPersist } from './snd.js';
 import { onReoTimer, onRto } from './recovery.js';
@@ -172,7 +172,7 @@ export class TcpLayer implements TcpLayerApi {
     c.recoverSeq = c.iss;
     c.state = 'SYN-SENT';
     c.lastActivity = now;
-    c.rtt.timedAt = now; // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
+    c.rtt.time(c.iss, now); // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
     this.conns.set(c.key, c);
     sendSyn(this, now, c, false);
     return c;
@@ -245,6 +245,18 @@ export class TcpLayer implements TcpLayerApi {
     return c;
   }
 
+  claims(src: IpAddr, dst: IpAddr, srcPort: number, dstPort: number): boolean {
+    if (this.lookup(dst, dstPort, src, srcPort) !== undefined) return true;
+    return this.opts.isLocal(dst) && this.findListener(dst, dstPort) !== undefined;
+  }
+
+  acceptSyn(now: Instant, src: IpAddr, dst: IpAddr, syn: Uint8Array): TcpConnection {
+    const h = parseTcp(syn);
+    if (!h || !(h.flags & SYN) || this.lookup(dst, h.dstPort, src, h.srcPort)) throw invalidArgument('acceptSyn: not a SYN for a free 4-tuple');
+    this.count('rxSegments');
+    return openPassive(this, now, src, dst, h, undefined);
+  }
+
   handleSegment(now: Instant, src: IpAddr, dst: IpAddr, s: Uint8Array): void {
     this.count('rxSegments');
     if (s.length < TCP_HEADER_LEN) return this.count('drop.short');
@@ -257,7 +269,8 @@ export class TcpLayer implements TcpLayerApi {
     const payload = s.subarray(h.headerLen);
     const c = this.lookup(dst, h.dstPort, src, h.srcPort);
     if (c) return segmentArrives(this, now, c, h, payload);
-    const l = this.findListener(dst, h.dstPort);
+    // Listeners serve our own addresses; in gateway mode other destinations arrive here too.
+    const l = this.opts.isLocal(dst) ? this.findListener(dst, h.dstPort) : undefined;
     if (l) {
       // A SYN-cookie handshake may complete with data on its last ACK.
       const made = listenArrives(this, now, l, src, dst, h);

@@ -170,6 +170,7 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
       return false;
     }
     c.rtt.backoff();
+    c.rtt.discard(); // Karn (RFC 6298 §3): the SYN-ACK may now answer either SYN
     sendSyn(t, now, c, c.state === 'SYN-RECEIVED');
     return false;
   }
