@@ -9,6 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { fetchPath, undiciHonoursDispatcher, dispatcherUnsupported, httpClientFor, closeHttpClient } from './http-fetch.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
 import { Interface, type NetEvent, type UdpSocket as NetUdpSocket } from '../netstack/interface.js';
 import { DnsClient, type DnsQuery } from '../netstack/dns.js';
@@ -390,8 +391,13 @@ export class Tunnel extends EventEmitter {
 
   // --- HTTP ----------------------------------------------------------------
 
-  /** An undici dispatcher whose connections go through the tunnel. */
+  /**
+   * An undici dispatcher whose connections go through the tunnel. Throws
+   * ERR_WGNET_UNSUPPORTED where undici ignores a dispatcher's connect (Bun's built-in
+   * undici): requests made with it would leave through the host network.
+   */
   get dispatcher(): Dispatcher {
+    if (!undiciHonoursDispatcher()) throw dispatcherUnsupported();
     if (!this._dispatcher) {
       this._dispatcher = new UndiciAgent({
         connect: (opts, cb) => {
@@ -418,8 +424,20 @@ export class Tunnel extends EventEmitter {
     return this._dispatcher;
   }
 
-  /** fetch() over the tunnel (undici's, with this tunnel's dispatcher). */
+  /**
+   * fetch() over the tunnel: undici's with this tunnel's dispatcher, or, where the
+   * runtime's undici ignores dispatchers (Bun), node:http requests on tunnel
+   * connections (./http-fetch.ts). Never through the host network.
+   */
   fetch(input: Parameters<typeof undiciFetch>[0], init: Parameters<typeof undiciFetch>[1] = {}): ReturnType<typeof undiciFetch> {
+    if (fetchPath() === 'node-http') {
+      try {
+        this.assertOpen();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return httpClientFor(this, (o) => this.connect(o)).fetch(input, init);
+    }
     return undiciFetch(input, { ...init, dispatcher: this.dispatcher });
   }
 
@@ -509,7 +527,8 @@ export class Tunnel extends EventEmitter {
     for (const s of [...this.conns.values()]) s.resetAndDestroy();
     for (const u of [...this.udps.values()]) u.close();
     this.engine.pump(); // let the RSTs out
-    this._dispatcher?.destroy().catch(() => {});
+    if (typeof this._dispatcher?.destroy === 'function') this._dispatcher.destroy().catch(() => {});
+    closeHttpClient(this);
     this._httpAgent?.destroy();
     this._httpsAgent?.destroy();
     this.engine.close();
