@@ -32,6 +32,7 @@ import { randomInt } from '../util/rng.js';
 import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
+import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -89,8 +90,9 @@ export class Tunnel extends EventEmitter {
   private readonly resolving = new Set<Peer>();
   private fwmarkValue = 0;
   private uapiServer: UapiServer | undefined;
+  private gateway: Gateway | undefined;
 
-  private constructor(engine: Engine, config: TunnelConfig, dns: DnsClient | undefined) {
+  private constructor(engine: Engine, config: TunnelConfig, dns: DnsClient | undefined, private readonly trace: Trace = noTrace) {
     super();
     this.engine = engine;
     this.config = hideSecrets(config);
@@ -133,7 +135,7 @@ export class Tunnel extends EventEmitter {
     const engine = new Engine(device, iface, undefined, trace);
     const dns =
       cfg.dns.servers.length > 0 ? new DnsClient(iface, { servers: cfg.dns.servers, search: cfg.dns.search, rng: systemRng }) : undefined;
-    const tunnel = new Tunnel(engine, cfg, dns);
+    const tunnel = new Tunnel(engine, cfg, dns, trace);
     if (dns) {
       // The DNS client sees network events before the API and its results are delivered after each step.
       engine.addComponent(
@@ -474,6 +476,46 @@ export class Tunnel extends EventEmitter {
     return this._httpsAgent;
   }
 
+  // --- gateway ---------------------------------------------------------------
+
+  /**
+   * Gateway mode (DESIGN §8): from now on, TCP connections, UDP flows and ICMP echoes that
+   * peers send to any destination (not only this tunnel's addresses) are terminated here and
+   * handed to `handler`, which answers 'relay' (through the host's network, after the policy
+   * in `options`), 'reject', or `{ accept(socket) }` to serve the flow in-process; a Promise
+   * of one holds the flow (a TCP SYN stays unanswered) for at most `decisionTimeout`.
+   * `'relay'` as the handler relays everything the policy allows. Services on the tunnel's
+   * own addresses (createServer, createSocket) keep working and take precedence.
+   */
+  onFlow(handler: FlowHandler | 'relay', options: GatewayOptions = {}): void {
+    this.assertOpen();
+    if (this.gateway) throw new WgnetError('ERR_WGNET_IN_USE', 'onFlow: a flow handler is already set');
+    if (handler !== 'relay' && typeof handler !== 'function') throw invalidArgument(`onFlow: handler must be a function or 'relay', got ${typeof handler}`);
+    this.gateway = new Gateway(
+      {
+        engine: this.engine,
+        iface: this.engine.iface,
+        device: this.engine.device,
+        trace: this.trace,
+        registerSocket: (sock) => {
+          const id = sock.conn!.id;
+          this.conns.set(id, sock);
+          sock.once('close', () => this.conns.delete(id));
+        },
+      },
+      handler === 'relay' ? undefined : handler,
+      options,
+    );
+    this.engine.iface.forwarding = true;
+  }
+
+  /** Gateway counters (typed names: GatewayCounter) and open flows; undefined without onFlow(). */
+  gatewayStats(): { flows: number; heldSyns: number; udpFlows: number; counters: Gateway['stats'] } | undefined {
+    const g = this.gateway;
+    if (!g) return undefined;
+    return { flows: g.flowCount, heldSyns: this.engine.iface.heldSynCount, udpFlows: this.engine.iface.udpFlowCount, counters: { ...g.stats } };
+  }
+
   // --- UAPI ----------------------------------------------------------------
 
   /** @internal What the UAPI protocol reads and changes. */
@@ -491,6 +533,8 @@ export class Tunnel extends EventEmitter {
   }
 
   private kick(peers: Peer[]): void {
+    // A peer removed over UAPI loses its gateway flows at once.
+    this.gateway?.dropPeersNotIn(this.engine.device);
     const now = this.engine.now();
     for (const p of peers) this.engine.device.initiateHandshake(now, p);
     this.engine.pump();
@@ -523,6 +567,7 @@ export class Tunnel extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.gateway?.close();
     for (const s of this.servers.values()) s.close();
     for (const s of [...this.conns.values()]) s.resetAndDestroy();
     for (const u of [...this.udps.values()]) u.close();
@@ -560,6 +605,7 @@ export class Tunnel extends EventEmitter {
   }
 
   private onNetEvent(ev: NetEvent): void {
+    if (this.gateway?.handleEvent(ev)) return;
     switch (ev.type) {
       case 'tcp-connected':
         this.conns.get(ev.conn.id)?.onConnected();

@@ -57,3 +57,11 @@ test('per-peer rules apply to that peer only', () => {
   assert.equal(p.check(ip('10.0.0.1'), 80, 'BBBB'), undefined);
   assert.equal(p.check(ip('10.0.0.1'), 80), undefined);
 });
+
+test('allowLoopback (--expose-localhost) lifts the loopback class only, and keeps allow-all', () => {
+  const p = new GatewayPolicy({ allowLoopback: true });
+  assert.equal(p.check(ip('127.0.0.1'), 22), undefined);
+  assert.equal(p.check(ip('::1'), 22), undefined);
+  assert.equal(p.check(ip('169.254.169.254'), 80), 'link-local');
+  assert.equal(p.check(ip('198.51.100.1'), 80), undefined);
+});

@@ -28,6 +28,8 @@ export interface PolicyOptions {
   deny?: ReadonlyArray<string | PolicyRule>;
   /** The gateway host's own addresses (refused unless allowed). */
   hostAddresses?: ReadonlyArray<string>;
+  /** Loopback is not refused by default (the gateway's --expose-localhost). */
+  allowLoopback?: boolean;
 }
 
 const CLASSES: [RefusalReason, IpPrefix][] = [
@@ -110,11 +112,13 @@ export class GatewayPolicy {
   readonly allow: readonly PolicyRule[];
   readonly deny: readonly PolicyRule[];
   private readonly hostAddrs: IpAddr[];
+  private readonly classes: [RefusalReason, IpPrefix][];
 
   constructor(opts: PolicyOptions = {}) {
     const norm = (r: string | PolicyRule, what: string): PolicyRule => (typeof r === 'string' ? parseRule(r, what) : { ...r, prefix: unmapPrefix(r.prefix) });
     this.allow = (opts.allow ?? []).map((r) => norm(r, 'allow'));
     this.deny = (opts.deny ?? []).map((r) => norm(r, 'deny'));
+    this.classes = opts.allowLoopback ? CLASSES.filter(([why]) => why !== 'loopback') : CLASSES;
     this.hostAddrs = [];
     for (const a of opts.hostAddresses ?? []) {
       const ip = parseIp(a.replace(/%.*$/, ''));
@@ -130,7 +134,7 @@ export class GatewayPolicy {
     const d = unmapIPv4(dst);
     for (const r of this.deny) if (matches(r, d, port, peer)) return 'denied';
     for (const r of this.allow) if (matches(r, d, port, peer)) return undefined;
-    for (const [why, p] of CLASSES) if (prefixContains(p, d)) return why;
+    for (const [why, p] of this.classes) if (prefixContains(p, d)) return why;
     for (const h of this.hostAddrs) if (ipEqual(h, d)) return 'host-address';
     return this.allow.length > 0 ? 'not-allowed' : undefined;
   }

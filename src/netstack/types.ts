@@ -92,7 +92,23 @@ export type TcpEvent =
   | { type: 'tcp-readable'; conn: TcpConnection } // data or FIN to read
   | { type: 'tcp-writable'; conn: TcpConnection } // send space freed after being full
   | { type: 'tcp-closed'; conn: TcpConnection; error: TcpErrorCode | undefined } // finished, state gone
-  | { type: 'tcp-accept'; listener: TcpListener }; // a connection waits in the accept queue
+  | { type: 'tcp-accept'; listener: TcpListener } // a connection waits in the accept queue
+  | { type: 'tcp-flow'; flow: TcpFlow }; // gateway mode: a SYN held for a decision (Interface.acceptTcpFlow / refuseTcpFlow)
+
+/**
+ * Gateway mode: a SYN to a destination that no connection or listener takes, held (not
+ * answered) until the gateway accepts it, which opens the connection as the destination, or
+ * refuses it with a RST or ICMP unreachable. Held SYNs are bounded in number and time.
+ */
+export interface TcpFlow {
+  readonly id: number;
+  readonly srcAddr: IpAddr;
+  readonly srcPort: number;
+  readonly dstAddr: IpAddr;
+  readonly dstPort: number;
+  /** Gone without a decision: the sender reset it, or it waited too long. */
+  readonly closed: boolean;
+}
 
 /** A segment ready for the IP layer. */
 export interface TcpOutput {
@@ -123,4 +139,12 @@ export interface TcpLayerApi {
   pollEvent(): TcpEvent | undefined;
   connect(now: Instant, opts: TcpConnectOptions): TcpConnection;
   listen(opts: TcpListenOptions): TcpListener;
+  /** Whether a segment from src:sport to dst:dport belongs to a connection here, or to a listener on one of our addresses. */
+  claims(src: IpAddr, dst: IpAddr, srcPort: number, dstPort: number): boolean;
+  /**
+   * Opens the passive side of a connection from a SYN (a whole TCP segment, checksum
+   * verified) as a listener would, but with no listener: SYN-RECEIVED, the SYN-ACK sent,
+   * 'tcp-connected' when the handshake completes. The local address may be any address.
+   */
+  acceptSyn(now: Instant, src: IpAddr, dst: IpAddr, syn: Uint8Array): TcpConnection;
 }

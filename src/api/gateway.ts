@@ -1,0 +1,595 @@
+/**
+ * Gateway mode (DESIGN §8): traffic that peers send to any destination is terminated by the
+ * netstack (flows, sans-IO) and handed here, where each flow is judged (the user's handler,
+ * the policy, the limits) and then relayed through the host (io/relay), accepted in-process,
+ * or refused: a RST for TCP, ICMP destination unreachable for UDP and echo requests.
+ */
+import { EventEmitter } from 'node:events';
+import { networkInterfaces } from 'node:os';
+import type net from 'node:net';
+import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from '../netstack/interface.js';
+import type { TcpFlow } from '../netstack/types.js';
+import type { Device } from '../wireguard/device.js';
+import type { Engine } from '../io/engine.js';
+import { connectHost, openUdp, pingHost, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { GatewayPolicy, type PolicyRule, type RefusalReason } from '../config/gateway-policy.js';
+import { formatIp, type IpAddr } from '../util/ip.js';
+import { toBase64 } from '../util/bytes.js';
+import { invalidArgument } from '../util/errors.js';
+import type { Trace } from '../util/trace.js';
+import { TcpSocket } from './tcp-socket.js';
+
+export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
+
+/** What a flow handler is told about a flow. */
+export interface FlowInfo {
+  protocol: FlowProtocol;
+  /** The sender inside the tunnel. For ICMP, port is the echo identifier. */
+  source: { address: string; port: number };
+  /** Where it is going. For ICMP, port is 0. */
+  destination: { address: string; port: number };
+  /** The sending peer's public key (base64). */
+  peer: string;
+}
+
+/** A UDP flow accepted in-process: datagrams from the tunnel-side sender, replies back to it. */
+export class FlowUdpSocket extends EventEmitter {
+  /** @internal */
+  constructor(
+    private readonly flow: UdpFlow,
+    private readonly engine: Engine,
+    readonly info: FlowInfo,
+  ) {
+    super();
+  }
+  /** Sends a datagram back to the flow's source, from its original destination. */
+  send(data: string | Uint8Array): void {
+    this.flow.send(this.engine.now(), typeof data === 'string' ? Buffer.from(data) : data);
+    this.engine.schedule();
+  }
+  close(): void {
+    if (this.flow.closed) return;
+    this.flow.close();
+    this.emit('close');
+  }
+  get closed(): boolean {
+    return this.flow.closed;
+  }
+}
+
+/** What an accepted flow is handed as: a socket for TCP, a datagram socket for UDP, nothing for ICMP (answered locally). */
+export type AcceptedFlow = TcpSocket | FlowUdpSocket | undefined;
+
+/** 'relay' through the host (the policy still applies), 'reject', or accept in-process. */
+export type FlowDecision = 'relay' | 'reject' | { accept: (flow: AcceptedFlow) => void };
+export type FlowHandler = (flow: FlowInfo) => FlowDecision | Promise<FlowDecision>;
+
+export interface GatewayOptions {
+  /** Rules `CIDR[:PORTS]` (or objects, optionally per peer): see config/gateway-policy.ts. */
+  allow?: ReadonlyArray<string | PolicyRule>;
+  deny?: ReadonlyArray<string | PolicyRule>;
+  /** Flows to the gateway's own tunnel addresses reach the host's loopback (and loopback is allowed). Default false. */
+  exposeLocalhost?: boolean;
+  /** Concurrent flows (TCP + UDP + echo) in total. Default 65536. */
+  maxFlows?: number;
+  /** Concurrent flows per peer. Default 8192. */
+  maxFlowsPerPeer?: number;
+  /** TCP flows waiting for a decision or a host connect, in total. Default 1024. */
+  maxPendingTcp?: number;
+  /** The same per peer. Default 256. */
+  maxPendingTcpPerPeer?: number;
+  /** Host connect timeout (ms); a timeout answers ICMP unreachable. Default 10000. */
+  connectTimeout?: number;
+  /** How long a handler's Promise may take (ms); then the flow is refused. Default 10000. */
+  decisionTimeout?: number;
+  /** UDP flows close after this long without a datagram (ms). Default 60000; port 53: 15000. */
+  udpTimeout?: number;
+  dnsTimeout?: number;
+  /** The host's own addresses, refused unless allowed; default: every address of this host. */
+  hostAddresses?: string[];
+}
+
+/** Counter names, typed (DESIGN §6). `refused.*` and `limit.*` say why a flow went nowhere. */
+export type GatewayCounter =
+  | 'tcp.flows'
+  | 'udp.flows'
+  | 'icmp.echoes'
+  | 'relayed'
+  | 'accepted'
+  | 'relay.connectFailed'
+  | 'relay.bytesUp'
+  | 'relay.bytesDown'
+  | `refused.${RefusalReason | 'handler' | 'ownAddress' | 'decisionTimeout'}`
+  | 'limit.flows'
+  | 'limit.flowsPerPeer'
+  | 'limit.pendingTcp'
+  | 'limit.pendingTcpPerPeer'
+  | 'udp.idleClosed'
+  | 'peer.removed';
+
+interface Active {
+  peer: string;
+  close(): void;
+}
+
+const LOOP4 = new Uint8Array([127, 0, 0, 1]);
+const LOOP6 = (() => {
+  const a = new Uint8Array(16);
+  a[15] = 1;
+  return a;
+})();
+
+export interface GatewayHost {
+  engine: Engine;
+  iface: Interface;
+  device: Device;
+  trace: Trace;
+  /** Registers an in-tunnel TCP socket so the tunnel routes its events. */
+  registerSocket(sock: TcpSocket): void;
+}
+
+export class Gateway {
+  readonly stats = {} as Record<GatewayCounter, number>;
+  readonly policy: GatewayPolicy;
+  private readonly opts: Required<Omit<GatewayOptions, 'allow' | 'deny' | 'hostAddresses'>>;
+  private readonly active = new Set<Active>();
+  private readonly perPeer = new Map<string, number>();
+  private readonly udp = new Map<UdpFlow, { peer: string; relay?: HostUdp; local?: FlowUdpSocket; idleMs: number; active: Active }>();
+  private pendingTcp = 0;
+  private readonly pendingPerPeer = new Map<string, number>();
+  private sweep: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly host: GatewayHost,
+    private readonly handler: FlowHandler | undefined,
+    options: GatewayOptions = {},
+  ) {
+    for (const [k, v] of Object.entries(options)) {
+      if (!KNOWN.has(k)) throw invalidArgument(`gateway: unknown option '${k}'`);
+      if (NUMERIC.has(k) && (typeof v !== 'number' || !(v > 0))) throw invalidArgument(`gateway: ${k} must be a positive number, got ${String(v)}`);
+    }
+    const exposeLocalhost = options.exposeLocalhost ?? false;
+    this.policy = new GatewayPolicy({ allow: options.allow, deny: options.deny, allowLoopback: exposeLocalhost, hostAddresses: options.hostAddresses ?? hostAddresses() });
+    this.opts = {
+      exposeLocalhost,
+      maxFlows: options.maxFlows ?? 65536,
+      maxFlowsPerPeer: options.maxFlowsPerPeer ?? 8192,
+      maxPendingTcp: options.maxPendingTcp ?? 1024,
+      maxPendingTcpPerPeer: options.maxPendingTcpPerPeer ?? 256,
+      connectTimeout: options.connectTimeout ?? 10_000,
+      decisionTimeout: options.decisionTimeout ?? 10_000,
+      udpTimeout: options.udpTimeout ?? 60_000,
+      dnsTimeout: options.dnsTimeout ?? 15_000,
+    };
+  }
+
+  /** Flows open now (relayed or accepted, all protocols). */
+  get flowCount(): number {
+    return this.active.size;
+  }
+
+  private count(c: GatewayCounter, n = 1): void {
+    this.stats[c] = (this.stats[c] ?? 0) + n;
+  }
+
+  private log(event: string, info: FlowInfo, extra?: Record<string, unknown>): void {
+    if (!this.host.trace.enabled('debug')) return;
+    this.host.trace.log('debug', `gateway ${event}`, {
+      protocol: info.protocol,
+      source: `${info.source.address}:${info.source.port}`,
+      destination: `${info.destination.address}:${info.destination.port}`,
+      peer: info.peer.slice(0, 8),
+      ...extra,
+    });
+  }
+
+  /** The peer whose allowed IPs hold `src`: cryptokey routing guarantees it sent the packet (whitepaper §2). */
+  private peerOf(src: IpAddr): string {
+    const p = this.host.device.allowedIps.lookup(src.length === 4 ? 4 : 6, src);
+    return p ? toBase64(p.publicKey) : '';
+  }
+
+  /** Where a relayed flow goes on the host: the destination, or loopback for our own address. */
+  private target(dst: IpAddr): IpAddr | 'own' {
+    if (!this.host.iface.isLocal(dst)) return dst;
+    if (!this.opts.exposeLocalhost) return 'own';
+    return dst.length === 4 ? LOOP4 : LOOP6;
+  }
+
+  /** Policy and limits before any host socket (the issue's order): undefined when the flow may go on. */
+  private admit(info: FlowInfo, target: IpAddr | 'own', port: number): GatewayCounter | undefined {
+    if (target === 'own') return 'refused.ownAddress';
+    const why = this.policy.check(target, port, info.peer);
+    if (why) return `refused.${why}`;
+    return this.limit(info.peer);
+  }
+
+  private limit(peer: string): GatewayCounter | undefined {
+    if (this.active.size >= this.opts.maxFlows) return 'limit.flows';
+    if ((this.perPeer.get(peer) ?? 0) >= this.opts.maxFlowsPerPeer) return 'limit.flowsPerPeer';
+    return undefined;
+  }
+
+  private track(peer: string, close: () => void): Active {
+    const a: Active = { peer, close };
+    this.active.add(a);
+    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
+    return a;
+  }
+
+  private untrack(a: Active): void {
+    if (!this.active.delete(a)) return;
+    const n = (this.perPeer.get(a.peer) ?? 1) - 1;
+    if (n <= 0) this.perPeer.delete(a.peer);
+    else this.perPeer.set(a.peer, n);
+  }
+
+  /** Runs the handler (default: relay), bounded in time; a throw or a timeout is a refusal. */
+  private decide(info: FlowInfo, then: (d: FlowDecision) => void): void {
+    if (!this.handler) return then('relay');
+    let r: FlowDecision | Promise<FlowDecision>;
+    try {
+      r = this.handler(info);
+    } catch (err) {
+      this.host.trace.log('warn', 'gateway: flow handler threw; flow refused', { error: String(err) });
+      return then('reject');
+    }
+    if (!(r instanceof Promise)) return then(r);
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      this.count('refused.decisionTimeout');
+      then('reject');
+    }, this.opts.decisionTimeout);
+    timer.unref();
+    r.then(
+      (d) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (!this.closed) then(d);
+      },
+      (err: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.host.trace.log('warn', 'gateway: flow handler rejected; flow refused', { error: String(err) });
+        if (!this.closed) then('reject');
+      },
+    );
+  }
+
+  /** Gives an accepted flow to the user's code; a throw there must not take down the tunnel. */
+  private hand(d: { accept: (flow: AcceptedFlow) => void }, flow: AcceptedFlow): void {
+    try {
+      d.accept(flow);
+    } catch (err) {
+      this.host.trace.log('warn', 'gateway: accept callback threw; flow closed', { error: String(err) });
+      if (flow instanceof TcpSocket) flow.resetAndDestroy();
+      else flow?.close();
+    }
+  }
+
+  // --- events from the netstack -------------------------------------------------------
+
+  /** Takes the gateway's events; false for the rest. */
+  handleEvent(ev: NetEvent): boolean {
+    switch (ev.type) {
+      case 'udp-flow':
+        this.onUdpFlow(ev.flow);
+        return true;
+      case 'udp-flow-readable':
+        this.onUdpReadable(ev.flow);
+        return true;
+      case 'echo-request':
+        this.onEcho(ev.request);
+        return true;
+      case 'tcp-flow':
+        this.onTcpFlow(ev.flow);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // --- TCP --------------------------------------------------------------------------------
+
+  private onTcpFlow(flow: TcpFlow): void {
+    const info: FlowInfo = {
+      protocol: 'tcp',
+      source: { address: formatIp(flow.srcAddr), port: flow.srcPort },
+      destination: { address: formatIp(flow.dstAddr), port: flow.dstPort },
+      peer: this.peerOf(flow.srcAddr),
+    };
+    this.count('tcp.flows');
+    const peerPending = this.pendingPerPeer.get(info.peer) ?? 0;
+    const lim = this.pendingTcp >= this.opts.maxPendingTcp ? 'limit.pendingTcp' : peerPending >= this.opts.maxPendingTcpPerPeer ? 'limit.pendingTcpPerPeer' : this.limit(info.peer);
+    if (lim) {
+      // A SYN over the limit is dropped, not answered: the client retries later, as with a full SYN queue.
+      this.count(lim);
+      this.log('limit', info, { limit: lim });
+      this.host.iface.refuseTcpFlow(this.host.engine.now(), flow, 'drop');
+      return;
+    }
+    this.pendingTcp++;
+    this.pendingPerPeer.set(info.peer, peerPending + 1);
+    let pendingDone = false;
+    const unpend = (): void => {
+      if (pendingDone) return;
+      pendingDone = true;
+      this.pendingTcp--;
+      const n = (this.pendingPerPeer.get(info.peer) ?? 1) - 1;
+      if (n <= 0) this.pendingPerPeer.delete(info.peer);
+      else this.pendingPerPeer.set(info.peer, n);
+    };
+    const refuse = (c: GatewayCounter, how: 'rst' | UnreachableKind): void => {
+      unpend();
+      this.count(c);
+      this.log('refused', info, { reason: c });
+      this.host.iface.refuseTcpFlow(this.host.engine.now(), flow, how);
+      this.host.engine.schedule();
+    };
+    this.decide(info, (d) => {
+      if (flow.closed) return unpend(); // the peer gave up (RST) or the tunnel closed meanwhile
+      if (d === 'reject') return refuse('refused.handler', 'rst');
+      if (d !== 'relay') {
+        if (!d || typeof d.accept !== 'function') return refuse('refused.handler', 'rst');
+        const lim2 = this.limit(info.peer);
+        if (lim2) return refuse(lim2, 'rst');
+        unpend();
+        const sock = this.acceptTcp(flow, info);
+        this.count('accepted');
+        this.log('accepted', info);
+        this.hand(d, sock);
+        return;
+      }
+      const target = this.target(flow.dstAddr);
+      const no = this.admit(info, target, flow.dstPort);
+      if (no) return refuse(no, 'rst');
+      const t: HostTarget = { address: formatIp(target as IpAddr), port: flow.dstPort };
+      connectHost(t, this.opts.connectTimeout, (err, hostSock) => {
+        if (this.closed || flow.closed) {
+          unpend();
+          hostSock.destroy();
+          return;
+        }
+        if (err) {
+          return refuse('relay.connectFailed', failureAnswer(err));
+        }
+        const lim3 = this.limit(info.peer);
+        if (lim3) {
+          hostSock.destroy();
+          return refuse(lim3, 'rst');
+        }
+        unpend();
+        const sock = this.acceptTcp(flow, info);
+        this.count('relayed');
+        this.log('relayed', info, { to: `${t.address}:${t.port}` });
+        this.relayTcp(sock, hostSock, info);
+      });
+    });
+  }
+
+  private acceptTcp(flow: TcpFlow, _info: FlowInfo): TcpSocket {
+    const conn = this.host.iface.acceptTcpFlow(this.host.engine.now(), flow);
+    const sock = new TcpSocket(this.host.engine, { allowHalfOpen: true });
+    sock.attach(conn, false);
+    sock.connecting = true;
+    this.host.registerSocket(sock);
+    this.host.engine.schedule();
+    return sock;
+  }
+
+  private relayTcp(sock: TcpSocket, hostSock: net.Socket, info: FlowInfo): void {
+    const a = this.track(info.peer, () => {
+      sock.resetAndDestroy();
+      hostSock.resetAndDestroy();
+    });
+    splice(sock, hostSock, () => {
+      this.count('relay.bytesUp', hostSock.bytesWritten);
+      this.count('relay.bytesDown', hostSock.bytesRead);
+      this.untrack(a);
+    });
+  }
+
+  // --- UDP --------------------------------------------------------------------------------
+
+  private onUdpFlow(flow: UdpFlow): void {
+    const info: FlowInfo = {
+      protocol: 'udp',
+      source: { address: formatIp(flow.srcAddr), port: flow.srcPort },
+      destination: { address: formatIp(flow.dstAddr), port: flow.dstPort },
+      peer: this.peerOf(flow.srcAddr),
+    };
+    this.count('udp.flows');
+    const lim = this.limit(info.peer);
+    if (lim) {
+      this.count(lim);
+      this.log('limit', info, { limit: lim });
+      flow.close();
+      return;
+    }
+    const idleMs = flow.dstPort === 53 ? this.opts.dnsTimeout : this.opts.udpTimeout;
+    const active = this.track(info.peer, () => this.closeUdp(flow));
+    const state: { peer: string; relay?: HostUdp; local?: FlowUdpSocket; idleMs: number; active: Active } = { peer: info.peer, idleMs, active };
+    this.udp.set(flow, state);
+    this.armSweep();
+    const refuse = (c: GatewayCounter, kind: UnreachableKind): void => {
+      this.count(c);
+      this.log('refused', info, { reason: c });
+      flow.refuse(this.host.engine.now(), kind);
+      this.closeUdp(flow);
+      this.host.engine.schedule();
+    };
+    this.decide(info, (d) => {
+      if (flow.closed) return this.closeUdp(flow);
+      if (d === 'reject') return refuse('refused.handler', 'admin');
+      if (d !== 'relay') {
+        if (!d || typeof d.accept !== 'function') return refuse('refused.handler', 'admin');
+        state.local = new FlowUdpSocket(flow, this.host.engine, info);
+        this.count('accepted');
+        this.hand(d, state.local);
+        this.onUdpReadable(flow);
+        return;
+      }
+      const target = this.target(flow.dstAddr);
+      const no = target === 'own' ? 'refused.ownAddress' : this.policy.check(target, flow.dstPort, info.peer);
+      if (no) return refuse(no === 'refused.ownAddress' ? no : `refused.${no}`, target === 'own' ? 'port' : 'admin');
+      const t: HostTarget = { address: formatIp(target as IpAddr), port: flow.dstPort };
+      state.relay = openUdp(
+        t,
+        (m) => {
+          if (flow.closed) return;
+          this.count('relay.bytesDown', m.length);
+          flow.send(this.host.engine.now(), m);
+          this.host.engine.schedule();
+        },
+        (kind) => {
+          // The host network said no (ICMP to our socket): tell the peer the same way.
+          if (flow.closed) return;
+          flow.refuse(this.host.engine.now(), kind === 'refused' ? 'port' : 'host');
+          this.closeUdp(flow);
+          this.host.engine.schedule();
+        },
+      );
+      this.count('relayed');
+      this.log('relayed', info, { to: `${t.address}:${t.port}` });
+      this.onUdpReadable(flow);
+    });
+  }
+
+  private onUdpReadable(flow: UdpFlow): void {
+    const st = this.udp.get(flow);
+    if (!st || (!st.relay && !st.local)) return; // undecided: datagrams wait in the flow (bounded)
+    for (let m = flow.recv(); m !== undefined; m = flow.recv()) {
+      if (st.relay) {
+        this.count('relay.bytesUp', m.length);
+        st.relay.send(m);
+      } else st.local!.emit('message', Buffer.from(m.buffer, m.byteOffset, m.byteLength), { address: formatIp(flow.srcAddr), family: flow.srcAddr.length === 4 ? 'IPv4' : 'IPv6', port: flow.srcPort, size: m.length });
+    }
+  }
+
+  private closeUdp(flow: UdpFlow): void {
+    const st = this.udp.get(flow);
+    if (!st) return;
+    this.udp.delete(flow);
+    this.untrack(st.active);
+    st.relay?.close();
+    if (st.local) st.local.close();
+    else flow.close();
+  }
+
+  /** One unref'd timer while UDP flows exist: idle flows close (no timer per flow). */
+  private armSweep(): void {
+    if (this.sweep || this.closed) return;
+    this.sweep = setInterval(() => {
+      const now = this.host.engine.now();
+      for (const [flow, st] of this.udp) {
+        if (now - flow.lastActivity >= st.idleMs) {
+          this.count('udp.idleClosed');
+          this.closeUdp(flow);
+        }
+      }
+      if (this.udp.size === 0) {
+        clearInterval(this.sweep);
+        this.sweep = undefined;
+      }
+    }, 1000);
+    this.sweep.unref();
+  }
+
+  // --- ICMP echo ----------------------------------------------------------------------------
+
+  private onEcho(req: EchoRequest): void {
+    const info: FlowInfo = {
+      protocol: 'icmp',
+      source: { address: formatIp(req.src), port: req.id },
+      destination: { address: formatIp(req.dst), port: 0 },
+      peer: this.peerOf(req.src),
+    };
+    this.count('icmp.echoes');
+    const refuse = (c: GatewayCounter, kind: UnreachableKind): void => {
+      this.count(c);
+      this.log('refused', info, { reason: c });
+      this.host.iface.sendUnreachable(this.host.engine.now(), req.src, req.dst, req.quote, kind);
+      this.host.engine.schedule();
+    };
+    const lim = this.limit(info.peer);
+    if (lim) {
+      this.count(lim);
+      return;
+    }
+    this.decide(info, (d) => {
+      if (d === 'reject') return refuse('refused.handler', 'admin');
+      if (d !== 'relay') {
+        this.count('accepted');
+        this.host.iface.echoReply(this.host.engine.now(), req);
+        this.host.engine.schedule();
+        if (d && typeof d.accept === 'function') this.hand(d, undefined);
+        return;
+      }
+      const target = this.target(req.dst);
+      const no = target === 'own' ? undefined : this.admit(info, target, 0);
+      if (target === 'own') {
+        // Our own address answers as it always has.
+        this.host.iface.echoReply(this.host.engine.now(), req);
+        return this.host.engine.schedule();
+      }
+      if (no) return refuse(no, no.startsWith('limit') ? 'host' : 'admin');
+      const a = this.track(info.peer, () => {});
+      pingHost(formatIp(target), req.data.length, 3000, (ok) => {
+        this.untrack(a);
+        if (this.closed) return;
+        if (ok) {
+          this.count('relayed');
+          this.host.iface.echoReply(this.host.engine.now(), req);
+          this.host.engine.schedule();
+        } else refuse('relay.connectFailed', 'host');
+      });
+    });
+  }
+
+  // --- lifecycle ---------------------------------------------------------------------------
+
+  /** A peer is gone (removed over UAPI): its flows end at once. */
+  dropPeersNotIn(device: Device): void {
+    const live = new Set<string>();
+    for (const p of device.peers()) live.add(toBase64(p.publicKey));
+    for (const a of [...this.active]) {
+      if (!live.has(a.peer)) {
+        this.count('peer.removed');
+        this.untrack(a);
+        a.close();
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweep) clearInterval(this.sweep);
+    this.sweep = undefined;
+    for (const a of [...this.active]) {
+      this.untrack(a);
+      a.close();
+    }
+    for (const flow of [...this.udp.keys()]) this.closeUdp(flow);
+  }
+}
+
+function failureAnswer(err: ConnectFailure): 'rst' | UnreachableKind {
+  return err === 'refused' ? 'rst' : 'host';
+}
+
+const KNOWN = new Set(['allow', 'deny', 'exposeLocalhost', 'maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout', 'hostAddresses']);
+const NUMERIC = new Set(['maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout']);
+
+/** Every address of this host's interfaces (refused by default: DESIGN §8). */
+function hostAddresses(): string[] {
+  const out: string[] = [];
+  // Loopback ones are the loopback class's (lifted by exposeLocalhost), not host addresses.
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (!a.internal) out.push(a.address);
+  return out;
+}

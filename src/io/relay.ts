@@ -1,0 +1,128 @@
+/**
+ * The host side of gateway flows (DESIGN §1: io/relay): a peer's TCP connection, UDP flow or
+ * echo request, terminated by the netstack, continued through the host's own sockets.
+ * Nothing here decides whether a flow may go out; the gateway has already checked its
+ * policy and limits before any of these functions opens a socket.
+ */
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { spawn } from 'node:child_process';
+import type { Duplex } from 'node:stream';
+
+export interface HostTarget {
+  address: string;
+  port: number;
+}
+
+/** How a host connect failed, as the peer should hear it: a RST, or ICMP unreachable. */
+export type ConnectFailure = 'refused' | 'unreachable' | 'timeout';
+
+/**
+ * Connect-first TCP (as wiretap does): the host connection is made before the peer's
+ * handshake completes, so a refused port becomes a RST to the peer and a silent one
+ * becomes ICMP unreachable instead of a connection that accepts and then drops.
+ */
+export function connectHost(target: HostTarget, timeoutMs: number, done: (err: ConnectFailure | undefined, sock: net.Socket) => void): net.Socket {
+  const sock = net.connect({ host: target.address, port: target.port, allowHalfOpen: true, noDelay: true });
+  let settled = false;
+  const finish = (err: ConnectFailure | undefined): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    sock.off('error', onError);
+    if (err) sock.destroy();
+    done(err, sock);
+  };
+  const onError = (e: NodeJS.ErrnoException): void => finish(e.code === 'ECONNREFUSED' ? 'refused' : 'unreachable');
+  const timer = setTimeout(() => finish('timeout'), timeoutMs);
+  timer.unref();
+  sock.once('connect', () => finish(undefined));
+  sock.on('error', onError);
+  return sock;
+}
+
+/**
+ * Joins two byte streams both ways with backpressure (pipe) and half-close: an end from
+ * either side becomes a FIN on the other, and the pair closes once both directions are
+ * done. An error or reset on one side resets the other (RST for RST, as a NAT would).
+ */
+export function splice(a: Resettable, b: Resettable, onClose: () => void): void {
+  const reset = (to: Resettable) => (): void => {
+    if (to.destroyed) return;
+    if (to.resetAndDestroy) to.resetAndDestroy();
+    else to.destroy();
+  };
+  a.on('error', reset(b));
+  b.on('error', reset(a));
+  // Both sides are allowHalfOpen: pipe's end() is a FIN in one direction only.
+  a.pipe(b);
+  b.pipe(a);
+  let open = 2;
+  const closed = (): void => {
+    if (--open === 0) onClose();
+  };
+  a.once('close', closed);
+  b.once('close', closed);
+}
+
+type Resettable = Duplex & { resetAndDestroy?: () => unknown };
+
+/** A connected host UDP socket for one flow. */
+export interface HostUdp {
+  send(data: Uint8Array): void;
+  close(): void;
+}
+
+/** Datagrams held while the host socket connects (connect() is asynchronous in Node). */
+const MAX_EARLY = 64;
+
+export function openUdp(target: HostTarget, onMessage: (data: Buffer) => void, onError: (kind: 'refused' | 'unreachable') => void): HostUdp {
+  const sock = dgram.createSocket(net.isIPv6(target.address) ? 'udp6' : 'udp4');
+  let early: Uint8Array[] | undefined = [];
+  let closed = false;
+  sock.on('message', (m) => onMessage(m));
+  sock.on('error', (e: NodeJS.ErrnoException) => {
+    if (!closed) onError(e.code === 'ECONNREFUSED' ? 'refused' : 'unreachable');
+  });
+  sock.connect(target.port, target.address, () => {
+    const q = early ?? [];
+    early = undefined;
+    for (const m of q) if (!closed) sock.send(m);
+  });
+  return {
+    send(data: Uint8Array): void {
+      if (closed) return;
+      if (early) {
+        if (early.length < MAX_EARLY) early.push(data);
+      } else sock.send(data);
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      sock.close();
+    },
+  };
+}
+
+let pingMissing = false;
+
+/**
+ * One echo to `address` from the host. Node has no ICMP sockets; the system's `ping`
+ * (iputils: a ping socket where net.ipv4.ping_group_range allows one, else its raw-socket
+ * capability) does the privileged part. The reply the peer gets is built from its own
+ * request (same id, sequence and data), so only success or failure is taken from here.
+ */
+export function pingHost(address: string, size: number, timeoutMs: number, done: (ok: boolean, why?: string) => void): void {
+  if (pingMissing) return done(false, 'ping unavailable');
+  const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+  const p = spawn('ping', ['-n', '-q', '-c', '1', '-W', String(secs), '-s', String(Math.min(Math.max(size, 0), 1400)), address], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (d: Buffer) => {
+    if (err.length < 200) err += d.toString();
+  });
+  p.on('error', () => {
+    pingMissing = true;
+    done(false, 'ping unavailable');
+  });
+  p.on('close', (code) => done(code === 0, code === 0 ? undefined : err.trim().split('\n')[0] || `exit ${code}`));
+}

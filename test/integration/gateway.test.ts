@@ -1,0 +1,198 @@
+/**
+ * Gateway mode through the library, in one process: tunnel A (a client) routes 127.0.0.0/8
+ * into the tunnel; tunnel B is the gateway and relays to servers on this host's loopback
+ * (allowed explicitly: loopback is refused by default). Real host sockets on the far side.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import { Tunnel, type TcpSocket } from '../../src/index.js';
+import { keyPair } from '../harness/tunnel-pair.js';
+
+interface Pair {
+  a: Tunnel;
+  b: Tunnel;
+  close(): Promise<void>;
+}
+
+/** A (10.88.0.1) sends 127.0.0.0/8 and 10.88.0.0/24 to B (10.88.0.2, the gateway). */
+async function gatewayPair(): Promise<Pair> {
+  const ka = keyPair();
+  const kb = keyPair();
+  const b = await Tunnel.create(`[Interface]\nPrivateKey = ${kb.privateKey}\nAddress = 10.88.0.2/24, fd88::2/64\n[Peer]\nPublicKey = ${ka.publicKey}\nAllowedIPs = 10.88.0.1/32, fd88::1/128\n`);
+  const a = await Tunnel.create(
+    `[Interface]\nPrivateKey = ${ka.privateKey}\nAddress = 10.88.0.1/24, fd88::1/64\n[Peer]\nPublicKey = ${kb.publicKey}\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8, fd88::/64, ::1/128\nEndpoint = 127.0.0.1:${b.listenPort}\n`,
+  );
+  return {
+    a,
+    b,
+    close: async () => {
+      await a.close();
+      await b.close();
+    },
+  };
+}
+
+async function udpEcho(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  return s;
+}
+
+describe('gateway: UDP and ICMP relayed to the host', () => {
+  let p: Pair;
+  let echo: dgram.Socket;
+  before(async () => {
+    p = await gatewayPair();
+    echo = await udpEcho();
+    p.b.onFlow('relay', { allow: ['127.0.0.0/8'] });
+  });
+  after(async () => {
+    echo.close();
+    await p.close();
+  });
+
+  test('a UDP request/response through the gateway reaches a host server and comes back from its address', async () => {
+    const port = echo.address().port;
+    const s = p.a.createSocket('udp4');
+    const got = new Promise<{ msg: Buffer; rinfo: { address: string; port: number } }>((r) => s.once('message', (msg: Buffer, rinfo: { address: string; port: number }) => r({ msg, rinfo })));
+    s.send('hello', port, '127.0.0.1');
+    const { msg, rinfo } = await got;
+    assert.equal(msg.toString(), 'echo:hello');
+    assert.equal(rinfo.address, '127.0.0.1');
+    assert.equal(rinfo.port, port);
+    // Many datagrams on the same flow, one host socket.
+    const n = 50;
+    let seen = 0;
+    const all = new Promise<void>((r) => s.on('message', () => ++seen === n && r()));
+    for (let i = 0; i < n; i++) s.send(`m${i}`, port, '127.0.0.1');
+    await all;
+    s.close();
+    const st = p.b.gatewayStats()!;
+    assert.equal(st.counters['udp.flows'], 1, 'one flow for one 5-tuple');
+    assert.equal(st.counters.relayed, 1);
+  });
+
+  test('UDP to a denied destination gets ICMP unreachable: a connected socket sees an error, and it is counted', async () => {
+    const s = p.a.createSocket('udp4');
+    s.connect(9, '10.88.0.77'); // not in the allowlist
+    await once(s, 'connect');
+    const err = new Promise<Error & { code?: string }>((r) => s.once('error', r));
+    s.send('x');
+    const e = await err;
+    assert.ok(['EHOSTUNREACH', 'ECONNREFUSED'].includes(e.code!), e.code);
+    s.close();
+    assert.ok(p.b.gatewayStats()!.counters['refused.not-allowed']! >= 1);
+  });
+
+  test('ping through the gateway is relayed (the system ping answers for the host) with id and sequence kept', async () => {
+    const r = await p.a.ping('127.0.0.1', { timeout: 5000 });
+    assert.equal(r.address, '127.0.0.1');
+    assert.ok(p.b.gatewayStats()!.counters['icmp.echoes']! >= 1);
+  });
+});
+
+describe('gateway: TCP', () => {
+  let p: Pair;
+  let server: net.Server;
+  let port = 0;
+  before(async () => {
+    p = await gatewayPair();
+    server = net.createServer((s) => {
+      const h = createHash('sha256');
+      s.on('data', (d) => h.update(d));
+      s.on('end', () => s.end(h.digest('hex')));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as net.AddressInfo).port;
+    p.b.onFlow(
+      (f) => {
+        if (f.destination.port === 7) return { accept: (sock) => (sock as TcpSocket).pipe(sock as TcpSocket) };
+        if (f.destination.port === 13) return 'reject';
+        return 'relay';
+      },
+      { allow: ['127.0.0.0/8'] },
+    );
+  });
+  after(async () => {
+    server.close();
+    await p.close();
+  });
+
+  test('4 MB up through a relayed connection, half-close, the answer back: sha256 equal', async () => {
+    const data = randomBytes(4 * 1024 * 1024);
+    const c = p.a.connect(port, '127.0.0.1');
+    await once(c, 'connect');
+    c.end(data);
+    let got = '';
+    for await (const d of c) got += d;
+    assert.equal(got, createHash('sha256').update(data).digest('hex'));
+  });
+
+  test('a refused host port is a RST to the peer within 1 s (ECONNREFUSED)', async () => {
+    const closed = net.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const dead = (closed.address() as net.AddressInfo).port;
+    closed.close();
+    const t0 = Date.now();
+    const c = p.a.connect(dead, '127.0.0.1');
+    const [e] = (await once(c, 'error')) as [Error & { code?: string }];
+    assert.equal(e.code, 'ECONNREFUSED');
+    assert.ok(Date.now() - t0 < 1000, `${Date.now() - t0} ms`);
+  });
+
+  test('a denied destination and a handler rejection are RSTs; accept serves in-process', async () => {
+    const c1 = p.a.connect(80, '10.88.0.99');
+    assert.equal(((await once(c1, 'error')) as [Error & { code?: string }])[0].code, 'ECONNREFUSED');
+    const c2 = p.a.connect(13, '127.0.0.1');
+    assert.equal(((await once(c2, 'error')) as [Error & { code?: string }])[0].code, 'ECONNREFUSED');
+    const c3 = p.a.connect(7, '10.88.0.50');
+    await once(c3, 'connect');
+    c3.end('in-process echo');
+    let got = '';
+    for await (const d of c3) got += d;
+    assert.equal(got, 'in-process echo');
+  });
+
+  test('own address: refused without exposeLocalhost; services on the tunnel address still answer', async () => {
+    const c = p.a.connect(port, '10.88.0.2');
+    assert.equal(((await once(c, 'error')) as [Error & { code?: string }])[0].code, 'ECONNREFUSED');
+    const srv = p.b.createServer((s) => s.end('local service'));
+    srv.listen(8080);
+    const c2 = p.a.connect(8080, '10.88.0.2');
+    let got = '';
+    for await (const d of c2) got += d;
+    assert.equal(got, 'local service');
+    srv.close();
+  });
+});
+
+describe('gateway: exposeLocalhost and limits', () => {
+  test('exposeLocalhost maps the gateway address to loopback; maxFlowsPerPeer drops the excess', async () => {
+    const p = await gatewayPair();
+    const echo = await udpEcho();
+    try {
+      p.b.onFlow('relay', { exposeLocalhost: true, maxFlowsPerPeer: 2 });
+      const port = echo.address().port;
+      const socks = [0, 1, 2].map(() => p.a.createSocket('udp4'));
+      const replies = socks.map((s) => new Promise<string>((r) => s.once('message', (m: Buffer) => r(m.toString()))));
+      for (const [i, s] of socks.entries()) s.send(`s${i}`, port, '10.88.0.2');
+      assert.equal(await replies[0], 'echo:s0');
+      assert.equal(await replies[1], 'echo:s1');
+      const third = await Promise.race([replies[2], new Promise<string>((r) => setTimeout(() => r('timeout'), 500))]);
+      assert.equal(third, 'timeout');
+      assert.equal(p.b.gatewayStats()!.counters['limit.flowsPerPeer'], 1);
+      for (const s of socks) s.close();
+    } finally {
+      echo.close();
+      await p.close();
+    }
+  });
+});
