@@ -33,7 +33,7 @@ function followCurve(cc: Cubic, epoch: number, rtts: number, wMax: number): void
   for (let i = 0; i < rtts; i++) {
     const now = epoch + i * RTT;
     const before = cc.cwnd / MSS;
-    cc.onAck(now, cc.cwnd, RTT, cc.cwnd);
+    cc.onAck(now, cc.cwnd, RTT);
     wEst += alpha;
     const target = Math.max(wCubic((now - epoch + RTT) / 1000, wMax), wEst);
     if (target > before && target < 1.5 * before) near(cc.cwnd / MSS, target, `t = ${now - epoch} ms`);
@@ -77,10 +77,10 @@ test('NewReno: initial window (RFC 6928), slow start with ABC L = 2 (RFC 3465), 
   const cc = new NewReno(MSS);
   assert.equal(cc.cwnd, 10 * MSS); // min(10 × MSS, max(2 × MSS, 14600))
   assert.equal(new NewReno(1460).cwnd, 14600);
-  cc.onAck(0, 5 * MSS, RTT, 0);
+  cc.onAck(0, 5 * MSS);
   assert.equal(cc.cwnd, 12 * MSS, 'at most 2 × SMSS per ACK in slow start');
   cc.ssthresh = 12 * MSS;
-  for (let i = 0; i < 12; i++) cc.onAck(0, MSS, RTT, 0);
+  for (let i = 0; i < 12; i++) cc.onAck(0, MSS);
   assert.equal(cc.cwnd, 13 * MSS, 'one SMSS per cwnd of data acknowledged (RFC 5681 §3.1)');
 });
 
