@@ -18,6 +18,7 @@ Commands:
   genpsk               print a new preshared key (as wg genpsk)
   proxy -c FILE        SOCKS5 / HTTP proxy through the tunnel (no root)
   forward -c FILE      port forwards: -L local port -> tunnel host, -R tunnel port -> local service
+  gateway -c FILE      WireGuard server whose peers reach any network through this host (no root)
   up [-f] IFNAME       WireGuard on a kernel TUN device (Linux, root): a drop-in for wireguard-go
   show [NAME]          the wg show view of interfaces with a UAPI socket (--uapi NAME, up, wireguard-go)
 
@@ -103,6 +104,14 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return cmd === 'proxy' ? m.runProxy(args) : m.runForward(args);
+    }
+    case 'gateway': {
+      const m = await import('./gateway.js');
+      if (args.includes('--help') || args.includes('-h')) {
+        process.stdout.write(m.GATEWAY_USAGE + '\n');
+        return 0;
+      }
+      return m.runGateway(args);
     }
     case 'up': {
       const { runUp } = await import('./up.js');

@@ -56,7 +56,7 @@ ${LIMITS_HELP('forward')}
 Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000
          wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53`;
 
-interface Common {
+export interface Common {
   limits: ListenerLimits;
   config?: string;
   uapi?: string;
@@ -64,7 +64,7 @@ interface Common {
   json: boolean;
 }
 
-function seconds(v: string, flag: string): number {
+export function seconds(v: string, flag: string): number {
   if (!/^\d{1,6}(\.\d{1,3})?$/.test(v) || Number(v) <= 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${flag}: expected seconds > 0, got '${v.slice(0, 20)}'`);
   return Number(v) * 1000;
 }
@@ -75,7 +75,7 @@ function hostPort(s: string, flag: string): { host: string; port: number } {
   return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
 }
 
-function makeLog(c: Common): (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void {
+export function makeLog(c: Common): (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void {
   const order = { debug: 0, info: 1, warn: 2 };
   return (level, msg, fields) => {
     if (order[level] < order[c.level]) return;
@@ -106,7 +106,7 @@ async function upTunnel(c: Common, log: ReturnType<typeof makeLog>): Promise<Tun
   return t;
 }
 
-function waitHandshake(t: Tunnel, ms: number): Promise<boolean> {
+export function waitHandshake(t: Tunnel, ms: number): Promise<boolean> {
   if ([...t.device.peers()].some((p) => p.lastHandshakeWallMs > 0)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
@@ -118,7 +118,7 @@ function waitHandshake(t: Tunnel, ms: number): Promise<boolean> {
   });
 }
 
-function untilSignal(cleanup: () => Promise<void>): Promise<number> {
+export function untilSignal(cleanup: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
     const stop = (): void => {
       void cleanup().then(() => resolve(0));
@@ -128,7 +128,7 @@ function untilSignal(cleanup: () => Promise<void>): Promise<number> {
   });
 }
 
-function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
+export function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
   const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS } };
   const bad = (m: string): WgnetError => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m);
   for (let i = 0; i < args.length; i++) {
