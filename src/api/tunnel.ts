@@ -241,6 +241,9 @@ export class Tunnel extends EventEmitter {
     const host = opts.host ?? 'localhost';
     const start = (addr: IpAddr): void => {
       if (sock.destroyed) return;
+      // No peer's AllowedIPs covers it: nothing could carry the SYN, so fail now as the
+      // kernel does for a route-less destination, not after two minutes of retries.
+      if (!this.routes(formatIp(addr))) return void sock.destroy(systemError('EHOSTUNREACH', 'connect', formatIp(addr), port));
       try {
         const conn = this.engine.iface.tcp.connect(this.engine.now(), {
           remoteAddr: addr,
@@ -474,6 +477,13 @@ export class Tunnel extends EventEmitter {
       })({ keepAlive: true });
     }
     return this._httpsAgent;
+  }
+
+  /** Whether packets to `address` have somewhere to go: a peer's AllowedIPs cover it, or it is this tunnel's own. */
+  routes(address: string): boolean {
+    const a = parseIp(address);
+    if (!a) throw invalidArgument(`routes: '${address.slice(0, 60)}' is not an IP address`);
+    return this.engine.iface.isLocal(a) || this.engine.device.allowedIps.lookup(a.length === 4 ? 4 : 6, a) !== undefined;
   }
 
   // --- gateway ---------------------------------------------------------------

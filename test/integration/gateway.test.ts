@@ -196,3 +196,22 @@ describe('gateway: exposeLocalhost and limits', () => {
     }
   });
 });
+
+describe('routes', () => {
+  test('a destination no peer routes fails at once with EHOSTUNREACH instead of retrying for minutes', async () => {
+    const p = await gatewayPair();
+    try {
+      assert.equal(p.a.routes('127.0.0.1'), true);
+      assert.equal(p.a.routes('10.88.0.1'), true, 'our own address');
+      assert.equal(p.a.routes('192.0.2.77'), false);
+      const t0 = Date.now();
+      const c = p.a.connect(80, '192.0.2.77');
+      const [e] = (await once(c, 'error')) as [Error & { code?: string }];
+      assert.equal(e.code, 'EHOSTUNREACH');
+      assert.ok(Date.now() - t0 < 500);
+      assert.throws(() => p.a.routes('nope'), /not an IP address/);
+    } finally {
+      await p.close();
+    }
+  });
+});
