@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import type net from 'node:net';
 import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from '../netstack/interface.js';
-import type { TcpFlow } from '../netstack/types.js';
+import type { FlowEnds, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import type { Engine } from '../io/engine.js';
 import { connectHost, openUdp, pingHost, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
@@ -184,6 +184,15 @@ export class Gateway {
     });
   }
 
+  private infoOf(protocol: FlowProtocol, f: FlowEnds): FlowInfo {
+    return {
+      protocol,
+      source: { address: formatIp(f.srcAddr), port: f.srcPort },
+      destination: { address: formatIp(f.dstAddr), port: f.dstPort },
+      peer: this.peerOf(f.srcAddr),
+    };
+  }
+
   /** The peer whose allowed IPs hold `src`: cryptokey routing guarantees it sent the packet (whitepaper §2). */
   private peerOf(src: IpAddr): string {
     const p = this.host.device.allowedIps.lookup(src.length === 4 ? 4 : 6, src);
@@ -297,12 +306,7 @@ export class Gateway {
   // --- TCP --------------------------------------------------------------------------------
 
   private onTcpFlow(flow: TcpFlow): void {
-    const info: FlowInfo = {
-      protocol: 'tcp',
-      source: { address: formatIp(flow.srcAddr), port: flow.srcPort },
-      destination: { address: formatIp(flow.dstAddr), port: flow.dstPort },
-      peer: this.peerOf(flow.srcAddr),
-    };
+    const info = this.infoOf('tcp', flow);
     this.count('tcp.flows');
     const peerPending = this.pendingPerPeer.get(info.peer) ?? 0;
     const lim = this.pendingTcp >= this.opts.maxPendingTcp ? 'limit.pendingTcp' : peerPending >= this.opts.maxPendingTcpPerPeer ? 'limit.pendingTcpPerPeer' : this.limit(info.peer);
@@ -397,12 +401,7 @@ export class Gateway {
   // --- UDP --------------------------------------------------------------------------------
 
   private onUdpFlow(flow: UdpFlow): void {
-    const info: FlowInfo = {
-      protocol: 'udp',
-      source: { address: formatIp(flow.srcAddr), port: flow.srcPort },
-      destination: { address: formatIp(flow.dstAddr), port: flow.dstPort },
-      peer: this.peerOf(flow.srcAddr),
-    };
+    const info = this.infoOf('udp', flow);
     this.count('udp.flows');
     const lim = this.limit(info.peer);
     if (lim) {
@@ -503,12 +502,7 @@ export class Gateway {
   // --- ICMP echo ----------------------------------------------------------------------------
 
   private onEcho(req: EchoRequest): void {
-    const info: FlowInfo = {
-      protocol: 'icmp',
-      source: { address: formatIp(req.src), port: req.id },
-      destination: { address: formatIp(req.dst), port: 0 },
-      peer: this.peerOf(req.src),
-    };
+    const info = this.infoOf('icmp', { srcAddr: req.src, srcPort: req.id, dstAddr: req.dst, dstPort: 0 });
     this.count('icmp.echoes');
     const refuse = (c: GatewayCounter, kind: UnreachableKind): void => {
       this.count(c);

@@ -26,7 +26,7 @@ import {
   writeIPv6Header,
   type IpInfo,
 } from '../wire/ip.js';
-import type { IcmpErrorKind, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
+import type { FlowEnds, IcmpErrorKind, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
 import { TcpLayer, type TcpOptions } from './tcp/index.js';
 import { Reassembler, type ReassemblyOptions } from './reassembly.js';
 
@@ -54,14 +54,8 @@ export type UnreachableKind = 'port' | 'host' | 'admin';
  * not ours (or is ours with no socket bound), terminated here like gVisor's spoofing mode.
  * What the application sends goes back to the sender from the original destination.
  */
-export interface UdpFlow {
+export interface UdpFlow extends FlowEnds {
   readonly id: number;
-  /** The sender inside the tunnel. */
-  readonly srcAddr: IpAddr;
-  readonly srcPort: number;
-  /** Where it was sending to; the source of every reply. */
-  readonly dstAddr: IpAddr;
-  readonly dstPort: number;
   readonly closed: boolean;
   /** When a datagram last went either way (for idle timeouts). */
   readonly lastActivity: Instant;

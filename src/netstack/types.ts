@@ -95,17 +95,23 @@ export type TcpEvent =
   | { type: 'tcp-accept'; listener: TcpListener } // a connection waits in the accept queue
   | { type: 'tcp-flow'; flow: TcpFlow }; // gateway mode: a SYN held for a decision (Interface.acceptTcpFlow / refuseTcpFlow)
 
+/** Gateway mode: the two ends of a flow, as the tunnel-side sender addressed it. */
+export interface FlowEnds {
+  /** The sender inside the tunnel. */
+  readonly srcAddr: IpAddr;
+  readonly srcPort: number;
+  /** Where it was going (the source of every answer). */
+  readonly dstAddr: IpAddr;
+  readonly dstPort: number;
+}
+
 /**
  * Gateway mode: a SYN to a destination that no connection or listener takes, held (not
  * answered) until the gateway accepts it, which opens the connection as the destination, or
  * refuses it with a RST or ICMP unreachable. Held SYNs are bounded in number and time.
  */
-export interface TcpFlow {
+export interface TcpFlow extends FlowEnds {
   readonly id: number;
-  readonly srcAddr: IpAddr;
-  readonly srcPort: number;
-  readonly dstAddr: IpAddr;
-  readonly dstPort: number;
   /** Gone without a decision: the sender reset it, or it waited too long. */
   readonly closed: boolean;
 }
