@@ -14,6 +14,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   tcp: { module: './tcp.js', fn: 'benchTcp' },
   tunnel: { module: './tunnel.js', fn: 'benchTunnel' },
   proxy: { module: './proxy.js', fn: 'benchProxy' },
+  gateway: { module: './gateway.js', fn: 'benchGateway' },
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

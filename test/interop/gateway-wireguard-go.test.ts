@@ -13,58 +13,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { interopSkipReason, sh, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
+import { interopSkipReason, sh, startWgGo, genKeyPair, waitFor, makeInet, type Inet, type WgGoPeer } from './harness.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const WGNET = join(HERE, '..', '..', 'bin', 'wgnet.js');
 const skip = interopSkipReason();
-
-interface Inet {
-  ns: string;
-  v4: string;
-  v6: string;
-  net4: string;
-  net6: string;
-  spawn(cmd: string, args: string[]): ChildProcess;
-  close(): void;
-}
-
-/** The stand-in for "the internet": a namespace on a veth from the root namespace. */
-function makeInet(): Inet {
-  const tag = `${process.pid.toString(36)}g`;
-  const ns = `wgi-${tag}`;
-  const m = 1 + (process.pid % 250);
-  const vr = `gr${tag}`.slice(0, 15);
-  const vn = `gn${tag}`.slice(0, 15);
-  const kids: ChildProcess[] = [];
-  sh('ip', ['netns', 'add', ns]);
-  sh('ip', ['link', 'add', vr, 'type', 'veth', 'peer', 'name', vn]);
-  sh('ip', ['link', 'set', vn, 'netns', ns]);
-  sh('ip', ['addr', 'add', `198.19.${m}.1/30`, 'dev', vr]);
-  sh('ip', ['-6', 'addr', 'add', `fdef:${m}::1/64`, 'dev', vr, 'nodad']);
-  sh('ip', ['link', 'set', vr, 'up']);
-  sh('ip', ['-n', ns, 'addr', 'add', `198.19.${m}.2/30`, 'dev', vn]);
-  sh('ip', ['-n', ns, '-6', 'addr', 'add', `fdef:${m}::2/64`, 'dev', vn, 'nodad']);
-  sh('ip', ['-n', ns, 'link', 'set', vn, 'up']);
-  sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  return {
-    ns,
-    v4: `198.19.${m}.2`,
-    v6: `fdef:${m}::2`,
-    net4: `198.19.${m}.0/30`,
-    net6: `fdef:${m}::/64`,
-    spawn: (cmd, args) => {
-      const c = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      kids.push(c);
-      return c;
-    },
-    close: () => {
-      for (const k of kids) k.kill('SIGKILL');
-      sh('ip', ['netns', 'del', ns], { allowFail: true });
-      sh('ip', ['link', 'del', vr], { allowFail: true });
-    },
-  };
-}
 
 function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<string> {
   return new Promise((resolve, reject) => {

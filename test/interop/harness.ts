@@ -295,3 +295,61 @@ export async function startServer(peer: WgGoPeer, cmd: string, args: string[]): 
   });
   return c;
 }
+
+export interface Inet {
+  ns: string;
+  v4: string;
+  v6: string;
+  net4: string;
+  net6: string;
+  /** The address of the other end of the veth (the root namespace's, or `from`'s). */
+  gw4: string;
+  exec(cmd: string, args: string[], o?: { allowFail?: boolean }): string;
+  spawn(cmd: string, args: string[]): ChildProcess;
+  close(): void;
+}
+
+/**
+ * The stand-in for "the internet" behind a gateway: a namespace on a veth from the root
+ * namespace (or from `from`), 198.19.M.0/30 and fdef:M::/64 (RFC 2544's benchmarking range
+ * and a unique local range: nothing here reaches outside the machine).
+ */
+export function makeInet(from?: string): Inet {
+  const tag = `${process.pid.toString(36)}g${counter++}`;
+  const ns = `wgi-${tag}`;
+  const m = 1 + ((process.pid + counter * 37) % 250);
+  const at = from ? ['-n', from] : [];
+  const vr = `gr${tag}`.slice(0, 15);
+  const vn = `gn${tag}`.slice(0, 15);
+  const kids: ChildProcess[] = [];
+  sh('ip', ['netns', 'add', ns]);
+  sh('ip', ['link', 'add', vr, 'type', 'veth', 'peer', 'name', vn]);
+  sh('ip', ['link', 'set', vn, 'netns', ns]);
+  if (from) sh('ip', ['link', 'set', vr, 'netns', from]);
+  sh('ip', [...at, 'addr', 'add', `198.19.${m}.1/30`, 'dev', vr]);
+  sh('ip', [...at, '-6', 'addr', 'add', `fdef:${m}::1/64`, 'dev', vr, 'nodad']);
+  sh('ip', [...at, 'link', 'set', vr, 'up']);
+  sh('ip', ['-n', ns, 'addr', 'add', `198.19.${m}.2/30`, 'dev', vn]);
+  sh('ip', ['-n', ns, '-6', 'addr', 'add', `fdef:${m}::2/64`, 'dev', vn, 'nodad']);
+  sh('ip', ['-n', ns, 'link', 'set', vn, 'up']);
+  sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  return {
+    ns,
+    v4: `198.19.${m}.2`,
+    v6: `fdef:${m}::2`,
+    net4: `198.19.${m}.0/30`,
+    net6: `fdef:${m}::/64`,
+    gw4: `198.19.${m}.1`,
+    exec: (cmd, args, o) => sh('ip', ['netns', 'exec', ns, cmd, ...args], o),
+    spawn: (cmd, args) => {
+      const c = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      kids.push(c);
+      return c;
+    },
+    close: () => {
+      for (const k of kids) k.kill('SIGKILL');
+      sh('ip', ['netns', 'del', ns], { allowFail: true });
+      sh('ip', [...at, 'link', 'del', vr], { allowFail: true });
+    },
+  };
+}
