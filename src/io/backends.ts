@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { getCryptoProvider } from '../crypto/index.js';
 import { packageRoot, probeAddon } from './native.js';
+import { batchedUdpUnsupported } from './udp-bind.js';
 
 export interface Backends {
   /** wgnet's version (package.json). */
@@ -54,7 +55,9 @@ export function backends(): Backends {
 
   const forced = process.env.WGNET_UDP;
   const udp = probeAddon(`wgnet_udp`);
+  const unsupported = batchedUdpUnsupported();
   if (forced === 'dgram') out.udp = { backend: 'dgram', reason: 'WGNET_UDP=dgram' };
+  else if (unsupported) out.udp = { backend: 'dgram', reason: unsupported };
   else if (udp.ok) out.udp = { backend: 'batched', addon: udp.path };
   else out.udp = { backend: 'dgram', reason: `the batched UDP addon is unavailable: ${udp.reason}` };
 

@@ -67,7 +67,10 @@ class DgramSocket implements OuterSocket {
   static async open(family: 4 | 6, host: string, port: number, o: UdpBindOptions, owner: UdpBind): Promise<DgramSocket> {
     const size = o.bufferBytes ?? DEFAULT_BUFFER;
     const type = family === 6 ? 'udp6' : 'udp4';
-    const s = dgram.createSocket({ type, ipv6Only: family === 6, recvBufferSize: size, sendBufferSize: size, lookup: literalLookup });
+    // Deno's node:dgram allocates a receive buffer of recvBufferSize for every datagram
+    // (4 MiB per packet here: 7 Mbit/s); there the kernel's default buffers serve better.
+    const sizes = isDeno ? {} : { recvBufferSize: size, sendBufferSize: size };
+    const s = dgram.createSocket({ type, ipv6Only: family === 6, ...sizes, lookup: literalLookup });
     s.on('message', (msg, rinfo) => {
       o.onMessage(msg, rinfo.address, rinfo.port);
       o.onBatchEnd?.();
@@ -155,9 +158,17 @@ class NativeSocket implements OuterSocket {
   }
 }
 
+const isDeno = 'Deno' in globalThis;
+
+/** Why this runtime cannot run the batched addon at all, if it cannot. */
+export function batchedUdpUnsupported(): string | undefined {
+  // Bun's N-API lacks uv_poll_init, which the addon's reader needs: it panics the process.
+  return typeof (process.versions as Record<string, string | undefined>).bun === 'string' ? 'Bun has no uv_poll, which the addon needs' : undefined;
+}
+
 function nativeAddon(backend: UdpBackend): UdpAddon | undefined {
   const want = backend === 'auto' ? ((process.env.WGNET_UDP as UdpBackend | undefined) ?? 'auto') : backend;
-  if (want === 'dgram') return undefined;
+  if (want === 'dgram' || (want === 'auto' && batchedUdpUnsupported())) return undefined;
   try {
     return loadAddon<UdpAddon>('wgnet_udp', 'the batched UDP socket', want === 'auto' ? 'node:dgram' : undefined);
   } catch (err) {

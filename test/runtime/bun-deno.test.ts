@@ -27,9 +27,8 @@ interface Runtime {
 }
 
 const runtimes: Runtime[] = [
-  // WGNET_UDP=dgram: the batched UDP addon watches its fd with uv_poll, which Bun does
-  // not implement (it aborts the process); node:dgram works under Bun.
-  { name: 'bun', args: [script], env: { WGNET_UDP: 'dgram' }, fetchPath: 'node-http' },
+  // No WGNET_UDP: the library must itself keep the batched addon (uv_poll) away from Bun.
+  { name: 'bun', args: [script], fetchPath: 'node-http' },
   // Deno runs the TypeScript sources with .js specifiers resolved to .ts, and the
   // npm packages from node_modules (package.json); its undici is the real one.
   { name: 'deno', args: ['run', '-A', '--no-lock', '--unstable-sloppy-imports', script], fetchPath: 'undici' },
