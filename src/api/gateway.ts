@@ -74,9 +74,9 @@ export interface GatewayOptions {
   maxFlows?: number;
   /** Concurrent flows per peer. Default 8192. */
   maxFlowsPerPeer?: number;
-  /** TCP flows waiting for a decision or a host connect, in total. Default 1024. */
+  /** TCP flows waiting for a decision or a host connect, in total. Default 4096. */
   maxPendingTcp?: number;
-  /** The same per peer. Default 256. */
+  /** The same per peer. Default 128: a few peers flooding SYNs to black holes cannot fill the total. */
   maxPendingTcpPerPeer?: number;
   /** Host connect timeout (ms); a timeout answers ICMP unreachable. Default 10000. */
   connectTimeout?: number;
@@ -155,8 +155,8 @@ export class Gateway {
       exposeLocalhost,
       maxFlows: options.maxFlows ?? 65536,
       maxFlowsPerPeer: options.maxFlowsPerPeer ?? 8192,
-      maxPendingTcp: options.maxPendingTcp ?? 1024,
-      maxPendingTcpPerPeer: options.maxPendingTcpPerPeer ?? 256,
+      maxPendingTcp: options.maxPendingTcp ?? 4096,
+      maxPendingTcpPerPeer: options.maxPendingTcpPerPeer ?? 128,
       connectTimeout: options.connectTimeout ?? 10_000,
       decisionTimeout: options.decisionTimeout ?? 10_000,
       udpTimeout: options.udpTimeout ?? 60_000,

@@ -28,7 +28,7 @@ unless allowed; with any --allow, everything not allowed is refused. PORTS: 80,4
   --expose-localhost       the gateway's own tunnel address reaches this host's loopback
   --max-flows N            flows at once, all peers (default 65536)
   --max-flows-per-peer N   flows at once per peer (default 8192)
-  --max-pending N          TCP connections being set up at once (default 1024; per peer 256)
+  --max-pending N          TCP connections being set up at once (default 4096; per peer 128)
   --connect-timeout SECONDS  host connect timeout; then the peer gets ICMP unreachable (default 10)
   --udp-timeout SECONDS    a UDP flow closes after this long idle (default 60; DNS: 15)
 

@@ -40,7 +40,7 @@ export interface InterfaceOptions {
   reassembly?: Omit<ReassemblyOptions, 'count'>;
   /** Gateway mode: UDP flows held at once (state for unanswered flows is bounded by it). Default 65536. */
   maxUdpFlows?: number;
-  /** Gateway mode: SYNs held for a decision at once; more are dropped (the sender retries). Default 4096. */
+  /** Gateway mode: SYNs held for a decision at once; more are dropped (the sender retries). Default 8192 (above the gateway's pending limit). */
   maxHeldSyns?: number;
   /** Gateway mode: how long a SYN is held before it is forgotten (ms). Default 30000. */
   synHoldMs?: number;
@@ -220,7 +220,7 @@ export class Interface {
 
   constructor(opts: InterfaceOptions) {
     this.maxUdpFlows = opts.maxUdpFlows ?? 65536;
-    this.maxHeldSyns = opts.maxHeldSyns ?? 4096;
+    this.maxHeldSyns = opts.maxHeldSyns ?? 8192;
     this.synHoldMs = opts.synHoldMs ?? 30_000;
     this.rng = opts.rng;
     this.trace = opts.trace ?? noTrace;

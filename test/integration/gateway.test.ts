@@ -215,3 +215,54 @@ describe('routes', () => {
     }
   });
 });
+
+describe('gateway: one peer cannot starve another', () => {
+  test('a SYN flood from one peer held at its pending limit; a second peer still connects at once', async () => {
+    const k1 = keyPair();
+    const k2 = keyPair();
+    const kg = keyPair();
+    const gw = await Tunnel.create(
+      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${k1.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${k2.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
+    );
+    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
+      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
+    const c1 = await client(k1, '10.88.0.1');
+    const c2 = await client(k2, '10.88.0.3');
+    const server = net.createServer((s) => s.on('error', () => {}).end('hello'));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const flooder = gw.toJSON().peers.find((p) => p.allowedIps.includes('10.88.0.1/32'))!.publicKey;
+    // The flooder's flows never get a decision (held until decisionTimeout); everyone else's are relayed.
+    gw.onFlow((f) => (f.peer === flooder ? new Promise<never>(() => {}) : 'relay'), { allow: ['127.0.0.0/8'], maxPendingTcp: 100, maxPendingTcpPerPeer: 40, decisionTimeout: 60_000 });
+    const flood = Array.from({ length: 150 }, () => {
+      const s = c1.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      return s;
+    });
+    try {
+      await waitUntil(() => (gw.gatewayStats()!.counters['limit.pendingTcpPerPeer'] ?? 0) >= 100);
+      assert.equal(gw.gatewayStats()!.heldSyns, 40, 'only the per-peer limit is held; the rest were dropped at once');
+      const t0 = Date.now();
+      const s = c2.connect(port, '127.0.0.1');
+      let got = '';
+      for await (const d of s) got += d;
+      assert.equal(got, 'hello');
+      assert.ok(Date.now() - t0 < 1000, `${Date.now() - t0} ms`);
+    } finally {
+      for (const s of flood) s.destroy();
+      server.close();
+      await c1.close();
+      await c2.close();
+      await gw.close();
+    }
+  });
+});
+
+async function waitUntil(f: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
