@@ -11,7 +11,7 @@ import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from 
 import type { FlowEnds, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import type { Engine } from '../io/engine.js';
-import { connectHost, openUdp, pingHost, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { connectHost, openUdp, pingHost, PING_UNAVAILABLE, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
 import { GatewayPolicy, type PolicyRule, type RefusalReason } from '../config/gateway-policy.js';
 import { formatIp, type IpAddr } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
@@ -139,6 +139,7 @@ export class Gateway {
   private readonly pendingPerPeer = new Map<string, number>();
   private sweep: NodeJS.Timeout | undefined;
   private closed = false;
+  private warnedPing = false;
 
   constructor(
     private readonly host: GatewayHost,
@@ -533,14 +534,20 @@ export class Gateway {
       }
       if (no) return refuse(no, no.startsWith('limit') ? 'host' : 'admin');
       const a = this.track(info.peer, () => {});
-      pingHost(formatIp(target), req.data.length, 3000, (ok) => {
+      pingHost(formatIp(target), req.data.length, 3000, (ok, why) => {
         this.untrack(a);
         if (this.closed) return;
         if (ok) {
           this.count('relayed');
           this.host.iface.echoReply(this.host.engine.now(), req);
           this.host.engine.schedule();
-        } else refuse('relay.connectFailed', 'host');
+          return;
+        }
+        if (why === PING_UNAVAILABLE && !this.warnedPing) {
+          this.warnedPing = true;
+          this.host.trace.log('warn', 'gateway: pings cannot be relayed: no `ping` on PATH (Debian package iputils-ping); peers get ICMP unreachable');
+        }
+        refuse('relay.connectFailed', 'host');
       });
     });
   }

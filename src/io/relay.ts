@@ -105,6 +105,7 @@ export function openUdp(target: HostTarget, onMessage: (data: Buffer) => void, o
 }
 
 let pingMissing = false;
+export const PING_UNAVAILABLE = 'ping unavailable';
 
 /**
  * One echo to `address` from the host. Node has no ICMP sockets; the system's `ping`
@@ -113,16 +114,22 @@ let pingMissing = false;
  * request (same id, sequence and data), so only success or failure is taken from here.
  */
 export function pingHost(address: string, size: number, timeoutMs: number, done: (ok: boolean, why?: string) => void): void {
-  if (pingMissing) return done(false, 'ping unavailable');
+  if (pingMissing) return done(false, PING_UNAVAILABLE);
   const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
   const p = spawn('ping', ['-n', '-q', '-c', '1', '-W', String(secs), '-s', String(Math.min(Math.max(size, 0), 1400)), address], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
+  let settled = false;
+  const finish = (ok: boolean, why?: string): void => {
+    if (settled) return; // a failed spawn emits 'error' and may still emit 'close'
+    settled = true;
+    done(ok, why);
+  };
   p.stderr.on('data', (d: Buffer) => {
     if (err.length < 200) err += d.toString();
   });
-  p.on('error', () => {
-    pingMissing = true;
-    done(false, 'ping unavailable');
+  p.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') pingMissing = true;
+    finish(false, e.code === 'ENOENT' ? PING_UNAVAILABLE : e.message);
   });
-  p.on('close', (code) => done(code === 0, code === 0 ? undefined : err.trim().split('\n')[0] || `exit ${code}`));
+  p.on('close', (code) => finish(code === 0, code === 0 ? undefined : err.trim().split('\n')[0] || `exit ${code}`));
 }
