@@ -315,7 +315,7 @@ export class Gateway {
       // A SYN over the limit is dropped, not answered: the client retries later, as with a full SYN queue.
       this.count(lim);
       this.log('limit', info, { limit: lim });
-      this.host.iface.refuseTcpFlow(this.host.engine.now(), flow, 'drop');
+      this.host.iface.flows.refuseTcp(this.host.engine.now(), flow, 'drop');
       return;
     }
     this.pendingTcp++;
@@ -333,7 +333,7 @@ export class Gateway {
       unpend();
       this.count(c);
       this.log('refused', info, { reason: c });
-      this.host.iface.refuseTcpFlow(this.host.engine.now(), flow, how);
+      this.host.iface.flows.refuseTcp(this.host.engine.now(), flow, how);
       this.host.engine.schedule();
     };
     this.decide(info, (d) => {
@@ -378,7 +378,7 @@ export class Gateway {
   }
 
   private acceptTcp(flow: TcpFlow, _info: FlowInfo): TcpSocket {
-    const conn = this.host.iface.acceptTcpFlow(this.host.engine.now(), flow);
+    const conn = this.host.iface.flows.acceptTcp(this.host.engine.now(), flow);
     const sock = new TcpSocket(this.host.engine, { allowHalfOpen: true });
     sock.attach(conn, false);
     sock.connecting = true;

@@ -26,7 +26,10 @@ import {
   writeIPv6Header,
   type IpInfo,
 } from '../wire/ip.js';
-import type { FlowEnds, IcmpErrorKind, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
+import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
+import { FlowTable, type EchoRequest, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
+
+export type { EchoRequest, UdpFlow, UnreachableKind } from './flows.js';
 import { TcpLayer, type TcpOptions } from './tcp/index.js';
 import { Reassembler, type ReassemblyOptions } from './reassembly.js';
 
@@ -38,44 +41,8 @@ export interface InterfaceOptions {
   tcp?: Partial<TcpOptions>;
   /** Fragment reassembly limits (memory cap, timeouts); the defaults suit a tunnel. */
   reassembly?: Omit<ReassemblyOptions, 'count'>;
-  /** Gateway mode: UDP flows held at once (state for unanswered flows is bounded by it). Default 65536. */
-  maxUdpFlows?: number;
-  /** Gateway mode: SYNs held for a decision at once; more are dropped (the sender retries). Default 8192 (above the gateway's pending limit). */
-  maxHeldSyns?: number;
-  /** Gateway mode: how long a SYN is held before it is forgotten (ms). Default 30000. */
-  synHoldMs?: number;
-}
-
-/** Why a flow is refused with ICMP destination unreachable (RFC 792 codes 3/1/13, RFC 4443 codes 4/3/1). */
-export type UnreachableKind = 'port' | 'host' | 'admin';
-
-/**
- * Gateway mode: the datagrams between one tunnel-side sender and one destination that is
- * not ours (or is ours with no socket bound), terminated here like gVisor's spoofing mode.
- * What the application sends goes back to the sender from the original destination.
- */
-export interface UdpFlow extends FlowEnds {
-  readonly id: number;
-  readonly closed: boolean;
-  /** When a datagram last went either way (for idle timeouts). */
-  readonly lastActivity: Instant;
-  /** A datagram back to the sender. */
-  send(now: Instant, data: Uint8Array): void;
-  recv(): Uint8Array | undefined;
-  /** ICMP destination unreachable quoting the flow's first datagram (rate-limited), then close. */
-  refuse(now: Instant, kind: UnreachableKind): void;
-  close(): void;
-}
-
-/** Gateway mode: an ICMP/ICMPv6 echo request to an address that is not ours. */
-export interface EchoRequest {
-  readonly src: IpAddr;
-  readonly dst: IpAddr;
-  readonly id: number;
-  readonly seq: number;
-  readonly data: Uint8Array;
-  /** The request's first bytes, for an unreachable answer. */
-  readonly quote: Uint8Array;
+  /** Gateway mode's table bounds (flows.ts). */
+  flows?: FlowTableOptions;
 }
 
 export type NetEvent =
@@ -83,9 +50,7 @@ export type NetEvent =
   | { type: 'udp-readable'; socket: UdpSocket }
   | { type: 'udp-error'; socket: UdpSocket; error: 'ECONNREFUSED' | 'EHOSTUNREACH' | 'EMSGSIZE' }
   | { type: 'echo-reply'; from: IpAddr; id: number; seq: number; ttl: number; data: Uint8Array }
-  | { type: 'udp-flow'; flow: UdpFlow } // gateway mode: a new flow, its first datagram queued
-  | { type: 'udp-flow-readable'; flow: UdpFlow }
-  | { type: 'echo-request'; request: EchoRequest }; // gateway mode: answer with echoReply() or refuse()
+  | FlowEvent; // gateway mode
 
 export interface UdpSocket {
   readonly family: 4 | 6;
@@ -104,54 +69,6 @@ const EPHEMERAL_LOW = 49152;
 const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
 /** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
 const ICMP_RATE = 1000;
-
-let nextFlowId = 1;
-
-class Flow implements UdpFlow {
-  readonly id = nextFlowId++;
-  queue: Uint8Array[] = [];
-  queued = 0;
-  closed = false;
-  notified = false;
-  lastActivity: Instant;
-  constructor(
-    private readonly iface: Interface,
-    readonly key: string,
-    readonly srcAddr: IpAddr,
-    readonly srcPort: number,
-    readonly dstAddr: IpAddr,
-    readonly dstPort: number,
-    /** The first datagram's IP packet, cut to what an ICMP error quotes. */
-    readonly quote: Uint8Array,
-    now: Instant,
-  ) {
-    this.lastActivity = now;
-  }
-  send(now: Instant, data: Uint8Array): void {
-    if (this.closed) throw systemError('EBADF', 'send');
-    if (data.length > MAX_UDP_PAYLOAD) throw systemError('EMSGSIZE', 'send');
-    this.lastActivity = now;
-    this.iface.sendUdpFrom(this.dstAddr, this.dstPort, this.srcAddr, this.srcPort, data);
-  }
-  recv(): Uint8Array | undefined {
-    const m = this.queue.shift();
-    if (m) this.queued -= m.length;
-    else this.notified = false;
-    return m;
-  }
-  refuse(now: Instant, kind: UnreachableKind): void {
-    if (this.closed) return;
-    this.iface.sendUnreachable(now, this.srcAddr, this.dstAddr, this.quote, kind);
-    this.close();
-  }
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.queue = [];
-    this.queued = 0;
-    this.iface.unbindFlow(this);
-  }
-}
 
 class Udp implements UdpSocket {
   remote: { addr: IpAddr; port: number } | undefined;
@@ -211,17 +128,10 @@ export class Interface {
    * echo requests) and by the TcpLayer, instead of dropped as not ours. Set by the gateway.
    */
   forwarding = false;
-  private readonly flows = new Map<string, Flow>();
-  private readonly maxUdpFlows: number;
-  /** Held SYNs by 4-tuple, in arrival order (so the oldest expires first: a Map keeps insertion order). */
-  private readonly held = new Map<string, HeldSyn>();
-  private readonly maxHeldSyns: number;
-  private readonly synHoldMs: number;
+  /** Gateway mode's flows: UDP flows, held SYNs, echo requests for other destinations. */
+  readonly flows: FlowTable;
 
   constructor(opts: InterfaceOptions) {
-    this.maxUdpFlows = opts.maxUdpFlows ?? 65536;
-    this.maxHeldSyns = opts.maxHeldSyns ?? 8192;
-    this.synHoldMs = opts.synHoldMs ?? 30_000;
     this.rng = opts.rng;
     this.trace = opts.trace ?? noTrace;
     this.mtu = opts.mtu ?? 1420;
@@ -234,7 +144,7 @@ export class Interface {
     });
     this.ipId = randomU32(this.rng) & 0xffff;
     this.reasm = new Reassembler({ ...opts.reassembly, count: (what) => this.count(what) });
-    this.tcp = new TcpLayer({
+    const tcp = new TcpLayer({
       rng: this.rng,
       trace: this.trace,
       mtu: this.mtu,
@@ -242,6 +152,17 @@ export class Interface {
       sourceFor: (d) => this.sourceFor(d),
       ...opts.tcp,
     });
+    this.tcp = tcp;
+    this.flows = new FlowTable(
+      {
+        tcp,
+        sendUdpFrom: (src, sport, dst, dport, data) => this.sendUdpFrom(src, sport, dst, dport, data),
+        sendUnreachable: (now, to, dst, packet, kind) => this.sendUnreachable(now, to, dst, packet, kind),
+        emit: (ev) => this.events.push(ev),
+        count: (what) => this.count(what),
+      },
+      opts.flows,
+    );
   }
 
   isLocal(a: Uint8Array): boolean {
@@ -283,7 +204,7 @@ export class Interface {
       case PROTO_TCP:
         if (this.forwarding && ip.payload.length >= 20) {
           const t = ip.payload;
-          if (!this.tcp.claims(ip.src, ip.dst, (t[0]! << 8) | t[1]!, (t[2]! << 8) | t[3]!)) return this.tcpFlowSegment(now, ip);
+          if (!this.tcp.claims(ip.src, ip.dst, (t[0]! << 8) | t[1]!, (t[2]! << 8) | t[3]!)) return this.flows.tcpSegment(now, ip);
         }
         return this.tcp.handleSegment(now, ip.src, ip.dst, ip.payload);
       case PROTO_UDP:
@@ -311,7 +232,7 @@ export class Interface {
     const type = m[0]!;
     if (type !== 8 && !this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
     if (type === 8) {
-      if (!this.isLocal(ip.dst)) return this.echoRequest(ip, m);
+      if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
       // RFC 792 echo: the reply carries the same identifier, sequence and data.
       if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
       const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMP, m.length);
@@ -335,7 +256,7 @@ export class Interface {
     const type = m[0]!;
     if (type !== 128 && !this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
     if (type === 128) {
-      if (!this.isLocal(ip.dst)) return this.echoRequest(ip, m);
+      if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
       if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
       const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMPV6, m.length);
       body.set(m);
@@ -415,7 +336,7 @@ export class Interface {
     const sport = (u[0]! << 8) | u[1]!;
     // A wildcard-bound socket serves our own addresses only; in gateway mode the rest are flows.
     const s = this.isLocal(ip.dst) ? this.findUdp(ip.dst, dport) : undefined;
-    if (!s && this.forwarding) return this.flowDatagram(now, ip, sport, dport, u.subarray(UDP_HEADER_LEN, ulen));
+    if (!s && this.forwarding) return this.flows.udpDatagram(now, ip, sport, dport, u.subarray(UDP_HEADER_LEN, ulen));
     if (!s) {
       this.count('udp.noSocket');
       // RFC 1122 §4.1.3.1: port unreachable, never for a fragment other than the first.
@@ -457,115 +378,6 @@ export class Interface {
   }
 
   // --- gateway mode: flows for any destination -----------------------------------------
-
-  private flowDatagram(now: Instant, ip: IpInfo, sport: number, dport: number, data: Uint8Array): void {
-    const key = flowKey(ip.src, sport, ip.dst, dport);
-    let f = this.flows.get(key);
-    if (!f) {
-      if (this.flows.size >= this.maxUdpFlows) return this.count('drop.flow.tableFull');
-      f = new Flow(this, key, ip.src.slice(), sport, ip.dst.slice(), dport, quoteOf(ip), now);
-      this.flows.set(key, f);
-      this.count('flow.udpOpened');
-      this.events.push({ type: 'udp-flow', flow: f });
-    }
-    // The same per-socket bound as a bound socket's queue: a flow nobody reads drops, counted.
-    if (f.queued + data.length > FLOW_QUEUE_BYTES) return this.count('drop.flow.queueFull');
-    f.queue.push(data.slice());
-    f.queued += data.length;
-    f.lastActivity = now;
-    if (!f.notified) {
-      f.notified = true;
-      this.events.push({ type: 'udp-flow-readable', flow: f });
-    }
-  }
-
-  /**
-   * A segment no connection or listener takes, in gateway mode: a SYN is held for the
-   * gateway's decision (retransmissions of it are absorbed), a RST forgets a held SYN, and
-   * anything else gets what a closed port gives (RFC 9293 §3.10.7.1) from the TcpLayer.
-   */
-  private tcpFlowSegment(now: Instant, ip: IpInfo): void {
-    const t = ip.payload;
-    const flags = t[13]!;
-    const sport = (t[0]! << 8) | t[1]!;
-    const dport = (t[2]! << 8) | t[3]!;
-    const key = flowKey(ip.src, sport, ip.dst, dport);
-    const h = this.held.get(key);
-    if ((flags & 0x17) !== 0x02) {
-      // Not a lone SYN (SYN without ACK, RST or FIN).
-      if (h && flags & 0x04) {
-        if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.count('drop.flow.checksum');
-        this.forget(h);
-        return this.count('flow.tcpResetWhileHeld');
-      }
-      return this.tcp.handleSegment(now, ip.src, ip.dst, t);
-    }
-    if (sport === 0 || dport === 0) return this.count('drop.flow.port');
-    if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.count('drop.flow.checksum');
-    if (h) return this.count('flow.synRetransmitWhileHeld');
-    this.expireHeld(now);
-    if (this.held.size >= this.maxHeldSyns) return this.count('drop.flow.synTableFull');
-    const syn: HeldSyn = { id: nextFlowId++, key, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), quote: quoteOf(ip), expires: now + this.synHoldMs };
-    this.held.set(key, syn);
-    this.count('flow.tcpHeld');
-    this.events.push({ type: 'tcp-flow', flow: syn });
-  }
-
-  private forget(h: HeldSyn): void {
-    h.closed = true;
-    this.held.delete(h.key);
-  }
-
-  private expireHeld(now: Instant): void {
-    for (const h of this.held.values()) {
-      if (h.expires > now) break; // arrival order = expiry order
-      this.forget(h);
-      this.count('flow.tcpHoldExpired');
-    }
-  }
-
-  /** Opens a held flow's connection, answering the SYN as its destination. */
-  acceptTcpFlow(now: Instant, flow: TcpFlow): TcpConnection {
-    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
-    if (!h || h !== flow) throw invalidArgument('acceptTcpFlow: the flow is no longer held');
-    this.forget(h);
-    return this.tcp.acceptSyn(now, h.srcAddr, h.dstAddr, h.syn);
-  }
-
-  /**
-   * Refuses a held flow: 'rst' answers as a closed port does, an unreachable kind with ICMP
-   * (rate-limited), 'drop' says nothing (the sender's SYN retries will find a free slot).
-   */
-  refuseTcpFlow(now: Instant, flow: TcpFlow, how: 'rst' | 'drop' | UnreachableKind): void {
-    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
-    if (!h || h !== flow) return;
-    this.forget(h);
-    if (how === 'rst') this.tcp.handleSegment(now, h.srcAddr, h.dstAddr, h.syn);
-    else if (how !== 'drop') this.sendUnreachable(now, h.srcAddr, h.dstAddr, h.quote, how);
-  }
-
-  /** SYNs held for a decision now (gateway mode). */
-  get heldSynCount(): number {
-    return this.held.size;
-  }
-
-  /** @internal */
-  unbindFlow(f: Flow): void {
-    if (this.flows.get(f.key) === f) this.flows.delete(f.key);
-  }
-
-  /** UDP flows held now (gateway mode). */
-  get udpFlowCount(): number {
-    return this.flows.size;
-  }
-
-  private echoRequest(ip: IpInfo, m: Uint8Array): void {
-    this.count('flow.echoRequests');
-    this.events.push({
-      type: 'echo-request',
-      request: { src: ip.src.slice(), dst: ip.dst.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, data: m.slice(8), quote: quoteOf(ip) },
-    });
-  }
 
   /** Answers an echo request in the destination's name (RFC 792 / RFC 4443 §4.2: same id, sequence, data). */
   echoReply(now: Instant, req: EchoRequest): void {
@@ -745,45 +557,16 @@ export class Interface {
   handleTimeout(now: Instant): void {
     this.tcp.handleTimeout(now);
     this.reasm.expire(now);
-    if (this.held.size > 0) this.expireHeld(now);
+    this.flows.expire(now);
   }
 
   pollTimeout(): Deadline | undefined {
     const d = earliest(this.tcp.pollTimeout(), this.reasm.pollTimeout());
-    const first = this.held.size > 0 ? this.held.values().next().value : undefined;
-    return first ? earliest(d, { at: first.expires, reason: 'held SYN expiry' }) : d;
+    const at = this.flows.nextExpiry();
+    return at === undefined ? d : earliest(d, { at, reason: 'held SYN expiry' });
   }
 }
 
-const FLOW_QUEUE_BYTES = 256 * 1024;
-
-interface HeldSyn extends TcpFlow {
-  readonly key: string;
-  closed: boolean;
-  /** The SYN segment as it came (verified), replayed into the TcpLayer on a decision. */
-  readonly syn: Uint8Array;
-  readonly quote: Uint8Array;
-  readonly expires: Instant;
-}
+/** ICMP destination-unreachable codes per refusal (RFC 792: 3/1/13; RFC 4443 §3.1: 4/3/1). */
 const UNREACH4: Record<UnreachableKind, number> = { port: 3, host: 1, admin: 13 };
 const UNREACH6: Record<UnreachableKind, number> = { port: 4, host: 3, admin: 1 };
-
-function flowKey(src: IpAddr, sport: number, dst: IpAddr, dport: number): string {
-  return `${formatIp(src)} ${sport} ${formatIp(dst)} ${dport}`;
-}
-
-/**
- * What an ICMP error about this packet quotes: its IP header (rebuilt, so a reassembled
- * packet quotes as its first fragment would) and the start of its payload, within the
- * minimum MTU (RFC 792: at least 64 bits of data; RFC 4443 §3.1: as much as fits in 1280).
- */
-function quoteOf(ip: IpInfo): Uint8Array {
-  const v4 = ip.version === 4;
-  const hl = v4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
-  const n = Math.min(ip.payload.length, (v4 ? 548 : 1232) - hl);
-  const q = new Uint8Array(hl + n);
-  if (v4) writeIPv4Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length, 0);
-  else writeIPv6Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length);
-  q.set(ip.payload.subarray(0, n), hl);
-  return q;
-}

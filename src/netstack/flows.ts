@@ -1,0 +1,284 @@
+/**
+ * Gateway mode's flow table (DESIGN §8), sans-IO: what a peer sends to destinations that no
+ * socket or listener of ours serves. UDP datagrams become flows (one per 5-tuple), echo
+ * requests become events, and a SYN is held unanswered until the gateway accepts it (the
+ * TcpLayer then opens the connection as the destination) or refuses it. Every table is
+ * bounded, and held SYNs expire.
+ */
+import type { Instant } from '../util/time.js';
+import { formatIp, type IpAddr } from '../util/ip.js';
+import { finishChecksum, pseudoHeaderSum, sumBytes } from '../util/checksum.js';
+import { systemError, invalidArgument } from '../util/errors.js';
+import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, PROTO_TCP, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
+import type { FlowEnds, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
+
+/** Why a flow is refused with ICMP destination unreachable (RFC 792 codes 3/1/13, RFC 4443 codes 4/3/1). */
+export type UnreachableKind = 'port' | 'host' | 'admin';
+
+/**
+ * Gateway mode: the datagrams between one tunnel-side sender and one destination that is
+ * not ours (or is ours with no socket bound), terminated here like gVisor's spoofing mode.
+ * What the application sends goes back to the sender from the original destination.
+ */
+export interface UdpFlow extends FlowEnds {
+  readonly id: number;
+  readonly closed: boolean;
+  /** When a datagram last went either way (for idle timeouts). */
+  readonly lastActivity: Instant;
+  /** A datagram back to the sender. */
+  send(now: Instant, data: Uint8Array): void;
+  recv(): Uint8Array | undefined;
+  /** ICMP destination unreachable quoting the flow's first datagram (rate-limited), then close. */
+  refuse(now: Instant, kind: UnreachableKind): void;
+  close(): void;
+}
+
+/** Gateway mode: an ICMP/ICMPv6 echo request to an address that is not ours. */
+export interface EchoRequest {
+  readonly src: IpAddr;
+  readonly dst: IpAddr;
+  readonly id: number;
+  readonly seq: number;
+  readonly data: Uint8Array;
+  /** The request's first bytes, for an unreachable answer. */
+  readonly quote: Uint8Array;
+}
+
+export type FlowEvent =
+  | { type: 'udp-flow'; flow: UdpFlow } // a new flow, its first datagram queued
+  | { type: 'udp-flow-readable'; flow: UdpFlow }
+  | { type: 'echo-request'; request: EchoRequest } // answer with Interface.echoReply() or refuse
+  | Extract<TcpEvent, { type: 'tcp-flow' }>;
+
+/** What the table needs from its Interface: packet builders, the TcpLayer, events and counters. */
+export interface FlowHost {
+  readonly tcp: TcpLayerApi;
+  sendUdpFrom(src: IpAddr, sport: number, dst: IpAddr, dport: number, data: Uint8Array): void;
+  sendUnreachable(now: Instant, to: IpAddr, dst: IpAddr, packet: Uint8Array, kind: UnreachableKind): void;
+  emit(ev: FlowEvent): void;
+  count(what: string): void;
+}
+
+export interface FlowTableOptions {
+  /** UDP flows held at once. Default 65536. */
+  maxUdpFlows?: number;
+  /** SYNs held for a decision at once; more are dropped (the sender retries). Default 8192 (above the gateway's pending limit). */
+  maxHeldSyns?: number;
+  /** How long a SYN is held before it is forgotten (ms). Default 30000. */
+  synHoldMs?: number;
+}
+
+const MAX_UDP_PAYLOAD = 65507;
+const FLOW_QUEUE_BYTES = 256 * 1024;
+
+interface HeldSyn extends TcpFlow {
+  readonly key: string;
+  closed: boolean;
+  /** The SYN segment as it came (verified), replayed into the TcpLayer on a decision. */
+  readonly syn: Uint8Array;
+  readonly quote: Uint8Array;
+  readonly expires: Instant;
+}
+
+function flowKey(src: IpAddr, sport: number, dst: IpAddr, dport: number): string {
+  return `${formatIp(src)} ${sport} ${formatIp(dst)} ${dport}`;
+}
+
+let nextFlowId = 1;
+
+class Flow implements UdpFlow {
+  readonly id = nextFlowId++;
+  queue: Uint8Array[] = [];
+  queued = 0;
+  closed = false;
+  notified = false;
+  lastActivity: Instant;
+  constructor(
+    private readonly table: FlowTable,
+    readonly key: string,
+    readonly srcAddr: IpAddr,
+    readonly srcPort: number,
+    readonly dstAddr: IpAddr,
+    readonly dstPort: number,
+    /** The first datagram's IP packet, cut to what an ICMP error quotes. */
+    readonly quote: Uint8Array,
+    now: Instant,
+  ) {
+    this.lastActivity = now;
+  }
+  send(now: Instant, data: Uint8Array): void {
+    if (this.closed) throw systemError('EBADF', 'send');
+    if (data.length > MAX_UDP_PAYLOAD) throw systemError('EMSGSIZE', 'send');
+    this.lastActivity = now;
+    this.table.host.sendUdpFrom(this.dstAddr, this.dstPort, this.srcAddr, this.srcPort, data);
+  }
+  recv(): Uint8Array | undefined {
+    const m = this.queue.shift();
+    if (m) this.queued -= m.length;
+    else this.notified = false;
+    return m;
+  }
+  refuse(now: Instant, kind: UnreachableKind): void {
+    if (this.closed) return;
+    this.table.host.sendUnreachable(now, this.srcAddr, this.dstAddr, this.quote, kind);
+    this.close();
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.queued = 0;
+    this.table.unbind(this);
+  }
+}
+
+export class FlowTable {
+  private readonly udp = new Map<string, Flow>();
+  /** Held SYNs by 4-tuple, in arrival order (so the oldest expires first: a Map keeps insertion order). */
+  private readonly held = new Map<string, HeldSyn>();
+  private readonly maxUdpFlows: number;
+  private readonly maxHeldSyns: number;
+  private readonly synHoldMs: number;
+
+  constructor(
+    /** @internal */ readonly host: FlowHost,
+    opts: FlowTableOptions = {},
+  ) {
+    this.maxUdpFlows = opts.maxUdpFlows ?? 65536;
+    this.maxHeldSyns = opts.maxHeldSyns ?? 8192;
+    this.synHoldMs = opts.synHoldMs ?? 30_000;
+  }
+
+  /** A datagram for a destination no socket serves: queued on its flow, a new flow announced. */
+  udpDatagram(now: Instant, ip: IpInfo, sport: number, dport: number, data: Uint8Array): void {
+    const key = flowKey(ip.src, sport, ip.dst, dport);
+    let f = this.udp.get(key);
+    if (!f) {
+      if (this.udp.size >= this.maxUdpFlows) return this.host.count('drop.flow.tableFull');
+      f = new Flow(this, key, ip.src.slice(), sport, ip.dst.slice(), dport, quoteOf(ip), now);
+      this.udp.set(key, f);
+      this.host.count('flow.udpOpened');
+      this.host.emit({ type: 'udp-flow', flow: f });
+    }
+    // The same per-socket bound as a bound socket's queue: a flow nobody reads drops, counted.
+    if (f.queued + data.length > FLOW_QUEUE_BYTES) return this.host.count('drop.flow.queueFull');
+    f.queue.push(data.slice());
+    f.queued += data.length;
+    f.lastActivity = now;
+    if (!f.notified) {
+      f.notified = true;
+      this.host.emit({ type: 'udp-flow-readable', flow: f });
+    }
+  }
+
+  /**
+   * A segment no connection or listener takes, in gateway mode: a SYN is held for the
+   * gateway's decision (retransmissions of it are absorbed), a RST forgets a held SYN, and
+   * anything else gets what a closed port gives (RFC 9293 §3.10.7.1) from the TcpLayer.
+   */
+  tcpSegment(now: Instant, ip: IpInfo): void {
+    const t = ip.payload;
+    const flags = t[13]!;
+    const sport = (t[0]! << 8) | t[1]!;
+    const dport = (t[2]! << 8) | t[3]!;
+    const key = flowKey(ip.src, sport, ip.dst, dport);
+    const h = this.held.get(key);
+    if ((flags & 0x17) !== 0x02) {
+      // Not a lone SYN (SYN without ACK, RST or FIN).
+      if (h && flags & 0x04) {
+        if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.host.count('drop.flow.checksum');
+        this.forget(h);
+        return this.host.count('flow.tcpResetWhileHeld');
+      }
+      return this.host.tcp.handleSegment(now, ip.src, ip.dst, t);
+    }
+    if (sport === 0 || dport === 0) return this.host.count('drop.flow.port');
+    if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.host.count('drop.flow.checksum');
+    if (h) return this.host.count('flow.synRetransmitWhileHeld');
+    this.expire(now);
+    if (this.held.size >= this.maxHeldSyns) return this.host.count('drop.flow.synTableFull');
+    const syn: HeldSyn = { id: nextFlowId++, key, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), quote: quoteOf(ip), expires: now + this.synHoldMs };
+    this.held.set(key, syn);
+    this.host.count('flow.tcpHeld');
+    this.host.emit({ type: 'tcp-flow', flow: syn });
+  }
+
+  private forget(h: HeldSyn): void {
+    h.closed = true;
+    this.held.delete(h.key);
+  }
+
+  expire(now: Instant): void {
+    for (const h of this.held.values()) {
+      if (h.expires > now) break; // arrival order = expiry order
+      this.forget(h);
+      this.host.count('flow.tcpHoldExpired');
+    }
+  }
+
+  /** Opens a held flow's connection, answering the SYN as its destination. */
+  acceptTcp(now: Instant, flow: TcpFlow): TcpConnection {
+    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
+    if (!h || h !== flow) throw invalidArgument('acceptTcp: the flow is no longer held');
+    this.forget(h);
+    return this.host.tcp.acceptSyn(now, h.srcAddr, h.dstAddr, h.syn);
+  }
+
+  /**
+   * Refuses a held flow: 'rst' answers as a closed port does, an unreachable kind with ICMP
+   * (rate-limited), 'drop' says nothing (the sender's SYN retries will find a free slot).
+   */
+  refuseTcp(now: Instant, flow: TcpFlow, how: 'rst' | 'drop' | UnreachableKind): void {
+    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
+    if (!h || h !== flow) return;
+    this.forget(h);
+    if (how === 'rst') this.host.tcp.handleSegment(now, h.srcAddr, h.dstAddr, h.syn);
+    else if (how !== 'drop') this.host.sendUnreachable(now, h.srcAddr, h.dstAddr, h.quote, how);
+  }
+
+  /** SYNs held for a decision now (gateway mode). */
+  get heldSyns(): number {
+    return this.held.size;
+  }
+
+  /** @internal */
+  unbind(f: Flow): void {
+    if (this.udp.get(f.key) === f) this.udp.delete(f.key);
+  }
+
+  /** UDP flows held now (gateway mode). */
+  get udpFlows(): number {
+    return this.udp.size;
+  }
+
+  /** An echo request to an address that is not ours: the gateway answers it (Interface.echoReply) or refuses it. */
+  echoRequest(ip: IpInfo, m: Uint8Array): void {
+    this.host.count('flow.echoRequests');
+    this.host.emit({
+      type: 'echo-request',
+      request: { src: ip.src.slice(), dst: ip.dst.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, data: m.slice(8), quote: quoteOf(ip) },
+    });
+  }
+
+  /** The next held SYN's expiry. */
+  nextExpiry(): Instant | undefined {
+    const first = this.held.size > 0 ? this.held.values().next().value : undefined;
+    return first?.expires;
+  }
+}
+
+/**
+ * What an ICMP error about this packet quotes: its IP header (rebuilt, so a reassembled
+ * packet quotes as its first fragment would) and the start of its payload, within the
+ * minimum MTU (RFC 792: at least 64 bits of data; RFC 4443 §3.1: as much as fits in 1280).
+ */
+function quoteOf(ip: IpInfo): Uint8Array {
+  const v4 = ip.version === 4;
+  const hl = v4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
+  const n = Math.min(ip.payload.length, (v4 ? 548 : 1232) - hl);
+  const q = new Uint8Array(hl + n);
+  if (v4) writeIPv4Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length, 0);
+  else writeIPv6Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length);
+  q.set(ip.payload.subarray(0, n), hl);
+  return q;
+}
