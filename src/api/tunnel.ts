@@ -8,8 +8,6 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type dgram from 'node:dgram';
-import type dns from 'node:dns';
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { fetchPath, undiciHonoursDispatcher, dispatcherUnsupported, httpClientFor, closeHttpClient } from './http-fetch.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
@@ -35,11 +33,6 @@ import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
 import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
-import type { Writable } from 'node:stream';
-import { PeerEventCounters, wireguardMetrics, netstackMetrics, gatewayMetrics, processMetrics, formatMetrics, type MetricFamily } from '../io/metrics.js';
-import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type HealthReport } from '../io/health.js';
-import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
-import type { TunnelEvents } from './types/events.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -55,8 +48,7 @@ export interface TunnelOptions {
 
 export interface ConnectOptions extends TcpSocketOptions {
   host?: string;
-  /** A number or a numeric string, as net.connect takes it (ws passes `'8080'`). */
-  port: number | string;
+  port: number;
   family?: 0 | 4 | 6;
   localAddress?: string;
   localPort?: number;
@@ -64,8 +56,6 @@ export interface ConnectOptions extends TcpSocketOptions {
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
   timeout?: number;
-  /** Destroys the socket with an AbortError when aborted (before or after it connects), as net.Socket's `signal`. */
-  signal?: AbortSignal;
 }
 
 export interface PingResult {
@@ -82,7 +72,7 @@ export interface LookupResult {
   family: 4 | 6;
 }
 
-export class Tunnel extends EventEmitter<TunnelEvents> {
+export class Tunnel extends EventEmitter {
   /** @internal */ readonly engine: Engine;
   readonly config: TunnelConfig;
   private readonly dns: DnsClient | undefined;
@@ -234,43 +224,23 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- TCP ---------------------------------------------------------------
 
-  /**
-   * connect(port[, host][, cb]) or connect(options[, cb]), as net.connect: a net.Socket-compatible
-   * Duplex (assignable to `net.Socket`). The port may be a numeric string; host defaults to localhost.
-   */
-  connect(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
-  connect(port: number | string, connectionListener?: () => void): TcpSocket;
-  connect(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
-  connect(portOrOpts: number | string | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
+  /** connect(port, host[, cb]) or connect(options[, cb]): a net.Socket-compatible Duplex. */
+  connect(portOrOpts: number | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
     const opts: ConnectOptions =
-      typeof portOrOpts === 'number' || typeof portOrOpts === 'string'
-        ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined }
-        : portOrOpts;
-    if (opts === null || typeof opts !== 'object') throw invalidArgument(`connect: expected a port or an options object, got ${opts === null ? 'null' : typeof opts}`);
+      typeof portOrOpts === 'number' ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined } : portOrOpts;
     const done = typeof hostOrCb === 'function' ? hostOrCb : cb;
     this.assertOpen();
     const sock = new TcpSocket(this.engine, opts);
     if (done) sock.once('connect', done);
-    const signal = opts.signal;
-    if (signal) {
-      const onAbort = (): void => void sock.destroy(abortError(signal));
-      if (signal.aborted) process.nextTick(onAbort);
-      else {
-        signal.addEventListener('abort', onAbort, { once: true });
-        sock.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
-    }
     if (opts.noDelay === false) sock.setNoDelay(false);
     if (opts.keepAlive) sock.setKeepAlive(true, opts.keepAliveInitialDelay ?? 0);
     if (opts.timeout) sock.setTimeout(opts.timeout);
     sock.connecting = true;
-    const port = typeof opts.port === 'string' && !/^\s*[0-9]+\s*$/.test(opts.port) ? NaN : Number(opts.port);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port).slice(0, 40)}`);
-    const host = opts.host || 'localhost';
-    sock.dialled = { host, port };
+    const port = Number(opts.port);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port)}`);
+    const host = opts.host ?? 'localhost';
     const start = (addr: IpAddr): void => {
       if (sock.destroyed) return;
-      sock.autoSelectFamilyAttemptedAddresses = [`${formatIp(addr)}:${port}`];
       // No peer's AllowedIPs covers it: nothing could carry the SYN, so fail now as the
       // kernel does for a route-less destination, not after two minutes of retries.
       if (!this.routes(formatIp(addr))) return void sock.destroy(systemError('EHOSTUNREACH', 'connect', formatIp(addr), port));
@@ -304,12 +274,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     return sock;
   }
 
-  /** The same as connect(), under net.createConnection's name (ws's `createConnection` option takes it as is). */
-  createConnection(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
-  createConnection(port: number | string, connectionListener?: () => void): TcpSocket;
-  createConnection(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
-  createConnection(a: number | string | ConnectOptions, b?: string | (() => void), c?: () => void): TcpSocket {
-    return this.connect(a as number, b as string, c);
+  createConnection(opts: ConnectOptions, cb?: () => void): TcpSocket {
+    return this.connect(opts, cb);
   }
 
   createServer(optsOrListener?: TcpServerOptions | ((s: TcpSocket) => void), listener?: (s: TcpSocket) => void): TcpServer {
@@ -334,7 +300,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- UDP ---------------------------------------------------------------
 
-  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6' }, onMessage?: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): TunnelUdpSocket {
+  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6' }, onMessage?: (msg: Buffer, rinfo: unknown) => void): TunnelUdpSocket {
     this.assertOpen();
     const t = typeof type === 'string' ? type : type.type;
     if (t !== 'udp4' && t !== 'udp6') throw invalidArgument(`createSocket: type must be 'udp4' or 'udp6', got ${String(t)}`);
@@ -413,18 +379,18 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     }
   }
 
-  /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici (also callable as dns.lookup: options may be a family or omitted). */
+  /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici. */
   readonly lookupFunction = (
     hostname: string,
-    options: dns.LookupOptions | number | LookupCallback,
-    callback?: LookupCallback,
+    options: { family?: number | string; all?: boolean } | number | ((...a: unknown[]) => void),
+    callback?: (...a: unknown[]) => void,
   ): void => {
     const cb = (typeof options === 'function' ? options : callback)!;
-    const o: dns.LookupOptions = typeof options === 'object' && options !== null ? options : typeof options === 'number' ? { family: options } : {};
+    const o = typeof options === 'object' ? options : typeof options === 'number' ? { family: options } : {};
     const fam = o.family === 'IPv4' || o.family === 4 ? 4 : o.family === 'IPv6' || o.family === 6 ? 6 : 0;
     this.lookupAll(hostname, fam).then(
       (rs) => (o.all ? cb(null, rs) : cb(null, rs[0]!.address, rs[0]!.family)),
-      (err: NodeJS.ErrnoException) => (cb as (e: NodeJS.ErrnoException) => void)(err),
+      (err: Error) => cb(err),
     );
   };
 
@@ -558,106 +524,6 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     const g = this.gateway;
     if (!g) return undefined;
     return { flows: g.flowCount, heldSyns: this.engine.iface.flows.heldSyns, udpFlows: this.engine.iface.flows.udpFlows, counters: { ...g.stats } };
-  }
-
-  // --- operations: metrics, health, capture (issue 15) ------------------------------
-
-  /** Handshakes, give-ups and endpoint changes per peer (the Device emits these, it does not count them). */
-  private readonly peerEvents: PeerEventCounters = ((c: PeerEventCounters) => {
-    this.on('handshake', (e) => c.record('handshake', e.publicKey));
-    this.on('handshake-failed', (e) => c.record('handshake-failed', e.publicKey));
-    this.on('endpoint-changed', (e) => c.record('endpoint-changed', e.publicKey));
-    return c;
-  })(new PeerEventCounters());
-  private probe: HealthProbe | undefined;
-  private pcap: PcapWriter | undefined;
-
-  /**
-   * The tunnel's metrics in the Prometheus text format (version 0.0.4): per-peer bytes,
-   * handshakes and failures, device drops by reason, netstack and TCP counters, TCP
-   * connections by state, gateway counters, process CPU, memory and event-loop delay.
-   * Read from counters the cores keep anyway: nothing is counted per packet for this.
-   * `extra` families (your own) are appended.
-   */
-  metrics(opts: { extra?: MetricFamily[] } = {}): string {
-    const e = this.engine;
-    const families = [...wireguardMetrics({ device: e.device, now: e.now(), wallNow: Date.now(), events: this.peerEvents }), ...netstackMetrics(e.iface)];
-    const g = this.gatewayStats();
-    if (g) families.push(...gatewayMetrics(g));
-    if (this.pcap) {
-      const s = this.pcap.stats;
-      families.push(
-        { name: 'wgnet_capture_packets_total', type: 'counter', help: 'Packets written to the pcap capture.', samples: [{ value: s.packets }] },
-        { name: 'wgnet_capture_dropped_total', type: 'counter', help: 'Packets the capture dropped (size bound reached or writer behind).', samples: [{ value: s.dropped }] },
-      );
-    }
-    families.push(...processMetrics(), ...(opts.extra ?? []));
-    return formatMetrics(families);
-  }
-
-  /**
-   * Readiness: every configured peer (or those in `peers`, base64 keys) has a handshake
-   * younger than 180 s, and the healthCheck() probe, if one runs, succeeded within its
-   * interval. `reason` says what is wrong when `ready` is false.
-   */
-  health(opts: HealthOptions = {}): HealthReport {
-    return healthReport(this.engine.device, Date.now(), opts, this.probe);
-  }
-
-  /**
-   * Starts an active probe through the tunnel, once per `interval` ms (default 10 s):
-   * an ICMP echo to `IP`, or a TCP connect to `IP:PORT`. health() then also requires it to
-   * have succeeded within the interval (plus `timeout`, default min(5 s, interval)).
-   * A second call replaces the first; the probe stops with the tunnel.
-   */
-  healthCheck(target: string, opts: { interval?: number; timeout?: number; onChange?: (ok: boolean, error: string | null) => void } = {}): { stop(): void } {
-    this.assertOpen();
-    const t = parseProbeTarget(target);
-    const interval = opts.interval ?? 10_000;
-    const timeout = opts.timeout ?? Math.min(5_000, interval);
-    const run =
-      t.port === undefined
-        ? async (): Promise<void> => void (await this.ping(t.host, { timeout }))
-        : (): Promise<void> =>
-            new Promise<void>((resolve, reject) => {
-              const s = this.connect({ host: t.host, port: t.port! });
-              const timer = setTimeout(() => s.destroy(systemError('ETIMEDOUT', 'connect', t.host, t.port)), timeout);
-              s.once('connect', () => {
-                clearTimeout(timer);
-                s.destroy();
-                resolve();
-              });
-              s.once('error', (err) => {
-                clearTimeout(timer);
-                reject(err);
-              });
-            });
-    this.probe?.stop();
-    const probe = (this.probe = new HealthProbe(target, run, interval, timeout, opts.onChange).start());
-    this.once('close', () => probe.stop());
-    return { stop: () => probe.stop() };
-  }
-
-  /**
-   * Writes the inner IP packets of both directions to `target` (a file path or a writable
-   * stream) in pcap format, LINKTYPE_RAW, for tcpdump -r and Wireshark. A file is rotated to
-   * FILE.1 at `maxBytes`; a stream stops at `maxBytes`. One capture at a time; it stops with
-   * the tunnel. Costs nothing while no capture runs.
-   */
-  capture(target: string | Writable, opts: CaptureOptions = {}): { readonly stats: CaptureStats; close(): Promise<void> } {
-    this.assertOpen();
-    if (this.pcap) throw new WgnetError('ERR_WGNET_IN_USE', 'capture: a capture is already running; close() it first');
-    const w = new PcapWriter(target, opts);
-    this.pcap = w;
-    this.engine.tap = (p) => w.write(p);
-    const close = async (): Promise<void> => {
-      if (this.pcap !== w) return;
-      this.pcap = undefined;
-      this.engine.tap = undefined;
-      await w.close();
-    };
-    this.once('close', () => void close());
-    return { stats: w.stats, close };
   }
 
   // --- UAPI ----------------------------------------------------------------
@@ -813,21 +679,11 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       const ep = await resolveEndpoint(spec.host, spec.port);
       if (!this.closed) this.engine.device.updatePeer(peer.publicKey, { endpoint: ep });
     } catch (err) {
-      this.emit('warning', err as Error);
+      this.emit('warning', err);
     } finally {
       this.resolving.delete(peer);
     }
   }
-}
-
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
-
-/** What an aborted `signal` rejects with, as Node's own APIs: an AbortError whose cause is the reason. */
-function abortError(signal: AbortSignal): Error {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
 }
 
 /**
