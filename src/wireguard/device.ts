@@ -327,6 +327,16 @@ export class Device {
   handleTimeout(now: Instant): void {
     for (const peer of [...this.peerMap.values()]) {
       if (peer.earliest() > now) continue;
+      // Zeroing first: when timers run late (suspend, clock jump) it may be due together with a
+      // handshake retry, and it must not forget a handshake sent in this same run (found by test/fuzz).
+      if (peer.tZeroKeys <= now) {
+        peer.tZeroKeys = NEVER;
+        const staged = peer.staged;
+        const handshaking = peer.pending !== undefined;
+        this.clearSessions(peer);
+        peer.staged = staged;
+        if (handshaking || staged.length > 0) this.sendInitiation(now, peer, true);
+      }
       if (peer.tRetransmit <= now) {
         peer.tRetransmit = NEVER;
         if (peer.attempts >= K.MAX_TIMER_HANDSHAKES) {
@@ -351,12 +361,6 @@ export class Device {
         // §6.2: data was sent and nothing came back for KeepaliveTimeout + RekeyTimeout.
         peer.tNewHandshake = NEVER;
         this.initiateHandshake(now, peer);
-      }
-      if (peer.tZeroKeys <= now) {
-        peer.tZeroKeys = NEVER;
-        const staged = peer.staged;
-        this.clearSessions(peer);
-        peer.staged = staged;
       }
       if (peer.tPersistent <= now) {
         peer.tPersistent = NEVER;
