@@ -1,9 +1,13 @@
 /**
- * Congestion control behind one interface: NewReno (RFC 5681, RFC 6582) and
- * CUBIC (RFC 9438, the default). Windows are in bytes; `mss` is the sender MSS.
- * The window never goes below one segment nor above `maxCwnd`, and is never NaN.
+ * Congestion control behind one interface: NewReno (RFC 5681, RFC 6582),
+ * CUBIC (RFC 9438, the default) and BBR (bbr.ts). Windows are in bytes; `mss` is the
+ * sender MSS. The window never goes below one segment nor above `maxCwnd`, and is never NaN.
  */
 import type { Instant } from '../../util/time.js';
+import type { RateSample, RateSampler } from './rate.js';
+import { Bbr } from './bbr.js';
+
+export type CongestionControlName = 'bbr' | 'cubic' | 'newreno';
 
 export interface CongestionControl {
   readonly name: string;
@@ -11,10 +15,20 @@ export interface CongestionControl {
   ssthresh: number;
   /** New data acknowledged (outside recovery). */
   onAck(now: Instant, acked: number, rtt: number, inFlight: number): void;
-  /** Fast retransmit: enter recovery (RFC 5681 §3.2 step 2 / RFC 9438 §4.6). */
-  onLoss(now: Instant, inFlight: number): void;
+  /**
+   * Fast retransmit: enter recovery (RFC 5681 §3.2 step 2 / RFC 9438 §4.6). `inFlight` is
+   * what is outstanding, `pipe` what RFC 6675 counts in the network, `delivered` the rate
+   * sampler's C.delivered (both only for BBR).
+   */
+  onLoss(now: Instant, inFlight: number, pipe?: number, delivered?: number): void;
   /** Retransmission timeout: back to one segment (RFC 5681 §3.1). */
-  onTimeout(now: Instant, inFlight: number): void;
+  onTimeout(now: Instant, inFlight: number, delivered?: number): void;
+  /** Recovery ended with everything outstanding at its start acknowledged (RFC 6582 §3.2 step 3). */
+  onRecoveryExit(): void;
+  /** The rate to pace at, bytes per ms; 0 for none. `srtt` in ms, 0 before the first sample. */
+  pacingRate(srtt: number): number;
+  /** Model-based controllers (BBR) take a delivery-rate sample (rate.ts) on every ACK that delivers data. */
+  onRateSample?(now: Instant, rs: RateSample, sampler: RateSampler, inFlight: number, srtt: number): void;
   /** The state to return to if the loss about to be signalled proves spurious. */
   save(): CcState;
   /** A recovery was spurious (RFC 3708, DSACK): the reduction is undone (RFC 4015 §3.2). */
@@ -29,11 +43,33 @@ export interface CcState {
 
 const MAX_CWND = 64 * 1024 * 1024;
 
+/**
+ * Pacing for the loss-based controllers, as Linux paces them (tcp_update_pacing_rate):
+ * twice cwnd per SRTT in slow start, so the window can still double each round, and
+ * 1.2× after. 0 (no pacing) until there is an RTT, or when pacing is off (PACE_LOSS_BASED).
+ */
+function lossBasedPacing(cwnd: number, ssthresh: number, srtt: number): number {
+  if (!PACE_LOSS_BASED || !(srtt > 0)) return 0;
+  return ((cwnd < ssthresh ? 2 : 1.2) * cwnd) / srtt;
+}
+/** Measured (bench/tcp.ts and the simulator), not assumed: see the commit that set it. */
+export let PACE_LOSS_BASED = false;
+/** For benchmarks and tests: pace CUBIC and NewReno or not. */
+export function setLossBasedPacing(on: boolean): void {
+  PACE_LOSS_BASED = on;
+}
+
 export class NewReno implements CongestionControl {
   readonly name = 'newreno';
   cwnd: number;
   ssthresh = MAX_CWND;
   private acc = 0;
+  onRecoveryExit(): void {
+    this.cwnd = this.ssthresh;
+  }
+  pacingRate(srtt: number): number {
+    return lossBasedPacing(this.cwnd, this.ssthresh, srtt);
+  }
   constructor(private readonly mss: number) {
     this.cwnd = Math.min(10 * mss, Math.max(2 * mss, 14600)); // RFC 6928 initial window
   }
@@ -81,6 +117,12 @@ export class Cubic implements CongestionControl {
   private k = 0; // seconds
   private epoch = -1;
   private wEst = 0; // segments, the Reno-friendly estimate (§4.3)
+  onRecoveryExit(): void {
+    this.cwnd = this.ssthresh;
+  }
+  pacingRate(srtt: number): number {
+    return lossBasedPacing(this.cwnd, this.ssthresh, srtt);
+  }
   constructor(private readonly mss: number) {
     this.cwnd = Math.min(10 * mss, Math.max(2 * mss, 14600));
   }
@@ -132,6 +174,13 @@ export class Cubic implements CongestionControl {
   }
 }
 
-export function createCongestionControl(name: 'cubic' | 'newreno', mss: number): CongestionControl {
-  return name === 'newreno' ? new NewReno(mss) : new Cubic(mss);
+export function createCongestionControl(name: CongestionControlName, mss: number, rand?: () => number): CongestionControl {
+  switch (name) {
+    case 'newreno':
+      return new NewReno(mss);
+    case 'bbr':
+      return new Bbr(mss, rand);
+    default:
+      return new Cubic(mss);
+  }
 }

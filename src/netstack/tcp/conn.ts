@@ -12,6 +12,8 @@ import { HyStart } from './hystart.js';
 import { CHALLENGE_ACKS_PER_SEC, DEFAULT_MSS, IP4_TCP, IP6_TCP, NEVER, TS_OPTION_LEN } from './constants.js';
 import { noTimers } from './timers.js';
 import { RttEstimator } from './rtt.js';
+import { RateSampler } from './rate.js';
+import { randomInt } from '../../util/rng.js';
 import { Scoreboard } from './sack.js';
 import { sendRst } from './output.js';
 import type { Listener } from './accept.js';
@@ -21,6 +23,8 @@ export interface OooSegment {
   seq: number;
   data: Uint8Array;
 }
+
+const UNUSED_SAMPLER = new RateSampler();
 
 let nextId = 1;
 /** Ids for connections and listeners, one sequence. */
@@ -113,6 +117,15 @@ export class Conn implements TcpConnection {
   readonly rtt = new RttEstimator();
   retries = 0;
   cc: CongestionControl;
+  /**
+   * Delivery-rate samples (rate.ts) for a model-based controller; `sampling` is false for
+   * CUBIC and NewReno, which need none, so their hot path pays nothing for it and they share
+   * one sampler that is never fed (memory per idle connection).
+   */
+  readonly rate: RateSampler;
+  readonly sampling: boolean;
+  /** Pacing (snd.ts): the time the next segment is due at the pacing rate. */
+  paceNext = 0;
   // Timers.
   readonly timers = noTimers();
   persistBackoff = 0;
@@ -141,7 +154,10 @@ export class Conn implements TcpConnection {
     this.rbuf = new ByteRing(layer.opts.recvBufferMax);
     const v4 = localAddr.length === 4;
     this.mss = layer.opts.mtu - (v4 ? IP4_TCP : IP6_TCP);
-    this.cc = createCongestionControl(layer.opts.congestionControl, this.mss);
+    const rng = layer.opts.rng;
+    this.cc = createCongestionControl(layer.opts.congestionControl, this.mss, () => randomInt(rng, 1 << 16) / (1 << 16));
+    this.sampling = this.cc.onRateSample !== undefined;
+    this.rate = this.sampling ? new RateSampler() : UNUSED_SAMPLER;
   }
 
   // --- TcpConnection --------------------------------------------------------------

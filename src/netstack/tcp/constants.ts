@@ -16,7 +16,8 @@ export interface TcpOptions {
   sendBufferMax: number;
   /** Bytes the receive buffer may hold; also the largest window advertised (default 4 MiB). */
   recvBufferMax: number;
-  congestionControl: 'cubic' | 'newreno';
+  /** 'cubic' (RFC 9438), 'newreno' (RFC 5681/6582) or 'bbr' (bbr.ts, paced). */
+  congestionControl: 'bbr' | 'cubic' | 'newreno';
   /** TIME-WAIT length; 2×MSL in RFC 9293, shortened here (default 2 s). */
   timeWaitMs: number;
   synRetries: number;

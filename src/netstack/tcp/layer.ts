@@ -342,10 +342,16 @@ export class TcpLayer implements TcpLayerApi {
         this.timers.cancel(c, 'reo');
         onReoTimer(this, now, c);
       }
+      if (t.pace <= now) {
+        // The pacing schedule caught up (snd.ts): the next quantum may go.
+        this.timers.cancel(c, 'pace');
+        this.markDirty(c);
+      }
       if (t.trim <= now) {
         this.timers.cancel(c, 'trim');
         c.rbuf.release();
         c.sbuf.release(); // each frees only an empty ring
+        c.rate.release();
       }
     }
   }

@@ -7,7 +7,7 @@ import type { Instant } from '../../util/time.js';
 import type { IpAddr } from '../../util/ip.js';
 import { allocPacket, PACKET_HEADROOM, WG_TAILROOM } from '../../util/bytes.js';
 import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
-import { ACK, optionsLength, putU32, RST, SYN, TCP_HEADER_LEN, writeOptions, writeSynOptions } from '../../wire/tcp.js';
+import { ACK, optionsLength, putU32, RST, seqDiff, SYN, TCP_HEADER_LEN, writeOptions, writeSynOptions } from '../../wire/tcp.js';
 import { OUR_WSCALE } from './constants.js';
 import { sackBlocks } from './rcv.js';
 import type { Conn } from './conn.js';
@@ -46,7 +46,10 @@ export function emitSegment(t: TcpLayer, now: Instant, c: Conn, flags: number, s
   c.lastAdvertised = wnd << c.rcvScale;
   putHeader(seg, c.localPort, c.remotePort, seq, flags & ACK ? c.rcvNxt : 0, hl, flags, wnd);
   writeOptions(seg, TCP_HEADER_LEN, ts, sack);
-  if (len > 0) c.sbuf.copyOut(dataOff, len, seg, hl);
+  if (len > 0) {
+    c.sbuf.copyOut(dataOff, len, seg, hl);
+    if (c.sampling) c.rate.onSend(now, seq, len, seqDiff(c.sndMax, c.una), c.sndMax);
+  }
   checksumAndQueue(t, c.localAddr, c.remoteAddr, seg);
   if (flags & ACK) {
     c.ackNow = false;

@@ -21,7 +21,7 @@ export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
   c.undoState = c.cc.save();
   if (c.undoPending) c.undoPending.clear();
   else c.undoPending = new Set();
-  c.cc.onLoss(now, seqDiff(c.sndMax, c.una));
+  c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
   t.count('fastRetransmits');
   resendUna(t, now, c);
 }
@@ -181,7 +181,7 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
     return false;
   }
   // RFC 6298 §5.4–5.6 and RFC 5681 §3.1: back off, collapse the window, resend from una.
-  c.cc.onTimeout(now, seqDiff(c.sndMax, c.una));
+  c.cc.onTimeout(now, seqDiff(c.sndMax, c.una), c.rate.delivered);
   c.rtt.backoff();
   c.inRecovery = false;
   c.undoState = undefined; // a timeout is not undone here

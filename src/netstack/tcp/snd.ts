@@ -14,6 +14,35 @@ import { isDsack } from './sack.js';
 import { armRto, enterRecovery, headLost, noteRetransmit, onDsack, reoWnd, resendHead, resendUna, watchHead } from './recovery.js';
 import type { TcpLayer } from './layer.js';
 
+/**
+ * Pacing: the sender may run ahead of the pacing schedule by one quantum, a burst of
+ * about 1 ms at the pacing rate, at least two segments and at most 64 KiB (what Linux's
+ * TSO autosizing sends per burst). So the 'pace' deadline fires at most about once per
+ * millisecond per connection, and never once per segment.
+ */
+const PACE_QUANTUM_MS = 1;
+const PACE_QUANTUM_MAX = 64 * 1024;
+
+function paceSlack(rate: number, mss: number): number {
+  return Math.max(2 * mss, Math.min(PACE_QUANTUM_MAX, rate * PACE_QUANTUM_MS)) / rate;
+}
+
+/** True (and the 'pace' deadline armed) when the schedule is more than a quantum ahead of now. */
+function paceHold(t: TcpLayer, now: Instant, c: Conn, slack: number): boolean {
+  if (c.paceNext <= now + slack) return false;
+  // Wake when the schedule has caught up with the clock, so the next release is a whole quantum.
+  if (c.timers.pace !== c.paceNext) t.timers.arm(c, 'pace', c.paceNext);
+  return true;
+}
+
+/**
+ * `len` bytes went out at `rate`. A sender that fell behind (a late timer, an idle spell)
+ * makes up at most one quantum, so pacing never turns into a line-rate burst.
+ */
+function paceSent(c: Conn, now: Instant, len: number, rate: number, slack: number): void {
+  c.paceNext = Math.max(c.paceNext, now - slack) + len / rate;
+}
+
 /** Sends what the windows allow: retransmissions first in recovery, then new data, then FIN, then a bare ACK if owed. */
 export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   if (c.state === 'SYN-SENT' || c.state === 'LISTEN' || c.state === 'CLOSED') return;
@@ -25,6 +54,9 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   let sent = false;
   const mss = Math.max(64, c.effMss);
   const cwnd = c.cc.cwnd;
+  // Pacing (bbr.ts; CUBIC and NewReno when PACE_LOSS_BASED): 0 means unpaced.
+  const rate = c.cc.pacingRate(c.rtt.srtt);
+  const slack = rate > 0 ? paceSlack(rate, mss) : 0;
   // RFC 6675 §5 step (C): fill holes below the highest SACKed sequence first.
   if (c.inRecovery && c.sack.ranges.length > 0) {
     // Retransmissions count toward the pipe until acknowledged (RFC 6675 §4 "HighRxt").
@@ -32,8 +64,10 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     for (let guard = 0; guard < 256 && c.pipe() < cwnd; guard++) {
       const seq = c.sack.nextSeg(c.una, c.rexmitNext, c.mss, mss);
       if (seq < 0) break;
+      if (rate > 0 && paceHold(t, now, c, slack)) break;
       const len = c.sack.segLen;
       emitSegment(t, now, c, ACK, seq, seqDiff(seq, c.una), len);
+      if (rate > 0) paceSent(c, now, len, rate, slack);
       c.rexmitNext = seqAdd(seq, len);
       noteRetransmit(t, now, c, seq);
       sent = true;
@@ -44,7 +78,15 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     // After a timeout, what the receiver SACKed is not sent again.
     if (c.sack.ranges.length > 0) c.nxt = c.sack.skipSacked(c.nxt);
     const unsent = seqDiff(dataEnd, c.nxt);
-    if (unsent <= 0) break;
+    if (unsent <= 0) {
+      // Nothing left to send with room in the window: the application is the limit, and
+      // rate samples until this flight is delivered say so (rate draft §3.4).
+      if (c.sampling) {
+        const p = c.pipe();
+        if (p < cwnd) c.rate.markAppLimited(p);
+      }
+      break;
+    }
     const inflight = c.pipe();
     const wndEdge = seqAdd(c.una, c.sndWnd);
     const wndLeft = seqDiff(wndEdge, c.nxt);
@@ -60,9 +102,11 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     // Nagle (RFC 896) and sender SWS avoidance: hold a small segment while data is in flight.
     if (len < mss && len < unsent) break; // window-limited small segment: wait for more window
     if (len < mss && !c.noDelay && seqDiff(c.nxt, c.una) > 0) break;
+    if (rate > 0 && paceHold(t, now, c, slack)) break;
     const seq = c.nxt;
     const isLast = len === unsent;
     emitSegment(t, now, c, ACK | (isLast ? PSH : 0), seq, seqDiff(seq, c.una), len);
+    if (rate > 0) paceSent(c, now, len, rate, slack);
     if (c.rtt.timedSeq < 0 && !c.tsOk && seqGe(seq, c.sndMax)) c.rtt.time(seq, now);
     c.nxt = seqAdd(c.nxt, len);
     if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
@@ -95,9 +139,13 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
   }
   const win = h.window << c.sndScale;
   const sackedBefore = c.sack.bytes;
+  if (c.sampling) c.rate.beginAck();
   if (c.sackOk && h.sack) {
     const b = h.sack;
-    if (isDsack(b, ack)) onDsack(t, c, b[0]!);
+    const dsack = isDsack(b, ack);
+    if (dsack) onDsack(t, c, b[0]!);
+    // Newly SACKed segments are delivered (rate draft §3.3): read against the scoreboard before it takes them.
+    if (c.sampling) c.rate.sackBlocks(now, b, dsack ? 2 : 0, c.sack.ranges, c.una, c.sndMax);
     if (!c.sack.update(b, c.una, c.sndMax)) t.count('drop.sackRanges');
   }
   if (c.inRecovery && ack === c.una && c.headSeq === c.una && headLost(now, c)) resendHead(t, now, c);
@@ -113,6 +161,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     c.sbuf.consume(ringAcked);
     if (c.sbuf.length === 0) t.armTrim(c, now);
     c.una = ack;
+    if (c.sampling) c.rate.acked(now, ack);
     if (seqLt(c.nxt, c.una)) c.nxt = c.una;
     c.retries = 0;
     c.persistBackoff = 0;
@@ -128,7 +177,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     if (c.inRecovery) {
       if (seqGe(ack, c.recoverSeq)) {
         c.inRecovery = false; // RFC 6582 §3.2 step 3: full acknowledgment
-        c.cc.cwnd = c.cc.ssthresh;
+        c.cc.onRecoveryExit();
       } else if (c.sackOk && seqGt(c.rexmitNext, c.una) && c.headSeq !== c.una) {
         // The new head was retransmitted already: watch it as above, from what is sent now.
         watchHead(t, now, c);
@@ -140,7 +189,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
         resendUna(t, now, c);
       }
     } else {
-      if (c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.rtt.lastRtt)) {
+      if (!c.sampling && c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.rtt.lastRtt)) {
         c.cc.ssthresh = c.cc.cwnd;
         t.count('hystartExits');
       }
@@ -177,6 +226,12 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
       if (wait <= 0) enterRecovery(t, now, c);
       else if (c.timers.reo === NEVER) t.timers.arm(c, 'reo', now + wait);
     }
+    t.markDirty(c);
+  }
+  // A model-based controller sees every ACK that delivered data, in recovery too (BBR).
+  if (c.sampling && c.rate.rs.newlyDelivered > 0) {
+    c.rate.endAck();
+    c.cc.onRateSample!(now, c.rate.rs, c.rate, c.pipe(), c.rtt.srtt);
     t.markDirty(c);
   }
   // Send window update (RFC 9293 §3.10.7.4, fifth check).

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { noTimers, TimerHeap, type Timer, type TimerSet } from './timers.js';
 import { SeededRng } from '../../util/rng.js';
 
-const KINDS: Timer[] = ['rto', 'delack', 'persist', 'keepalive', 'timewait', 'trim', 'reo'];
+const KINDS: Timer[] = ['rto', 'delack', 'persist', 'keepalive', 'timewait', 'trim', 'reo', 'pace'];
 
 interface Owner {
   id: number;

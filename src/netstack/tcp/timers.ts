@@ -11,14 +11,15 @@
  */
 import { NEVER } from './constants.js';
 
-export type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim' | 'reo';
+/** 'pace': the next release of paced segments (snd.ts); one deadline per connection, never one per segment. */
+export type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim' | 'reo' | 'pace';
 export type TimerSet = Record<Timer, number>;
 
 /** Deadline reasons, made once: pollTimeout runs after every batch of packets. */
-export const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim', reo: 'tcp reordering' };
+export const TIMER_REASON: Record<Timer, string> = { rto: 'tcp rto', delack: 'tcp delack', persist: 'tcp persist', keepalive: 'tcp keepalive', timewait: 'tcp timewait', trim: 'tcp trim', reo: 'tcp reordering', pace: 'tcp pacing' };
 
 export function noTimers(): TimerSet {
-  return { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER, reo: NEVER };
+  return { rto: NEVER, delack: NEVER, persist: NEVER, keepalive: NEVER, timewait: NEVER, trim: NEVER, reo: NEVER, pace: NEVER };
 }
 
 export interface Timed {
@@ -64,7 +65,7 @@ export class TimerHeap<O extends Timed> {
   cancelAll(o: O): void {
     this.timed.delete(o);
     const ts = o.timers;
-    ts.rto = ts.delack = ts.persist = ts.keepalive = ts.timewait = ts.trim = ts.reo = NEVER;
+    ts.rto = ts.delack = ts.persist = ts.keepalive = ts.timewait = ts.trim = ts.reo = ts.pace = NEVER;
   }
 
   /** The earliest live entry, dropping stale ones from the top. */

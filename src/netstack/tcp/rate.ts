@@ -1,0 +1,302 @@
+/**
+ * Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation, "the draft" below):
+ * how fast the network delivered data, sampled on every ACK, for BBR's bandwidth model.
+ *
+ * The draft keeps per-packet state (P.delivered, P.delivered_time, P.first_sent_time,
+ * P.is_app_limited, P.send_time) on each skb. Allocating an object per segment on the hot
+ * path is what DESIGN §7 rules out, so the records live in parallel typed arrays used as a
+ * ring of slots in sequence order: new data is always sent at SND.MAX, so appending keeps
+ * the ring sorted, the cumulative ACK pops from the head, and a SACK block or a
+ * retransmission finds its slots by binary search. The arrays are made on the first send
+ * (an idle connection holds none) and grow by doubling.
+ *
+ * Times are the caller's `now` in milliseconds (fractional where the clock is), rates in
+ * bytes per millisecond. Sequence numbers compare modulo 2^32 (RFC 9293 §3.4).
+ */
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from '../../wire/tcp.js';
+
+/** Shared by every sampler that has sent nothing yet, so an idle connection costs no arrays. */
+const NONE = new Float64Array(0);
+const NO_FLAGS = new Uint8Array(0);
+const APP_LIMITED = 1;
+const SACKED = 2;
+const RETRANSMITTED = 4;
+
+/** One rate sample (the draft §3.1 "rs"); a single object per connection, refilled per ACK. */
+export class RateSample {
+  /** Bytes delivered over the interval (rs.delivered); 0 with no valid sample. */
+  delivered = 0;
+  /** The interval in ms (rs.interval = max(send_elapsed, ack_elapsed), §3.3); -1 when invalid. */
+  interval = -1;
+  /** delivered / interval, bytes per ms; 0 when the sample is invalid. */
+  deliveryRate = 0;
+  /** Whether the newest packet acknowledged was sent while the application had nothing to send (§3.4). */
+  isAppLimited = false;
+  /** C.delivered when the newest packet acknowledged was sent (rs.prior_delivered). */
+  priorDelivered = 0;
+  /** RTT of the newest packet acknowledged that was never retransmitted (Karn); -1 when none. */
+  rtt = -1;
+  /** Bytes newly acknowledged or SACKed by this ACK. */
+  newlyDelivered = 0;
+}
+
+export class RateSampler {
+  // Connection state (the draft §3.1 "C").
+  /** Bytes delivered so far, cumulatively ACKed or SACKed (C.delivered). */
+  delivered = 0;
+  /** When C.delivered last changed (C.delivered_time). */
+  deliveredTime = 0;
+  /** Send time of the newest packet delivered (C.first_sent_time): the start of the next send interval. */
+  firstSentTime = 0;
+  /** Nonzero: C.delivered at which the application-limited period ends (C.app_limited, §3.4). */
+  appLimited = 0;
+  /** The smallest RTT any sample showed, ms; Infinity before the first (precise, unlike the ms timestamps). */
+  minRtt = Infinity;
+  readonly rs = new RateSample();
+
+  // The slot ring: slot i (physical (head + i) % cap) covers [start, start + len).
+  private cap = 0;
+  private head = 0;
+  private count = 0;
+  private start: Float64Array = NONE;
+  private len: Float64Array = NONE;
+  private sentTime: Float64Array = NONE;
+  private pDelivered: Float64Array = NONE;
+  private pDeliveredTime: Float64Array = NONE;
+  private pFirstSent: Float64Array = NONE;
+  private flags: Uint8Array = NO_FLAGS;
+  // The sample being built (UpdateRateSample, §3.3).
+  private hasData = false;
+  private priorTime = 0;
+  private sendElapsed = 0;
+  private ackElapsed = 0;
+  private newestSent = 0;
+
+  /** Records in flight (tests, memory checks). */
+  get slots(): number {
+    return this.count;
+  }
+
+  /**
+   * A segment [seq, seq + len) goes out (the draft §3.2 "Upon transmitting a data packet").
+   * `inFlight` is the bytes outstanding before it: when nothing is, the send and ACK
+   * intervals restart now, so an idle period is not counted as delivery time.
+   */
+  onSend(now: number, seq: number, len: number, inFlight: number, sndMax: number): void {
+    if (len <= 0) return;
+    if (inFlight === 0) this.firstSentTime = this.deliveredTime = now;
+    if (seqGe(seq, sndMax) || this.count === 0 || seqGe(seq, this.endOf(this.count - 1))) {
+      this.append(now, seq, len);
+      return;
+    }
+    // A retransmission: every slot it covers takes the new send state (the draft sends the
+    // same per-packet fields again for a retransmitted packet). Our segments are cut from the
+    // same byte stream at the same MSS, so a retransmission lines up with the originals.
+    const end = seqAdd(seq, len);
+    const last = this.endOf(this.count - 1);
+    let i = this.find(seq);
+    if (i > 0 && seqGt(this.endOf(i - 1), seq)) i--;
+    for (; i < this.count; i++) {
+      const p = this.phys(i);
+      if (!seqLt(this.start[p]!, end)) break;
+      this.stamp(p, now);
+      this.flags[p] = (this.flags[p]! & ~APP_LIMITED) | RETRANSMITTED | (this.appLimited !== 0 ? APP_LIMITED : 0);
+    }
+    // A segment reaching past everything recorded (a probe grown into a full segment) records the rest.
+    if (seqGt(end, last)) this.append(now, last, seqDiff(end, last));
+  }
+
+  /** Starts the sample for one ACK (rs reset; §3.3 "Upon receiving ACK"). */
+  beginAck(): void {
+    this.hasData = false;
+    const rs = this.rs;
+    rs.newlyDelivered = 0;
+    rs.rtt = -1;
+  }
+
+  /**
+   * The SACK blocks of an ACK (from index `from`: 2 skips a D-SACK block), read against the
+   * scoreboard's ranges before they are merged in: only what no earlier SACK covered is new.
+   * Each newly SACKed slot is visited once, however often a block is repeated.
+   */
+  sackBlocks(now: number, blocks: number[], from: number, ranges: number[], una: number, sndMax: number): void {
+    if (this.count === 0) return;
+    for (let i = from; i + 1 < blocks.length; i += 2) {
+      let l = blocks[i]!;
+      const r = blocks[i + 1]!;
+      if (!seqLt(l, r) || seqGt(r, sndMax) || seqLe(r, una)) continue; // as the scoreboard ignores it
+      if (seqLt(l, una)) l = una;
+      // The parts of [l, r) outside every range already held.
+      for (let j = 0; j + 1 < ranges.length && seqLt(l, r); j += 2) {
+        const rl = ranges[j]!;
+        const rr = ranges[j + 1]!;
+        if (seqLe(rr, l)) continue;
+        if (seqGe(rl, r)) break;
+        if (seqLt(l, rl)) this.sacked(now, l, rl);
+        l = rr;
+      }
+      if (seqLt(l, r)) this.sacked(now, l, r);
+    }
+  }
+
+  /** Newly SACKed bytes [l, r): the slots wholly inside are delivered. */
+  sacked(now: number, l: number, r: number): void {
+    let i = this.find(l);
+    for (; i < this.count; i++) {
+      const p = this.phys(i);
+      const s = this.start[p]!;
+      if (!seqLe(seqAdd(s, this.len[p]!), r)) break;
+      if ((this.flags[p]! & SACKED) === 0) {
+        this.flags[p] = this.flags[p]! | SACKED;
+        this.deliver(now, p);
+      }
+    }
+  }
+
+  /** The cumulative ACK moved to `una`: slots below it are delivered (once) and dropped. */
+  acked(now: number, una: number): void {
+    while (this.count > 0) {
+      const p = this.head;
+      if (!seqLe(seqAdd(this.start[p]!, this.len[p]!), una)) break;
+      if ((this.flags[p]! & SACKED) === 0) this.deliver(now, p);
+      this.head = this.head + 1 === this.cap ? 0 : this.head + 1;
+      this.count--;
+    }
+  }
+
+  /**
+   * Finishes the sample (GenerateRateSample, §3.3). False when there is none: nothing was
+   * delivered, or the interval is shorter than the minimum RTT, which only ACK compression
+   * or a stretched ACK can produce and which would overestimate the rate.
+   */
+  endAck(): boolean {
+    const rs = this.rs;
+    // §3.4: the application-limited period ends once its last packet is delivered.
+    if (this.appLimited !== 0 && this.delivered > this.appLimited) this.appLimited = 0;
+    rs.deliveryRate = 0;
+    rs.interval = -1;
+    rs.delivered = 0;
+    if (!this.hasData || this.priorTime === 0) return false;
+    rs.interval = Math.max(this.sendElapsed, this.ackElapsed);
+    rs.delivered = this.delivered - rs.priorDelivered;
+    if (rs.rtt >= 0 && rs.rtt < this.minRtt) this.minRtt = rs.rtt;
+    if (!(rs.interval >= this.minRtt) || rs.interval <= 0) {
+      rs.interval = -1;
+      return false;
+    }
+    rs.deliveryRate = rs.delivered / rs.interval;
+    return true;
+  }
+
+  /**
+   * §3.4 "Detecting application-limited phases": called when the sender found nothing
+   * more to send while the congestion window had room. Samples taken until what is in
+   * flight now is delivered cannot show the path's rate, only the application's.
+   */
+  markAppLimited(inFlight: number): void {
+    this.appLimited = Math.max(this.delivered + inFlight, 1);
+  }
+
+  /** Forgets the records (the connection is gone or everything was acknowledged after a reset). */
+  clear(): void {
+    this.count = 0;
+    this.head = 0;
+  }
+
+  /** Frees the arrays when nothing is in flight (the layer's 'trim' timer). */
+  release(): void {
+    if (this.count !== 0) return;
+    this.cap = 0;
+    this.head = 0;
+    this.start = this.len = this.sentTime = this.pDelivered = this.pDeliveredTime = this.pFirstSent = NONE;
+    this.flags = NO_FLAGS;
+  }
+
+  // --- internals -------------------------------------------------------------------
+
+  /** UpdateRateSample(P) (§3.3) for the packet in slot `p`, newly delivered. */
+  private deliver(now: number, p: number): void {
+    const rs = this.rs;
+    const len = this.len[p]!;
+    this.delivered += len;
+    this.deliveredTime = now;
+    rs.newlyDelivered += len;
+    // The most recently sent packet decides the sample (§3.3 IsNewestPacket): it spans the
+    // latest send interval. Slots are visited in sequence order, so a tie goes to the higher one.
+    const st = this.sentTime[p]!;
+    if (!this.hasData || st >= this.newestSent) {
+      this.hasData = true;
+      this.newestSent = st;
+      rs.priorDelivered = this.pDelivered[p]!;
+      this.priorTime = this.pDeliveredTime[p]!;
+      rs.isAppLimited = (this.flags[p]! & APP_LIMITED) !== 0;
+      this.sendElapsed = this.sentTime[p]! - this.pFirstSent[p]!;
+      this.ackElapsed = now - this.priorTime;
+      this.firstSentTime = this.sentTime[p]!;
+      rs.rtt = (this.flags[p]! & RETRANSMITTED) === 0 ? now - this.sentTime[p]! : -1;
+    }
+  }
+
+  private stamp(p: number, now: number): void {
+    this.sentTime[p] = now;
+    this.pDelivered[p] = this.delivered;
+    // A zero delivered time (nothing delivered yet on a fresh connection) is made nonzero so
+    // "prior_time == 0" keeps meaning "no sample" (§3.3) even at now = 0 in a simulation.
+    this.pDeliveredTime[p] = this.deliveredTime || Number.MIN_VALUE;
+    this.pFirstSent[p] = this.firstSentTime;
+  }
+
+  private append(now: number, seq: number, len: number): void {
+    if (this.count === this.cap) this.grow();
+    const p = this.phys(this.count);
+    this.count++;
+    this.start[p] = seq;
+    this.len[p] = len;
+    this.flags[p] = this.appLimited !== 0 ? APP_LIMITED : 0;
+    this.stamp(p, now);
+  }
+
+  private grow(): void {
+    const cap = Math.max(64, this.cap * 2);
+    const take = (a: Float64Array): Float64Array => {
+      const b = new Float64Array(cap);
+      for (let i = 0; i < this.count; i++) b[i] = a[this.phys(i)]!;
+      return b;
+    };
+    const f = new Uint8Array(cap);
+    for (let i = 0; i < this.count; i++) f[i] = this.flags[this.phys(i)]!;
+    this.start = take(this.start);
+    this.len = take(this.len);
+    this.sentTime = take(this.sentTime);
+    this.pDelivered = take(this.pDelivered);
+    this.pDeliveredTime = take(this.pDeliveredTime);
+    this.pFirstSent = take(this.pFirstSent);
+    this.flags = f;
+    this.head = 0;
+    this.cap = cap;
+  }
+
+  private phys(i: number): number {
+    const p = this.head + i;
+    return p >= this.cap ? p - this.cap : p;
+  }
+
+  private endOf(i: number): number {
+    const p = this.phys(i);
+    return seqAdd(this.start[p]!, this.len[p]!);
+  }
+
+  /** The first logical slot whose start is at or above `seq` (count when none). */
+  private find(seq: number): number {
+    let lo = 0;
+    let hi = this.count;
+    const base = this.count > 0 ? this.start[this.head]! : 0;
+    const want = seqDiff(seq, base);
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (seqDiff(this.start[this.phys(mid)]!, base) < want) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
