@@ -44,6 +44,8 @@ export interface TunnelOptions {
   listenPort?: number;
   /** Serves the UAPI at /var/run/wireguard/NAME.sock so `wg show NAME` and `wg set NAME` work. */
   uapi?: string;
+  /** TCP congestion control for connections through the tunnel: 'cubic' (default), 'bbr' (paced) or 'newreno'. */
+  congestionControl?: 'bbr' | 'cubic' | 'newreno';
 }
 
 export interface ConnectOptions extends TcpSocketOptions {
@@ -131,6 +133,7 @@ export class Tunnel extends EventEmitter {
       mtu: cfg.mtu ?? 1420,
       rng: systemRng,
       trace,
+      ...(opts.congestionControl ? { tcp: { congestionControl: opts.congestionControl } } : {}),
     });
     const engine = new Engine(device, iface, undefined, trace);
     const dns =
