@@ -56,6 +56,12 @@ export class Engine<L extends PacketLayer = Interface> {
   /** Components that see each network event before the API layer (DNS client). */
   private readonly interceptors: ((now: Instant, ev: NetEvent) => boolean)[] = [];
   handlers: EngineHandlers = { onNetEvent: () => {}, onDeviceEvent: () => {} };
+  /**
+   * Sees every inner IP packet where it crosses between the Device and the packet layer
+   * (`inbound`: from a peer), before the Device encrypts an outgoing one in place: the
+   * pcap capture. Off when undefined, which costs one field test per packet.
+   */
+  tap: ((packet: Uint8Array, inbound: boolean) => void) | undefined = undefined;
 
   constructor(
     readonly device: Device,
@@ -141,10 +147,12 @@ export class Engine<L extends PacketLayer = Interface> {
       let progress = false;
       let p: Uint8Array | undefined;
       while ((p = device.pollPacket()) !== undefined) {
+        if (this.tap) this.tap(p, true);
         iface.handleInput(now, p);
         progress = true;
       }
       while (sent < BATCH && (p = iface.pollTransmit(now)) !== undefined) {
+        if (this.tap) this.tap(p, false);
         device.handlePacket(now, p);
         progress = true;
         sent++;
