@@ -9,12 +9,13 @@ import type { GatewayOptions } from '../api/gateway.js';
 import { parseRule } from '../config/gateway-policy.js';
 import { WgnetError } from '../util/errors.js';
 import type { Trace, TraceLevel } from '../util/trace.js';
-import { makeLog, parseCommon, seconds, untilSignal } from './serve.js';
+import { makeLog, parseCommon, seconds, untilSignal, startOps, watchHandshakes, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
 export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost]
                      [--max-flows N] [--max-flows-per-peer N] [--max-pending N] [--connect-timeout SECONDS]
-                     [--udp-timeout SECONDS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
+                     [--udp-timeout SECONDS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
+                     [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
 
 Serves the WireGuard interface of FILE (wg-quick: ListenPort and one [Peer] per client)
 and carries what its peers send to any destination through this host's network: TCP
@@ -34,6 +35,8 @@ unless allowed; with any --allow, everything not allowed is refused. PORTS: 80,4
 
 Peers can be added and removed live with 'wg set NAME ...' when --uapi NAME is given;
 a removed peer's flows end at once. --log-level debug logs every flow and refusal.
+
+${OPS_HELP}
 
 Example: wgnet gateway -c server.conf --deny 10.0.0.0/8 --uapi wg0`;
 
@@ -57,23 +60,26 @@ export async function runGateway(args: string[]): Promise<number> {
   if (!c.config) throw bad('-c FILE is required');
   const log = makeLog(c);
   // The core's traces (flows, refusals, drops) go to the same log.
+  const order = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 } as const;
   const trace: Trace = {
-    enabled: (level: TraceLevel) => (level === 'debug' ? c.level === 'debug' : level === 'error' || level === 'warn' || c.level !== 'warn'),
-    log: (level, event, fields) => log(level === 'error' ? 'warn' : level, event, fields),
+    enabled: (level: TraceLevel) => order[level] <= order[c.level],
+    log: (level, event, fields) => log(level, event, fields),
   };
   const t = await Tunnel.create({ file: c.config }, { trace, ...(c.uapi ? { uapi: c.uapi } : {}) });
   for (const w of t.config.warnings) log('warn', w);
-  t.on('handshake', (e: { publicKey: string }) => log('info', 'handshake', { peer: e.publicKey }));
-  t.on('handshake-failed', (e: { publicKey: string }) => log('warn', 'handshake failed', { peer: e.publicKey }));
+  watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
+  let ops: Awaited<ReturnType<typeof startOps>>;
   try {
     t.onFlow('relay', opts);
+    ops = await startOps(c, t, log);
   } catch (err) {
     await t.close();
     throw err;
   }
-  process.stdout.write(`ready gateway listen=${t.listenPort} address=${t.addresses.join(',')} peers=${t.toJSON().peers.length} policy=${JSON.stringify({ allow: opts.allow, deny: opts.deny, exposeLocalhost: !!opts.exposeLocalhost })}\n`);
+  process.stdout.write(`ready gateway listen=${t.listenPort} address=${t.addresses.join(',')} peers=${t.toJSON().peers.length}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} policy=${JSON.stringify({ allow: opts.allow, deny: opts.deny, exposeLocalhost: !!opts.exposeLocalhost })}\n`);
   return untilSignal(async () => {
+    await ops.close();
     const st = t.gatewayStats();
     if (st) log('info', 'gateway stats', { flows: st.flows, ...st.counters });
     await t.close();

@@ -22,7 +22,9 @@ Commands:
   up [-f] IFNAME       WireGuard on a kernel TUN device (Linux, root): a drop-in for wireguard-go
   show [NAME]          the wg show view of interfaces with a UAPI socket (--uapi NAME, up, wireguard-go)
 
-Run 'wgnet <command> --help' for a command's options.`;
+Run 'wgnet help <command>' or 'wgnet <command> --help' for a command's options.`;
+
+const HELP_TOPICS = ['demo', 'genkey', 'pubkey', 'genpsk', 'proxy', 'forward', 'gateway', 'up', 'show'];
 
 const COMMAND_HELP: Record<string, string> = {
   demo: `Usage: wgnet demo [--megabytes N] [--crypto native|portable]
@@ -53,6 +55,14 @@ function flag(args: string[], name: string): string | undefined {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
+  if (cmd === 'help' && args[0]) {
+    // `wgnet help proxy` is `wgnet proxy --help`.
+    if (!HELP_TOPICS.includes(args[0])) {
+      process.stderr.write(`wgnet: no help for '${args[0].slice(0, 40)}': not a command\n\n${HELP}\n`);
+      return 1;
+    }
+    return main([args[0], '--help']);
+  }
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(HELP + '\n');
     return cmd ? 0 : 1;

@@ -15,6 +15,31 @@ import { parseForwardSpec, type ForwardSpec } from './forward.js';
 import { WgnetError } from '../util/errors.js';
 import { parseIp } from '../util/ip.js';
 import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from './limits.js';
+import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
+import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
+import { toBase64 } from '../util/bytes.js';
+import type { Trace } from '../util/trace.js';
+
+/** The log levels of every command, most severe first. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function parseLogLevel(v: string, flag = '--log-level'): LogLevel {
+  if ((LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel;
+  throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${flag}: expected one of ${LOG_LEVELS.join('|')}, got '${v.slice(0, 20)}'`);
+}
+
+/** The operations flags every long-running command takes (DESIGN §8), for each command's help. */
+export const OPS_HELP = `Operations:
+  --metrics HOST:PORT        serve GET /metrics (Prometheus text format), /livez and /readyz
+  --ready-peers KEY[,KEY]    /readyz needs a handshake younger than 180 s with these peers (default: every peer)
+  --health-check IP[:PORT]   /readyz also needs this probe through the tunnel to succeed: ping IP, or TCP connect IP:PORT
+  --health-interval SECONDS  how often the probe runs (default 10)
+  --pcap FILE                write the tunnel's inner IP packets, both directions, to FILE (pcap, LINKTYPE_RAW)
+  --pcap-max-size BYTES      rotate FILE to FILE.1 at this size (default 104857600)
+  --log-level LEVEL          error|warn|info|debug|trace (default info; trace adds the cores' packet-level traces)
+  --log-format text|json
+Signals: SIGUSR1 prints the live counters to stderr, labelled; SIGINT and SIGTERM stop.`;
 
 const LIMITS_HELP = (which: 'proxy' | 'forward'): string =>
   which === 'proxy'
@@ -27,8 +52,9 @@ const LIMITS_HELP = (which: 'proxy' | 'forward'): string =>
   --max-connections N  TCP client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
   --max-udp-flows N    --udp flows at once (default ${DEFAULT_LIMITS.maxUdpFlows}; a new source's datagrams are dropped, existing flows go on)`;
 
-export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level info|debug|warn] [--log-format text|json]
+export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
                    [--max-connections N] [--request-timeout SECONDS] [--max-header-size BYTES] [--max-udp-flows N]
+                   [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
 
 Runs a SOCKS5 (RFC 1928: CONNECT and UDP ASSOCIATE; names resolved through the tunnel's DNS) and/or an
 HTTP proxy (CONNECT and http:// requests) whose connections go through the WireGuard
@@ -36,11 +62,13 @@ tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
 
 ${LIMITS_HELP('proxy')}
 
+${OPS_HELP}
+
 Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
          curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
 
 export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--udp [--udp-timeout SECONDS]] [--uapi NAME] [--log-level ...]
-                     [--max-connections N] [--max-udp-flows N]
+                     [--max-connections N] [--max-udp-flows N] [--metrics HOST:PORT] [--health-check IP[:PORT]] [--pcap FILE]
 
 -L  listens on this machine (BIND defaults to 127.0.0.1) and carries each connection
     through the tunnel to HOST:PORT (HOST may be a name, resolved through the tunnel).
@@ -53,6 +81,8 @@ export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:
 
 ${LIMITS_HELP('forward')}
 
+${OPS_HELP}
+
 Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000
          wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53`;
 
@@ -60,8 +90,15 @@ export interface Common {
   limits: ListenerLimits;
   config?: string;
   uapi?: string;
-  level: 'debug' | 'info' | 'warn';
+  level: LogLevel;
   json: boolean;
+  metrics?: { host: string; port: number };
+  /** Base64 keys of the peers /readyz waits for (default all). */
+  readyPeers?: string[];
+  healthCheck?: string;
+  healthIntervalMs: number;
+  pcap?: string;
+  pcapMaxBytes: number;
 }
 
 export function seconds(v: string, flag: string): number {
@@ -75,10 +112,12 @@ function hostPort(s: string, flag: string): { host: string; port: number } {
   return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
 }
 
-export function makeLog(c: Common): (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void {
-  const order = { debug: 0, info: 1, warn: 2 };
+export type CliLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+
+export function makeLog(c: Pick<Common, 'level' | 'json'>): CliLog {
+  const order: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
   return (level, msg, fields) => {
-    if (order[level] < order[c.level]) return;
+    if (order[level] > order[c.level]) return;
     if (c.json) process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
     else process.stderr.write(`${level.toUpperCase()} ${msg}${fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ') : ''}\n`);
   };
@@ -93,11 +132,55 @@ function listen(server: net.Server, host: string, port: number, what: string): P
   });
 }
 
-async function upTunnel(c: Common, log: ReturnType<typeof makeLog>): Promise<Tunnel> {
+/** The cores' traces (drops, timers, segments) at --log-level trace; nothing below it. */
+export function coreTrace(c: Pick<Common, 'level'>, log: CliLog): Trace | undefined {
+  if (c.level !== 'trace') return undefined;
+  return { enabled: () => true, log: (level, event, fields) => log(level === 'debug' ? 'trace' : level, event, fields) };
+}
+
+/**
+ * Handshake state per peer, logged once per change: 'handshake ok' at info when a peer
+ * comes up, a warning when it gives up (90 s without an answer, RekeyAttemptTime) or when
+ * none came within the start-up wait; rekeys at debug.
+ */
+const watchers = new WeakMap<Tunnel, { pending(): void }>();
+
+export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
+  const state = new Map<string, 'up' | 'down'>();
+  const endpointOf = (key: string): string | undefined => {
+    const ep = [...t.device.peers()].find((p) => toBase64(p.publicKey) === key)?.endpoint;
+    return ep ? `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}` : undefined;
+  };
+  t.on('handshake', (e: { publicKey: string }) => {
+    if (state.get(e.publicKey) === 'up') log('debug', 'handshake (rekey)', { peer: e.publicKey });
+    else log('info', 'handshake ok', { peer: e.publicKey, endpoint: endpointOf(e.publicKey) });
+    state.set(e.publicKey, 'up');
+  });
+  t.on('handshake-failed', (e: { publicKey: string }) => {
+    if (state.get(e.publicKey) !== 'down') log('warn', 'handshake failed: no answer for 90 s; still retrying every 5 s', { peer: e.publicKey, endpoint: endpointOf(e.publicKey) });
+    state.set(e.publicKey, 'down');
+  });
+  t.on('endpoint-changed', (e: { publicKey: string }) => log('debug', 'peer endpoint changed', { peer: e.publicKey, endpoint: endpointOf(e.publicKey) }));
+  const w = {
+    pending: (): void => {
+      for (const p of t.device.peers()) {
+        const key = toBase64(p.publicKey);
+        if (state.has(key) || !p.endpoint || p.lastHandshakeWallMs > 0) continue;
+        state.set(key, 'down');
+        log('warn', 'no handshake yet: no answer from the peer; retrying every 5 s (check Endpoint, keys and the peer)', { peer: key, endpoint: endpointOf(key) });
+      }
+    },
+  };
+  watchers.set(t, w);
+  return w;
+}
+
+async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
-  const t = await Tunnel.create({ file: c.config }, c.uapi ? { uapi: c.uapi } : {});
+  const trace = coreTrace(c, log);
+  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), ...(trace ? { trace } : {}) });
   for (const w of t.config.warnings) log('warn', w);
-  t.on('handshake', (e: { publicKey: string }) => log('info', 'handshake', { peer: e.publicKey }));
+  watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
   // Start handshakes now so readiness means "the tunnel works".
   const now = t.engine.now();
@@ -106,8 +189,10 @@ async function upTunnel(c: Common, log: ReturnType<typeof makeLog>): Promise<Tun
   return t;
 }
 
-export function waitHandshake(t: Tunnel, ms: number): Promise<boolean> {
+export function waitHandshake(t: Tunnel, ms: number, log?: CliLog): Promise<boolean> {
   if ([...t.device.peers()].some((p) => p.lastHandshakeWallMs > 0)) return Promise.resolve(true);
+  // After the wait, say which peers are silent (once), instead of 'pending' and then nothing.
+  if (log) return waitHandshake(t, ms).then((ok) => (ok || watchers.get(t)?.pending(), ok));
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
     timer.unref();
@@ -129,7 +214,7 @@ export function untilSignal(cleanup: () => Promise<void>): Promise<number> {
 }
 
 export function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
-  const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS } };
+  const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS }, healthIntervalMs: 10_000, pcapMaxBytes: 100 * 1024 * 1024 };
   const bad = (m: string): WgnetError => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -140,13 +225,102 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
     };
     if (a === '-c' || a === '--config') c.config = next();
     else if (a === '--uapi') c.uapi = next();
-    else if (a === '--log-level') c.level = next() as Common['level'];
-    else if (a === '--log-format') c.json = next() === 'json';
+    else if (a === '--log-level') c.level = parseLogLevel(next());
+    else if (a === '--log-format') {
+      const v = next();
+      if (v !== 'json' && v !== 'text') throw bad(`--log-format: expected text or json, got '${v.slice(0, 20)}'`);
+      c.json = v === 'json';
+    } else if (a === '--metrics') c.metrics = hostPort(next(), a);
+    else if (a === '--ready-peers') c.readyPeers = next().split(',').map((k) => k.trim()).filter(Boolean);
+    else if (a === '--health-check') c.healthCheck = (parseProbeTarget(next()), args[i]!);
+    else if (a === '--health-interval') c.healthIntervalMs = seconds(next(), a);
+    else if (a === '--pcap') c.pcap = next();
+    else if (a === '--pcap-max-size') c.pcapMaxBytes = positiveInt(next(), a, bad);
     else if (a === '--max-connections') c.limits.maxConnections = positiveInt(next(), a, bad);
     else if (a === '--max-udp-flows') c.limits.maxUdpFlows = positiveInt(next(), a, bad);
     else if (!extra(a, next)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `unknown option '${a}'`);
   }
   return c;
+}
+
+/** What a command tells the operations side about its listeners (proxy, forward). */
+export type ListenerSource = () => { listener: string; kind: string; stats: ListenerCounters }[];
+
+/**
+ * Starts what the operations flags ask for on a running tunnel: the /metrics, /livez,
+ * /readyz server, the health probe, the pcap capture, and SIGUSR1's counter dump.
+ * `close()` undoes all of it (before the tunnel closes).
+ */
+export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => []): Promise<{ close(): Promise<void>; dump(write?: CliLog): void; metricsAddress?: string }> {
+  if (c.readyPeers) checkPeerNames(t.device, c.readyPeers);
+  const undo: (() => Promise<void> | void)[] = [];
+  try {
+    if (c.healthCheck) {
+      let last: boolean | undefined;
+      const probe = t.healthCheck(c.healthCheck, {
+        interval: c.healthIntervalMs,
+        onChange: (ok, error) => {
+          if (ok === last) return;
+          last = ok;
+          if (ok) log('info', 'health check ok', { target: c.healthCheck });
+          else log('warn', 'health check failing', { target: c.healthCheck, error });
+        },
+      });
+      undo.push(() => probe.stop());
+    }
+    if (c.pcap) {
+      const cap = t.capture(c.pcap, { maxBytes: c.pcapMaxBytes });
+      log('info', 'capturing inner packets', { pcap: c.pcap, maxBytes: c.pcapMaxBytes });
+      undo.push(() => cap.close());
+    }
+    let metricsAddress: string | undefined;
+    if (c.metrics) {
+      const extra = (): ReturnType<typeof listenerMetrics> => listenerMetrics(listeners());
+      const server = await serveOps(c.metrics.host, c.metrics.port, { metrics: () => t.metrics({ extra: extra() }), health: () => t.health({ peers: c.readyPeers }) });
+      const a = server.address() as net.AddressInfo;
+      metricsAddress = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      undo.push(() => new Promise<void>((resolve) => server.close(() => resolve()).closeAllConnections()));
+    }
+    const dump = (write: CliLog = makeLog({ level: 'trace', json: c.json })): void => dumpStats(t, listeners(), write);
+    const onUsr1 = (): void => dump();
+    process.on('SIGUSR1', onUsr1);
+    undo.push(() => void process.off('SIGUSR1', onUsr1));
+    return {
+      metricsAddress,
+      dump,
+      close: async () => {
+        for (const u of undo.reverse()) await u();
+      },
+    };
+  } catch (err) {
+    for (const u of undo.reverse()) await u();
+    throw err;
+  }
+}
+
+/** The live counters, one labelled line per peer, device, TCP, gateway and listener. */
+export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, write: CliLog): void {
+  const now = Date.now();
+  for (const p of t.device.peers()) {
+    const ep = p.endpoint;
+    write('info', 'stats peer', {
+      peer: toBase64(p.publicKey),
+      endpoint: ep ? `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}` : 'none',
+      handshake: p.lastHandshakeWallMs > 0 ? `${Math.round((now - p.lastHandshakeWallMs) / 1000)}s ago` : 'never',
+      rxBytes: p.rxBytes,
+      txBytes: p.txBytes,
+    });
+  }
+  const d = t.device.stats;
+  const nonzero = (o: Record<string, number | undefined>): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, v]) => v)) as Record<string, number>;
+  write('info', 'stats device', { rxPackets: d.rxPackets, txPackets: d.txPackets, rxBytes: d.rxBytes, txBytes: d.txBytes, handshakesInitiated: d.handshakesInitiated, handshakesCompleted: d.handshakesCompleted, dropped: nonzero(d.dropped) });
+  const tcp = t.engine.iface.tcp as Partial<import('../netstack/tcp/layer.js').TcpLayer>;
+  if (tcp.stats) write('info', 'stats tcp', { connections: tcp.conns?.size ?? 0, ...nonzero(tcp.stats) });
+  const ns = nonzero(t.engine.iface.stats);
+  write('info', 'stats netstack', ns);
+  const g = t.gatewayStats();
+  if (g) write('info', 'stats gateway', { flows: g.flows, heldSyns: g.heldSyns, udpFlows: g.udpFlows, ...nonzero(g.counters) });
+  for (const l of listeners) write('info', 'stats listener', { listener: l.listener, kind: l.kind, ...l.stats });
 }
 
 export async function runProxy(args: string[]): Promise<number> {
@@ -191,13 +365,32 @@ export async function runProxy(args: string[]): Promise<number> {
     await t.close();
     throw err;
   }
-  const hs = await waitHandshake(t, 5000);
-  const where = servers.map((s) => {
+  const kinds = servers.map((s) => (s === servers[0] && socks ? 'socks5' : 'http'));
+  const where = servers.map((s, i) => {
     const a = s.address() as net.AddressInfo;
-    return `${s === servers[0] && socks ? 'socks5' : 'http'}=${a.address}:${a.port}`;
+    return `${kinds[i]}=${a.address}:${a.port}`;
   });
-  process.stdout.write(`ready ${where.join(' ')} handshake=${hs ? 'ok' : 'pending'}\n`);
+  let ops: Awaited<ReturnType<typeof startOps>>;
+  try {
+    ops = await startOps(c, t, log, () =>
+      servers.map((s, i) => {
+        const st = (s as net.Server & { stats: import('./socks5.js').ProxyStats }).stats;
+        return {
+          listener: where[i]!.slice(kinds[i]!.length + 1),
+          kind: kinds[i]!,
+          stats: { connections: st.connections, failures: st.failures, bytesUp: st.bytesUp, bytesDown: st.bytesDown, udpFlows: st.udpAssociations, datagramsUp: st.udpUp, datagramsDown: st.udpDown, limited: st.limited },
+        };
+      }),
+    );
+  } catch (err) {
+    for (const s of servers) s.close();
+    await t.close();
+    throw err;
+  }
+  const hs = await waitHandshake(t, 5000, log);
+  process.stdout.write(`ready ${where.join(' ')}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
   return untilSignal(async () => {
+    await ops.close();
     for (const s of servers) {
       s.close();
       const st = (s as net.Server & { stats?: object }).stats;
@@ -318,9 +511,21 @@ export async function runForward(args: string[]): Promise<number> {
     await t.close();
     throw err;
   }
-  const hs = await waitHandshake(t, 5000);
-  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
+  let ops: Awaited<ReturnType<typeof startOps>>;
+  try {
+    ops = await startOps(c, t, log, () => [
+      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: v.limited } })),
+      ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited } } })),
+    ]);
+  } catch (err) {
+    for (const cl of closers) cl();
+    await t.close();
+    throw err;
+  }
+  const hs = await waitHandshake(t, 5000, log);
+  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
   return untilSignal(async () => {
+    await ops.close();
     for (const cl of closers) cl();
     for (const [k, v] of Object.entries(counters)) log('info', 'forward stats', { forward: k, ...v });
     for (const [k, v] of Object.entries(udpCounters)) log('info', 'forward stats', { forward: k, ...v });

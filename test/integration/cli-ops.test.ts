@@ -1,0 +1,202 @@
+/**
+ * The operations side of the long-running commands as real processes (issue 15):
+ * --metrics (/metrics, /livez, /readyz), --pcap read back by tcpdump, one set of log
+ * levels, handshake state logged once per change, SIGUSR1's labelled counters, help CMD.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import dgram from 'node:dgram';
+import { SocksClient } from 'socks';
+import { Tunnel } from '../../src/index.js';
+import { keyPair } from '../harness/tunnel-pair.js';
+import { freePort } from '../harness/ports.js';
+import { parseExposition, valueOf } from '../harness/prom.js';
+
+const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
+const hasTcpdump = spawnSync('sh', ['-c', 'command -v tcpdump']).status === 0;
+const needTcpdump = hasTcpdump ? false : process.env.CI ? assert.fail('CI=true but tcpdump is missing') : 'needs tcpdump';
+
+interface Cli {
+  child: ChildProcess;
+  ready: string;
+  stderr: () => string;
+  stop(): Promise<number | null>;
+}
+
+function startCli(args: string[]): Promise<Cli> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no ready line in 20 s: ${out}${err}`));
+    }, 20_000);
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('ready'));
+      if (line) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          ready: line,
+          stderr: () => err,
+          stop: async () => {
+            child.kill('SIGTERM');
+            return exited;
+          },
+        });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code}: ${err}`));
+    });
+  });
+}
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** One HTTP GET through the SOCKS5 proxy: the far side answers. */
+async function socksGet(socksPort: number, path: string): Promise<string> {
+  const { socket } = await SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: socksPort, type: 5 }, command: 'connect', destination: { host: '10.68.0.2', port: 80 } });
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 10.68.0.2\r\nConnection: close\r\n\r\n`);
+  let got = '';
+  for await (const d of socket) got += String(d);
+  return got;
+}
+
+describe('wgnet proxy / forward / gateway operations', () => {
+  let far: Tunnel;
+  let dir: string;
+  let conf: string;
+  const me = keyPair();
+
+  before(async () => {
+    const them = keyPair();
+    far = await Tunnel.create(`[Interface]\nPrivateKey = ${them.privateKey}\nAddress = 10.68.0.2/24\n\n[Peer]\nPublicKey = ${me.publicKey}\nAllowedIPs = 10.68.0.1/32\n`);
+    const web = http.createServer((req, res) => res.end(`far side ${req.url}\n`));
+    far.createServer((s) => web.emit('connection', s)).listen(80);
+    dir = mkdtempSync(join(tmpdir(), 'wgnet-ops-'));
+    conf = join(dir, 'wg0.conf');
+    writeFileSync(conf, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.68.0.1/24\n\n[Peer]\nPublicKey = ${them.publicKey}\nAllowedIPs = 10.68.0.0/24\nEndpoint = 127.0.0.1:${far.listenPort}\n`, { mode: 0o600 });
+  });
+  after(async () => {
+    await far?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('proxy --metrics: valid /metrics with listener counters that rise, /livez, /readyz; handshake logged once; SIGUSR1 prints labelled counters', async () => {
+    const [sp, mp] = [await freePort(), await freePort()];
+    const cli = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--metrics', `127.0.0.1:${mp}`, '--health-check', '10.68.0.2:80', '--health-interval', '0.5']);
+    try {
+      assert.match(cli.ready, new RegExp(`metrics=127\\.0\\.0\\.1:${mp} handshake=ok`));
+      assert.equal((await get(mp, '/livez')).status, 200);
+      await until('/readyz 200', async () => (await get(mp, '/readyz')).status === 200);
+      const before = parseExposition((await get(mp, '/metrics')).body);
+      const listener = { listener: `127.0.0.1:${sp}`, kind: 'socks5' };
+      const c0 = valueOf(before, 'wgnet_listener_connections_total', listener);
+      assert.match(await socksGet(sp, '/one'), /far side \/one/);
+      const after = parseExposition((await get(mp, '/metrics')).body);
+      assert.equal(valueOf(after, 'wgnet_listener_connections_total', listener), c0 + 1);
+      assert.ok(valueOf(after, 'wgnet_listener_received_bytes_total', listener) > 0);
+      assert.ok(valueOf(after, 'wgnet_peer_receive_bytes_total', { peer: far.publicKey }) > valueOf(before, 'wgnet_peer_receive_bytes_total', { peer: far.publicKey }));
+      assert.equal(valueOf(after, 'wgnet_listener_limited_total', { ...listener, limit: 'connections' }), 0);
+      cli.child.kill('SIGUSR1');
+      await until('SIGUSR1 stats', () => /stats listener/.test(cli.stderr()));
+      assert.match(cli.stderr(), new RegExp(`INFO stats peer peer=${far.publicKey.replace(/[+/]/g, '\\$&')} endpoint=127\\.0\\.0\\.1:${far.listenPort} handshake=\\d+s ago rxBytes=\\d+ txBytes=\\d+`));
+      assert.match(cli.stderr(), /INFO stats device rxPackets=\d+/);
+      assert.match(cli.stderr(), /INFO stats listener listener=127\.0\.0\.1:\d+ kind=socks5 connections=1/);
+      assert.equal(cli.stderr().match(/handshake ok/g)?.length, 1, `one 'handshake ok' line:\n${cli.stderr()}`);
+    } finally {
+      assert.equal(await cli.stop(), 0);
+    }
+  });
+
+  test('a silent peer is reported (no handshake yet) and /readyz stays 503 with the reason', async () => {
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((r) => silent.bind(0, '127.0.0.1', () => r()));
+    const bad = join(dir, 'bad.conf');
+    const them = keyPair();
+    writeFileSync(bad, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.68.0.1/24\n\n[Peer]\nPublicKey = ${them.publicKey}\nAllowedIPs = 10.68.0.0/24\nEndpoint = 127.0.0.1:${silent.address().port}\n`, { mode: 0o600 });
+    const [sp, mp] = [await freePort(), await freePort()];
+    const cli = await startCli(['proxy', '-c', bad, '--socks5', `127.0.0.1:${sp}`, '--metrics', `127.0.0.1:${mp}`]);
+    try {
+      assert.match(cli.ready, /handshake=pending/);
+      await until('the no-handshake warning', () => /WARN no handshake yet/.test(cli.stderr()));
+      assert.match(cli.stderr(), new RegExp(`peer=${them.publicKey.replace(/[+/]/g, '\\$&')} endpoint=127\\.0\\.0\\.1:${silent.address().port}`));
+      const r = await get(mp, '/readyz');
+      assert.equal(r.status, 503);
+      assert.match((JSON.parse(r.body) as { reason: string }).reason, /no handshake yet/);
+    } finally {
+      await cli.stop();
+      silent.close();
+    }
+  });
+
+  test('forward --pcap: tcpdump -r reads the capture and shows the SYN and the HTTP request', { skip: needTcpdump }, async () => {
+    const lp = await freePort();
+    const pcap = join(dir, 'fwd.pcap');
+    const cli = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:10.68.0.2:80`, '--pcap', pcap, '--log-level', 'warn']);
+    try {
+      const res = await fetch(`http://127.0.0.1:${lp}/captured-path`);
+      assert.equal(await res.text(), 'far side /captured-path\n');
+    } finally {
+      assert.equal(await cli.stop(), 0);
+    }
+    assert.ok(statSync(pcap).size > 24);
+    const text = execFileSync('tcpdump', ['-nn', '-r', pcap, '-A'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.match(text, /IP 10\.68\.0\.1\.\d+ > 10\.68\.0\.2\.80: Flags \[S\]/, 'the SYN, outbound');
+    assert.match(text, /IP 10\.68\.0\.2\.80 > 10\.68\.0\.1\.\d+: Flags \[S\.\]/, 'the SYN-ACK, inbound');
+    assert.match(text, /GET \/captured-path HTTP\/1\.1/, 'the HTTP request');
+  });
+
+  test('log levels: one set for every command, unknown ones refused with the list', () => {
+    for (const cmd of [['proxy', '-c', 'x.conf'], ['forward', '-c', 'x.conf', '-L', '1:1.2.3.4:1'], ['gateway', '-c', 'x.conf']]) {
+      const r = spawnSync(process.execPath, [BIN, ...cmd, '--log-level', 'verbose'], { encoding: 'utf8' });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /--log-level: expected one of error\|warn\|info\|debug\|trace, got 'verbose'/);
+    }
+    const r = spawnSync(process.execPath, [BIN, 'proxy', '-c', 'x.conf', '--log-format', 'yaml'], { encoding: 'utf8' });
+    assert.match(r.stderr, /--log-format: expected text or json/);
+  });
+
+  test('wgnet help CMD prints that command\'s help', () => {
+    for (const [cmd, re] of [['proxy', /Usage: wgnet proxy/], ['forward', /Usage: wgnet forward/], ['gateway', /Usage: wgnet gateway/], ['up', /Usage: wgnet up/], ['genkey', /Usage: wgnet genkey/]] as const) {
+      const r = spawnSync(process.execPath, [BIN, 'help', cmd], { encoding: 'utf8' });
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, re);
+    }
+    assert.match(spawnSync(process.execPath, [BIN, 'help', 'proxy'], { encoding: 'utf8' }).stdout, /--metrics HOST:PORT/);
+    const bad = spawnSync(process.execPath, [BIN, 'help', 'nope'], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /no help for 'nope'/);
+  });
+});
