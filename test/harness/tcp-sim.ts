@@ -38,7 +38,7 @@ export class NetSim {
   constructor(
     readonly link: LinkSpec,
     seed = 1,
-    tcp: { congestionControl?: 'cubic' | 'newreno' } = {},
+    tcp: { congestionControl?: 'bbr' | 'cubic' | 'newreno' } = {},
   ) {
     this.rng = new SeededRng(seed);
     this.a = new Interface({ addresses: ['10.0.0.1/24', 'fd00::1/64'], rng: new SeededRng(seed + 100), tcp });
