@@ -95,6 +95,23 @@ describe('tunnel.metrics()', () => {
     }
   });
 
+  test('gateway mode: flows and refusals by reason', async () => {
+    const { a, b, close } = await tunnelPair();
+    try {
+      a.onFlow(() => 'reject');
+      await b.ipcSet(`public_key=${Buffer.from(a.publicKey, 'base64').toString('hex')}\nallowed_ip=10.99.0.0/24\n`);
+      const err = await new Promise<Error & { code?: string }>((resolve) => b.connect(80, '10.99.0.5').once('error', resolve));
+      assert.equal(err.code, 'ECONNREFUSED');
+      const m = parseExposition(a.metrics());
+      assert.equal(valueOf(m, 'wgnet_gateway_refused_total', { reason: 'handler' }), 1);
+      assert.equal(valueOf(m, 'wgnet_gateway_tcp_flows_total'), 1);
+      assert.equal(valueOf(m, 'wgnet_gateway_active_flows'), 0);
+      assert.throws(() => valueOf(parseExposition(b.metrics()), 'wgnet_gateway_active_flows'), /no series/, 'no gateway families without onFlow()');
+    } finally {
+      await close();
+    }
+  });
+
   test('promtool check metrics accepts the output (lint included)', { skip: needPromtool }, async () => {
     const { a, b, close } = await tunnelPair();
     try {
