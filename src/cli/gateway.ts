@@ -9,7 +9,7 @@ import type { GatewayOptions } from '../api/gateway.js';
 import { parseRule } from '../config/gateway-policy.js';
 import { WgnetError } from '../util/errors.js';
 import type { Trace, TraceLevel } from '../util/trace.js';
-import { makeLog, parseCommon, seconds, untilSignal, startOps, watchHandshakes, OPS_HELP } from './serve.js';
+import { makeLog, parseCommon, seconds, untilSignal, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
 export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost]
@@ -58,6 +58,7 @@ export async function runGateway(args: string[]): Promise<number> {
     return true;
   });
   if (!c.config) throw bad('-c FILE is required');
+  if (c.check) return checkConfig(c);
   const log = makeLog(c);
   // The core's traces (flows, refusals, drops) go to the same log.
   const order = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 } as const;

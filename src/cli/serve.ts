@@ -17,8 +17,12 @@ import { parseIp } from '../util/ip.js';
 import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from './limits.js';
 import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
 import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
-import { toBase64 } from '../util/bytes.js';
+import { toBase64, toHex, constantTimeEqual } from '../util/bytes.js';
 import type { Trace } from '../util/trace.js';
+import { loadConfig } from '../config/index.js';
+import type { TunnelConfig } from '../config/model.js';
+import { resolveEndpoint, type Endpoint } from '../io/endpoint.js';
+import { formatPrefix, formatIp } from '../util/ip.js';
 
 /** The log levels of every command, most severe first. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -39,7 +43,10 @@ export const OPS_HELP = `Operations:
   --pcap-max-size BYTES      rotate FILE to FILE.1 at this size (default 104857600)
   --log-level LEVEL          error|warn|info|debug|trace (default info; trace adds the cores' packet-level traces)
   --log-format text|json
-Signals: SIGUSR1 prints the live counters to stderr, labelled; SIGINT and SIGTERM stop.`;
+  --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
+Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
+         connections untouched; a bad file keeps the running config and logs file:line.
+         SIGUSR1 prints the live counters to stderr, labelled. SIGINT and SIGTERM stop.`;
 
 const LIMITS_HELP = (which: 'proxy' | 'forward'): string =>
   which === 'proxy'
@@ -99,6 +106,8 @@ export interface Common {
   healthIntervalMs: number;
   pcap?: string;
   pcapMaxBytes: number;
+  /** --check: validate and exit. */
+  check?: boolean;
 }
 
 export function seconds(v: string, flag: string): number {
@@ -236,6 +245,7 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
     else if (a === '--health-interval') c.healthIntervalMs = seconds(next(), a);
     else if (a === '--pcap') c.pcap = next();
     else if (a === '--pcap-max-size') c.pcapMaxBytes = positiveInt(next(), a, bad);
+    else if (a === '--check' || a === '--configtest') c.check = true;
     else if (a === '--max-connections') c.limits.maxConnections = positiveInt(next(), a, bad);
     else if (a === '--max-udp-flows') c.limits.maxUdpFlows = positiveInt(next(), a, bad);
     else if (!extra(a, next)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `unknown option '${a}'`);
@@ -285,6 +295,27 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
     const onUsr1 = (): void => dump();
     process.on('SIGUSR1', onUsr1);
     undo.push(() => void process.off('SIGUSR1', onUsr1));
+    if (c.config) {
+      // One reload at a time; a SIGHUP during one runs another after it (the file may have changed again).
+      let running: Promise<unknown> | undefined;
+      let again = false;
+      const file = c.config;
+      const onHup = (): void => {
+        if (running) {
+          again = true;
+          return;
+        }
+        running = reloadConfig(t, file, log).finally(() => {
+          running = undefined;
+          if (again) {
+            again = false;
+            onHup();
+          }
+        });
+      };
+      process.on('SIGHUP', onHup);
+      undo.push(() => void process.off('SIGHUP', onHup));
+    }
     return {
       metricsAddress,
       dump,
@@ -296,6 +327,92 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
     for (const u of undo.reverse()) await u();
     throw err;
   }
+}
+
+const ZERO_KEY = new Uint8Array(32);
+
+function formatEndpoint(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+/**
+ * SIGHUP: re-reads `file` and applies it to the running tunnel as `wg syncconf` does: peers
+ * not in the file are removed, new ones added, changed ones updated (key, endpoint,
+ * allowed IPs, keepalive), unchanged ones left alone, so their sessions and connections go
+ * on. A file that does not parse, or an endpoint that does not resolve, changes nothing and
+ * logs one line naming file:line. Address, DNS and MTU belong to the netstack: a warning says
+ * they need a restart. Resolves to whether the new config was applied.
+ */
+export async function reloadConfig(t: Tunnel, file: string, log: CliLog): Promise<boolean> {
+  let cfg: TunnelConfig;
+  const endpoints = new Map<string, Endpoint>();
+  try {
+    cfg = await loadConfig({ file });
+    for (const p of cfg.peers) if (p.endpoint) endpoints.set(toBase64(p.publicKey), await resolveEndpoint(p.endpoint.host, p.endpoint.port));
+  } catch (err) {
+    log('error', `config reload failed, the running config stays: ${(err as Error).message}`);
+    return false;
+  }
+  for (const w of cfg.warnings) log('warn', w);
+  const d = t.device;
+  const lines: string[] = [];
+  if (!d.privateKey || !constantTimeEqual(d.privateKey, cfg.privateKey)) lines.push(`private_key=${toHex(cfg.privateKey)}`);
+  if (cfg.listenPort !== undefined && cfg.listenPort !== t.listenPort) lines.push(`listen_port=${cfg.listenPort}`);
+  const want = new Map(cfg.peers.map((p) => [toBase64(p.publicKey), p]));
+  let added = 0;
+  let removed = 0;
+  let changed = 0;
+  for (const p of d.peers()) {
+    if (want.has(toBase64(p.publicKey))) continue;
+    lines.push(`public_key=${toHex(p.publicKey)}`, 'remove=true');
+    removed++;
+  }
+  for (const [key, p] of want) {
+    const cur = d.getPeer(p.publicKey);
+    const ep = endpoints.get(key);
+    const ips = p.allowedIps.map(formatPrefix).sort();
+    if (cur) {
+      const curIps = d.allowedIps.prefixesOf(cur).map(formatPrefix).sort();
+      const same =
+        (!ep || (cur.endpoint !== undefined && formatEndpoint(cur.endpoint) === formatEndpoint(ep))) &&
+        constantTimeEqual(cur.presharedKey ?? ZERO_KEY, p.presharedKey ?? ZERO_KEY) &&
+        (cur.persistentKeepalive ?? 0) === (p.persistentKeepalive ?? 0) &&
+        curIps.join(',') === ips.join(',');
+      if (same) continue;
+      changed++;
+    } else added++;
+    lines.push(
+      `public_key=${toHex(p.publicKey)}`,
+      `preshared_key=${toHex(p.presharedKey ?? ZERO_KEY)}`,
+      ...(ep ? [`endpoint=${formatEndpoint(ep)}`] : []),
+      `persistent_keepalive_interval=${p.persistentKeepalive ?? 0}`,
+      'replace_allowed_ips=true',
+      ...ips.map((ip) => `allowed_ip=${ip}`),
+    );
+  }
+  const old = t.config;
+  const addrs = (x: TunnelConfig): string => x.addresses.map((a) => `${formatIp(a.addr)}/${a.bits}`).sort().join(',');
+  const dns = (x: TunnelConfig): string => x.dns.servers.map(formatIp).join(',') + ';' + x.dns.search.join(',');
+  if (addrs(old) !== addrs(cfg) || dns(old) !== dns(cfg) || (old.mtu ?? 1420) !== (cfg.mtu ?? 1420)) {
+    log('warn', 'config reload: Address, DNS and MTU changes take effect on restart; the running ones stay', { file });
+  }
+  try {
+    if (lines.length) await t.ipcSet(lines.join('\n') + '\n');
+  } catch (err) {
+    log('error', `config reload failed, the running config stays: ${(err as Error).message}`);
+    return false;
+  }
+  log('info', 'config reloaded', { file, added, removed, changed, unchanged: want.size - added - changed });
+  return true;
+}
+
+/** --check: the config parses and validates (warnings printed); exits 0, or throws the error naming file:line. */
+export async function checkConfig(c: Common): Promise<number> {
+  if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
+  const cfg = await loadConfig({ file: c.config });
+  for (const w of cfg.warnings) process.stderr.write(`WARN ${w}\n`);
+  process.stdout.write(`${c.config}: ok (${cfg.peers.length} peer${cfg.peers.length === 1 ? '' : 's'}, ${cfg.addresses.length} address${cfg.addresses.length === 1 ? '' : 'es'}${cfg.warnings.length ? `, ${cfg.warnings.length} warning${cfg.warnings.length === 1 ? '' : 's'}` : ''})\n`);
+  return 0;
 }
 
 /** The live counters, one labelled line per peer, device, TCP, gateway and listener. */
@@ -342,6 +459,7 @@ export async function runProxy(args: string[]): Promise<number> {
     } else return false;
     return true;
   });
+  if (c.check) return checkConfig(c);
   if (!socks && !httpAt) socks = { host: '127.0.0.1', port: 1080 };
   if (requestTimeoutMs !== undefined) c.limits.requestTimeoutMs = requestTimeoutMs;
   if (maxHeaderBytes !== undefined) c.limits.maxHeaderBytes = maxHeaderBytes;
@@ -412,6 +530,7 @@ export async function runForward(args: string[]): Promise<number> {
     return true;
   });
   if (specs.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'give at least one -L or -R');
+  if (c.check) return checkConfig(c);
   const log = makeLog(c);
   const t = await upTunnel(c, log);
   const viaTunnel = tunnelDialer(t);

@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,6 +176,64 @@ describe('wgnet proxy / forward / gateway operations', () => {
     assert.match(text, /IP 10\.68\.0\.1\.\d+ > 10\.68\.0\.2\.80: Flags \[S\]/, 'the SYN, outbound');
     assert.match(text, /IP 10\.68\.0\.2\.80 > 10\.68\.0\.1\.\d+: Flags \[S\.\]/, 'the SYN-ACK, inbound');
     assert.match(text, /GET \/captured-path HTTP\/1\.1/, 'the HTTP request');
+  });
+
+  test('SIGHUP reloads the config as wg syncconf (a peer added, then removed), a bad file keeps the running config and names file:line, connections go on', async () => {
+    const rc = join(dir, 'reload.conf');
+    const base = readFileSync(conf, 'utf8');
+    writeFileSync(rc, base, { mode: 0o600 });
+    const [sp, mp] = [await freePort(), await freePort()];
+    const cli = await startCli(['proxy', '-c', rc, '--socks5', `127.0.0.1:${sp}`, '--metrics', `127.0.0.1:${mp}`]);
+    const peers = async (): Promise<number> => valueOf(parseExposition((await get(mp, '/metrics')).body), 'wgnet_peers');
+    // A connection open across the reloads: HTTP keep-alive through the SOCKS5 proxy.
+    const { socket } = await SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: sp, type: 5 }, command: 'connect', destination: { host: '10.68.0.2', port: 80 } });
+    let got = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (got += d));
+    const ask = async (path: string): Promise<void> => {
+      got = '';
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 10.68.0.2\r\n\r\n`);
+      await until(`the answer to ${path}`, () => got.includes(`far side ${path}`));
+    };
+    try {
+      await ask('/before');
+      assert.equal(await peers(), 1);
+      const extra = keyPair();
+      writeFileSync(rc, `${base}\n[Peer]\nPublicKey = ${extra.publicKey}\nAllowedIPs = 10.69.0.0/24\nEndpoint = 127.0.0.1:9\n`);
+      cli.child.kill('SIGHUP');
+      await until('config reloaded (added)', () => /INFO config reloaded file=\S+reload\.conf added=1 removed=0 changed=0 unchanged=1/.test(cli.stderr()));
+      assert.equal(await peers(), 2);
+      await ask('/after-add');
+
+      writeFileSync(rc, `[Interface]\nPrivateKey = ${me.privateKey}\nthis is not a config line\n`);
+      cli.child.kill('SIGHUP');
+      await until('the reload error', () => /ERROR config reload failed, the running config stays: reload\.conf:3/.test(cli.stderr()));
+      assert.equal(await peers(), 2, 'the running config stays');
+      await ask('/after-bad-file');
+      assert.match(await socksGet(sp, '/new-connection'), /far side \/new-connection/);
+
+      writeFileSync(rc, base);
+      cli.child.kill('SIGHUP');
+      await until('config reloaded (removed)', () => /INFO config reloaded file=\S+ added=0 removed=1 changed=0 unchanged=1/.test(cli.stderr()));
+      assert.equal(await peers(), 1);
+      await ask('/after-remove');
+    } finally {
+      socket.destroy();
+      assert.equal(await cli.stop(), 0);
+    }
+  });
+
+  test('--check validates the config and exits: ok, or the error with file:line', () => {
+    const good = spawnSync(process.execPath, [BIN, 'proxy', '-c', conf, '--check'], { encoding: 'utf8' });
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /wg0\.conf: ok \(1 peer, 1 address\)/);
+    const bad = join(dir, 'broken.conf');
+    writeFileSync(bad, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.0.0.300/24\n`, { mode: 0o600 });
+    for (const cmd of [['proxy'], ['forward', '-L', '1:1.2.3.4:1'], ['gateway']]) {
+      const r = spawnSync(process.execPath, [BIN, ...cmd, '-c', bad, '--check'], { encoding: 'utf8' });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /broken\.conf:3: Address:/);
+    }
   });
 
   test('log levels: one set for every command, unknown ones refused with the list', () => {
