@@ -536,22 +536,33 @@ export async function runForward(args: string[]): Promise<number> {
   const viaTunnel = tunnelDialer(t);
   const local = systemDialer();
   const closers: (() => void)[] = [];
-  const counters: Record<string, { connections: number; errors: number; up: number; down: number; limited: number }> = {};
-  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, errors: 0, up: 0, down: 0, limited: 0 });
+  const counters: Record<string, { connections: number; active: number; errors: number; up: number; down: number; limited: number }> = {};
+  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, active: 0, errors: 0, up: 0, down: 0, limited: 0 });
   const serve = (spec: ForwardSpec, sock: import('node:stream').Duplex): void => {
     const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`;
     const ctr = tcpCounters(spec);
     sock.on('error', () => {});
     sock.pause();
+    const started = Date.now();
+    const client = (sock as { remoteAddress?: string; remotePort?: number }).remoteAddress;
+    const from = client ? `${client}:${(sock as { remotePort?: number }).remotePort}` : undefined;
     dial(spec.kind === 'L' ? viaTunnel : local, spec.host, spec.port).then(
       (up) => {
         ctr.connections++;
-        splice(sock, up, (dir, n) => (dir === 'up' ? (ctr.up += n) : (ctr.down += n)));
+        ctr.active++;
+        let bytesUp = 0;
+        let bytesDown = 0;
+        splice(sock, up, (dir, n) => (dir === 'up' ? ((ctr.up += n), (bytesUp += n)) : ((ctr.down += n), (bytesDown += n))));
+        log('debug', 'forward connection opened', { forward: key, client: from });
+        sock.once('close', () => {
+          ctr.active--;
+          log('debug', 'forward connection closed', { forward: key, client: from, up: bytesUp, down: bytesDown, ms: Date.now() - started });
+        });
         sock.resume();
       },
       (err: NodeJS.ErrnoException) => {
         ctr.errors++;
-        log('info', 'forward connect failed', { forward: key, error: err.code ?? err.message });
+        log('info', 'forward connect failed', { forward: key, client: from, error: err.code ?? err.message, ms: Date.now() - started });
         sock.destroy();
       },
     );
@@ -633,7 +644,7 @@ export async function runForward(args: string[]): Promise<number> {
   let ops: Awaited<ReturnType<typeof startOps>>;
   try {
     ops = await startOps(c, t, log, () => [
-      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: v.limited } })),
+      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, active: v.active, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: v.limited } })),
       ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited } } })),
     ]);
   } catch (err) {

@@ -99,6 +99,7 @@ export class HealthProbe {
   private lastError: string | null = null;
   private running = false;
   private stopped = false;
+  private reported: boolean | undefined;
 
   constructor(
     readonly target: string,
@@ -125,7 +126,6 @@ export class HealthProbe {
     this.timer.unref();
     if (this.running) return;
     this.running = true;
-    const before = this.status(this.wallClock()).ok;
     this.run().then(
       () => {
         this.lastOk = this.wallClock();
@@ -136,8 +136,12 @@ export class HealthProbe {
       },
     ).finally(() => {
       this.running = false;
+      // Told of the first result and of every change after it, not of every probe.
       const now = this.status(this.wallClock());
-      if (now.ok !== before || !now.ok) this.onChange?.(now.ok, now.lastError);
+      if (now.ok !== this.reported) {
+        this.reported = now.ok;
+        if (!this.stopped) this.onChange?.(now.ok, now.lastError);
+      }
     });
   };
 

@@ -249,6 +249,8 @@ export function gatewayMetrics(g: { flows: number; heldSyns: number; udpFlows: n
 /** One listener's counters, as `proxy` and `forward` keep them (cli/limits.ts, the servers' stats). */
 export interface ListenerCounters {
   connections?: number;
+  /** Client connections open now. */
+  active?: number;
   failures?: number;
   bytesUp?: number;
   bytesDown?: number;
@@ -267,6 +269,7 @@ export function listenerMetrics(listeners: { listener: string; kind: string; sta
   const f = (name: string, type: MetricType, help: string): MetricFamily => ({ name, type, help, samples: [] });
   const fams = {
     connections: f('wgnet_listener_connections_total', 'counter', 'Client connections carried (proxy, forward).'),
+    active: f('wgnet_listener_active_connections', 'gauge', 'Client connections open now.'),
     failures: f('wgnet_listener_failures_total', 'counter', 'Client requests that failed (bad request, connect error).'),
     bytesUp: f('wgnet_listener_sent_bytes_total', 'counter', 'Bytes from clients towards the far side.'),
     bytesDown: f('wgnet_listener_received_bytes_total', 'counter', 'Bytes from the far side to clients.'),

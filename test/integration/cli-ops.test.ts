@@ -161,13 +161,19 @@ describe('wgnet proxy / forward / gateway operations', () => {
     }
   });
 
-  test('forward --pcap: tcpdump -r reads the capture and shows the SYN and the HTTP request', { skip: needTcpdump }, async () => {
-    const lp = await freePort();
+  test('forward --pcap: tcpdump -r reads the capture and shows the SYN and the HTTP request; each connection logged at debug with its bytes', { skip: needTcpdump }, async () => {
+    const [lp, mp] = [await freePort(), await freePort()];
     const pcap = join(dir, 'fwd.pcap');
-    const cli = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:10.68.0.2:80`, '--pcap', pcap, '--log-level', 'warn']);
+    const cli = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:10.68.0.2:80`, '--pcap', pcap, '--log-level', 'debug', '--metrics', `127.0.0.1:${mp}`]);
     try {
-      const res = await fetch(`http://127.0.0.1:${lp}/captured-path`);
+      const res = await fetch(`http://127.0.0.1:${lp}/captured-path`, { headers: { connection: 'close' } });
       assert.equal(await res.text(), 'far side /captured-path\n');
+      await until('the connection closed line', () => /DEBUG forward connection closed forward=-L \d+:10\.68\.0\.2:80 client=127\.0\.0\.1:\d+ up=\d+ down=\d+ ms=\d+/.test(cli.stderr()));
+      assert.match(cli.stderr(), /DEBUG forward connection opened/);
+      const m = parseExposition((await get(mp, '/metrics')).body);
+      assert.equal(valueOf(m, 'wgnet_listener_connections_total', { kind: 'forward' }), 1);
+      assert.equal(valueOf(m, 'wgnet_listener_active_connections', { kind: 'forward' }), 0);
+      assert.ok(valueOf(m, 'wgnet_capture_packets_total') >= 6);
     } finally {
       assert.equal(await cli.stop(), 0);
     }
