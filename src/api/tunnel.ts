@@ -37,6 +37,7 @@ import type { Writable } from 'node:stream';
 import { PeerEventCounters, wireguardMetrics, netstackMetrics, gatewayMetrics, processMetrics, formatMetrics, type MetricFamily } from '../io/metrics.js';
 import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type HealthReport } from '../io/health.js';
 import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
+import { publishPeerEvent } from '../io/diagnostics.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -535,11 +536,23 @@ export class Tunnel extends EventEmitter {
 
   // --- operations: metrics, health, capture (issue 15) ------------------------------
 
-  /** Handshakes, give-ups and endpoint changes per peer (the Device emits these, it does not count them). */
+  /**
+   * Handshakes, give-ups and endpoint changes per peer (the Device emits these, it does not
+   * count them), also published on the wgnet:* diagnostics channels (io/diagnostics.ts).
+   */
   private readonly peerEvents: PeerEventCounters = ((c: PeerEventCounters) => {
-    this.on('handshake', (e) => c.record('handshake', e.publicKey));
-    this.on('handshake-failed', (e) => c.record('handshake-failed', e.publicKey));
-    this.on('endpoint-changed', (e) => c.record('endpoint-changed', e.publicKey));
+    this.on('handshake', (e) => {
+      c.record('handshake', e.publicKey);
+      publishPeerEvent('handshake', { tunnel: this, publicKey: e.publicKey });
+    });
+    this.on('handshake-failed', (e) => {
+      c.record('handshake-failed', e.publicKey);
+      publishPeerEvent('handshake-failed', { tunnel: this, publicKey: e.publicKey });
+    });
+    this.on('endpoint-changed', (e) => {
+      c.record('endpoint-changed', e.publicKey);
+      publishPeerEvent('endpoint-changed', { tunnel: this, publicKey: e.publicKey, endpoint: e.endpoint });
+    });
     return c;
   })(new PeerEventCounters());
   private probe: HealthProbe | undefined;
