@@ -23,6 +23,7 @@ import { WgnetError } from '../util/errors.js';
 import { PeerEventCounters, wireguardMetrics, processMetrics, formatMetrics } from '../io/metrics.js';
 import { HealthProbe, healthReport, parseProbeTarget, serveOps } from '../io/health.js';
 import { PcapWriter } from '../io/pcap.js';
+import { publishPeerEvent } from '../io/diagnostics.js';
 import { LOG_LEVELS, parseLogLevel, type LogLevel } from './serve.js';
 
 export const UP_USAGE = `Usage: wgnet up [-f/--foreground] [--log-level error|warn|info|debug|trace] [--metrics HOST:PORT] [--ready-peers KEY,...]
@@ -179,6 +180,7 @@ export async function runUp(args: string[], progName = 'wgnet up'): Promise<numb
     onDeviceEvent: (ev) => {
       events.onDeviceEvent(ev);
       const key = toBase64(ev.peer.publicKey);
+      publishPeerEvent(ev.type, { interface: name, publicKey: key, ...(ev.type === 'endpoint-changed' ? { endpoint: ev.peer.endpoint } : {}) });
       if (ev.type === 'handshake' && hsState.get(key) !== true) trace.log('info', 'handshake ok', { peer: key });
       else if (ev.type === 'handshake-failed' && hsState.get(key) !== false) trace.log('warn', 'handshake failed: no answer for 90 s; still retrying', { peer: key });
       if (ev.type !== 'endpoint-changed') hsState.set(key, ev.type === 'handshake');

@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import diagnostics from 'node:diagnostics_channel';
 import { serveOps } from '../../src/io/health.js';
 import { formatMetrics } from '../../src/io/metrics.js';
 
@@ -250,6 +251,26 @@ describe('tunnel.capture()', () => {
       assert.ok(cap.stats.dropped > 0, 'packets past maxBytes are counted as dropped');
       assert.equal(out.writableEnded, false, 'a stream given by the caller is left open');
     } finally {
+      await close();
+    }
+  });
+});
+
+describe('diagnostics_channel', () => {
+  test('wgnet:handshake carries the tunnel and the peer; nothing is published without subscribers', async () => {
+    const seen: { tunnel?: unknown; publicKey: string }[] = [];
+    const onMsg = (m: unknown): void => void seen.push(m as { tunnel?: unknown; publicKey: string });
+    const { a, b, close } = await tunnelPair();
+    try {
+      diagnostics.subscribe('wgnet:handshake', onMsg);
+      await b.ping('10.66.0.1');
+      await until('both handshake messages', () => seen.length >= 2);
+      assert.ok(seen.some((m) => m.tunnel === a && m.publicKey === b.publicKey));
+      assert.ok(seen.some((m) => m.tunnel === b && m.publicKey === a.publicKey));
+      assert.equal(diagnostics.channel('wgnet:handshake-failed').hasSubscribers, false);
+      assert.equal(diagnostics.channel('wgnet:endpoint-changed').hasSubscribers, false);
+    } finally {
+      diagnostics.unsubscribe('wgnet:handshake', onMsg);
       await close();
     }
   });
