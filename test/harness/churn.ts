@@ -13,12 +13,14 @@ export interface Bookkeeping {
   /** Ports with a UDP socket bound in the netstack. */
   netUdpPorts: number;
   pendingDns: number;
+  /** The DNS client's queries in flight and TCP connections closing. */
+  dnsAttempts: number;
   pendingPings: number;
 }
 
 /** The tunnel's tables by name (private maps read through a cast: this is a test's view). */
 export function bookkeeping(t: Tunnel): Bookkeeping {
-  const priv = t as unknown as { conns: Map<unknown, unknown>; servers: Map<unknown, unknown>; udps: Map<unknown, unknown>; dnsWaiters: Map<unknown, unknown>; pings: Map<unknown, unknown> };
+  const priv = t as unknown as { conns: Map<unknown, unknown>; servers: Map<unknown, unknown>; udps: Map<unknown, unknown>; dnsWaiters: Map<unknown, unknown>; pings: Map<unknown, unknown>; dns?: { attempts: Set<unknown>; closing: Map<unknown, unknown>; bySocket: Map<unknown, unknown> } };
   const iface = t.engine.iface;
   const tcp = iface.tcp as unknown as { connectionCount: number; timerEntries: number };
   return {
@@ -32,6 +34,7 @@ export function bookkeeping(t: Tunnel): Bookkeeping {
     apiUdpSockets: priv.udps.size,
     netUdpPorts: (iface as unknown as { udp: Map<unknown, unknown> }).udp.size,
     pendingDns: priv.dnsWaiters.size,
+    dnsAttempts: priv.dns ? priv.dns.attempts.size + priv.dns.closing.size + priv.dns.bySocket.size : 0,
     pendingPings: priv.pings.size,
   };
 }
