@@ -1,8 +1,14 @@
 /** wgnet: WireGuard for Node.js. Public exports only (DESIGN §1). */
 export { Tunnel } from './api/tunnel.js';
 export type { TunnelOptions, ConnectOptions, PingResult, LookupResult } from './api/tunnel.js';
+export type { TunnelEvents, PeerEventInfo } from './api/types/events.js';
 export { TcpSocket } from './api/tcp-socket.js';
+export type { TcpSocketOptions } from './api/tcp-socket.js';
 export { TcpServer } from './api/tcp-server.js';
+export type { TcpServerOptions, ListenOptions } from './api/tcp-server.js';
 export { TunnelUdpSocket } from './api/udp-socket.js';
+export type { FlowInfo, FlowProtocol, FlowDecision, FlowHandler, AcceptedFlow, GatewayOptions, GatewayCounter } from './api/gateway.js';
+export { ConfigError } from './config/index.js';
+export type { TunnelConfigInput, TunnelConfigObject, TunnelConfig, PeerSpec } from './config/index.js';
 export { WgnetError } from './util/errors.js';
 export type { WgnetErrorCode } from './util/errors.js';

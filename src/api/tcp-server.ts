@@ -9,6 +9,8 @@ import type { TcpListener } from '../netstack/types.js';
 import { formatIp, mustParseIp, familyOf } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
+import { systemRng } from '../io/clock.js';
+import { randomInt } from '../util/rng.js';
 import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
 
 export interface TcpServerHost {
@@ -21,6 +23,17 @@ export interface TcpServerHost {
 export interface TcpServerOptions extends TcpSocketOptions {
   pauseOnConnect?: boolean;
 }
+
+/** listen()'s options object, net.ListenOptions' subset that means something on a tunnel. */
+export interface ListenOptions {
+  /** 0 or omitted: a free port. A numeric string is accepted, as net.Server takes it. */
+  port?: number | string;
+  /** One of the tunnel's addresses; omitted, '0.0.0.0' or '::': all of them. */
+  host?: string;
+  backlog?: number;
+}
+
+type Port = number | string;
 
 export class TcpServer extends EventEmitter {
   private listener: TcpListener | undefined;
@@ -41,7 +54,13 @@ export class TcpServer extends EventEmitter {
     return this.listener !== undefined;
   }
 
-  /** listen(port[, host][, backlog][, cb]) or listen({ port, host, backlog }[, cb]). */
+  /** listen(port[, host][, backlog][, cb]) or listen({ port, host, backlog }[, cb]), as net.Server#listen. */
+  listen(port?: Port, hostname?: string, backlog?: number, listeningListener?: () => void): this;
+  listen(port?: Port, hostname?: string, listeningListener?: () => void): this;
+  listen(port?: Port, backlog?: number, listeningListener?: () => void): this;
+  listen(port?: Port, listeningListener?: () => void): this;
+  listen(options: ListenOptions, listeningListener?: () => void): this;
+  listen(listeningListener?: () => void): this;
   listen(...args: unknown[]): this {
     let port = 0;
     let hostName: string | undefined;
@@ -49,22 +68,23 @@ export class TcpServer extends EventEmitter {
     let cb: (() => void) | undefined;
     const a0 = args[0];
     if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    const toPort = (v: unknown): number => (typeof v === 'string' && !/^\s*[0-9]+\s*$/.test(v) ? NaN : Number(v));
     if (a0 !== null && typeof a0 === 'object') {
-      const o = a0 as { port?: number; host?: string; backlog?: number };
-      port = o.port ?? 0;
+      const o = a0 as ListenOptions;
+      port = o.port === undefined ? 0 : toPort(o.port);
       hostName = o.host;
       backlog = o.backlog;
     } else {
-      if (args[0] !== undefined) port = Number(args[0]);
+      if (args[0] !== undefined && typeof args[0] !== 'function') port = typeof args[0] === 'number' || typeof args[0] === 'string' ? toPort(args[0]) : NaN;
       if (typeof args[1] === 'string') hostName = args[1];
       if (typeof args[1] === 'number') backlog = args[1];
       if (typeof args[2] === 'number') backlog = args[2];
     }
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`listen: port must be 0-65535, got ${String(args[0])}`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`listen: port must be 0-65535, got ${typeof a0 === 'object' && a0 !== null ? String((a0 as ListenOptions).port).slice(0, 40) : String(a0).slice(0, 40)}`);
     if (this.listener) throw invalidArgument('listen: server is already listening');
     const addr = hostName && hostName !== '0.0.0.0' && hostName !== '::' ? mustParseIp(hostName, 'listen host') : undefined;
     try {
-      this.listener = this.host.engine.iface.tcp.listen({ addr, port, backlog });
+      this.listener = port === 0 ? this.listenEphemeral(addr, backlog) : this.host.engine.iface.tcp.listen({ addr, port, backlog });
     } catch (err) {
       const e = (err as { code?: string }).code === 'EADDRINUSE' ? systemError('EADDRINUSE', 'listen', hostName ?? '::', port) : (err as Error);
       process.nextTick(() => this.emit('error', e));
@@ -74,6 +94,21 @@ export class TcpServer extends EventEmitter {
     if (cb) this.once('listening', cb);
     process.nextTick(() => this.emit('listening'));
     return this;
+  }
+
+  /** Port 0, as net.Server: a free port from the dynamic range (RFC 6335), the stack choosing none itself. */
+  private listenEphemeral(addr: ReturnType<typeof mustParseIp> | undefined, backlog: number | undefined): TcpListener {
+    const tcp = this.host.engine.iface.tcp;
+    const base = 49152 + randomInt(systemRng, 16384);
+    for (let i = 0; i < 16384; i++) {
+      const port = 49152 + ((base - 49152 + i) % 16384);
+      try {
+        return tcp.listen({ addr, port, backlog });
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EADDRINUSE') throw err;
+      }
+    }
+    throw systemError('EADDRINUSE', 'listen', addr ? formatIp(addr) : '::', 0);
   }
 
   /** @internal Connections are waiting in the accept queue. */

@@ -9,9 +9,10 @@
  * when the application stops reading).
  */
 import { Duplex } from 'node:stream';
+import type net from 'node:net';
 import type { TcpConnection, TcpErrorCode } from '../netstack/types.js';
 import { formatIp, familyOf } from '../util/ip.js';
-import { systemError } from '../util/errors.js';
+import { systemError, WgnetError } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
 
 export interface TcpSocketOptions {
@@ -21,12 +22,22 @@ export interface TcpSocketOptions {
   readableHighWaterMark?: number;
 }
 
+/** net.Socket#connect's arguments: (port[, host][, listener]), (options[, listener]) or (path[, listener]). */
+type ConnectArgs =
+  | [port: number | string, host?: string, connectionListener?: () => void]
+  | [port: number | string, connectionListener?: () => void]
+  | [options: net.SocketConnectOpts | { port: number | string; host?: string }, connectionListener?: () => void];
+
 type PendingWrite = { data: Uint8Array; cb: (err?: Error | null) => void };
 
 export class TcpSocket extends Duplex {
   /** @internal */ conn: TcpConnection | undefined;
   connecting = false;
   bytesRead = 0;
+  /** As net.Socket: the `address:port` tried, once the destination is known (the tunnel dials one address). */
+  autoSelectFamilyAttemptedAddresses: string[] = [];
+  /** @internal The destination tunnel.connect() gave this socket; connect() on the socket keeps it. */
+  dialled: { host: string; port: number } | undefined;
   private written = 0;
   private queued: PendingWrite | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
@@ -225,6 +236,44 @@ export class TcpSocket extends Duplex {
 
   // --- net.Socket compatibility -------------------------------------------
 
+  /**
+   * As net.Socket#connect, for libraries that are handed a socket and call connect() on it
+   * themselves (pg's `stream` option calls `stream.connect(port, host)` with its own host and
+   * port, which default to localhost:5432). A tunnel socket already has its destination from
+   * tunnel.connect(), which started dialling it, so the arguments are not used: the listener
+   * waits for 'connect', and 'connect' is emitted again if the socket is connected already
+   * (the caller listens for it after this call returns).
+   */
+  connect(...args: ConnectArgs): this {
+    const listener = args.find((a): a is () => void => typeof a === 'function');
+    if (this.dialled === undefined && this.conn === undefined) {
+      throw new WgnetError('ERR_WGNET_UNSUPPORTED', 'connect: a tunnel socket gets its destination from tunnel.connect(port, host)');
+    }
+    if (this.destroyed) {
+      process.nextTick(() => this.emit('error', systemError('ERR_SOCKET_CLOSED', 'connect', this.remote?.address, this.remote?.port)));
+      return this;
+    }
+    if (listener) this.once('connect', listener);
+    if (!this.pending) {
+      process.nextTick(() => {
+        if (!this.destroyed) this.emit('connect');
+      });
+    }
+    return this;
+  }
+
+  /** As net.Socket#destroySoon: end the writable side, destroy once everything is flushed. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
+  /** Deprecated in net.Socket (use writableLength); kept for libraries that still read it. */
+  get bufferSize(): number {
+    return this.writableLength;
+  }
+
   get remoteAddress(): string | undefined {
     return this.remote?.address;
   }
@@ -250,14 +299,14 @@ export class TcpSocket extends Duplex {
   get pending(): boolean {
     return this.conn === undefined || this.connecting;
   }
-  get readyState(): string {
+  get readyState(): net.SocketReadyState {
     if (this.connecting) return 'opening';
     if (this.readable && this.writable) return 'open';
     if (this.readable) return 'readOnly';
     if (this.writable) return 'writeOnly';
     return 'closed';
   }
-  address(): { address: string; family: string; port: number } | Record<string, never> {
+  address(): net.AddressInfo | {} {
     if (!this.conn) return {};
     return { address: this.localAddress!, family: this.localFamily!, port: this.localPort! };
   }
@@ -273,6 +322,8 @@ export class TcpSocket extends Duplex {
   }
   /** Idle timeout as net.Socket: emits 'timeout' after `ms` without activity; does not close. */
   setTimeout(ms: number, cb?: () => void): this {
+    ms = Number(ms);
+    if (!Number.isFinite(ms) || ms < 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `setTimeout: expected a number of milliseconds >= 0, got ${String(ms)}`);
     this.timeoutMs = ms;
     if (cb) {
       if (ms === 0) this.off('timeout', cb);

@@ -8,6 +8,8 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import type dgram from 'node:dgram';
+import type dns from 'node:dns';
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { fetchPath, undiciHonoursDispatcher, dispatcherUnsupported, httpClientFor, closeHttpClient } from './http-fetch.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
@@ -38,6 +40,7 @@ import { PeerEventCounters, wireguardMetrics, netstackMetrics, gatewayMetrics, p
 import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type HealthReport } from '../io/health.js';
 import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
 import { publishPeerEvent } from '../io/diagnostics.js';
+import type { TunnelEvents } from './types/events.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -55,7 +58,8 @@ export interface TunnelOptions {
 
 export interface ConnectOptions extends TcpSocketOptions {
   host?: string;
-  port: number;
+  /** A number or a numeric string, as net.connect takes it (ws passes `'8080'`). */
+  port: number | string;
   family?: 0 | 4 | 6;
   localAddress?: string;
   localPort?: number;
@@ -63,6 +67,8 @@ export interface ConnectOptions extends TcpSocketOptions {
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
   timeout?: number;
+  /** Destroys the socket with an AbortError when aborted (before or after it connects), as net.Socket's `signal`. */
+  signal?: AbortSignal;
 }
 
 export interface PingResult {
@@ -79,7 +85,7 @@ export interface LookupResult {
   family: 4 | 6;
 }
 
-export class Tunnel extends EventEmitter {
+export class Tunnel extends EventEmitter<TunnelEvents> {
   /** @internal */ readonly engine: Engine;
   readonly config: TunnelConfig;
   private readonly dns: DnsClient | undefined;
@@ -232,23 +238,43 @@ export class Tunnel extends EventEmitter {
 
   // --- TCP ---------------------------------------------------------------
 
-  /** connect(port, host[, cb]) or connect(options[, cb]): a net.Socket-compatible Duplex. */
-  connect(portOrOpts: number | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
+  /**
+   * connect(port[, host][, cb]) or connect(options[, cb]), as net.connect: a net.Socket-compatible
+   * Duplex (assignable to `net.Socket`). The port may be a numeric string; host defaults to localhost.
+   */
+  connect(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
+  connect(port: number | string, connectionListener?: () => void): TcpSocket;
+  connect(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
+  connect(portOrOpts: number | string | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
     const opts: ConnectOptions =
-      typeof portOrOpts === 'number' ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined } : portOrOpts;
+      typeof portOrOpts === 'number' || typeof portOrOpts === 'string'
+        ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined }
+        : portOrOpts;
+    if (opts === null || typeof opts !== 'object') throw invalidArgument(`connect: expected a port or an options object, got ${opts === null ? 'null' : typeof opts}`);
     const done = typeof hostOrCb === 'function' ? hostOrCb : cb;
     this.assertOpen();
     const sock = new TcpSocket(this.engine, opts);
     if (done) sock.once('connect', done);
+    const signal = opts.signal;
+    if (signal) {
+      const onAbort = (): void => void sock.destroy(abortError(signal));
+      if (signal.aborted) process.nextTick(onAbort);
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        sock.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+    }
     if (opts.noDelay === false) sock.setNoDelay(false);
     if (opts.keepAlive) sock.setKeepAlive(true, opts.keepAliveInitialDelay ?? 0);
     if (opts.timeout) sock.setTimeout(opts.timeout);
     sock.connecting = true;
-    const port = Number(opts.port);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port)}`);
-    const host = opts.host ?? 'localhost';
+    const port = typeof opts.port === 'string' && !/^\s*[0-9]+\s*$/.test(opts.port) ? NaN : Number(opts.port);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port).slice(0, 40)}`);
+    const host = opts.host || 'localhost';
+    sock.dialled = { host, port };
     const start = (addr: IpAddr): void => {
       if (sock.destroyed) return;
+      sock.autoSelectFamilyAttemptedAddresses = [`${formatIp(addr)}:${port}`];
       // No peer's AllowedIPs covers it: nothing could carry the SYN, so fail now as the
       // kernel does for a route-less destination, not after two minutes of retries.
       if (!this.routes(formatIp(addr))) return void sock.destroy(systemError('EHOSTUNREACH', 'connect', formatIp(addr), port));
@@ -282,8 +308,12 @@ export class Tunnel extends EventEmitter {
     return sock;
   }
 
-  createConnection(opts: ConnectOptions, cb?: () => void): TcpSocket {
-    return this.connect(opts, cb);
+  /** The same as connect(), under net.createConnection's name (ws's `createConnection` option takes it as is). */
+  createConnection(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
+  createConnection(port: number | string, connectionListener?: () => void): TcpSocket;
+  createConnection(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
+  createConnection(a: number | string | ConnectOptions, b?: string | (() => void), c?: () => void): TcpSocket {
+    return this.connect(a as number, b as string, c);
   }
 
   createServer(optsOrListener?: TcpServerOptions | ((s: TcpSocket) => void), listener?: (s: TcpSocket) => void): TcpServer {
@@ -308,7 +338,7 @@ export class Tunnel extends EventEmitter {
 
   // --- UDP ---------------------------------------------------------------
 
-  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6' }, onMessage?: (msg: Buffer, rinfo: unknown) => void): TunnelUdpSocket {
+  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6' }, onMessage?: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): TunnelUdpSocket {
     this.assertOpen();
     const t = typeof type === 'string' ? type : type.type;
     if (t !== 'udp4' && t !== 'udp6') throw invalidArgument(`createSocket: type must be 'udp4' or 'udp6', got ${String(t)}`);
@@ -387,18 +417,18 @@ export class Tunnel extends EventEmitter {
     }
   }
 
-  /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici. */
+  /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici (also callable as dns.lookup: options may be a family or omitted). */
   readonly lookupFunction = (
     hostname: string,
-    options: { family?: number | string; all?: boolean } | number | ((...a: unknown[]) => void),
-    callback?: (...a: unknown[]) => void,
+    options: dns.LookupOptions | number | LookupCallback,
+    callback?: LookupCallback,
   ): void => {
     const cb = (typeof options === 'function' ? options : callback)!;
-    const o = typeof options === 'object' ? options : typeof options === 'number' ? { family: options } : {};
+    const o: dns.LookupOptions = typeof options === 'object' && options !== null ? options : typeof options === 'number' ? { family: options } : {};
     const fam = o.family === 'IPv4' || o.family === 4 ? 4 : o.family === 'IPv6' || o.family === 6 ? 6 : 0;
     this.lookupAll(hostname, fam).then(
       (rs) => (o.all ? cb(null, rs) : cb(null, rs[0]!.address, rs[0]!.family)),
-      (err: Error) => cb(err),
+      (err: NodeJS.ErrnoException) => (cb as (e: NodeJS.ErrnoException) => void)(err),
     );
   };
 
@@ -799,11 +829,21 @@ export class Tunnel extends EventEmitter {
       const ep = await resolveEndpoint(spec.host, spec.port);
       if (!this.closed) this.engine.device.updatePeer(peer.publicKey, { endpoint: ep });
     } catch (err) {
-      this.emit('warning', err);
+      this.emit('warning', err as Error);
     } finally {
       this.resolving.delete(peer);
     }
   }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
+
+/** What an aborted `signal` rejects with, as Node's own APIs: an AbortError whose cause is the reason. */
+function abortError(signal: AbortSignal): Error {
+  const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
 }
 
 /**

@@ -3,6 +3,7 @@
  * 'message' with an rinfo, close. Host names are resolved through the tunnel's DNS.
  */
 import { EventEmitter } from 'node:events';
+import type dgram from 'node:dgram';
 import type { UdpSocket as NetUdpSocket } from '../netstack/interface.js';
 import { formatIp, parseIp, mustParseIp, type IpAddr } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
@@ -15,16 +16,27 @@ export interface UdpSocketHost {
   resolve(host: string, family: 4 | 6): Promise<string>;
 }
 
-export interface RemoteInfo {
-  address: string;
-  family: 'IPv4' | 'IPv6';
-  port: number;
-  size: number;
+/** What 'message' listeners get with each datagram: dgram's own type. */
+export type RemoteInfo = dgram.RemoteInfo;
+
+/** A port as dgram takes it: a number or a numeric string. */
+function toPort(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return /^\s*[0-9]+\s*$/.test(v) ? Number(v) : NaN;
+  return typeof v === 'number' ? v : NaN;
+}
+
+export interface UdpSocketEvents {
+  message: [msg: Buffer, rinfo: dgram.RemoteInfo];
+  listening: [];
+  connect: [];
+  close: [];
+  error: [err: Error];
 }
 
 type SendCallback = (err: Error | null, bytes?: number) => void;
 
-export class TunnelUdpSocket extends EventEmitter {
+export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
   private sock: NetUdpSocket | undefined;
   private closed = false;
   private connected: { addr: IpAddr; port: number } | undefined;
@@ -38,6 +50,11 @@ export class TunnelUdpSocket extends EventEmitter {
     this.family = type === 'udp4' ? 4 : 6;
   }
 
+  /** bind([port][, address][, cb]) or bind({ port, address }[, cb]), as dgram.Socket#bind. */
+  bind(port?: number | string, address?: string, callback?: () => void): this;
+  bind(port?: number | string, callback?: () => void): this;
+  bind(callback?: () => void): this;
+  bind(options: { port?: number | string; address?: string }, callback?: () => void): this;
   bind(...args: unknown[]): this {
     let port = 0;
     let address: string | undefined;
@@ -45,17 +62,18 @@ export class TunnelUdpSocket extends EventEmitter {
     if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
-      port = (a0 as { port?: number }).port ?? 0;
+      port = toPort((a0 as { port?: unknown }).port) ?? 0;
       address = (a0 as { address?: string }).address;
     } else {
-      if (typeof a0 === 'number') port = a0;
+      port = toPort(a0) ?? 0;
       if (typeof args[1] === 'string') address = args[1];
     }
     if (cb) this.once('listening', cb);
     try {
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`bind: port must be 0-65535, got ${String(a0 && typeof a0 === 'object' ? (a0 as { port?: unknown }).port : a0).slice(0, 40)}`);
       this.doBind(port, address);
     } catch (err) {
-      process.nextTick(() => this.emit('error', err));
+      process.nextTick(() => this.emit('error', err as Error));
       return this;
     }
     process.nextTick(() => this.emit('listening'));
@@ -72,7 +90,13 @@ export class TunnelUdpSocket extends EventEmitter {
     return this.sock;
   }
 
-  /** send(msg[, offset, length], port[, address][, cb]) as dgram.Socket#send. */
+  /** send(msg[, offset, length], port[, address][, cb]) as dgram.Socket#send; the port may be a numeric string. */
+  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, port?: number | string, address?: string, callback?: SendCallback): void;
+  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, port?: number | string, callback?: SendCallback): void;
+  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, callback?: SendCallback): void;
+  send(msg: Uint8Array | string, offset: number, length: number, port?: number | string, address?: string, callback?: SendCallback): void;
+  send(msg: Uint8Array | string, offset: number, length: number, port?: number | string, callback?: SendCallback): void;
+  send(msg: Uint8Array | string, offset: number, length: number, callback?: SendCallback): void;
   send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, ...rest: unknown[]): void {
     let cb: SendCallback | undefined;
     if (typeof rest[rest.length - 1] === 'function') cb = rest.pop() as SendCallback;
@@ -80,12 +104,12 @@ export class TunnelUdpSocket extends EventEmitter {
     if (typeof msg === 'string') data = Buffer.from(msg);
     else if (Array.isArray(msg)) data = Buffer.concat(msg.map((m) => (typeof m === 'string' ? Buffer.from(m) : m)));
     else data = msg as Uint8Array;
-    if (typeof rest[0] === 'number' && typeof rest[1] === 'number' && rest.length >= 3) {
+    if (typeof rest[0] === 'number' && typeof rest[1] === 'number' && (rest.length >= 3 || (this.connected !== undefined && rest.length === 2))) {
       const off = rest.shift() as number;
       const len = rest.shift() as number;
       data = data.subarray(off, off + len);
     }
-    const port = rest[0] as number | undefined;
+    const port = toPort(rest[0]);
     const address = rest[1] as string | undefined;
     const done = (err: Error | null): void => {
       if (cb) cb(err, err ? undefined : data.length);
@@ -123,7 +147,10 @@ export class TunnelUdpSocket extends EventEmitter {
     return s;
   }
 
-  connect(port: number, address?: string | (() => void), cb?: () => void): void {
+  connect(port: number | string, address?: string | (() => void), cb?: () => void): void {
+    const portText = String(port).slice(0, 40);
+    port = toPort(port) ?? NaN;
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${portText}`);
     if (typeof address === 'function') {
       cb = address;
       address = undefined;
@@ -137,7 +164,7 @@ export class TunnelUdpSocket extends EventEmitter {
         this.connected = { addr: a, port };
         this.emit('connect');
       } catch (err) {
-        this.emit('error', err);
+        this.emit('error', err as Error);
       }
     };
     const lit = parseIp(host);

@@ -12,6 +12,8 @@ export type WgnetErrorCode =
   | 'ERR_WGNET_IN_USE'
   | 'ERR_WGNET_CRYPTO'
   | 'ERR_WGNET_UAPI'
+  /** A native addon (native/*.c) failed inside an N-API call or libuv. */
+  | 'ERR_WGNET_NATIVE'
   | 'ERR_WGNET_INTERNAL';
 
 export class WgnetError extends Error {
