@@ -21,22 +21,27 @@ export interface Bookkeeping {
 /** The tunnel's tables by name (private maps read through a cast: this is a test's view). */
 export function bookkeeping(t: Tunnel): Bookkeeping {
   const priv = t as unknown as { conns: Map<unknown, unknown>; servers: Map<unknown, unknown>; udps: Map<unknown, unknown>; dnsWaiters: Map<unknown, unknown>; pings: Map<unknown, unknown>; dns?: { attempts: Set<unknown>; closing: Map<unknown, unknown>; bySocket: Map<unknown, unknown> } };
-  const iface = t.engine.iface;
-  const tcp = iface.tcp as unknown as { connectionCount: number; timerEntries: number };
+  const iface = t.engine.iface as unknown as { flows?: { udpFlows: number; heldSyns: number }; udpFlowCount?: number; heldSynCount?: number; udp: Map<unknown, unknown> };
+  const tcp = tcpOf(t);
   return {
     tcpConnections: tcp.connectionCount,
     tcpTimers: tcp.timerEntries,
-    udpFlows: iface.udpFlowCount,
-    heldSyns: iface.heldSynCount,
+    udpFlows: iface.flows?.udpFlows ?? iface.udpFlowCount ?? 0,
+    heldSyns: iface.flows?.heldSyns ?? iface.heldSynCount ?? 0,
     gatewayFlows: t.gatewayStats()?.flows ?? 0,
     apiSockets: priv.conns.size,
     apiServers: priv.servers.size,
     apiUdpSockets: priv.udps.size,
-    netUdpPorts: (iface as unknown as { udp: Map<unknown, unknown> }).udp.size,
+    netUdpPorts: iface.udp.size,
     pendingDns: priv.dnsWaiters.size,
     dnsAttempts: priv.dns ? priv.dns.attempts.size + priv.dns.closing.size + priv.dns.bySocket.size : 0,
     pendingPings: priv.pings.size,
   };
+}
+
+/** The tunnel's TcpLayer with its test-facing counters (the Interface types it as TcpLayerApi). */
+export function tcpOf(t: Tunnel): { connectionCount: number; timerEntries: number } {
+  return t.engine.iface.tcp as unknown as { connectionCount: number; timerEntries: number };
 }
 
 /** Polls `cond` every 50 ms until true, or fails after `ms` naming `what`. */

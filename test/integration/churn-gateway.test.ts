@@ -12,7 +12,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
-import { bookkeeping, memoryAfterGc, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { bookkeeping, memoryAfterGc, tcpOf, waitFor, type Bookkeeping } from '../harness/churn.js';
 
 const CONNECTIONS = 20_000;
 const FAILED = 2_000;
@@ -79,7 +79,7 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
       const g = b.gatewayStats()!;
       return g.flows === 0 && g.heldSyns === 0 && g.udpFlows === 0;
     }, 20_000, 'gateway flows, held SYNs and UDP flows gone');
-    await waitFor(() => a.engine.iface.tcp.connectionCount === 0 && b.engine.iface.tcp.connectionCount === 0, 20_000, 'TCP connections gone on both tunnels');
+    await waitFor(() => tcpOf(a).connectionCount === 0 && tcpOf(b).connectionCount === 0, 20_000, 'TCP connections gone on both tunnels');
   }
 
   test(`${CONNECTIONS} TCP connections, ${FAILED} failed, ${UDP_FLOWS} UDP flows through the gateway; nothing left behind`, async () => {

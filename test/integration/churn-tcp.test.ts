@@ -7,7 +7,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
-import { bookkeeping, memoryAfterGc, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { bookkeeping, memoryAfterGc, tcpOf, waitFor, type Bookkeeping } from '../harness/churn.js';
 
 const CONNECTIONS = 20_000;
 const CONCURRENCY = 64;
@@ -25,7 +25,7 @@ describe('churn: TCP through two tunnels', () => {
     await new Promise<void>((r) => server.listen(7000, () => r()));
     await p.a.ping('10.66.0.2');
     await one(p, 0); // warm-up: first connection, code paths compiled
-    await waitFor(() => p.a.engine.iface.tcp.connectionCount === 0 && p.b.engine.iface.tcp.connectionCount === 0, 10_000, 'warm-up connection gone');
+    await waitFor(() => tcpOf(p.a).connectionCount === 0 && tcpOf(p.b).connectionCount === 0, 10_000, 'warm-up connection gone');
     base = { a: bookkeeping(p.a), b: bookkeeping(p.b), mem: await memoryAfterGc() };
   });
   after(async () => {
@@ -48,7 +48,7 @@ describe('churn: TCP through two tunnels', () => {
       });
       await Promise.all(workers);
       assert.equal(done, CONNECTIONS / 2);
-      await waitFor(() => p.a.engine.iface.tcp.connectionCount === base.a.tcpConnections && p.b.engine.iface.tcp.connectionCount === base.b.tcpConnections, 20_000, 'TCP connections back to the start');
+      await waitFor(() => tcpOf(p.a).connectionCount === base.a.tcpConnections && tcpOf(p.b).connectionCount === base.b.tcpConnections, 20_000, 'TCP connections back to the start');
       mems.push(await memoryAfterGc());
     }
 
@@ -71,7 +71,7 @@ describe('churn: TCP through two tunnels', () => {
     assert.deepEqual(Object.fromEntries(codes), { ECONNREFUSED: 1000, EHOSTUNREACH: 1000 });
 
     // TIME-WAIT (2 s) ends, then everything is back to where it started.
-    await waitFor(() => p.a.engine.iface.tcp.connectionCount === base.a.tcpConnections && p.b.engine.iface.tcp.connectionCount === base.b.tcpConnections, 20_000, 'TCP connections back to the start');
+    await waitFor(() => tcpOf(p.a).connectionCount === base.a.tcpConnections && tcpOf(p.b).connectionCount === base.b.tcpConnections, 20_000, 'TCP connections back to the start');
     await waitFor(() => bookkeeping(p.a).tcpTimers <= base.a.tcpTimers && bookkeeping(p.b).tcpTimers <= base.b.tcpTimers, 20_000, 'TCP timer entries back to the start');
     assert.deepEqual(bookkeeping(p.a), base.a, 'tunnel a');
     assert.deepEqual(bookkeeping(p.b), base.b, 'tunnel b');
