@@ -190,16 +190,21 @@ export class Device {
     return this.crypto.x25519(ss, this.priv, peerPublic) ? ss : undefined;
   }
 
+  /** Throws what addPeer throws for a key no peer can have (wrong length, a low-order point), adding nothing. */
+  checkPeerKey(publicKey: Uint8Array): void {
+    if (publicKey.length !== 32) throw new WgnetError('ERR_WGNET_INVALID_KEY', 'peer public key: expected 32 bytes');
+    const probe = new Uint8Array(32);
+    if (!this.crypto.x25519(probe, this.priv ?? ONE_SCALAR, publicKey)) {
+      throw new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${keyId(publicKey)}: the public key is a low-order point (no shared secret is possible)`);
+    }
+  }
+
   addPeer(cfg: PeerConfig): Peer {
     const id = keyId(cfg.publicKey);
     if (cfg.publicKey.length !== 32) throw new WgnetError('ERR_WGNET_INVALID_KEY', 'peer public key: expected 32 bytes');
     if (this.peerMap.has(id)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `peer ${id} is already configured`);
     if (this.pub && equalBytes(this.pub, cfg.publicKey)) throw new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${id} has this device's own public key`);
-    const probe = new Uint8Array(32);
-    const scalar = this.priv ?? ONE_SCALAR;
-    if (!this.crypto.x25519(probe, scalar, cfg.publicKey)) {
-      throw new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${id}: the public key is a low-order point (no shared secret is possible)`);
-    }
+    this.checkPeerKey(cfg.publicKey);
     const peer = new Peer(new Uint8Array(cfg.publicKey), this.crypto);
     peer.ss = this.computeSs(peer.publicKey);
     this.peerMap.set(id, peer);

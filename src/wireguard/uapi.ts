@@ -198,6 +198,16 @@ export function parseUapiSet(body: string): SetOp {
 export async function applyUapiSet(host: UapiHost, op: SetOp): Promise<Peer[]> {
   const d = host.device;
   const kick: Peer[] = [];
+  // A key no peer can have is refused before anything changes (found by test/fuzz: it threw
+  // out of addPeer half-way, answered errno=-55 and left the lines before it applied).
+  for (const po of op.peers) {
+    if (po.remove) continue;
+    try {
+      d.checkPeerKey(po.publicKey);
+    } catch (err) {
+      throw new UapiError(UapiErrno.INVALID, (err as Error).message);
+    }
+  }
   if (op.listenPort !== undefined && op.listenPort !== host.listenPort()) {
     try {
       await host.setListenPort(op.listenPort);
