@@ -263,6 +263,12 @@ export class DnsClient {
       this.count('drop.dns.malformed');
       return undefined;
     }
+    // dns-packet reads past the end of a short message as zeros (a record cut short "decodes"
+    // to an address that was never sent: found by test/fuzz): it must fit what arrived.
+    if (dnsPacket.decode.bytes > data.length) {
+      this.count('drop.dns.malformed');
+      return undefined;
+    }
     if (res.type !== 'response') {
       this.count('drop.dns.notResponse');
       return undefined;
