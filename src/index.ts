@@ -9,6 +9,6 @@ export type { TcpServerOptions, ListenOptions } from './api/tcp-server.js';
 export { TunnelUdpSocket } from './api/udp-socket.js';
 export type { FlowInfo, FlowProtocol, FlowDecision, FlowHandler, AcceptedFlow, GatewayOptions, GatewayCounter } from './api/gateway.js';
 export { ConfigError } from './config/index.js';
-export type { TunnelConfigInput, TunnelConfigObject, TunnelConfig, PeerSpec } from './config/index.js';
+export type { TunnelConfigInput, TunnelConfigObject, PeerConfigObject, SingBoxEndpointObject, SingBoxConfigObject, TunnelConfig, PeerSpec } from './config/index.js';
 export { WgnetError } from './util/errors.js';
 export type { WgnetErrorCode } from './util/errors.js';

@@ -45,12 +45,18 @@ export function checks(tunnel: Tunnel): void {
   // @ts-expect-error listen() takes a port, not anything
   srv.listen(true);
 
-  const input: TunnelConfigInput = { privateKey: 'k', peers: [] } satisfies TunnelConfigObject;
+  const cfg: TunnelConfigObject = { privateKey: 'k', address: '10.0.0.2/32', dns: '1.1.1.1', peers: [{ publicKey: 'p', allowedIps: '0.0.0.0/0', endpoint: 'vpn.example.com:51820' }] };
+  const input: TunnelConfigInput = cfg;
+  // @ts-expect-error the config object is strict: wg-quick's spelling is a compile error, not a silent no-op
+  const bad: TunnelConfigObject = { privateKey: 'k', peers: [{ publicKey: 'p', allowedIPs: ['0.0.0.0/0'] }] };
+  // @ts-expect-error also where Tunnel.create() takes it
+  const bad2: TunnelConfigInput = { privateKey: 'k', listenport: 51820 };
+  const singBox: TunnelConfigInput = { type: 'wireguard', private_key: 'k', peers: [] };
   const o: TcpSocketOptions = { allowHalfOpen: true };
   const g: GatewayOptions = {};
   const f: FlowInfo | undefined = undefined;
   const code: WgnetErrorCode = 'ERR_WGNET_NATIVE';
   const ev: keyof TunnelEvents = 'handshake';
   const ce: Error = new ConfigError({ path: 'x' }, 'y');
-  void [input, o, g, f, code, ev, ce];
+  void [input, bad, bad2, singBox, o, g, f, code, ev, ce];
 }
