@@ -41,6 +41,7 @@ import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type H
 import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
 import { publishPeerEvent } from '../io/diagnostics.js';
 import type { TunnelEvents } from './types/events.js';
+import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -97,6 +98,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private readonly pingId: number;
   private pingSeq = 0;
   private closed = false;
+  /** Rejects a pending ping(); close() calls each with ERR_WGNET_CLOSED. */
+  private readonly pingCancels = new Set<(err: Error) => void>();
   private _dispatcher: UndiciAgent | undefined;
   private _httpAgent: http.Agent | undefined;
   private _httpsAgent: https.Agent | undefined;
@@ -357,10 +360,17 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- ICMP --------------------------------------------------------------
 
-  /** One ICMP echo through the tunnel. Rejects with ETIMEDOUT after `timeout` ms (default 3000). */
-  async ping(host: string, opts: { timeout?: number; size?: number } = {}): Promise<PingResult> {
+  /**
+   * One ICMP echo through the tunnel. Rejects with ETIMEDOUT after `timeout` ms (default 3000),
+   * with an AbortError when `signal` aborts, with ERR_WGNET_CLOSED when the tunnel closes first.
+   */
+  async ping(host: string, opts: { timeout?: number; size?: number; signal?: AbortSignal } = {}): Promise<PingResult> {
     this.assertOpen();
-    const addr = parseIp(host) ?? mustParseIp((await this.lookup(host)).address);
+    const signal = opts.signal;
+    if (signal?.aborted) throw abortError(signal);
+    const addr = parseIp(host) ?? mustParseIp((await this.lookup(host, { signal })).address);
+    this.assertOpen();
+    if (signal?.aborted) throw abortError(signal);
     const seq = (this.pingSeq = (this.pingSeq + 1) & 0xffff);
     const size = opts.size ?? 56;
     const data = new Uint8Array(size);
@@ -368,12 +378,19 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     const key = `${formatIp(addr)}/${seq}`;
     const start = monotonicNow();
     return new Promise<PingResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pings.delete(key);
-        reject(systemError('ETIMEDOUT', 'ping', formatIp(addr)));
-      }, opts.timeout ?? 3000);
-      this.pings.set(key, (r) => {
+      const settle = (err?: Error): void => {
         clearTimeout(timer);
+        this.pings.delete(key);
+        this.pingCancels.delete(settle);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+      };
+      const onAbort = (): void => settle(abortError(signal!));
+      const timer = setTimeout(() => settle(systemError('ETIMEDOUT', 'ping', formatIp(addr))), opts.timeout ?? 3000);
+      this.pingCancels.add(settle);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pings.set(key, (r) => {
+        settle();
         resolve({ address: formatIp(addr), seq, ttl: r.ttl, bytes: r.bytes, time: monotonicNow() - start });
       });
       this.engine.iface.ping(this.engine.now(), addr, this.pingId, seq, data);
@@ -383,14 +400,16 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- DNS ---------------------------------------------------------------
 
-  /** Resolves a name through the tunnel's DNS servers (never the system resolver). */
-  async lookup(host: string, opts: { family?: 0 | 4 | 6; all?: false } = {}): Promise<LookupResult> {
-    const all = await this.lookupAll(host, opts.family ?? 0);
+  /** Resolves a name through the tunnel's DNS servers (never the system resolver); `signal` aborts the wait with an AbortError. */
+  async lookup(host: string, opts: { family?: 0 | 4 | 6; all?: false; signal?: AbortSignal } = {}): Promise<LookupResult> {
+    const all = await this.lookupAll(host, opts.family ?? 0, { signal: opts.signal });
     return all[0]!;
   }
 
-  async lookupAll(host: string, family: 0 | 4 | 6 = 0): Promise<LookupResult[]> {
+  async lookupAll(host: string, family: 0 | 4 | 6 = 0, opts: { signal?: AbortSignal } = {}): Promise<LookupResult[]> {
     this.assertOpen();
+    const signal = opts.signal;
+    if (signal?.aborted) throw abortError(signal);
     const lit = parseIp(host);
     if (lit) return [{ address: formatIp(lit), family: familyOf(lit) }];
     const dns = this.dns;
@@ -400,7 +419,19 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       throw e;
     }
     const q = dns.lookup(this.engine.now(), host, family);
-    const done = new Promise<{ addresses: LookupResult[]; error?: string }>((resolve) => this.dnsWaiters.set(q, resolve));
+    const done = new Promise<{ addresses: LookupResult[]; error?: string }>((resolve, reject) => {
+      this.dnsWaiters.set(q, resolve);
+      if (!signal) return;
+      const onAbort = (): void => {
+        this.dnsWaiters.delete(q); // the query itself ends at its own timeout
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.dnsWaiters.set(q, (r) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      });
+    });
     this.onDnsEvent(); // literal IPs and host entries answer at once
     this.engine.pump();
     const r = await done;
@@ -723,6 +754,83 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- lifecycle -----------------------------------------------------------
 
+  /**
+   * Resolves once this tunnel has a session with a peer: at once if a handshake is current, else
+   * after the next one (started here with every peer that has an endpoint; a peer without one
+   * must connect to us). `peer` (a public key, base64) waits for that peer only. Rejects with
+   * ERR_WGNET_NO_HANDSHAKE after `timeout` ms (default 10000), or when every awaited peer's
+   * handshake gave up (90 s), naming each peer, its endpoint and what was tried; with
+   * ERR_WGNET_CLOSED if the tunnel closes, with an AbortError when `signal` aborts.
+   */
+  async ready(opts: { timeout?: number; peer?: string; signal?: AbortSignal } = {}): Promise<void> {
+    this.assertOpen();
+    const { signal } = opts;
+    if (signal?.aborted) throw abortError(signal);
+    const timeout = opts.timeout ?? 10_000;
+    if (typeof timeout !== 'number' || !(timeout > 0)) throw invalidArgument(`ready: timeout must be a number of milliseconds > 0, got ${String(timeout).slice(0, 40)}`);
+    const device = this.engine.device;
+    const all = [...device.peers()];
+    const want = opts.peer === undefined ? all : all.filter((p) => toBase64(p.publicKey) === opts.peer);
+    if (all.length === 0) throw new WgnetError('ERR_WGNET_NO_HANDSHAKE', 'ready: the tunnel has no peers to handshake with (add one with ipcSet or in the config)');
+    // Not echoed: a caller who passes the wrong key may be passing a private one.
+    if (want.length === 0) throw invalidArgument(`ready: no peer has the public key given (${all.length} peer${all.length === 1 ? '' : 's'} configured)`);
+    const now = this.engine.now();
+    if (want.some((p) => p.current !== undefined && now - p.current.created < REJECT_AFTER_TIME)) return;
+    const keys = new Set(want.map((p) => toBase64(p.publicKey)));
+    await new Promise<void>((resolve, reject) => {
+      const failed = new Set<string>();
+      const done = (err?: Error): void => {
+        clearTimeout(timer);
+        this.off('handshake', onHandshake);
+        this.off('handshake-failed', onFailed);
+        this.off('close', onClose);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onHandshake = (e: { publicKey: string }): void => {
+        if (keys.has(e.publicKey)) done();
+      };
+      const onFailed = (e: { publicKey: string }): void => {
+        if (!keys.has(e.publicKey)) return;
+        failed.add(e.publicKey);
+        if (failed.size === keys.size) done(this.notReady(want, 'every handshake attempt went unanswered for 90 s (REKEY_ATTEMPT_TIME)'));
+      };
+      const onClose = (): void => done(new WgnetError('ERR_WGNET_CLOSED', 'ready: the tunnel was closed before a handshake'));
+      const onAbort = (): void => done(abortError(signal!));
+      const timer = setTimeout(() => done(this.notReady(want, `no handshake within ${timeout} ms`)), timeout);
+      this.on('handshake', onHandshake);
+      this.on('handshake-failed', onFailed);
+      this.once('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const t = this.engine.now();
+      for (const p of want) if (p.endpoint) device.initiateHandshake(t, p);
+      this.engine.pump();
+    });
+  }
+
+  /** ready()'s error: per peer, its endpoint, how many initiations went out and whether it ever answered. */
+  private notReady(peers: Peer[], what: string): WgnetError {
+    const lines = peers.slice(0, 8).map((p) => {
+      const ep = p.endpoint ? `endpoint ${p.endpoint.address.includes(':') ? `[${p.endpoint.address}]` : p.endpoint.address}:${p.endpoint.port}` : 'no endpoint (it has to connect to this tunnel first)';
+      const sent = p.pending ? p.attempts + 1 : 0; // initiations of the handshake under way (attempts counts its retries)
+      const tried = p.endpoint ? `, ${sent} initiation${sent === 1 ? '' : 's'} sent` : '';
+      const heard = p.rxBytes > 0 ? ', it answered before' : p.endpoint ? ', nothing received from it' : '';
+      return `peer ${toBase64(p.publicKey)} (${ep}${tried}${heard})`;
+    });
+    if (peers.length > 8) lines.push(`and ${peers.length - 8} more`);
+    const e = new WgnetError(
+      'ERR_WGNET_NO_HANDSHAKE',
+      `ready: ${what}: ${lines.join('; ')}. Check that the endpoint is reachable over UDP and that the peer has this tunnel's public key ${this.publicKey} with AllowedIPs covering ${this.addresses.join(', ')}.`,
+    );
+    return e;
+  }
+
+  /** `await using tunnel = await Tunnel.create(...)`: close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   /** Ends every socket (RST), stops the timer and closes the UDP socket. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -741,6 +849,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     await this.engine.bind?.close();
     for (const w of this.dnsWaiters.values()) w({ addresses: [], error: 'ECANCELLED' });
     this.dnsWaiters.clear();
+    for (const cancel of [...this.pingCancels]) cancel(new WgnetError('ERR_WGNET_CLOSED', 'ping: the tunnel was closed before a reply came'));
     this.emit('close');
   }
 

@@ -14,6 +14,8 @@ export type WgnetErrorCode =
   | 'ERR_WGNET_UAPI'
   /** A native addon (native/*.c) failed inside an N-API call or libuv. */
   | 'ERR_WGNET_NATIVE'
+  /** tunnel.ready(): no handshake with the peer(s) in time; the message says which and what was tried. */
+  | 'ERR_WGNET_NO_HANDSHAKE'
   | 'ERR_WGNET_INTERNAL';
 
 export class WgnetError extends Error {

@@ -1,0 +1,133 @@
+/**
+ * Waiting for and ending a tunnel (issue 13): ready() after a handshake or a clear error
+ * naming the peer, Symbol.asyncDispose, AbortSignal on ping/lookup/fetch, close() settling
+ * what is pending.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { tunnelPair, keyPair, type TunnelPair } from '../harness/tunnel-pair.js';
+import { Tunnel } from '../../src/index.js';
+
+/** A tunnel whose only peer (10.99.0.0/24, DNS 10.99.0.53) never answers: its endpoint is a UDP port nobody reads. */
+async function deadPeerTunnel(): Promise<{ t: Tunnel; peerKey: string; endpoint: string; close: () => Promise<void> }> {
+  const sink = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+  const endpoint = `127.0.0.1:${sink.address().port}`;
+  const peer = keyPair();
+  const t = await Tunnel.create({
+    privateKey: keyPair().privateKey,
+    address: '10.99.0.2/24',
+    dns: '10.99.0.53',
+    peers: [{ publicKey: peer.publicKey, allowedIps: '10.99.0.0/24', endpoint }],
+  });
+  return {
+    t,
+    peerKey: peer.publicKey,
+    endpoint,
+    close: async () => {
+      await t.close();
+      sink.close();
+    },
+  };
+}
+
+const code = (c: string) => (e: unknown): boolean => (e as { code?: string }).code === c;
+const aborted = (e: unknown): boolean => (e as Error).name === 'AbortError';
+
+describe('ready()', () => {
+  let p: TunnelPair;
+  before(async () => {
+    p = await tunnelPair();
+  });
+  after(async () => {
+    await p.close();
+  });
+
+  test('resolves after a handshake (started by ready itself), then at once; peer: waits for that peer', async () => {
+    await p.b.ready({ timeout: 5000 });
+    const t0 = performance.now();
+    await p.b.ready();
+    await p.a.ready({ peer: p.b.publicKey });
+    assert.ok(performance.now() - t0 < 50);
+    await assert.rejects(p.a.ready({ peer: 'not-a-peer' }), (e: Error) => code('ERR_WGNET_INVALID_ARGUMENT')(e) && !e.message.includes('not-a-peer'));
+  });
+
+  test('no answer: ERR_WGNET_NO_HANDSHAKE naming the peer, its endpoint and what was tried', async () => {
+    const d = await deadPeerTunnel();
+    try {
+      const err = await d.t.ready({ timeout: 300 }).then(() => assert.fail('resolved'), (e: Error & { code?: string }) => e);
+      assert.equal(err.code, 'ERR_WGNET_NO_HANDSHAKE');
+      assert.ok(err.message.includes(d.peerKey), err.message);
+      assert.ok(err.message.includes(d.endpoint), err.message);
+      assert.match(err.message, /no handshake within 300 ms: .*1 initiation sent, nothing received from it/);
+      assert.ok(err.message.includes(d.t.publicKey));
+      // close() ends a wait
+      const waiting = d.t.ready({ timeout: 10_000 });
+      await d.t.close();
+      await assert.rejects(waiting, code('ERR_WGNET_CLOSED'));
+      await assert.rejects(d.t.ready(), code('ERR_WGNET_CLOSED'));
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('signal aborts the wait', async () => {
+    const d = await deadPeerTunnel();
+    try {
+      const ac = new AbortController();
+      const w = d.t.ready({ signal: ac.signal });
+      ac.abort();
+      await assert.rejects(w, aborted);
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('AbortSignal, close() and Symbol.asyncDispose', () => {
+  test('ping: signal aborts it; close() rejects a pending one with ERR_WGNET_CLOSED', async () => {
+    const d = await deadPeerTunnel();
+    const ac = new AbortController();
+    const a = d.t.ping('10.99.0.1', { timeout: 10_000, signal: ac.signal });
+    ac.abort();
+    await assert.rejects(a, aborted);
+    await assert.rejects(d.t.ping('10.99.0.1', { signal: AbortSignal.abort() }), aborted);
+    const pending = d.t.ping('10.99.0.1', { timeout: 10_000 });
+    const t0 = performance.now();
+    await d.close();
+    await assert.rejects(pending, code('ERR_WGNET_CLOSED'));
+    assert.ok(performance.now() - t0 < 2000);
+  });
+
+  test('lookup: signal aborts a query that waits on an unanswering DNS server', async () => {
+    const d = await deadPeerTunnel();
+    try {
+      const ac = new AbortController();
+      const l = d.t.lookup('db.example', { signal: ac.signal });
+      setTimeout(() => ac.abort(), 50);
+      await assert.rejects(l, aborted);
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('fetch: init.signal aborts a request', async () => {
+    const d = await deadPeerTunnel();
+    try {
+      await assert.rejects(d.t.fetch('http://10.99.0.1/', { signal: AbortSignal.timeout(100) }), (e: Error) => e.name === 'TimeoutError' || e.name === 'AbortError');
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('Symbol.asyncDispose closes the tunnel (await using)', async () => {
+    const d = await deadPeerTunnel();
+    let closed = false;
+    d.t.once('close', () => (closed = true));
+    await d.t[Symbol.asyncDispose]();
+    assert.ok(closed);
+    assert.throws(() => d.t.connect(80, '10.99.0.1'), code('ERR_WGNET_CLOSED'));
+    await d.close();
+  });
+});
