@@ -107,14 +107,30 @@ test('ProbeBW: eight phases [1.25, 0.75, 1 × 6], each one min_rtt; 1.25 holds u
   assert.deepEqual(seen, [1, 1, 1, 1, 1, 1.25], 'six cruising phases, then probe again');
 });
 
-test('pacing rate = pacing_gain × max_bw × 0.99; cwnd converges to cwnd_gain × BDP (+3 segments)', () => {
+test('pacing rate = pacing_gain × max_bw × 0.99; cwnd converges to cwnd_gain × BDP + extra_acked + 3 send quanta', () => {
   const { bbr, round } = harness(0.5);
   for (let i = 0; i < 4; i++) round({ rate: 100, rtt: 10, inFlight: 3000 });
   round({ rate: 100, rtt: 10, inFlight: 1000 });
   assert.equal(bbr.state, 'ProbeBW');
   assert.ok(Math.abs(bbr.pacingRate() - bbr.pacingGain * 100 * 0.99) < 1e-9);
   for (let i = 0; i < 50; i++) round({ rate: 100, rtt: 10, inFlight: 1000, dt: 11 });
-  assert.equal(bbr.cwnd, 2 * 100 * 10 + 3 * MSS);
+  // Send quantum at 100 bytes/ms: max(2 segments, 1 ms of pacing) = 2 segments.
+  assert.ok(bbr.extraAcked > 0 && bbr.extraAcked <= bbr.cwnd);
+  assert.equal(bbr.cwnd, 2 * 100 * 10 + bbr.extraAcked + 3 * 2 * MSS);
+});
+
+test('ACK aggregation: extra_acked is how far ACKs ran ahead of max_bw in the current epoch', () => {
+  const { bbr, round } = harness(0.5);
+  for (let i = 0; i < 4; i++) round({ rate: 100, rtt: 10, inFlight: 3000 });
+  round({ rate: 100, rtt: 10, inFlight: 1000 });
+  // ACKs for 1000 bytes every 11 ms at 100 bytes/ms: each opens a new epoch, extra = 1000.
+  for (let i = 0; i < 12; i++) round({ rate: 100, rtt: 10, inFlight: 1000, dt: 11 });
+  assert.equal(bbr.extraAcked, 1000);
+  // Then three ACKs at once (no time passes): 3000 bytes where max_bw explains none.
+  round({ rate: 100, rtt: 10, inFlight: 1000, dt: 11 });
+  round({ rate: 100, rtt: 10, inFlight: 1000, dt: 0 });
+  round({ rate: 100, rtt: 10, inFlight: 1000, dt: 0 });
+  assert.equal(bbr.extraAcked, 3000);
 });
 
 test('min_rtt: the smallest sample for 10 s; then ProbeRTT at max(4 segments, BDP / 2) for 200 ms and a round', () => {
@@ -168,6 +184,7 @@ test('retransmission timeout: one segment, back to the old window once the timed
   bbr.onTimeout(0, 3000, s.delivered);
   assert.equal(bbr.cwnd, MSS);
   round({ rate: 100, rtt: 10, inFlight: 0, dt: 11 });
-  round({ rate: 100, rtt: 10, inFlight: 0, dt: 11 });
+  assert.ok(bbr.cwnd < before, 'not before the timed-out 3000 bytes are delivered');
+  for (let i = 0; i < 3; i++) round({ rate: 100, rtt: 10, inFlight: 0, dt: 11 });
   assert.ok(bbr.cwnd >= before, `restored: ${bbr.cwnd} >= ${before}`);
 });

@@ -24,7 +24,7 @@
  */
 import type { Instant } from '../../util/time.js';
 import type { CcState, CongestionControl } from './congestion.js';
-import type { RateSample, RateSampler } from './rate.js';
+import { EVENT_LOOP_SPAN_MS, type RateSample, type RateSampler } from './rate.js';
 
 export type BbrState = 'Startup' | 'Drain' | 'ProbeBW' | 'ProbeRTT';
 
@@ -56,6 +56,18 @@ export const PACING_MARGIN = 0.01;
 
 const MAX_CWND = 64 * 1024 * 1024;
 
+/**
+ * The send quantum: what the pacer releases at once, about 1 ms at the pacing rate, at
+ * least two segments, at most 64 KiB (v1 "send quantum", as Linux's TSO autosizing). An
+ * event-loop stack has no finer timer than about a millisecond, so a smaller quantum would
+ * make the timer, not the model, set the rate.
+ */
+export const SEND_QUANTUM_MS = 1;
+export const SEND_QUANTUM_MAX = 64 * 1024;
+export function sendQuantum(rate: number, mss: number): number {
+  return Math.max(2 * mss, Math.min(SEND_QUANTUM_MAX, rate * SEND_QUANTUM_MS));
+}
+
 export class Bbr implements CongestionControl {
   readonly name = 'bbr';
   cwnd: number;
@@ -78,6 +90,17 @@ export class Bbr implements CongestionControl {
   // The min-RTT filter (v1 BBR.RTprop, here min_rtt as draft-ietf-ccwg-bbr names it).
   minRtt = Infinity;
   minRttStamp = 0;
+  /**
+   * ACK aggregation (draft-ietf-ccwg-bbr BBRUpdateACKAggregation, BBR.extra_acked): how far
+   * ACKs ran ahead of max_bw, as a windowed max over BW_FILTER_ROUNDS rounds. A userspace
+   * stack sees ACKs in batches (one event-loop turn, one UDP read burst), so without this
+   * the window is too small to keep sending between batches.
+   */
+  extraAcked = 0;
+  private readonly extraByRound = new Float64Array(BW_FILTER_ROUNDS);
+  private readonly extraRoundOf = new Float64Array(BW_FILTER_ROUNDS).fill(-1);
+  private ackEpochStart = 0;
+  private ackEpochAcked = 0;
   // Startup's full-pipe detector.
   fullBwReached = false;
   private fullBw = 0;
@@ -122,6 +145,7 @@ export class Bbr implements CongestionControl {
     }
     this.updateRound(rs, sampler);
     this.updateBw(rs);
+    this.updateAckAggregation(now, rs);
     this.checkCyclePhase(now, inFlight + rs.newlyDelivered);
     this.checkFullPipe(rs);
     this.checkDrain(now, inFlight);
@@ -158,6 +182,34 @@ export class Bbr implements CongestionControl {
       if (this.bwRoundOf[i]! > r - BW_FILTER_ROUNDS && this.bwByRound[i]! > m) m = this.bwByRound[i]!;
     }
     this.maxBw = m;
+  }
+
+  /**
+   * BBR.extra_acked (draft-ietf-ccwg-bbr BBRUpdateACKAggregation): data ACKed beyond what
+   * max_bw explains since the current aggregation epoch began; a new epoch starts whenever
+   * ACKs fall back to (or below) the expected rate. Capped at cwnd, filtered by max.
+   */
+  private updateAckAggregation(now: Instant, rs: RateSample): void {
+    if (rs.newlyDelivered <= 0 || this.maxBw === 0) return;
+    let expected = this.maxBw * (now - this.ackEpochStart);
+    if (this.ackEpochAcked <= expected) {
+      this.ackEpochAcked = 0;
+      this.ackEpochStart = now;
+      expected = 0;
+    }
+    this.ackEpochAcked += rs.newlyDelivered;
+    const extra = Math.min(this.ackEpochAcked - expected, this.cwnd);
+    const r = this.roundCount;
+    const slot = r % BW_FILTER_ROUNDS;
+    if (this.extraRoundOf[slot] !== r) {
+      this.extraRoundOf[slot] = r;
+      this.extraByRound[slot] = extra;
+    } else if (extra > this.extraByRound[slot]!) this.extraByRound[slot] = extra;
+    let m = 0;
+    for (let i = 0; i < BW_FILTER_ROUNDS; i++) {
+      if (this.extraRoundOf[i]! > r - BW_FILTER_ROUNDS && this.extraByRound[i]! > m) m = this.extraByRound[i]!;
+    }
+    this.extraAcked = m;
   }
 
   /** Startup's exit test, once per round (v1 BBRCheckFullPipe): three rounds without 25 % growth mean the pipe is full. */
@@ -202,7 +254,9 @@ export class Bbr implements CongestionControl {
    */
   private checkCyclePhase(now: Instant, priorInFlight: number): void {
     if (this.state !== 'ProbeBW') return;
-    const full = now - this.cycleStamp > this.minRtt;
+    // A phase spans at least the sampler's averaging span (rate.ts EVENT_LOOP_SPAN_MS), or on a
+    // sub-millisecond path a probe would be over before any sample could show its effect.
+    const full = now - this.cycleStamp > Math.max(this.minRtt, EVENT_LOOP_SPAN_MS);
     const g = this.pacingGain;
     let next: boolean;
     if (g > 1) next = full && (this.lossInCycle || priorInFlight >= this.inflight(g));
@@ -272,15 +326,25 @@ export class Bbr implements CongestionControl {
   }
 
   /**
-   * cwnd (v1 BBRSetCwnd): grow by what each ACK delivered toward cwnd_gain × BDP (plus three
-   * segments for delayed and stretched ACKs, as Linux's quantization budget), never below
-   * four segments. During the first round of a recovery, packet conservation: no more in
-   * flight than was, plus what this ACK delivered (v1 BBRModulateCwndForRecovery).
+   * cwnd (v1 BBRSetCwnd): grow by what each ACK delivered toward the target, never below
+   * four segments. The target is cwnd_gain × BDP, plus the ACK aggregation estimate
+   * (draft-ietf-ccwg-bbr: extra_acked is added to the BDP), plus three send quanta (v1
+   * BBRQuantizationBudget) so the pacer's bursts and delayed ACKs do not starve the pipe.
+   * During the first round of a recovery, packet conservation: no more in flight than
+   * was, plus what this ACK delivered (v1 BBRModulateCwndForRecovery).
    */
+  targetCwnd(): number {
+    // Only once the pipe is full: in Startup the 2× gain already leaves room, and three
+    // quanta at Startup's pacing rate (about 70 segments at 100 Mbit/s) overflowed a
+    // 200-packet bottleneck queue in the simulator (an RTO in every lossless run).
+    if (!this.fullBwReached) return this.inflight(this.cwndGain) + 3 * this.mss;
+    return this.inflight(this.cwndGain) + this.extraAcked + 3 * sendQuantum(this.pacing, this.mss);
+  }
+
   private setCwnd(rs: RateSample, inFlight: number, sampler: RateSampler): void {
     const acked = rs.newlyDelivered;
     if (acked > 0) {
-      const target = this.inflight(this.cwndGain) + 3 * this.mss;
+      const target = this.targetCwnd();
       let cwnd = this.cwnd;
       if (this.packetConservation) cwnd = Math.max(cwnd, inFlight + acked);
       else if (this.fullBwReached) cwnd = Math.min(cwnd + acked, target);

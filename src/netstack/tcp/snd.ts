@@ -13,18 +13,15 @@ import { emitSegment, sendRst, sendSyn, tsVal } from './output.js';
 import { isDsack } from './sack.js';
 import { armRto, enterRecovery, headLost, noteRetransmit, onDsack, reoWnd, resendHead, resendUna, watchHead } from './recovery.js';
 import type { TcpLayer } from './layer.js';
+import { sendQuantum } from './bbr.js';
 
 /**
- * Pacing: the sender may run ahead of the pacing schedule by one quantum, a burst of
- * about 1 ms at the pacing rate, at least two segments and at most 64 KiB (what Linux's
- * TSO autosizing sends per burst). So the 'pace' deadline fires at most about once per
- * millisecond per connection, and never once per segment.
+ * Pacing: the sender may run ahead of the pacing schedule by one send quantum (bbr.ts
+ * sendQuantum: about 1 ms at the pacing rate, 2 segments to 64 KiB). So the 'pace'
+ * deadline fires at most about once per millisecond per connection, never once per segment.
  */
-const PACE_QUANTUM_MS = 1;
-const PACE_QUANTUM_MAX = 64 * 1024;
-
 function paceSlack(rate: number, mss: number): number {
-  return Math.max(2 * mss, Math.min(PACE_QUANTUM_MAX, rate * PACE_QUANTUM_MS)) / rate;
+  return sendQuantum(rate, mss) / rate;
 }
 
 /** True (and the 'pace' deadline armed) when the schedule is more than a quantum ahead of now. */
