@@ -241,7 +241,10 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
       c.json = v === 'json';
     } else if (a === '--metrics') c.metrics = hostPort(next(), a);
     else if (a === '--ready-peers') c.readyPeers = next().split(',').map((k) => k.trim()).filter(Boolean);
-    else if (a === '--health-check') c.healthCheck = (parseProbeTarget(next()), args[i]!);
+    else if (a === '--health-check') {
+      c.healthCheck = next();
+      parseProbeTarget(c.healthCheck); // fail now, naming the flag
+    }
     else if (a === '--health-interval') c.healthIntervalMs = seconds(next(), a);
     else if (a === '--pcap') c.pcap = next();
     else if (a === '--pcap-max-size') c.pcapMaxBytes = positiveInt(next(), a, bad);
