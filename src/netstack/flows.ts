@@ -151,6 +151,8 @@ export class FlowTable {
 
   /** A datagram for a destination no socket serves: queued on its flow, a new flow announced. */
   udpDatagram(now: Instant, ip: IpInfo, sport: number, dport: number, data: Uint8Array): void {
+    // Port 0 is no destination (as for TCP below); relaying it threw out of dgram's connect (found by test/fuzz).
+    if (dport === 0) return this.host.count('drop.flow.port');
     const key = flowKey(ip.src, sport, ip.dst, dport);
     let f = this.udp.get(key);
     if (!f) {
