@@ -14,6 +14,7 @@ import http from 'node:http';
 import type { Device } from '../wireguard/device.js';
 import { toBase64 } from '../util/bytes.js';
 import { WgnetError } from '../util/errors.js';
+import { parseIp } from '../util/ip.js';
 
 /** RejectAfterTime (whitepaper §6.1), restated: a handshake older than this carries nothing. */
 export const HANDSHAKE_FRESH_MS = 180_000;
@@ -85,7 +86,7 @@ export function healthReport(device: Device, wallNow: number, opts: HealthOption
 /** Parses `IP[:PORT]` (IPv6 as `[addr]:port` or bare). */
 export function parseProbeTarget(s: string): { host: string; port?: number } {
   const m = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(s) ?? /^([0-9.]+)(?::(\d{1,5}))?$/.exec(s) ?? /^([0-9a-fA-F:]+)()$/.exec(s);
-  if (!m || (m[2] && (Number(m[2]) < 1 || Number(m[2]) > 65535))) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--health-check: expected IP or IP:PORT, got '${s.slice(0, 60)}'`);
+  if (!m || !parseIp(m[1]!) || (m[2] && (Number(m[2]) < 1 || Number(m[2]) > 65535))) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--health-check: expected IP or IP:PORT, got '${s.slice(0, 60)}'`);
   return m[2] ? { host: m[1]!, port: Number(m[2]) } : { host: m[1]! };
 }
 

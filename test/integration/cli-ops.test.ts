@@ -250,6 +250,10 @@ describe('wgnet proxy / forward / gateway operations', () => {
     }
     const r = spawnSync(process.execPath, [BIN, 'proxy', '-c', 'x.conf', '--log-format', 'yaml'], { encoding: 'utf8' });
     assert.match(r.stderr, /--log-format: expected text or json/);
+    for (const v of ['10.0.0.300', '10.0.0.1:0', 'host.example:80', '[fd00::1]:70000']) {
+      const h = spawnSync(process.execPath, [BIN, 'proxy', '-c', 'x.conf', '--health-check', v], { encoding: 'utf8' });
+      assert.match(h.stderr, /--health-check: expected IP or IP:PORT/, v);
+    }
   });
 
   test('wgnet help CMD prints that command\'s help', () => {
