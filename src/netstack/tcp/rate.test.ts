@@ -110,3 +110,31 @@ test('a retransmitted packet gives no RTT (Karn) but still delivers', () => {
   assert.equal(s.delivered, MSS);
   assert.equal(s.slots, 2);
 });
+
+test('sub-8 ms paths: a sample is capped by the rate averaged over 8 ms (a batch of ACKs shares one timestamp)', () => {
+  const s = new RateSampler();
+  // A steady 1000 bytes/ms: one segment sent every 1 ms, ACKed 0.5 ms later.
+  let seq = 0;
+  let t = 0;
+  for (; t < 20; t++) {
+    s.onSend(t, seq, MSS, 0, seq);
+    seq += MSS;
+    s.beginAck();
+    s.acked(t + 0.5, seq);
+    s.endAck();
+  }
+  assert.equal(s.minRtt, 0.5);
+  // A burst of 20 segments leaves at one instant (t = 20, nothing in flight, so both
+  // intervals restart there) and its ACKs are read in one batch at 20.5. The draft's sample:
+  // 20 000 bytes over 0.5 ms, forty times the rate the sender keeps up.
+  for (let i = 0; i < 20; i++) s.onSend(t, seq + i * MSS, MSS, i * MSS, seq + i * MSS);
+  seq += 20 * MSS;
+  s.beginAck();
+  s.acked(t + 0.5, seq);
+  assert.equal(s.endAck(), true);
+  assert.equal(s.rs.interval, 0.5);
+  assert.equal(s.rs.delivered, 20 * MSS);
+  // Averaged over the last 8 ms or more: (8 + 20) segments in 8..9 ms.
+  assert.ok(s.rs.deliveryRate <= (28 * MSS) / 8, `capped: ${s.rs.deliveryRate}`);
+  assert.ok(s.rs.deliveryRate >= (27 * MSS) / 10);
+});
