@@ -6,9 +6,10 @@
  * Which BBR. This follows BBRv1 (Cardwell et al., "BBR: Congestion-Based Congestion
  * Control", ACM Queue 2016; draft-cardwell-iccrg-bbr-congestion-control-00, and the
  * state machine as draft-ietf-ccwg-bbr names it: Startup, Drain, ProbeBW, ProbeRTT),
- * with two pieces of draft-ietf-ccwg-bbr (BBRv3) where they are cheap and only help:
- * ProbeRTT keeps half a BDP instead of four segments (BBRProbeRTTCwndGain), and the
- * startup pacing gain is 4·ln 2 ≈ 2.77 (BBRStartupPacingGain). The reason for v1's loss
+ * with pieces of draft-ietf-ccwg-bbr (BBRv3) where they are cheap and only help:
+ * ProbeRTT keeps half a BDP instead of four segments (BBRProbeRTTCwndGain), the startup
+ * pacing gain is 4·ln 2 ≈ 2.77 (BBRStartupPacingGain), and the window holds the ACK
+ * aggregation estimate (BBR.extra_acked). The reason for v1's loss
  * response over v3's: wgnet runs over mobile, Wi-Fi and long-haul tunnel paths where
  * loss is mostly random, not a sign of a full queue. BBRv3 treats a round with more than
  * 2 % loss (BBRLossThresh) as congestion: it leaves Startup, and in ProbeBW it caps
@@ -18,6 +19,11 @@
  * packet conservation during recovery and a restore afterwards, so random loss costs
  * the retransmitted bytes and little else. The price is v1's known unfairness to
  * loss-based flows on shallow buffers; the README says so.
+ *
+ * An event loop is not a kernel: ACKs are read in batches that share one timestamp, and
+ * no timer is finer than about a millisecond. So the pacer releases a send quantum of
+ * about 1 ms at a time, ProbeBW phases last at least EVENT_LOOP_SPAN_MS, and on paths
+ * shorter than that the rate samples are capped by an average over it (rate.ts).
  *
  * Sans-IO: every decision comes from `now` and the samples; the only randomness (the
  * ProbeBW phase to start in) comes from the caller's Rng.

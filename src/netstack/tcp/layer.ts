@@ -7,13 +7,15 @@
  * (RFC 9293 §3.3.2, §3.10), RST and SYN handling hardened per RFC 5961, ISNs per
  * RFC 6528, random ephemeral ports (RFC 6056), window scaling and timestamps with
  * PAWS (RFC 7323), SACK (RFC 2018) with SACK-based loss recovery (RFC 6675),
- * RTO (RFC 6298), NewReno/CUBIC (RFC 5681/9438), delayed ACKs and keepalives
- * (RFC 1122), Nagle (RFC 896), zero-window probing, SYN cookies (RFC 4987).
+ * RTO (RFC 6298), NewReno/CUBIC (RFC 5681/9438), BBR with pacing (bbr.ts) on
+ * delivery-rate samples (draft-cheng-iccrg-delivery-rate-estimation), delayed ACKs and
+ * keepalives (RFC 1122), Nagle (RFC 896), zero-window probing, SYN cookies (RFC 4987).
  *
  * One file per job: this one demultiplexes and owns the connection table, events and
  * timers; input.ts (segment arrival), accept.ts (listeners, ISN, SYN cookies), snd.ts
- * (sending, ACKs), rcv.ts (receiving, SACK blocks), sack.ts (the scoreboard),
- * recovery.ts (loss recovery, RTO, TLP), rtt.ts, timers.ts and output.ts (segments).
+ * (sending, pacing, ACKs), rcv.ts (receiving, SACK blocks), sack.ts (the scoreboard),
+ * recovery.ts (loss recovery, RTO, TLP), rtt.ts, rate.ts (delivery rate), congestion.ts
+ * (NewReno, CUBIC), hystart.ts, bbr.ts, timers.ts and output.ts (segments).
  */
 import type { Deadline, Instant } from '../../util/time.js';
 import { randomInt } from '../../util/rng.js';
