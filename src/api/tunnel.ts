@@ -98,6 +98,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private readonly pingId: number;
   private pingSeq = 0;
   private closed = false;
+  /** Set between pause() and resume(): the outer port to reopen and the persistent keepalives to restore. */
+  private pausedState: { port: number; keepalives: Map<Peer, number> } | undefined;
   /** Rejects a pending ping(); close() calls each with ERR_WGNET_CLOSED. */
   private readonly pingCancels = new Set<(err: Error) => void>();
   private _dispatcher: UndiciAgent | undefined;
@@ -824,6 +826,81 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       `ready: ${what}: ${lines.join('; ')}. Check that the endpoint is reachable over UDP and that the peer has this tunnel's public key ${this.publicKey} with AllowedIPs covering ${this.addresses.join(', ')}.`,
     );
     return e;
+  }
+
+  /**
+   * For device sleep and network changes, as sing-box's pause manager calls Down(): closes the outer
+   * UDP socket and turns persistent keepalives off, so the tunnel sends nothing, receives nothing and
+   * wakes nobody. Sockets, listeners and keys stay; what the stack sends meanwhile is dropped (TCP
+   * retransmits it after resume()). Idempotent; emits 'pause'.
+   */
+  async pause(): Promise<void> {
+    this.assertOpen();
+    if (this.pausedState) return;
+    const bind = this.engine.bind;
+    const keepalives = new Map<Peer, number>();
+    for (const p of this.engine.device.peers()) {
+      if (p.persistentKeepalive) {
+        keepalives.set(p, p.persistentKeepalive);
+        this.engine.device.updatePeer(p.publicKey, { persistentKeepalive: 0 });
+      }
+    }
+    this.pausedState = { port: bind?.port ?? 0, keepalives };
+    this.engine.bind = undefined; // the engine sends through bind?.: nothing leaves while paused
+    await bind?.close();
+    this.emit('pause');
+  }
+
+  /**
+   * After pause(), for wake-up and a new network (sing-box's Up()): reopens the outer UDP socket on
+   * the same port, resolves hostname endpoints again (the address may differ on the new network),
+   * restores persistent keepalives and starts a handshake with every peer that has an endpoint at
+   * once, so a session exists before the first packet. A keypair older than RejectAfterTime (a long
+   * sleep) is never used: the device refuses it and waits for the new handshake. Emits 'resume'.
+   */
+  async resume(): Promise<void> {
+    this.assertOpen();
+    const st = this.pausedState;
+    if (!st) return;
+    const engine = this.engine;
+    const bind = await UdpBind.open({
+      port: st.port,
+      onMessage: (data, address, port) => engine.receive(data, address, port),
+      onBatchEnd: () => engine.pump(),
+      onError: (err) => this.emit(this.listenerCount('error') > 0 ? 'error' : 'warning', err),
+    });
+    if (this.closed) return void (await bind.close());
+    this.pausedState = undefined;
+    engine.bind = bind;
+    const device = engine.device;
+    await Promise.all(
+      this.config.peers.map(async (spec) => {
+        if (!spec.endpoint || parseIp(spec.endpoint.host)) return;
+        try {
+          const ep = await resolveEndpoint(spec.endpoint.host, spec.endpoint.port);
+          if (!this.closed && device.getPeer(spec.publicKey)) device.updatePeer(spec.publicKey, { endpoint: ep });
+        } catch (err) {
+          this.emit('warning', err as Error);
+        }
+      }),
+    );
+    if (this.closed) return;
+    for (const [p, seconds] of st.keepalives) if (device.getPeer(p.publicKey) === p) device.updatePeer(p.publicKey, { persistentKeepalive: seconds });
+    const now = engine.now();
+    for (const p of device.peers()) {
+      if (!p.endpoint) continue;
+      // As wireguard-go's peer.Start(): forget when the last initiation went out, so RekeyTimeout
+      // does not hold back the handshake a new network needs.
+      p.lastSentHandshake = -Infinity;
+      device.initiateHandshake(now, p);
+    }
+    engine.pump();
+    this.emit('resume');
+  }
+
+  /** Whether pause() is in effect. */
+  get paused(): boolean {
+    return this.pausedState !== undefined;
   }
 
   /** `await using tunnel = await Tunnel.create(...)`: close() at the end of the scope. */

@@ -6,6 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { tunnelPair, keyPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { Tunnel } from '../../src/index.js';
 
@@ -129,5 +130,103 @@ describe('AbortSignal, close() and Symbol.asyncDispose', () => {
     assert.ok(closed);
     assert.throws(() => d.t.connect(80, '10.99.0.1'), code('ERR_WGNET_CLOSED'));
     await d.close();
+  });
+});
+
+describe('pause() / resume() (device sleep, network change)', () => {
+  type Dev = { peers(): Iterable<{ publicKey: Uint8Array; persistentKeepalive: number; current?: { created: number }; previous?: { created: number }; next?: { created: number } }>; stats: { rxDatagrams: number; handshakesInitiated: number; dropped: Record<string, number | undefined> } };
+  const dev = (t: Tunnel): Dev => (t as unknown as { engine: { device: Dev } }).engine.device;
+  let p: TunnelPair;
+  before(async () => {
+    p = await tunnelPair();
+    const echo = p.b.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(7200, () => r()));
+  });
+  after(async () => {
+    await p.close();
+  });
+
+  async function echoed(c: ReturnType<Tunnel['connect']>, text: string, within: number): Promise<void> {
+    const got = new Promise<string>((resolve) => {
+      let acc = '';
+      const on = (d: Buffer): void => {
+        acc += d;
+        if (acc.length >= text.length) {
+          c.off('data', on);
+          resolve(acc);
+        }
+      };
+      c.on('data', on);
+    });
+    c.write(text);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no echo of ${text} within ${within} ms`)), within)));
+    try {
+      assert.equal(await Promise.race([got, late]), text);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  test('paused: nothing leaves, keepalives off; resume: a handshake at once, keepalives back, the connection carries on', async () => {
+    await p.a.ipcSet(`public_key=${Buffer.from(p.b.publicKey, 'base64').toString('hex')}\npersistent_keepalive_interval=25\n`);
+    const c = p.a.connect(7200, '10.66.0.2');
+    await once(c, 'connect');
+    await echoed(c, 'before', 2000);
+    const paused = once(p.a, 'pause');
+    await p.a.pause();
+    await paused;
+    assert.equal(p.a.paused, true);
+    await p.a.pause(); // idempotent
+    assert.equal([...dev(p.a).peers()][0]!.persistentKeepalive, 0);
+    await new Promise((r) => setTimeout(r, 100)); // what A sent before pause() has arrived
+    const rx = dev(p.b).stats.rxDatagrams;
+    c.write('during');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(dev(p.b).stats.rxDatagrams, rx, 'B received datagrams from a paused tunnel');
+    const hs = once(p.a, 'handshake');
+    await p.a.resume();
+    assert.equal(p.a.paused, false);
+    await Promise.race([hs, new Promise((_, reject) => setTimeout(() => reject(new Error('no handshake at once after resume()')), 2000))]);
+    assert.equal([...dev(p.a).peers()][0]!.persistentKeepalive, 25);
+    let got = '';
+    await new Promise<void>((resolve) => {
+      const on = (d: Buffer): void => {
+        got += d;
+        if (got.includes('during')) (c.off('data', on), resolve());
+      };
+      c.on('data', on);
+    });
+    await echoed(c, 'after', 5000);
+    c.destroy();
+  });
+
+  test('a pause longer than RejectAfterTime: a fresh handshake, and no packet under the stale keys', async () => {
+    const c = p.a.connect(7200, '10.66.0.2');
+    await once(c, 'connect');
+    await echoed(c, 'one', 2000);
+    await p.a.pause();
+    await new Promise((r) => setTimeout(r, 100)); // what A sent before pause() has arrived
+    // 200 s asleep, as both devices see it: every keypair is older than RejectAfterTime (180 s).
+    for (const t of [p.a, p.b]) {
+      for (const peer of dev(t).peers()) for (const kp of [peer.current, peer.previous, peer.next]) if (kp) kp.created -= 200_000;
+    }
+    const initiated = dev(p.a).stats.handshakesInitiated;
+    const hs = once(p.b, 'handshake');
+    await p.a.resume();
+    await hs;
+    assert.ok(dev(p.a).stats.handshakesInitiated > initiated);
+    await echoed(c, 'two', 5000);
+    assert.equal(dev(p.b).stats.dropped.expiredKeypair ?? 0, 0, 'B got packets sealed with keys past RejectAfterTime');
+    assert.equal(dev(p.a).stats.dropped.expiredKeypair ?? 0, 0, 'A got packets sealed with keys past RejectAfterTime');
+    c.destroy();
+  });
+
+  test('close() while paused; pause() after close() throws ERR_WGNET_CLOSED', async () => {
+    const d = await deadPeerTunnel();
+    await d.t.pause();
+    await d.close();
+    await assert.rejects(d.t.pause(), code('ERR_WGNET_CLOSED'));
+    await assert.rejects(d.t.resume(), code('ERR_WGNET_CLOSED'));
   });
 });
