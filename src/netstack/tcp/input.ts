@@ -49,6 +49,11 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     // Data wholly below RCV.NXT arrived before: an old duplicate, reported as a D-SACK.
     if (payload.length > 0 && seqLe(seqAdd(seq, payload.length), c.rcvNxt)) noteDuplicate(t, c, seq, seqAdd(seq, payload.length));
     if (c.state === 'TIME-WAIT' && f & FIN) t.timers.arm(c, 'timewait', now + t.opts.timeWaitMs);
+    // A segment without data, or a SYN, may be one half of an ACK (or SYN-ACK) loop with a
+    // desynchronized peer, each end answering the other's answer (found by test/fuzz): the answer
+    // is throttled like a challenge ACK (RFC 5961 §7; Linux's tcp_invalid_ratelimit). Other data
+    // is always acknowledged at once (a spurious retransmission needs its ACK).
+    if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
     c.ackNow = true;
     t.markDirty(c);
     return;

@@ -14,6 +14,7 @@ import { isDsack } from './sack.js';
 import { armRto, enterRecovery, headLost, noteRetransmit, onDsack, reoWnd, resendHead, resendUna, watchHead } from './recovery.js';
 import type { TcpLayer } from './layer.js';
 import { sendQuantum } from './bbr.js';
+import { challengeAck } from './input.js';
 
 /**
  * Pacing: the sender may run ahead of the pacing schedule by one send quantum (bbr.ts
@@ -128,10 +129,10 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
 export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo): boolean {
   const ack = h.ack;
   if (seqGt(ack, c.sndMax)) {
-    // Acks data never sent (RFC 9293 §3.10.7.4; RFC 5961 §5 for the lower bound).
-    c.ackNow = true;
-    t.markDirty(c);
+    // Acks data never sent (RFC 9293 §3.10.7.4; RFC 5961 §5 for the lower bound): an ACK back,
+    // throttled (RFC 5961 §7), or two desynchronized ends trade ACKs for ever (found by test/fuzz).
     t.count('drop.ackUnsent');
+    challengeAck(t, now, c);
     return false;
   }
   const win = h.window << c.sndScale;
