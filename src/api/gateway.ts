@@ -17,6 +17,7 @@ import { formatIp, type IpAddr } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { invalidArgument } from '../util/errors.js';
 import type { Trace } from '../util/trace.js';
+import type { Instant } from '../util/time.js';
 import { TcpSocket } from './tcp-socket.js';
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
@@ -87,6 +88,12 @@ export interface GatewayOptions {
   dnsTimeout?: number;
   /** The host's own addresses, refused unless allowed; default: every address of this host. */
   hostAddresses?: string[];
+  /**
+   * Route packets between peers at the IP level, as a WireGuard server with ip_forward does:
+   * a packet to an address in another peer's AllowedIPs goes to that peer, TTL decremented,
+   * not through the host. The policy is for host-relayed flows; this is all or nothing. Default false.
+   */
+  peerToPeer?: boolean;
 }
 
 /** Counter names, typed (DESIGN §6). `refused.*` and `limit.*` say why a flow went nowhere. */
@@ -105,7 +112,9 @@ export type GatewayCounter =
   | 'limit.pendingTcp'
   | 'limit.pendingTcpPerPeer'
   | 'udp.idleClosed'
-  | 'peer.removed';
+  | 'peer.removed'
+  | 'routed'
+  | 'routed.ttlExceeded';
 
 interface Active {
   peer: string;
@@ -131,7 +140,7 @@ export interface GatewayHost {
 export class Gateway {
   readonly stats = {} as Record<GatewayCounter, number>;
   readonly policy: GatewayPolicy;
-  private readonly opts: Required<Omit<GatewayOptions, 'allow' | 'deny' | 'hostAddresses'>>;
+  private readonly opts: Required<Omit<GatewayOptions, 'allow' | 'deny' | 'hostAddresses' | 'peerToPeer'>>;
   private readonly active = new Set<Active>();
   private readonly perPeer = new Map<string, number>();
   private readonly udp = new Map<UdpFlow, { peer: string; relay?: HostUdp; local?: FlowUdpSocket; idleMs: number; active: Active }>();
@@ -552,6 +561,41 @@ export class Gateway {
     });
   }
 
+  // --- routing between peers ----------------------------------------------------------------
+
+  /**
+   * A packet from a peer to another peer's address: forwarded at the IP level (RFC 1812 §5.3.1:
+   * TTL/hop limit decremented, dropped at 1; the IPv4 header checksum updated incrementally,
+   * RFC 1624). Packets for us, for no peer, or back to their sender are left to the netstack.
+   */
+  forward(now: Instant, p: Uint8Array): boolean {
+    const v = p[0]! >> 4;
+    const fam = v === 4 ? 4 : 6;
+    if ((v !== 4 || p.length < 20) && (v !== 6 || p.length < 40)) return false;
+    const dstOff = v === 4 ? 16 : 24;
+    const dst = p.subarray(dstOff, dstOff + (v === 4 ? 4 : 16));
+    if (this.host.iface.isLocal(dst)) return false;
+    const to = this.host.device.allowedIps.lookup(fam, p, dstOff);
+    if (!to || to === this.host.device.allowedIps.lookup(fam, p, v === 4 ? 12 : 8)) return false;
+    const ttlAt = v === 4 ? 8 : 7;
+    if (p[ttlAt]! <= 1) {
+      this.count('routed.ttlExceeded');
+      return true;
+    }
+    p[ttlAt]!--;
+    if (v === 4) {
+      // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), m the 16-bit word holding TTL (and protocol).
+      const sum = (~((p[10]! << 8) | p[11]!) & 0xffff) + 0xfeff; // ~m + m' = -0x0100 mod 0xffff
+      const folded = (sum & 0xffff) + (sum >>> 16);
+      const ck = ~folded & 0xffff;
+      p[10] = ck >> 8;
+      p[11] = ck & 0xff;
+    }
+    this.count('routed');
+    this.host.device.handlePacket(now, p);
+    return true;
+  }
+
   // --- lifecycle ---------------------------------------------------------------------------
 
   /** A peer is gone (removed over UAPI): its flows end at once. */
@@ -584,7 +628,7 @@ function failureAnswer(err: ConnectFailure): 'rst' | UnreachableKind {
   return err === 'refused' ? 'rst' : 'host';
 }
 
-const KNOWN = new Set(['allow', 'deny', 'exposeLocalhost', 'maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout', 'hostAddresses']);
+const KNOWN = new Set(['allow', 'deny', 'exposeLocalhost', 'peerToPeer', 'maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout', 'hostAddresses']);
 const NUMERIC = new Set(['maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout']);
 
 /** Every address of this host's interfaces (refused by default: DESIGN §8). */

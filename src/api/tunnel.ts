@@ -9,6 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type dgram from 'node:dgram';
+import type net from 'node:net';
 import type dns from 'node:dns';
 import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { fetchPath, undiciHonoursDispatcher, dispatcherUnsupported, httpClientFor, closeHttpClient } from './http-fetch.js';
@@ -250,11 +251,16 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   connect(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
   connect(port: number | string, connectionListener?: () => void): TcpSocket;
   connect(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
-  connect(portOrOpts: number | string | ConnectOptions, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
+  /** net.connect's own options type, so `tunnel.createConnection.bind(tunnel)` is a `typeof net.createConnection` (ws's option); a `path` (Unix socket) is refused. */
+  connect(options: net.NetConnectOpts, connectionListener?: () => void): TcpSocket;
+  connect(portOrOpts: number | string | ConnectOptions | net.NetConnectOpts, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
     const opts: ConnectOptions =
       typeof portOrOpts === 'number' || typeof portOrOpts === 'string'
         ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined }
-        : portOrOpts;
+        : (portOrOpts as ConnectOptions);
+    if (opts && typeof opts === 'object' && 'path' in opts && (opts as { port?: unknown }).port === undefined) {
+      throw invalidArgument('connect: a tunnel has no Unix sockets (path); give a port and host');
+    }
     if (opts === null || typeof opts !== 'object') throw invalidArgument(`connect: expected a port or an options object, got ${opts === null ? 'null' : typeof opts}`);
     const done = typeof hostOrCb === 'function' ? hostOrCb : cb;
     this.assertOpen();
@@ -317,7 +323,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   createConnection(port: number | string, host?: string, connectionListener?: () => void): TcpSocket;
   createConnection(port: number | string, connectionListener?: () => void): TcpSocket;
   createConnection(options: ConnectOptions, connectionListener?: () => void): TcpSocket;
-  createConnection(a: number | string | ConnectOptions, b?: string | (() => void), c?: () => void): TcpSocket {
+  createConnection(options: net.NetConnectOpts, connectionListener?: () => void): TcpSocket;
+  createConnection(a: number | string | ConnectOptions | net.NetConnectOpts, b?: string | (() => void), c?: () => void): TcpSocket {
     return this.connect(a as number, b as string, c);
   }
 
@@ -588,6 +595,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       options,
     );
     this.engine.iface.forwarding = true;
+    if (options.peerToPeer) this.engine.route = (now, p) => this.gateway!.forward(now, p);
   }
 
   /** Gateway counters (typed names: GatewayCounter) and open flows; undefined without onFlow(). */

@@ -12,7 +12,7 @@ import type { Trace, TraceLevel } from '../util/trace.js';
 import { makeLog, parseCommon, seconds, untilSignal, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
-export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost]
+export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost] [--peer-to-peer]
                      [--max-flows N] [--max-flows-per-peer N] [--max-pending N] [--connect-timeout SECONDS]
                      [--udp-timeout SECONDS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
                      [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
@@ -27,6 +27,7 @@ Policy (first match wins): --deny, then --allow; loopback, link-local (169.254.0
 fe80::/10: cloud metadata), multicast, broadcast and this host's own addresses are refused
 unless allowed; with any --allow, everything not allowed is refused. PORTS: 80,443 or 8000-8100.
   --expose-localhost       the gateway's own tunnel address reaches this host's loopback
+  --peer-to-peer           route packets between peers (to another peer's AllowedIPs) at the IP level
   --max-flows N            flows at once, all peers (default 65536)
   --max-flows-per-peer N   flows at once per peer (default 8192)
   --max-pending N          TCP connections being set up at once (default 4096; per peer 128)
@@ -49,6 +50,7 @@ export async function runGateway(args: string[]): Promise<number> {
       parseRule(v, a); // fail now, with the flag's name, not when the first flow comes
       (a === '--allow' ? opts.allow : opts.deny).push(v);
     } else if (a === '--expose-localhost') opts.exposeLocalhost = true;
+    else if (a === '--peer-to-peer') opts.peerToPeer = true;
     else if (a === '--max-flows') opts.maxFlows = positiveInt(next(), a, bad);
     else if (a === '--max-flows-per-peer') opts.maxFlowsPerPeer = positiveInt(next(), a, bad);
     else if (a === '--max-pending') opts.maxPendingTcp = positiveInt(next(), a, bad);

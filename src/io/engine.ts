@@ -62,6 +62,11 @@ export class Engine<L extends PacketLayer = Interface> {
    * pcap capture. Off when undefined, which costs one field test per packet.
    */
   tap: ((packet: Uint8Array, inbound: boolean) => void) | undefined = undefined;
+  /**
+   * Gateway mode's router: takes a packet a peer sent to another peer's address and sends it
+   * on at the IP level (true), or leaves it to the netstack (false). Undefined unless enabled.
+   */
+  route: ((now: Instant, packet: Uint8Array) => boolean) | undefined = undefined;
 
   constructor(
     readonly device: Device,
@@ -148,8 +153,9 @@ export class Engine<L extends PacketLayer = Interface> {
       let p: Uint8Array | undefined;
       while ((p = device.pollPacket()) !== undefined) {
         if (this.tap) this.tap(p, true);
-        iface.handleInput(now, p);
         progress = true;
+        if (this.route?.(now, p)) continue;
+        iface.handleInput(now, p);
       }
       while (sent < BATCH && (p = iface.pollTransmit(now)) !== undefined) {
         if (this.tap) this.tap(p, false);

@@ -266,3 +266,36 @@ async function waitUntil(f: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('gateway: routing between peers (peerToPeer)', () => {
+  test('peer A reaches a server on peer C through the gateway at the IP level, TTL decremented, checksum valid', async () => {
+    const ka = keyPair();
+    const kc = keyPair();
+    const kg = keyPair();
+    const gw = await Tunnel.create(
+      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${ka.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${kc.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
+    );
+    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
+      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
+    const a = await client(ka, '10.88.0.1');
+    const c = await client(kc, '10.88.0.3');
+    gw.onFlow(() => 'reject', { peerToPeer: true });
+    await c.ping('10.88.0.2'); // the gateway learns C's endpoint
+    const srv = c.createServer((s) => {
+      s.end(`hello from ${s.remoteAddress}`);
+    });
+    srv.listen(80);
+    const s = a.connect(80, '10.88.0.3');
+    let got = '';
+    for await (const d of s) got += d;
+    assert.equal(got, 'hello from 10.88.0.1', 'C sees A itself: routed, not relayed');
+    const st = gw.gatewayStats()!;
+    assert.ok(st.counters.routed! > 4);
+    assert.equal(st.counters['tcp.flows'] ?? 0, 0, 'nothing went through the flow path');
+    const r = await a.ping('10.88.0.3');
+    assert.equal(r.ttl, 63, 'one hop: TTL 64 - 1');
+    await c.close();
+    await a.close();
+    await gw.close();
+  });
+});
