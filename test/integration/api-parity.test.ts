@@ -36,6 +36,7 @@ describe('socket parity with net.Socket and dgram.Socket', () => {
     }
     assert.throws(() => p.a.connect('http', '10.66.0.2'), { code: 'ERR_WGNET_INVALID_ARGUMENT', message: /port must be 1-65535, got http/ });
     assert.throws(() => p.a.connect('0', '10.66.0.2'), { code: 'ERR_WGNET_INVALID_ARGUMENT' });
+    assert.throws(() => p.a.createConnection({ path: '/tmp/x.sock' }), { code: 'ERR_WGNET_INVALID_ARGUMENT', message: /no Unix sockets/ });
   });
 
   test('connect() on the socket it was handed (as pg does) while connecting and after it connected', async () => {

@@ -13,6 +13,9 @@ export function checks(tunnel: Tunnel): void {
   const s2: net.Socket = tunnel.connect('8080', '10.0.0.1');
   const s3: net.Socket = tunnel.createConnection({ port: '8080', host: 'db.internal' });
   const lf: net.LookupFunction = tunnel.lookupFunction;
+  // ws's createConnection option and http.request's are typed as net.createConnection
+  const cc: typeof net.createConnection = tunnel.createConnection.bind(tunnel);
+  void cc;
   const sock: TcpSocket = tunnel.connect({ port: 80 });
   sock.connect(80, '10.0.0.1').setTimeout(10).setNoDelay(true).setKeepAlive(true, 1000).destroySoon();
   const n: number = sock.bufferSize + sock.bytesRead + sock.bytesWritten;
