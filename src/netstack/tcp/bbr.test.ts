@@ -107,16 +107,15 @@ test('ProbeBW: eight phases [1.25, 0.75, 1 × 6], each one min_rtt; 1.25 holds u
   assert.deepEqual(seen, [1, 1, 1, 1, 1, 1.25], 'six cruising phases, then probe again');
 });
 
-test('pacing rate = pacing_gain × max_bw × 0.99; cwnd converges to cwnd_gain × BDP + extra_acked + 3 send quanta', () => {
+test('pacing rate = pacing_gain × max_bw × 0.99; cwnd converges to cwnd_gain × BDP + extra_acked + 3 segments', () => {
   const { bbr, round } = harness(0.5);
   for (let i = 0; i < 4; i++) round({ rate: 100, rtt: 10, inFlight: 3000 });
   round({ rate: 100, rtt: 10, inFlight: 1000 });
   assert.equal(bbr.state, 'ProbeBW');
   assert.ok(Math.abs(bbr.pacingRate() - bbr.pacingGain * 100 * 0.99) < 1e-9);
   for (let i = 0; i < 50; i++) round({ rate: 100, rtt: 10, inFlight: 1000, dt: 11 });
-  // Send quantum at 100 bytes/ms: max(2 segments, 1 ms of pacing) = 2 segments.
   assert.ok(bbr.extraAcked > 0 && bbr.extraAcked <= bbr.cwnd);
-  assert.equal(bbr.cwnd, 2 * 100 * 10 + bbr.extraAcked + 3 * 2 * MSS);
+  assert.equal(bbr.cwnd, 2 * 100 * 10 + bbr.extraAcked + 3 * MSS);
 });
 
 test('ACK aggregation: extra_acked is how far ACKs ran ahead of max_bw in the current epoch', () => {
