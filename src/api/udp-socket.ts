@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
 import type { UdpSocket as NetUdpSocket } from '../netstack/interface.js';
 import { formatIp, parseIp, mustParseIp, type IpAddr } from '../util/ip.js';
-import { systemError, invalidArgument } from '../util/errors.js';
+import { systemError, invalidArgument, WgnetError } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
 
 export interface UdpSocketHost {
@@ -34,7 +34,9 @@ export interface UdpSocketEvents {
   error: [err: Error];
 }
 
-type SendCallback = (err: Error | null, bytes?: number) => void;
+/** As dgram's: on an error, `bytes` is not passed (typed as dgram.Socket types it). */
+type SendCallback = (error: Error | null, bytes: number) => void;
+type Message = string | NodeJS.ArrayBufferView | ReadonlyArray<string | NodeJS.ArrayBufferView>;
 
 export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
   private sock: NetUdpSocket | undefined;
@@ -54,7 +56,7 @@ export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
   bind(port?: number | string, address?: string, callback?: () => void): this;
   bind(port?: number | string, callback?: () => void): this;
   bind(callback?: () => void): this;
-  bind(options: { port?: number | string; address?: string }, callback?: () => void): this;
+  bind(options: dgram.BindOptions | { port?: number | string; address?: string }, callback?: () => void): this;
   bind(...args: unknown[]): this {
     let port = 0;
     let address: string | undefined;
@@ -91,19 +93,19 @@ export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
   }
 
   /** send(msg[, offset, length], port[, address][, cb]) as dgram.Socket#send; the port may be a numeric string. */
-  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, port?: number | string, address?: string, callback?: SendCallback): void;
-  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, port?: number | string, callback?: SendCallback): void;
-  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, callback?: SendCallback): void;
-  send(msg: Uint8Array | string, offset: number, length: number, port?: number | string, address?: string, callback?: SendCallback): void;
-  send(msg: Uint8Array | string, offset: number, length: number, port?: number | string, callback?: SendCallback): void;
-  send(msg: Uint8Array | string, offset: number, length: number, callback?: SendCallback): void;
-  send(msg: Uint8Array | string | ReadonlyArray<Uint8Array | string>, ...rest: unknown[]): void {
+  send(msg: Message, port?: number | string, address?: string, callback?: SendCallback): void;
+  send(msg: Message, port?: number | string, callback?: SendCallback): void;
+  send(msg: Message, callback?: SendCallback): void;
+  send(msg: string | NodeJS.ArrayBufferView, offset: number, length: number, port?: number | string, address?: string, callback?: SendCallback): void;
+  send(msg: string | NodeJS.ArrayBufferView, offset: number, length: number, port?: number | string, callback?: SendCallback): void;
+  send(msg: string | NodeJS.ArrayBufferView, offset: number, length: number, callback?: SendCallback): void;
+  send(msg: Message, ...rest: unknown[]): void {
     let cb: SendCallback | undefined;
     if (typeof rest[rest.length - 1] === 'function') cb = rest.pop() as SendCallback;
     let data: Uint8Array;
     if (typeof msg === 'string') data = Buffer.from(msg);
-    else if (Array.isArray(msg)) data = Buffer.concat(msg.map((m) => (typeof m === 'string' ? Buffer.from(m) : m)));
-    else data = msg as Uint8Array;
+    else if (Array.isArray(msg)) data = Buffer.concat((msg as ReadonlyArray<string | NodeJS.ArrayBufferView>).map((m) => (typeof m === 'string' ? Buffer.from(m) : bytesOf(m))));
+    else data = bytesOf(msg as NodeJS.ArrayBufferView);
     if (typeof rest[0] === 'number' && typeof rest[1] === 'number' && (rest.length >= 3 || (this.connected !== undefined && rest.length === 2))) {
       const off = rest.shift() as number;
       const len = rest.shift() as number;
@@ -112,7 +114,7 @@ export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
     const port = toPort(rest[0]);
     const address = rest[1] as string | undefined;
     const done = (err: Error | null): void => {
-      if (cb) cb(err, err ? undefined : data.length);
+      if (cb) (cb as (e: Error | null, n?: number) => void)(err, err ? undefined : data.length);
       else if (err) this.emit('error', err);
     };
     if (this.closed) return process.nextTick(done, systemError('ERR_SOCKET_DGRAM_NOT_RUNNING', 'send'));
@@ -232,4 +234,76 @@ export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
   unref(): this {
     return this;
   }
+
+  // --- the rest of dgram.Socket, so a TunnelUdpSocket is assignable where one is expected ---------
+
+  private ttl = 64;
+  private bufferSizes = { recv: 212_992, send: 212_992 }; // Linux's default rmem/wmem
+
+  /** Accepted and reported; datagrams leave the tunnel's stack with its own TTL. */
+  setTTL(ttl: number): number {
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255) throw invalidArgument(`setTTL: expected 1-255, got ${String(ttl).slice(0, 40)}`);
+    this.ttl = ttl;
+    return this.ttl;
+  }
+  /** Broadcast does not cross a WireGuard tunnel (AllowedIPs route unicast); accepted as a no-op. */
+  setBroadcast(_flag: boolean): void {}
+  /** Sizes are recorded for getRecvBufferSize()/getSendBufferSize(); the stack's own buffers apply. */
+  setRecvBufferSize(size: number): void {
+    this.bufferSizes.recv = this.checkSize('setRecvBufferSize', size);
+  }
+  setSendBufferSize(size: number): void {
+    this.bufferSizes.send = this.checkSize('setSendBufferSize', size);
+  }
+  getRecvBufferSize(): number {
+    return this.bufferSizes.recv;
+  }
+  getSendBufferSize(): number {
+    return this.bufferSizes.send;
+  }
+  /** send() hands datagrams to the stack at once: nothing waits in a send queue. */
+  getSendQueueSize(): number {
+    return 0;
+  }
+  getSendQueueCount(): number {
+    return 0;
+  }
+  setMulticastTTL(ttl: number): number {
+    return ttl;
+  }
+  setMulticastLoopback(flag: boolean): boolean {
+    return flag;
+  }
+  setMulticastInterface(_multicastInterface: string): void {
+    throw noMulticast('setMulticastInterface');
+  }
+  addMembership(_multicastAddress: string, _multicastInterface?: string): void {
+    throw noMulticast('addMembership');
+  }
+  dropMembership(_multicastAddress: string, _multicastInterface?: string): void {
+    throw noMulticast('dropMembership');
+  }
+  addSourceSpecificMembership(_sourceAddress: string, _groupAddress: string, _multicastInterface?: string): void {
+    throw noMulticast('addSourceSpecificMembership');
+  }
+  dropSourceSpecificMembership(_sourceAddress: string, _groupAddress: string, _multicastInterface?: string): void {
+    throw noMulticast('dropSourceSpecificMembership');
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.closed) await new Promise<void>((resolve) => this.close(() => resolve()));
+  }
+
+  private checkSize(what: string, size: number): number {
+    if (!Number.isInteger(size) || size <= 0 || size > 0x7fffffff) throw invalidArgument(`${what}: expected a positive size in bytes, got ${String(size).slice(0, 40)}`);
+    return size;
+  }
+}
+
+/** A view of any ArrayBufferView's bytes (a Buffer, a DataView, a Float32Array), as dgram sends them; no copy. */
+function bytesOf(v: NodeJS.ArrayBufferView): Uint8Array {
+  return v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function noMulticast(what: string): WgnetError {
+  return new WgnetError('ERR_WGNET_UNSUPPORTED', `${what}: multicast does not cross a WireGuard tunnel (peers' AllowedIPs route unicast)`);
 }

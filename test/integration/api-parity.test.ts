@@ -144,6 +144,31 @@ describe('socket parity with net.Socket and dgram.Socket', () => {
     srv.close();
   });
 
+  test("UDP: the rest of dgram.Socket: TTL, buffer sizes, send queue, multicast refused, any ArrayBufferView sent, asyncDispose", async () => {
+    const srv = p.b.createSocket('udp4');
+    await new Promise<void>((r) => srv.bind(7105, () => r()));
+    const c = p.a.createSocket('udp4');
+    assert.equal(c.setTTL(32), 32);
+    assert.throws(() => c.setTTL(0), { code: 'ERR_WGNET_INVALID_ARGUMENT' });
+    c.setRecvBufferSize(1 << 20);
+    assert.equal(c.getRecvBufferSize(), 1 << 20);
+    assert.equal(typeof c.getSendBufferSize(), 'number');
+    assert.equal(c.getSendQueueSize(), 0);
+    assert.equal(c.getSendQueueCount(), 0);
+    c.setBroadcast(true);
+    assert.throws(() => c.addMembership('239.1.2.3'), { code: 'ERR_WGNET_UNSUPPORTED', message: /multicast/ });
+    const got = once(srv, 'message');
+    const dv = new DataView(new ArrayBuffer(4));
+    dv.setUint32(0, 0x01020304);
+    const sent = new Promise<number>((r) => c.send(dv, 7105, '10.66.0.2', (_e, n) => r(n)));
+    assert.equal(await sent, 4);
+    const [msg] = (await got) as [Buffer];
+    assert.deepEqual([...msg], [1, 2, 3, 4]);
+    await c[Symbol.asyncDispose]();
+    assert.throws(() => c.address());
+    srv.close();
+  });
+
   test('lookupFunction answers in both dns.lookup shapes', async () => {
     const one = await new Promise<unknown[]>((r) => p.a.lookupFunction('10.66.0.2', {}, (...a) => r(a)));
     assert.deepEqual(one, [null, '10.66.0.2', 4]);

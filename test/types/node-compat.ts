@@ -28,6 +28,8 @@ export function checks(tunnel: Tunnel): void {
 
   tunnel.createSocket('udp4', (msg: Buffer, rinfo: dgram.RemoteInfo) => void [msg, rinfo.address, rinfo.family]);
   const u: TunnelUdpSocket = tunnel.createSocket('udp6');
+  const d: dgram.Socket = tunnel.createSocket('udp4'); // where a library expects a dgram.Socket
+  d.send(new DataView(new ArrayBuffer(4)), 53, '10.0.0.1', (err, bytes) => void [err, bytes]);
   u.on('message', (_m, rinfo) => void rinfo.port);
   u.send('x', '53', '10.0.0.1');
 
