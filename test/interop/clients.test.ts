@@ -3,19 +3,22 @@
  * (issue 13): pg (`stream`, object and function forms), ioredis (`Connector`, the public
  * hook it has) and ws (`createConnection`).
  *
- * Topology: two wgnet tunnels in this process over loopback UDP. Tunnel B (10.66.0.2) stands
- * in for the far network: on each service port it accepts tunnel connections and splices them
- * to the real server on the host's 127.0.0.1 (PostgreSQL, redis-server, a ws server). The
- * clients only ever get sockets of tunnel A, so every byte they exchange is WireGuard-encrypted
- * and carried by wgnet's TCP. The servers are the Debian packages (.ci/run installs them); a
- * missing one skips its test with the reason here, and fails in CI.
+ * Two topologies, the same checks:
+ * - behind the real wireguard-go: PostgreSQL, redis-server and a ws server listen on
+ *   wireguard-go's tunnel address inside a network namespace (./harness.ts); the clients get
+ *   sockets of a wgnet tunnel peered with it. Needs root and the interop prerequisites.
+ * - in process: two wgnet tunnels over loopback UDP; tunnel B splices each service port to the
+ *   real server on the host's 127.0.0.1. Runs wherever the servers are installed.
+ * The servers are the Debian packages (.ci/run installs them); a missing one skips its test
+ * with the reason here, and fails in CI.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, chownSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, chownSync, readdirSync, appendFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -23,9 +26,8 @@ import { Redis, AbstractConnector } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
-import type { Tunnel } from '../../src/index.js';
-
-const FAR = '10.66.0.2';
+import { interopUnavailable, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
+import { Tunnel } from '../../src/index.js';
 
 function missing(what: string, why: string): string | false {
   if (process.env.CI) throw new Error(`CI=true but ${what} is unavailable: ${why}`);
@@ -40,7 +42,35 @@ function pgBin(): string | undefined {
 }
 const PG_BIN = pgBin();
 const pgSkip = PG_BIN ? false : missing('PostgreSQL', 'no /usr/lib/postgresql/*/bin/postgres (Debian package postgresql)');
-const redisSkip = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0 ? false : missing('Redis', "no redis-server on PATH (Debian package redis-server)");
+const redisSkip = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0 ? false : missing('Redis', 'no redis-server on PATH (Debian package redis-server)');
+const asRoot = process.getuid?.() === 0;
+
+/** PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user. */
+function pgCommand(bin: string, args: string[]): [string, string[]] {
+  return asRoot ? ['runuser', ['-u', 'postgres', '--', join(PG_BIN!, bin), ...args]] : [join(PG_BIN!, bin), args];
+}
+
+/** A fresh cluster with trust auth for user wgnet, from any address (the tunnel's included). */
+function initCluster(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'wgnet-pg-'));
+  if (asRoot) chownSync(dir, Number(spawnSync('id', ['-u', 'postgres']).stdout), Number(spawnSync('id', ['-g', 'postgres']).stdout));
+  const [cmd, args] = pgCommand('initdb', ['-D', join(dir, 'data'), '-U', 'wgnet', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  const init = spawnSync(cmd, args, { encoding: 'utf8' });
+  assert.equal(init.status, 0, `initdb failed: ${init.stderr}`);
+  appendFileSync(join(dir, 'data', 'pg_hba.conf'), 'host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n');
+  return dir;
+}
+
+/** Stops the postmaster by the pid it wrote (a signal to runuser or `ip netns exec` may not reach it). */
+async function stopCluster(dir: string, child: ChildProcess | undefined): Promise<void> {
+  const pidFile = join(dir, 'data', 'postmaster.pid');
+  if (child && child.exitCode === null && existsSync(pidFile)) {
+    const exited = once(child, 'exit');
+    process.kill(Number(readFileSync(pidFile, 'utf8').split('\n')[0]), 'SIGINT'); // fast shutdown
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
 
 /** Tunnel B forwards `tunnelPort` to 127.0.0.1:`hostPort`, as the far side of a VPN would route it. */
 async function forward(t: Tunnel, tunnelPort: number, hostPort: number): Promise<() => void> {
@@ -54,20 +84,140 @@ async function forward(t: Tunnel, tunnelPort: number, hostPort: number): Promise
   return () => srv.close();
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+/** Until `host:port` accepts a connection made by `dial` (kernel or tunnel). */
+async function waitForPort(dial: () => net.Socket, child: ChildProcess, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
     const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
-      s.on('error', () => r(false));
+      const s = dial();
+      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('error', () => r(false));
     });
     if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`${what} did not listen on 127.0.0.1:${port}`);
+  throw new Error(`${what} did not start listening`);
 }
 
-describe('client libraries through the tunnel, unchanged', () => {
+// --- the checks, the same for both topologies -------------------------------------------
+
+async function pgObjectForm(tunnel: Tunnel, host: string, port: number): Promise<void> {
+  // pg accepts a socket or a function returning one; @types/pg declares only the function form.
+  const client = new pg.Client({ user: 'wgnet', database: 'postgres', stream: tunnel.connect(port, host) as never });
+  await client.connect(); // pg calls stream.connect(5432, 'localhost') on the socket: its target stays
+  const r = await client.query<{ one: number; version: string }>('SELECT 1 AS one, version()');
+  assert.equal(r.rows[0]!.one, 1);
+  assert.match(r.rows[0]!.version, /^PostgreSQL /);
+  await client.end();
+}
+
+async function pgPoolFunctionForm(tunnel: Tunnel, host: string, port: number): Promise<void> {
+  const closed: Promise<unknown>[] = [];
+  const stream = (): net.Socket => {
+    const s = tunnel.connect(port, host);
+    closed.push(once(s, 'close'));
+    return s;
+  };
+  const pool = new pg.Pool({ user: 'wgnet', database: 'postgres', max: 3, stream });
+  const rs = await Promise.all([1, 2, 3, 4, 5].map((n) => pool.query<{ n: number }>('SELECT $1::int AS n', [n])));
+  assert.deepEqual(rs.map((r) => r.rows[0]!.n), [1, 2, 3, 4, 5]);
+  assert.equal(closed.length, 3);
+  await pool.end(); // resolves before its clients' sockets close (pg-pool does not wait for them)
+  await Promise.all(closed);
+}
+
+async function ioredisConnector(tunnel: Tunnel, host: string, port: number): Promise<void> {
+  // ioredis's hook: its `Connector` option, with the AbstractConnector it exports.
+  class TunnelConnector extends AbstractConnector {
+    constructor(private readonly o: { host?: string; port?: number; disconnectTimeout?: number }) {
+      super(o.disconnectTimeout ?? 2000);
+    }
+    connect() {
+      this.connecting = true;
+      this.stream = tunnel.connect(this.o.port ?? 6379, this.o.host);
+      return Promise.resolve(this.stream);
+    }
+  }
+  // ioredis types its option as `new (options: unknown) => AbstractConnector` and passes its own options.
+  const redis = new Redis({ host, port, Connector: TunnelConnector as new (o: unknown) => TunnelConnector, maxRetriesPerRequest: 1 });
+  await redis.set('wgnet', 'through wireguard');
+  assert.equal(await redis.get('wgnet'), 'through wireguard');
+  assert.equal(await redis.incr('n'), 1);
+  await redis.quit();
+}
+
+async function wsCreateConnection(tunnel: Tunnel, host: string, port: number): Promise<void> {
+  // ws passes the port as a string ('8080') and calls createConnection with `this` unbound.
+  const ws = new WebSocket(`ws://${host}:${port}/`, { createConnection: tunnel.createConnection.bind(tunnel) });
+  await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+  const echo = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
+  ws.send('hello over wireguard');
+  assert.equal(await echo, 'hello over wireguard');
+  ws.close();
+  await once(ws, 'close');
+}
+
+// --- behind the real wireguard-go ---------------------------------------------------------
+
+const wgGoSkip = ((): string | false => {
+  const why = interopUnavailable();
+  if (why) return process.env.CI ? missing('the interop setup', why) : why;
+  return pgSkip || redisSkip;
+})();
+
+describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, () => {
+  let peer: WgGoPeer;
+  let tunnel: Tunnel;
+  let dir: string;
+  let postgres: ChildProcess;
+  before(async () => {
+    peer = await startWgGo();
+    const me = genKeyPair();
+    const n = peer.inner4.split('.')[2];
+    tunnel = await Tunnel.create({
+      privateKey: me.privateKey,
+      address: `${peer.peerInner4}/24`,
+      peers: [{ publicKey: peer.publicKey, allowedIps: `10.77.${n}.0/24`, endpoint: `${peer.outer4}:${peer.listenPort}` }],
+    });
+    peer.addPeer(tunnel.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:${tunnel.listenPort}` });
+    await tunnel.ready({ timeout: 10_000 });
+    const host = peer.inner4;
+    dir = initCluster();
+    const [cmd, args] = pgCommand('postgres', ['-D', join(dir, 'data'), '-p', '5432', '-k', dir, '-c', `listen_addresses=${host}`, '-c', 'fsync=off']);
+    postgres = peer.spawn(cmd, args);
+    const redis = peer.spawn('redis-server', ['--port', '6379', '--bind', host, '--save', '', '--appendonly', 'no', '--protected-mode', 'no']);
+    const wsPath = createRequire(import.meta.url).resolve('ws');
+    const wsServer = peer.spawn(process.execPath, [
+      '-e',
+      `const { WebSocketServer } = require(${JSON.stringify(wsPath)});
+       const w = new WebSocketServer({ host: ${JSON.stringify(host)}, port: 8080 });
+       w.on('connection', (s) => s.on('message', (m, binary) => s.send(m, { binary })));`,
+    ]);
+    await waitForPort(() => tunnel.connect(5432, host), postgres, 'postgres');
+    await waitForPort(() => tunnel.connect(6379, host), redis, 'redis-server');
+    await waitForPort(() => tunnel.connect(8080, host), wsServer, 'the ws server');
+  });
+  after(async () => {
+    await tunnel?.close();
+    if (dir) await stopCluster(dir, postgres);
+    peer?.close();
+  });
+
+  test('pg, stream: a tunnel socket (object form)', () => pgObjectForm(tunnel, peer.inner4, 5432));
+  test('pg, stream: a function (a pool of tunnel sockets)', () => pgPoolFunctionForm(tunnel, peer.inner4, 5432));
+  test('ioredis, Connector', () => ioredisConnector(tunnel, peer.inner4, 6379));
+  test('ws, createConnection', () => wsCreateConnection(tunnel, peer.inner4, 8080));
+  test('wireguard-go saw the traffic', async () => {
+    const show = await waitFor(() => peer.wgShow(), 1000, 'wg show');
+    assert.match(show, /latest handshake/);
+    assert.match(show, /transfer: [0-9.]+ [KMG]iB received/);
+  });
+});
+
+// --- in process: a second wgnet tunnel as the far side -------------------------------------
+
+describe('client libraries through two wgnet tunnels (in process)', () => {
+  const FAR = '10.66.0.2';
   let p: TunnelPair;
   before(async () => {
     p = await tunnelPair();
@@ -81,55 +231,20 @@ describe('client libraries through the tunnel, unchanged', () => {
     let server: ChildProcess;
     let unforward: () => void;
     before(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'wgnet-pg-'));
-      // PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
-      const asRoot = process.getuid?.() === 0;
-      const run = (bin: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', join(PG_BIN!, bin), ...args]] : [join(PG_BIN!, bin), args]);
-      if (asRoot) chownSync(dir, Number(spawnSync('id', ['-u', 'postgres']).stdout), Number(spawnSync('id', ['-g', 'postgres']).stdout));
-      const [cmd, args] = run('initdb', ['-D', join(dir, 'data'), '-U', 'wgnet', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-      const init = spawnSync(cmd, args, { encoding: 'utf8' });
-      assert.equal(init.status, 0, `initdb failed: ${init.stderr}`);
+      dir = initCluster();
       const port = await freePort();
-      const [c2, a2] = run('postgres', ['-D', join(dir, 'data'), '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off']);
-      // Its own process group, so the signal reaches postgres itself and not only runuser.
-      server = spawn(c2, a2, { stdio: 'ignore', detached: true });
-      await waitForPort(port, server, 'postgres');
+      const [cmd, args] = pgCommand('postgres', ['-D', join(dir, 'data'), '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off']);
+      server = spawn(cmd, args, { stdio: 'ignore' });
+      await waitForPort(() => net.connect(port, '127.0.0.1'), server, 'postgres');
       unforward = await forward(p.b, 5432, port);
     });
     after(async () => {
       unforward?.();
-      if (server && server.exitCode === null) {
-        const exited = new Promise((r) => server.once('exit', r));
-        process.kill(-server.pid!, 'SIGINT'); // PostgreSQL's fast shutdown
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await stopCluster(dir, server);
     });
 
-    test('stream: a tunnel socket (object form) — pg calls stream.connect(port, host) on it', async () => {
-      // pg accepts a socket or a function returning one; @types/pg declares only the function form.
-      const client = new pg.Client({ user: 'wgnet', database: 'postgres', stream: p.a.connect(5432, FAR) as never });
-      await client.connect();
-      const r = await client.query<{ one: number; addr: string | null }>('SELECT 1 AS one, inet_client_addr()::text AS addr');
-      assert.equal(r.rows[0]!.one, 1);
-      assert.equal(r.rows[0]!.addr, '127.0.0.1/32'); // B's splice, on the host side
-      await client.end();
-    });
-
-    test('stream: a function (a pool opens one tunnel socket per connection)', async () => {
-      const closed: Promise<unknown>[] = [];
-      const stream = (): net.Socket => {
-        const s = p.a.connect(5432, FAR);
-        closed.push(once(s, 'close'));
-        return s;
-      };
-      const pool = new pg.Pool({ user: 'wgnet', database: 'postgres', max: 3, stream });
-      const rs = await Promise.all([1, 2, 3, 4, 5].map((n) => pool.query<{ n: number }>('SELECT $1::int AS n', [n])));
-      assert.deepEqual(rs.map((r) => r.rows[0]!.n), [1, 2, 3, 4, 5]);
-      assert.equal(closed.length, 3);
-      await pool.end(); // resolves before its clients' sockets close (pg-pool does not wait for them)
-      await Promise.all(closed);
-    });
+    test('stream: a tunnel socket (object form): pg calls stream.connect(port, host) on it', () => pgObjectForm(p.a, FAR, 5432));
+    test('stream: a function (a pool opens one tunnel socket per connection)', () => pgPoolFunctionForm(p.a, FAR, 5432));
   });
 
   describe('ioredis against redis-server', { skip: redisSkip }, () => {
@@ -138,35 +253,18 @@ describe('client libraries through the tunnel, unchanged', () => {
     before(async () => {
       const port = await freePort();
       server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-      await waitForPort(port, server, 'redis-server');
+      await waitForPort(() => net.connect(port, '127.0.0.1'), server, 'redis-server');
       unforward = await forward(p.b, 6379, port);
     });
     after(async () => {
       unforward?.();
       if (server && server.exitCode === null) {
         server.kill();
-        await new Promise((r) => server.once('exit', r));
+        await once(server, 'exit');
       }
     });
 
-    test('Connector: a subclass of ioredis’s exported AbstractConnector that returns a tunnel socket', async () => {
-      const tunnel = p.a;
-      class TunnelConnector extends AbstractConnector {
-        constructor(private readonly o: { host?: string; port?: number; disconnectTimeout?: number }) {
-          super(o.disconnectTimeout ?? 2000);
-        }
-        connect() {
-          this.connecting = true;
-          this.stream = tunnel.connect(this.o.port ?? 6379, this.o.host);
-          return Promise.resolve(this.stream);
-        }
-      }
-      const redis = new Redis({ host: FAR, port: 6379, Connector: TunnelConnector as never, maxRetriesPerRequest: 1 });
-      await redis.set('wgnet', 'through wireguard');
-      assert.equal(await redis.get('wgnet'), 'through wireguard');
-      assert.equal(await redis.incr('n'), 1);
-      await redis.quit();
-    });
+    test("Connector: a subclass of ioredis's exported AbstractConnector that returns a tunnel socket", () => ioredisConnector(p.a, FAR, 6379));
   });
 
   describe('ws against a WebSocket server', () => {
@@ -174,7 +272,7 @@ describe('client libraries through the tunnel, unchanged', () => {
     let unforward: () => void;
     before(async () => {
       wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-      await new Promise((r) => wss.once('listening', r));
+      await once(wss, 'listening');
       wss.on('connection', (s) => s.on('message', (m, binary) => s.send(m, { binary })));
       unforward = await forward(p.b, 8080, (wss.address() as net.AddressInfo).port);
     });
@@ -183,14 +281,6 @@ describe('client libraries through the tunnel, unchanged', () => {
       await new Promise((r) => wss.close(r));
     });
 
-    test('createConnection: tunnel.createConnection as is (ws passes the port as a string)', async () => {
-      const ws = new WebSocket(`ws://${FAR}:8080/`, { createConnection: p.a.createConnection.bind(p.a) });
-      await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
-      const echo = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
-      ws.send('hello over wireguard');
-      assert.equal(await echo, 'hello over wireguard');
-      ws.close();
-      await new Promise((r) => ws.once('close', r));
-    });
+    test('createConnection: tunnel.createConnection as is', () => wsCreateConnection(p.a, FAR, 8080));
   });
 });
