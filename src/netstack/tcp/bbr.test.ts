@@ -16,7 +16,7 @@ function harness(rand = 0.5) {
   const bbr = new Bbr(MSS, () => rand);
   const s = new RateSampler();
   let now = 0;
-  const round = (o: { rate: number; rtt: number; inFlight?: number; appLimited?: boolean; dt?: number }): void => {
+  const round = (o: { rate: number; rtt: number; inFlight?: number; appLimited?: boolean; dt?: number; lost?: number; txInFlight?: number }): void => {
     now += o.dt ?? o.rtt;
     const rs = s.rs;
     rs.priorDelivered = s.delivered; // a packet sent at the start of this round: the round ends
@@ -27,6 +27,8 @@ function harness(rand = 0.5) {
     rs.interval = o.rtt;
     rs.deliveryRate = o.rate;
     rs.isAppLimited = o.appLimited ?? false;
+    rs.lost = o.lost ?? 0;
+    rs.txInFlight = o.txInFlight ?? 0;
     rs.rtt = o.rtt;
     bbr.onRateSample(now, rs, s, o.inFlight ?? bytes, o.rtt);
   };
@@ -186,4 +188,23 @@ test('retransmission timeout: one segment, back to the old window once the timed
   assert.ok(bbr.cwnd < before, 'not before the timed-out 3000 bytes are delivered');
   for (let i = 0; i < 3; i++) round({ rate: 100, rtt: 10, inFlight: 0, dt: 11 });
   assert.ok(bbr.cwnd >= before, `restored: ${bbr.cwnd} >= ${before}`);
+});
+
+test('inflight_hi (draft-ietf-ccwg-bbr BBRHandleInflightTooHigh): set in ProbeBW when > 2 % and ≥ 6 segments of a flight were lost', () => {
+  const { bbr, round } = harness(0.5);
+  for (let i = 0; i < 4; i++) round({ rate: 1000, rtt: 10, inFlight: 30_000 });
+  round({ rate: 1000, rtt: 10, inFlight: 10_000 });
+  assert.equal(bbr.state, 'ProbeBW');
+  assert.equal(bbr.inflightHi, Infinity);
+  // 5 segments lost of 100 in flight: 5 % but fewer than six segments, random-looking: no bound.
+  round({ rate: 1000, rtt: 10, inFlight: 10_000, dt: 11, txInFlight: 100 * MSS, lost: 5 * MSS });
+  assert.equal(bbr.inflightHi, Infinity);
+  // 8 of 100: the queue overflowed at 100 segments in flight.
+  round({ rate: 1000, rtt: 10, inFlight: 10_000, dt: 11, txInFlight: 100 * MSS, lost: 8 * MSS });
+  assert.equal(bbr.inflightHi, Math.max(100 * MSS, 0.7 * Math.min(1000 * 10, bbr.cwnd)));
+  assert.ok(bbr.cwnd <= bbr.inflightHi);
+  // 8 of 1000 is under 2 %: random loss on a big flight does not lower it further.
+  const hi = bbr.inflightHi;
+  round({ rate: 1000, rtt: 10, inFlight: 10_000, dt: 0, txInFlight: 1000 * MSS, lost: 8 * MSS });
+  assert.ok(bbr.inflightHi >= hi);
 });

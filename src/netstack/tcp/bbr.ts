@@ -57,6 +57,21 @@ export const FULL_BW_GROWTH = 1.25;
 export const FULL_BW_ROUNDS = 3;
 /** The smallest window: four segments, so delayed ACKs keep flowing (v1 BBRMinPipeCwnd). */
 export const MIN_PIPE_SEGMENTS = 4;
+/**
+ * draft-ietf-ccwg-bbr BBRLossThresh and BBRBeta: inflight is "too high" when more than 2 %
+ * of what was in flight while a packet travelled was lost; the bound it sets is at least
+ * 0.7 of the model's inflight.
+ */
+export const LOSS_THRESH = 0.02;
+export const BETA = 0.7;
+/**
+ * ...and at least this many segments were lost, as v3 asks of Startup's loss exit
+ * (BBRStartupFullLossCnt = 6). On a short path the flight is a few dozen segments, and
+ * one random loss among them reads as 3-5 %: measured on loopback through wireguard-go at
+ * 3 % random loss, the bound without this count held uploads to 114-236 Mbit/s, with it
+ * 257-586; an overflowing queue loses far more than six at once and still trips it.
+ */
+export const LOSS_MIN_SEGMENTS = 6;
 /** Pace 1 % below the estimate so a queue made by probing drains (Linux's and v3's pacing margin). */
 export const PACING_MARGIN = 0.01;
 
@@ -107,6 +122,12 @@ export class Bbr implements CongestionControl {
   private readonly extraRoundOf = new Float64Array(BW_FILTER_ROUNDS).fill(-1);
   private ackEpochStart = 0;
   private ackEpochAcked = 0;
+  /**
+   * The loss-based bound on inflight (draft-ietf-ccwg-bbr BBR.inflight_hi), set in ProbeBW
+   * when a rate sample shows loss above LOSS_THRESH; Infinity when none. See onRateSample.
+   */
+  inflightHi = Infinity;
+  private probeUpBytes = 0;
   // Startup's full-pipe detector.
   fullBwReached = false;
   private fullBw = 0;
@@ -152,6 +173,7 @@ export class Bbr implements CongestionControl {
     this.updateRound(rs, sampler);
     this.updateBw(rs);
     this.updateAckAggregation(now, rs);
+    this.checkInflightTooHigh(rs);
     this.checkCyclePhase(now, inFlight + rs.newlyDelivered);
     this.checkFullPipe(rs);
     this.checkDrain(now, inFlight);
@@ -218,6 +240,31 @@ export class Bbr implements CongestionControl {
     this.extraAcked = m;
   }
 
+  /**
+   * The one piece of BBRv3's loss response taken here (draft-ietf-ccwg-bbr
+   * BBRHandleInflightTooHigh, BBRProbeInflightHiUpward), and only in ProbeBW: when the
+   * losses while a packet was in flight exceed LOSS_THRESH of what was in flight,
+   * inflight_hi = max(tx_in_flight, BETA × min(BDP, cwnd)). Random loss sets it near the
+   * inflight the flow already runs at (tx_in_flight), so the rate holds; a queue that
+   * overflows (a shallow buffer, or a peer's socket on loopback) caps the window at the
+   * level where it did. Each probing phase then raises the bound by 1, 2, 4... segments
+   * per round. v3's other loss responses (bw_lo, inflight_lo, Startup's loss exit) cut the
+   * rate on random loss and are left out (see the header).
+   */
+  private checkInflightTooHigh(rs: RateSample): void {
+    if (this.state !== 'ProbeBW') return;
+    if (rs.txInFlight > 0 && !rs.isAppLimited && rs.lost > LOSS_THRESH * rs.txInFlight && rs.lost >= LOSS_MIN_SEGMENTS * this.mss) {
+      this.inflightHi = Math.max(rs.txInFlight, BETA * Math.min(this.inflight(1), this.cwnd), MIN_PIPE_SEGMENTS * this.mss);
+      this.lossInCycle = true;
+      this.probeUpBytes = 0;
+      return;
+    }
+    if (this.pacingGain > 1 && this.roundStart && this.inflightHi !== Infinity) {
+      this.probeUpBytes = this.probeUpBytes === 0 ? this.mss : 2 * this.probeUpBytes;
+      this.inflightHi += this.probeUpBytes;
+    }
+  }
+
   /** Startup's exit test, once per round (v1 BBRCheckFullPipe): three rounds without 25 % growth mean the pipe is full. */
   private checkFullPipe(rs: RateSample): void {
     if (this.fullBwReached || !this.roundStart || rs.isAppLimited) return;
@@ -272,6 +319,7 @@ export class Bbr implements CongestionControl {
     this.cycleIndex = (this.cycleIndex + 1) % PROBE_BW_GAINS.length;
     this.cycleStamp = now;
     this.lossInCycle = false;
+    this.probeUpBytes = 0;
     this.pacingGain = PROBE_BW_GAINS[this.cycleIndex]!;
   }
 
@@ -356,7 +404,7 @@ export class Bbr implements CongestionControl {
       else if (cwnd < target || sampler.delivered < 10 * this.mss) cwnd += acked;
       this.cwnd = cwnd;
     }
-    this.cwnd = Math.min(Math.max(this.cwnd, MIN_PIPE_SEGMENTS * this.mss), MAX_CWND);
+    this.cwnd = Math.min(Math.max(this.cwnd, MIN_PIPE_SEGMENTS * this.mss), MAX_CWND, this.inflightHi);
     if (this.state === 'ProbeRTT') this.cwnd = Math.min(this.cwnd, this.probeRttCwnd());
   }
 

@@ -50,6 +50,10 @@ export class RateSample {
   rtt = -1;
   /** Bytes newly acknowledged or SACKed by this ACK. */
   newlyDelivered = 0;
+  /** Bytes declared lost (retransmitted) while the newest packet delivered was in flight (rs.lost). */
+  lost = 0;
+  /** Bytes outstanding when the newest packet delivered was sent, itself included (rs.tx_in_flight). */
+  txInFlight = 0;
 }
 
 export class RateSampler {
@@ -60,6 +64,11 @@ export class RateSampler {
   deliveredTime = 0;
   /** Send time of the newest packet delivered (C.first_sent_time): the start of the next send interval. */
   firstSentTime = 0;
+  /**
+   * Bytes retransmitted so far (C.lost in draft-ietf-ccwg-bbr): a retransmission is the
+   * sender's verdict that the earlier copy was lost (fast recovery, RACK, RTO alike).
+   */
+  lost = 0;
   /** Nonzero: C.delivered at which the application-limited period ends (C.app_limited, §3.4). */
   appLimited = 0;
   /** The smallest RTT any sample showed, ms; Infinity before the first (precise, unlike the ms timestamps). */
@@ -76,6 +85,8 @@ export class RateSampler {
   private pDelivered: Float64Array = NONE;
   private pDeliveredTime: Float64Array = NONE;
   private pFirstSent: Float64Array = NONE;
+  private pLost: Float64Array = NONE;
+  private pTxInFlight: Float64Array = NONE;
   private flags: Uint8Array = NO_FLAGS;
   // The sample being built (UpdateRateSample, §3.3).
   private hasData = false;
@@ -83,6 +94,8 @@ export class RateSampler {
   private sendElapsed = 0;
   private ackElapsed = 0;
   private newestSent = 0;
+  /** Outstanding bytes for the segment being stamped (onSend). */
+  private sendInFlight = 0;
   // Checkpoints of (C.delivered_time, C.delivered) for the span rate (EVENT_LOOP_SPAN_MS).
   private readonly cpTime = new Float64Array(CHECKPOINTS);
   private readonly cpDelivered = new Float64Array(CHECKPOINTS);
@@ -102,6 +115,7 @@ export class RateSampler {
   onSend(now: number, seq: number, len: number, inFlight: number, sndMax: number): void {
     if (len <= 0) return;
     if (inFlight === 0) this.firstSentTime = this.deliveredTime = now;
+    this.sendInFlight = inFlight + len;
     if (seqGe(seq, sndMax) || this.count === 0 || seqGe(seq, this.endOf(this.count - 1))) {
       this.append(now, seq, len);
       return;
@@ -116,6 +130,7 @@ export class RateSampler {
     for (; i < this.count; i++) {
       const p = this.phys(i);
       if (!seqLt(this.start[p]!, end)) break;
+      this.lost += this.len[p]!;
       this.stamp(p, now);
       this.flags[p] = (this.flags[p]! & ~APP_LIMITED) | RETRANSMITTED | (this.appLimited !== 0 ? APP_LIMITED : 0);
     }
@@ -129,6 +144,8 @@ export class RateSampler {
     const rs = this.rs;
     rs.newlyDelivered = 0;
     rs.rtt = -1;
+    rs.lost = 0;
+    rs.txInFlight = 0;
   }
 
   /**
@@ -250,7 +267,7 @@ export class RateSampler {
     if (this.count !== 0) return;
     this.cap = 0;
     this.head = 0;
-    this.start = this.len = this.sentTime = this.pDelivered = this.pDeliveredTime = this.pFirstSent = NONE;
+    this.start = this.len = this.sentTime = this.pDelivered = this.pDeliveredTime = this.pFirstSent = this.pLost = this.pTxInFlight = NONE;
     this.flags = NO_FLAGS;
   }
 
@@ -273,6 +290,8 @@ export class RateSampler {
       this.priorTime = this.pDeliveredTime[p]!;
       rs.isAppLimited = (this.flags[p]! & APP_LIMITED) !== 0;
       this.sendElapsed = this.sentTime[p]! - this.pFirstSent[p]!;
+      rs.lost = this.lost - this.pLost[p]!;
+      rs.txInFlight = this.pTxInFlight[p]!;
       this.ackElapsed = now - this.priorTime;
       this.firstSentTime = this.sentTime[p]!;
       rs.rtt = (this.flags[p]! & RETRANSMITTED) === 0 ? now - this.sentTime[p]! : -1;
@@ -286,6 +305,8 @@ export class RateSampler {
     // "prior_time == 0" keeps meaning "no sample" (§3.3) even at now = 0 in a simulation.
     this.pDeliveredTime[p] = this.deliveredTime || Number.MIN_VALUE;
     this.pFirstSent[p] = this.firstSentTime;
+    this.pLost[p] = this.lost;
+    this.pTxInFlight[p] = this.sendInFlight;
   }
 
   private append(now: number, seq: number, len: number): void {
@@ -313,6 +334,8 @@ export class RateSampler {
     this.pDelivered = take(this.pDelivered);
     this.pDeliveredTime = take(this.pDeliveredTime);
     this.pFirstSent = take(this.pFirstSent);
+    this.pLost = take(this.pLost);
+    this.pTxInFlight = take(this.pTxInFlight);
     this.flags = f;
     this.head = 0;
     this.cap = cap;
