@@ -69,6 +69,12 @@ export interface ConnectOptions extends TcpSocketOptions {
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
   timeout?: number;
+  /**
+   * Milliseconds for the whole connect (lookup, handshake, SYN/SYN-ACK) before the socket is destroyed
+   * with ETIMEDOUT saying what was missing (no handshake with the peer, or no answer to the SYN).
+   * Default 10000, as undici's; 0 waits as long as TCP retries (about two minutes).
+   */
+  connectTimeout?: number;
   /** Destroys the socket with an AbortError when aborted (before or after it connects), as net.Socket's `signal`. */
   signal?: AbortSignal;
 }
@@ -283,8 +289,20 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port).slice(0, 40)}`);
     const host = opts.host || 'localhost';
     sock.dialled = { host, port };
+    const connectTimeout = opts.connectTimeout ?? 10_000;
+    if (typeof connectTimeout !== 'number' || !(connectTimeout >= 0)) throw invalidArgument(`connect: connectTimeout must be a number of milliseconds >= 0, got ${String(connectTimeout).slice(0, 40)}`);
+    let target: IpAddr | undefined;
+    if (connectTimeout > 0) {
+      const timer = setTimeout(() => {
+        if (!sock.destroyed && sock.connecting) sock.destroy(this.connectTimedOut(target, host, port, connectTimeout));
+      }, connectTimeout);
+      const clear = (): void => clearTimeout(timer);
+      sock.once('connect', clear);
+      sock.once('close', clear);
+    }
     const start = (addr: IpAddr): void => {
       if (sock.destroyed) return;
+      target = addr;
       sock.autoSelectFamilyAttemptedAddresses = [`${formatIp(addr)}:${port}`];
       // No peer's AllowedIPs covers it: nothing could carry the SYN, so fail now as the
       // kernel does for a route-less destination, not after two minutes of retries.
@@ -317,6 +335,27 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       );
     }
     return sock;
+  }
+
+  /** connect()'s ETIMEDOUT: which of lookup, handshake or SYN never finished, and with which peer. */
+  private connectTimedOut(addr: IpAddr | undefined, host: string, port: number, ms: number): Error {
+    const where = addr ? formatIp(addr) : host;
+    const e = systemError('ETIMEDOUT', 'connect', where, port);
+    let why = addr ? '' : `: '${host.slice(0, 60)}' did not resolve in time`;
+    const peer = addr ? this.engine.device.allowedIps.lookup(addr.length === 4 ? 4 : 6, addr) : undefined;
+    if (peer) {
+      const key = toBase64(peer.publicKey);
+      const up = peer.current !== undefined && this.engine.now() - peer.current.created < REJECT_AFTER_TIME;
+      if (up) why = `: the WireGuard session with peer ${key} is up, but nothing answered the SYN`;
+      else if (!peer.endpoint) why = `: no handshake with peer ${key}, which has no endpoint (it has to connect to this tunnel first)`;
+      else {
+        const ep = `${peer.endpoint.address.includes(':') ? `[${peer.endpoint.address}]` : peer.endpoint.address}:${peer.endpoint.port}`;
+        const sent = peer.pending ? peer.attempts + 1 : 0;
+        why = `: no handshake with peer ${key} at ${ep} (${sent} initiation${sent === 1 ? '' : 's'} sent${peer.rxBytes > 0 ? '' : ', nothing received from it'})`;
+      }
+    }
+    e.message = `connect ETIMEDOUT ${where}:${port} after ${ms} ms${why}`;
+    return e;
   }
 
   /** The same as connect(), under net.createConnection's name (ws's `createConnection` option takes it as is). */

@@ -230,3 +230,36 @@ describe('pause() / resume() (device sleep, network change)', () => {
     await assert.rejects(d.t.resume(), code('ERR_WGNET_CLOSED'));
   });
 });
+
+describe('connect timeout', () => {
+  test('no handshake possible: ETIMEDOUT after connectTimeout, naming the peer, its endpoint and what was tried', async () => {
+    const d = await deadPeerTunnel();
+    try {
+      const t0 = performance.now();
+      const c = d.t.connect({ port: 80, host: '10.99.0.1', connectTimeout: 300 });
+      const [err] = (await once(c, 'error').catch((e: unknown) => [e])) as [Error & { code?: string }];
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.ok(performance.now() - t0 < 2000);
+      assert.ok(err.message.startsWith('connect ETIMEDOUT 10.99.0.1:80 after 300 ms: no handshake with peer '), err.message);
+      assert.ok(err.message.includes(`${d.peerKey} at ${d.endpoint} (1 initiation sent, nothing received from it)`), err.message);
+      assert.throws(() => d.t.connect({ port: 80, host: '10.99.0.1', connectTimeout: -1 }), code('ERR_WGNET_INVALID_ARGUMENT'));
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('session up but the SYN unanswered: ETIMEDOUT says so', async () => {
+    const p = await tunnelPair();
+    try {
+      // A routes 10.66.9.0/24 to B, which has no such address and drops the SYN.
+      await p.a.ipcSet(`public_key=${Buffer.from(p.b.publicKey, 'base64').toString('hex')}\nallowed_ip=10.66.9.0/24\n`);
+      await p.a.ready();
+      const c = p.a.connect({ port: 80, host: '10.66.9.1', connectTimeout: 400 });
+      const [err] = (await once(c, 'error').catch((e: unknown) => [e])) as [Error & { code?: string }];
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.match(err.message, /^connect ETIMEDOUT 10\.66\.9\.1:80 after 400 ms: the WireGuard session with peer .+ is up, but nothing answered the SYN$/);
+    } finally {
+      await p.close();
+    }
+  });
+});
