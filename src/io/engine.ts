@@ -8,6 +8,12 @@
  * write, a timer) the cores are drained until neither has anything to say.
  * Application writes schedule a pump on a microtask, so a burst of writes in one
  * tick is handled in one pass.
+ *
+ * Data before handshakes (wireguard-go's separate handshake queue and workers): a datagram
+ * batch is decrypted as it is read, handshake messages only queued (Device.receiveDatagram);
+ * drain() serves them last, for at most HANDSHAKE_SLICE_MS per turn of the event loop, then
+ * yields so the socket is read again. An established peer's packet waits at most one slice
+ * behind a handshake flood, never behind the flood's backlog.
  */
 import type { Device, DeviceEvent } from '../wireguard/device.js';
 import type { Interface, NetEvent } from '../netstack/interface.js';
@@ -43,6 +49,11 @@ export interface EngineHandlers {
 
 /** Datagrams sent per turn of the event loop before yielding (see drain()). */
 const BATCH = 64;
+/**
+ * Milliseconds of queued handshake messages served per turn of the event loop (see drain()):
+ * about 4 initiations answered (0.3-0.5 ms each), or dozens of cookie replies under load.
+ */
+const HANDSHAKE_SLICE_MS = 2;
 
 export class Engine<L extends PacketLayer = Interface> {
   private timer: NodeJS.Timeout | undefined;
@@ -51,6 +62,8 @@ export class Engine<L extends PacketLayer = Interface> {
   private again = false;
   private scheduled = false;
   private yielded = false;
+  /** The end of this turn's slice of handshake work (see drain()); -1 when none has started. */
+  private handshakeUntil = -1;
   private closed = false;
   private readonly extra: TimedComponent[] = [];
   /** Components that see each network event before the API layer (DNS client). */
@@ -96,7 +109,7 @@ export class Engine<L extends PacketLayer = Interface> {
    */
   receive(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
-    this.device.handleDatagram(this.now(), data, { address, port });
+    this.device.receiveDatagram(this.now(), data, { address, port });
   }
 
   /** Something changed in a core outside of pump (an application write): pump soon, once. */
@@ -138,17 +151,7 @@ export class Engine<L extends PacketLayer = Interface> {
     const { device, iface } = this;
     let sent = 0;
     for (;;) {
-      if (sent >= BATCH) {
-        this.bind?.flush();
-        if (!this.yielded) {
-          this.yielded = true;
-          setImmediate(() => {
-            this.yielded = false;
-            this.pump();
-          });
-        }
-        return;
-      }
+      if (sent >= BATCH) return this.yieldTurn();
       let progress = false;
       let p: Uint8Array | undefined;
       while ((p = device.pollPacket()) !== undefined) {
@@ -177,7 +180,33 @@ export class Engine<L extends PacketLayer = Interface> {
         progress = true;
         this.handlers.onDeviceEvent(de);
       }
-      if (!progress) return;
+      if (progress) continue;
+      // Quiet: now the queued handshake messages, for one slice; their answers (and data
+      // that a completed handshake releases) go out on the next pass of the loop.
+      if (device.handshakeBacklog === 0) {
+        this.handshakeUntil = -1;
+        return;
+      }
+      let t = this.now();
+      if (this.handshakeUntil < 0) this.handshakeUntil = t + HANDSHAKE_SLICE_MS;
+      else if (t >= this.handshakeUntil) return this.yieldTurn();
+      do {
+        device.handleHandshakes(t, 1);
+        t = this.now();
+      } while (device.handshakeBacklog > 0 && t < this.handshakeUntil);
+    }
+  }
+
+  /** Ends this turn of the event loop and pumps again on the next (setImmediate: after I/O is read). */
+  private yieldTurn(): void {
+    this.bind?.flush();
+    if (!this.yielded) {
+      this.yielded = true;
+      setImmediate(() => {
+        this.yielded = false;
+        this.handshakeUntil = -1; // a new turn: a new slice
+        this.pump();
+      });
     }
   }
 

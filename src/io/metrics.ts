@@ -101,6 +101,8 @@ const DROP_REASONS = [
   'noRoute',
   'noEndpoint',
   'stagedOverflow',
+  'handshakeQueueFull',
+  'handshakeStale',
 ] as const satisfies readonly DropReason[];
 type MissingDropReason = Exclude<DropReason, (typeof DROP_REASONS)[number]>;
 const allDropReasons: [MissingDropReason] extends [never] ? true : MissingDropReason = true;

@@ -14,7 +14,7 @@ import { randomInt, randomU32 } from '../util/rng.js';
 import type { Deadline, Instant } from '../util/time.js';
 import { noTrace, type Trace } from '../util/trace.js';
 import { WgnetError } from '../util/errors.js';
-import { equalBytes, isZero, toBase64, headroomOf, tailroomOf, WG_HEADROOM } from '../util/bytes.js';
+import { equalBytes, fromHex, isZero, toBase64, headroomOf, tailroomOf, WG_HEADROOM } from '../util/bytes.js';
 import { parseIp } from '../util/ip.js';
 import {
   COOKIE_REPLY_LEN,
@@ -42,6 +42,7 @@ import { HandshakeRateLimiter } from './ratelimiter.js';
 import { CookieChecker } from './cookie.js';
 import { consumeInitiation, consumeResponse, createInitiation, createResponse } from './noise.js';
 import { Keypair, NEVER, Peer, type Endpoint, type IndexEntry, type PeerConfig } from './peer.js';
+import { PeerTimerHeap, TIMER_REASON } from './timers.js';
 
 export { Peer, type Endpoint, type PeerConfig } from './peer.js';
 
@@ -52,9 +53,26 @@ export interface DeviceOptions {
   wallClock: () => number;
   trace?: Trace;
   /**
-   * Handshake messages per second above which the device counts as under load
-   * and demands cookies (§5.3). wireguard-go uses its queue length; a sans-IO
-   * core sees a rate instead. Default 100.
+   * Handshake messages that may wait for their turn (receiveDatagram): wireguard-go's
+   * QueueHandshakeSize, 1,024. One that finds the queue full is dropped ('handshakeQueueFull').
+   */
+  handshakeQueueLength?: number;
+  /**
+   * Under load (§5.3: mac2 demanded, else a cookie reply; the per-source limit) while at
+   * least this many handshake messages wait behind the one being processed, and for
+   * UnderLoadAfterTime (1 s) after, as wireguard-go's IsUnderLoad. Default 128
+   * (QueueHandshakeSize / 8); 0: always under load.
+   */
+  underLoadBacklog?: number;
+  /**
+   * A handshake message that waited longer than this is dropped unanswered ('handshakeStale').
+   * Default RekeyTimeout (5 s): by then its sender has retried with a new sender index and
+   * forgotten this one, so an answer (response or cookie reply) could only be dropped there.
+   */
+  handshakeMaxAge?: number;
+  /**
+   * Also under load above this many handshake messages per second. Off by default: the rule
+   * before the handshake queue, kept so a test can force the cookie path (0: always).
    */
   underLoadRate?: number;
 }
@@ -83,7 +101,9 @@ export type DropReason =
   | 'sourceNotAllowed'
   | 'noRoute'
   | 'noEndpoint'
-  | 'stagedOverflow';
+  | 'stagedOverflow'
+  | 'handshakeQueueFull'
+  | 'handshakeStale';
 
 export interface DeviceStats {
   rxDatagrams: number;
@@ -95,8 +115,20 @@ export interface DeviceStats {
   handshakesInitiated: number;
   handshakesCompleted: number;
   cookieRepliesSent: number;
+  /** The most handshake messages ever waiting at once (receiveDatagram). */
+  handshakeBacklogMax: number;
   dropped: Record<DropReason, number>;
 }
+
+/** A handshake message waiting for its turn (receiveDatagram). */
+interface QueuedHandshake {
+  data: Uint8Array;
+  from: Endpoint;
+  at: Instant;
+}
+
+/** wireguard-go's UnderLoadAfterTime: under load for this long after the backlog was last high. */
+const UNDER_LOAD_AFTER_TIME = 1000;
 
 const keyId = (k: Uint8Array): string => toBase64(k);
 
@@ -113,17 +145,27 @@ export class Device {
   private readonly index = new Map<number, IndexEntry>();
   private readonly checker: CookieChecker;
   private readonly limiter = new HandshakeRateLimiter();
-  private readonly underLoadRate: number;
+  /** Every peer's §6 timers; written only by the timers* hooks below. */
+  private readonly timers = new PeerTimerHeap<Peer>(this.peerMap);
+  private readonly underLoadRate: number | undefined;
+  private readonly underLoadBacklog: number;
+  private readonly handshakeMaxAge: number;
   private loadWindowStart = -NEVER;
   private loadCount = 0;
   private underLoadUntil = -NEVER;
-  private anyReserved = false;
+  /** The handshake queue: a ring of `hsCap` slots. */
+  private readonly hsq: (QueuedHandshake | undefined)[];
+  private readonly hsCap: number;
+  private hsHead = 0;
+  private hsLen = 0;
+  /** Peers with `reserved` bytes: while any, every datagram's reserved field is zeroed first. */
+  private reservedPeers = 0;
   private txq: { to: Endpoint; data: Uint8Array }[] = [];
   private txHead = 0;
   private rxq: Uint8Array[] = [];
   private rxHead = 0;
   private events: DeviceEvent[] = [];
-  private deadlineDirty = true;
+  private eventHead = 0;
   private cachedDeadline: Deadline | undefined;
 
   constructor(opts: DeviceOptions) {
@@ -131,7 +173,11 @@ export class Device {
     this.rng = opts.rng;
     this.wallClock = opts.wallClock;
     this.trace = opts.trace ?? noTrace;
-    this.underLoadRate = opts.underLoadRate ?? 100;
+    this.underLoadRate = opts.underLoadRate;
+    this.underLoadBacklog = opts.underLoadBacklog ?? 128;
+    this.handshakeMaxAge = opts.handshakeMaxAge ?? K.REKEY_TIMEOUT;
+    this.hsCap = Math.max(1, opts.handshakeQueueLength ?? 1024);
+    this.hsq = new Array<QueuedHandshake | undefined>(this.hsCap).fill(undefined);
     this.checker = new CookieChecker(this.crypto, this.rng);
     const dropped = {} as Record<DropReason, number>;
     this.stats = {
@@ -144,6 +190,7 @@ export class Device {
       handshakesInitiated: 0,
       handshakesCompleted: 0,
       cookieRepliesSent: 0,
+      handshakeBacklogMax: 0,
       dropped,
     };
     if (opts.privateKey) this.setPrivateKey(opts.privateKey);
@@ -190,15 +237,17 @@ export class Device {
     return this.crypto.x25519(ss, this.priv, peerPublic) ? ss : undefined;
   }
 
-  /** Throws what addPeer throws for a key no peer can have (wrong length, a low-order point), adding nothing. */
+  /**
+   * Throws what addPeer throws for a key no peer can have (wrong length, a low-order point),
+   * adding nothing. No Diffie-Hellman: X25519 with a clamped scalar gives zero exactly for
+   * the points of order 1, 2, 4 and 8 and their non-canonical encodings, which are listed.
+   */
   checkPeerKey(publicKey: Uint8Array): void {
     if (publicKey.length !== 32) throw new WgnetError('ERR_WGNET_INVALID_KEY', 'peer public key: expected 32 bytes');
-    const probe = new Uint8Array(32);
-    if (!this.crypto.x25519(probe, this.priv ?? ONE_SCALAR, publicKey)) {
-      throw new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${keyId(publicKey)}: the public key is a low-order point (no shared secret is possible)`);
-    }
+    if (isLowOrderPoint(publicKey)) throw lowOrder(publicKey);
   }
 
+  /** Adds a peer: one X25519 (the static-static secret, §5.4.2 `ss`), none without a private key. */
   addPeer(cfg: PeerConfig): Peer {
     const id = keyId(cfg.publicKey);
     if (cfg.publicKey.length !== 32) throw new WgnetError('ERR_WGNET_INVALID_KEY', 'peer public key: expected 32 bytes');
@@ -206,7 +255,11 @@ export class Device {
     if (this.pub && equalBytes(this.pub, cfg.publicKey)) throw new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${id} has this device's own public key`);
     this.checkPeerKey(cfg.publicKey);
     const peer = new Peer(new Uint8Array(cfg.publicKey), this.crypto);
-    peer.ss = this.computeSs(peer.publicKey);
+    if (this.priv) {
+      const ss = new Uint8Array(32);
+      if (!this.crypto.x25519(ss, this.priv, peer.publicKey)) throw lowOrder(peer.publicKey); // not reached: the list is complete
+      peer.ss = ss;
+    }
     this.peerMap.set(id, peer);
     this.updatePeer(peer.publicKey, cfg);
     return peer;
@@ -224,13 +277,13 @@ export class Device {
       const v = cfg.persistentKeepalive;
       if (!Number.isInteger(v) || v < 0 || v > 65535) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `persistent keepalive: 0-65535 seconds, got ${v}`);
       peer.persistentKeepalive = v;
-      if (v === 0) peer.tPersistent = NEVER;
-      this.deadlineDirty = true;
+      if (v === 0) this.timers.cancel(peer, 'persistentKeepalive');
     }
     if (cfg.reserved !== undefined) {
       if (cfg.reserved && cfg.reserved.length !== 3) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'reserved: expected exactly 3 bytes');
+      if (peer.reserved) this.reservedPeers--;
       peer.reserved = cfg.reserved && !isZero(cfg.reserved) ? new Uint8Array(cfg.reserved) : undefined;
-      this.anyReserved = [...this.peerMap.values()].some((p) => p.reserved);
+      if (peer.reserved) this.reservedPeers++;
     }
     if (cfg.replaceAllowedIps) this.allowedIps.removeByValue(peer);
     for (const p of cfg.allowedIps ?? []) this.allowedIps.insert(p, peer);
@@ -242,10 +295,11 @@ export class Device {
     const peer = this.peerMap.get(id);
     if (!peer) return false;
     this.clearSessions(peer);
+    this.timers.cancelAll(peer);
     this.allowedIps.removeByValue(peer);
     this.peerMap.delete(id);
+    if (peer.reserved) this.reservedPeers--;
     peer.ss?.fill(0);
-    this.deadlineDirty = true;
     return true;
   }
 
@@ -268,9 +322,12 @@ export class Device {
     peer.previous = peer.current = peer.next = undefined;
     peer.pending = undefined;
     peer.staged = [];
-    peer.tRetransmit = peer.tSendKeepalive = peer.tNewHandshake = peer.tZeroKeys = NEVER;
+    // Every timer but the persistent keepalive, which belongs to the configuration.
+    this.timers.cancel(peer, 'retransmitHandshake');
+    this.timers.cancel(peer, 'sendKeepalive');
+    this.timers.cancel(peer, 'newHandshake');
+    this.timers.cancel(peer, 'zeroKeyMaterial');
     peer.attempts = 0;
-    this.deadlineDirty = true;
   }
 
   // --- sans-IO outputs -------------------------------------------------------
@@ -294,24 +351,33 @@ export class Device {
   }
 
   pollEvent(): DeviceEvent | undefined {
-    return this.events.shift();
+    if (this.eventHead < this.events.length) return this.events[this.eventHead++];
+    if (this.eventHead > 0) {
+      this.events = [];
+      this.eventHead = 0;
+    }
+    return undefined;
   }
 
+  /** The earliest deadline: the top of the timer heap (or the rate limiter's sweep). O(1) unless timers moved. */
   pollTimeout(): Deadline | undefined {
-    if (this.deadlineDirty) {
-      this.deadlineDirty = false;
-      let at = NEVER;
-      for (const p of this.peerMap.values()) at = Math.min(at, p.earliest());
-      const lc = this.limiter.nextCollect();
-      if (lc !== undefined) at = Math.min(at, lc);
-      this.cachedDeadline = at === NEVER ? undefined : { at, reason: 'wireguard timers' };
+    const e = this.timers.peek();
+    let at = e?.at ?? NEVER;
+    let reason: string = e ? TIMER_REASON[e.t] : 'wireguard ratelimiter';
+    const lc = this.limiter.nextCollect();
+    if (lc !== undefined && lc < at) {
+      at = lc;
+      reason = 'wireguard ratelimiter';
     }
+    if (at === NEVER) return (this.cachedDeadline = undefined);
+    const c = this.cachedDeadline;
+    if (c === undefined || c.at !== at || c.reason !== reason) this.cachedDeadline = { at, reason };
     return this.cachedDeadline;
   }
 
-  private setTimer(peer: Peer, which: 'tRetransmit' | 'tSendKeepalive' | 'tNewHandshake' | 'tZeroKeys' | 'tPersistent', at: number): void {
-    peer[which] = at;
-    if (this.cachedDeadline === undefined || at < this.cachedDeadline.at || at === NEVER) this.deadlineDirty = true;
+  /** Timer-heap entries held (tests: bounded by the peers, not by the packets). */
+  get timerEntries(): number {
+    return this.timers.size;
   }
 
   private drop(reason: DropReason, detail?: Record<string, unknown>): void {
@@ -327,58 +393,111 @@ export class Device {
     peer.txBytes += data.length;
   }
 
-  // --- timers ------------------------------------------------------------------
+  // --- timers (§6) ---------------------------------------------------------------
+  //
+  // The hooks are wireguard-go's (timers.go), by name, and every timer write goes through
+  // them, so §6 reads line by line here. The deadlines live in one heap (timers.ts).
+  // Where wgnet differs from wireguard-go it says so.
 
-  handleTimeout(now: Instant): void {
-    for (const peer of [...this.peerMap.values()]) {
-      if (peer.earliest() > now) continue;
-      // Zeroing first: when timers run late (suspend, clock jump) it may be due together with a
-      // handshake retry, and it must not forget a handshake sent in this same run (found by test/fuzz).
-      if (peer.tZeroKeys <= now) {
-        peer.tZeroKeys = NEVER;
-        const staged = peer.staged;
-        const handshaking = peer.pending !== undefined;
-        this.clearSessions(peer);
-        peer.staged = staged;
-        if (handshaking || staged.length > 0) this.sendInitiation(now, peer, true);
-      }
-      if (peer.tRetransmit <= now) {
-        peer.tRetransmit = NEVER;
-        if (peer.attempts >= K.MAX_TIMER_HANDSHAKES) {
-          // §6.4: give up after RekeyAttemptTime; packets waiting are dropped.
-          this.stats.dropped.stagedOverflow = (this.stats.dropped.stagedOverflow ?? 0) + peer.staged.length;
-          peer.staged = [];
-          if (peer.pending) this.index.delete(peer.pending.localIndex);
-          peer.pending = undefined;
-          peer.attempts = 0;
-          if (peer.tZeroKeys === NEVER) peer.tZeroKeys = now + K.ZERO_KEYS_AFTER;
-          this.events.push({ type: 'handshake-failed', peer });
-        } else {
-          peer.attempts++;
-          this.sendInitiation(now, peer, true);
-        }
-      }
-      if (peer.tSendKeepalive <= now) {
-        peer.tSendKeepalive = NEVER;
-        this.sendKeepalive(now, peer);
-      }
-      if (peer.tNewHandshake <= now) {
-        // §6.2: data was sent and nothing came back for KeepaliveTimeout + RekeyTimeout.
-        peer.tNewHandshake = NEVER;
-        this.initiateHandshake(now, peer);
-      }
-      if (peer.tPersistent <= now) {
-        peer.tPersistent = NEVER;
-        if (peer.persistentKeepalive > 0) this.sendKeepalive(now, peer);
-      }
-    }
-    this.limiter.collect(now);
-    this.deadlineDirty = true;
+  /** After an authenticated data packet is sent: expect an answer within KeepaliveTimeout + RekeyTimeout (§6.2). */
+  private timersDataSent(now: Instant, peer: Peer): void {
+    // wireguard-go adds 0-333 ms of jitter here; wgnet keeps the whitepaper's exact 15 s.
+    if (peer.timers.newHandshake === NEVER) this.timers.arm(peer, 'newHandshake', now + K.KEEPALIVE_TIMEOUT + K.REKEY_TIMEOUT);
   }
 
-  /** Any authenticated packet sent or received resets the persistent keepalive (§6.5). */
-  private traversal(now: Instant, peer: Peer): void {
-    if (peer.persistentKeepalive > 0) this.setTimer(peer, 'tPersistent', now + peer.persistentKeepalive * 1000);
+  /** After an authenticated data packet is received: owe a keepalive if nothing is sent within KeepaliveTimeout (§6.5). */
+  private timersDataReceived(now: Instant, peer: Peer): void {
+    // wireguard-go also notes "needAnotherKeepalive" when the timer is pending; wgnet does not.
+    if (peer.timers.sendKeepalive === NEVER) this.timers.arm(peer, 'sendKeepalive', now + K.KEEPALIVE_TIMEOUT);
+  }
+
+  /** After any authenticated packet is sent (keepalive or data; wgnet: not after a handshake message). */
+  private timersAnyAuthenticatedPacketSent(peer: Peer): void {
+    this.timers.cancel(peer, 'sendKeepalive');
+  }
+
+  /** After any authenticated packet is received (keepalive or data). */
+  private timersAnyAuthenticatedPacketReceived(peer: Peer): void {
+    this.timers.cancel(peer, 'newHandshake');
+  }
+
+  /** After an initiation is sent: retry after RekeyTimeout plus jitter (§6.1). */
+  private timersHandshakeInitiated(now: Instant, peer: Peer): void {
+    this.timers.arm(peer, 'retransmitHandshake', now + K.REKEY_TIMEOUT + randomInt(this.rng, K.REKEY_TIMEOUT_JITTER_MAX + 1));
+  }
+
+  /** After a response is consumed, or the first data under a session we answered (key confirmation). */
+  private timersHandshakeComplete(peer: Peer): void {
+    this.timers.cancel(peer, 'retransmitHandshake');
+    peer.attempts = 0;
+    peer.lastHandshakeWallMs = this.wallClock();
+  }
+
+  /** After session keys are derived: zero them after 3 × RejectAfterTime without a new handshake (§6.3). */
+  private timersSessionDerived(now: Instant, peer: Peer): void {
+    this.timers.arm(peer, 'zeroKeyMaterial', now + K.ZERO_KEYS_AFTER);
+  }
+
+  /** Before any authenticated packet is sent, or after one is received (handshakes too): the persistent keepalive restarts (§6.5). */
+  private timersAnyAuthenticatedPacketTraversal(now: Instant, peer: Peer): void {
+    if (peer.persistentKeepalive > 0) this.timers.arm(peer, 'persistentKeepalive', now + peer.persistentKeepalive * 1000);
+  }
+
+  /** Runs every deadline at or before `now`: the due peers come off the heap, O(log n) each. */
+  handleTimeout(now: Instant): void {
+    const due = new Set<Peer>();
+    this.timers.collectDue(now, due);
+    for (const peer of due) this.expired(now, peer);
+    const lc = this.limiter.nextCollect();
+    if (lc !== undefined && lc <= now) this.limiter.collect(now);
+  }
+
+  /** The expired* functions of wireguard-go's timers.go, for one peer, in a fixed order. */
+  private expired(now: Instant, peer: Peer): void {
+    const t = peer.timers;
+    // expiredZeroKeyMaterial first: when timers run late (suspend, clock jump) it may be due together with a
+    // handshake retry, and it must not forget a handshake sent in this same run (found by test/fuzz).
+    if (t.zeroKeyMaterial <= now) {
+      this.timers.cancel(peer, 'zeroKeyMaterial');
+      const staged = peer.staged;
+      const handshaking = peer.pending !== undefined;
+      this.clearSessions(peer);
+      peer.staged = staged;
+      if (handshaking || staged.length > 0) this.sendInitiation(now, peer, true);
+    }
+    // expiredRetransmitHandshake
+    if (t.retransmitHandshake <= now) {
+      this.timers.cancel(peer, 'retransmitHandshake');
+      if (peer.attempts >= K.MAX_TIMER_HANDSHAKES) {
+        // §6.4: give up after RekeyAttemptTime; packets waiting are dropped.
+        this.stats.dropped.stagedOverflow = (this.stats.dropped.stagedOverflow ?? 0) + peer.staged.length;
+        peer.staged = [];
+        if (peer.pending) this.index.delete(peer.pending.localIndex);
+        peer.pending = undefined;
+        peer.attempts = 0;
+        // Residue of the partial exchange goes after 3 × RejectAfterTime, as wireguard-go.
+        if (t.zeroKeyMaterial === NEVER) this.timersSessionDerived(now, peer);
+        this.events.push({ type: 'handshake-failed', peer });
+      } else {
+        peer.attempts++;
+        this.sendInitiation(now, peer, true);
+      }
+    }
+    // expiredSendKeepalive
+    if (t.sendKeepalive <= now) {
+      this.timers.cancel(peer, 'sendKeepalive');
+      this.sendKeepalive(now, peer);
+    }
+    // expiredNewHandshake: data was sent and nothing came back for KeepaliveTimeout + RekeyTimeout (§6.2).
+    if (t.newHandshake <= now) {
+      this.timers.cancel(peer, 'newHandshake');
+      this.initiateHandshake(now, peer);
+    }
+    // expiredPersistentKeepalive
+    if (t.persistentKeepalive <= now) {
+      this.timers.cancel(peer, 'persistentKeepalive');
+      if (peer.persistentKeepalive > 0) this.sendKeepalive(now, peer);
+    }
   }
 
   // --- handshake ---------------------------------------------------------------
@@ -421,9 +540,8 @@ export class Device {
     peer.lastSentHandshake = now;
     this.stats.handshakesInitiated++;
     this.send(peer, msg);
-    this.traversal(now, peer);
-    // §6.1: retry after RekeyTimeout plus jitter.
-    this.setTimer(peer, 'tRetransmit', now + K.REKEY_TIMEOUT + randomInt(this.rng, K.REKEY_TIMEOUT_JITTER_MAX + 1));
+    this.timersAnyAuthenticatedPacketTraversal(now, peer);
+    this.timersHandshakeInitiated(now, peer);
   }
 
   /** Bytes that stand for the sender's address in its cookie (IP, then port big-endian). */
@@ -436,12 +554,19 @@ export class Device {
     return out;
   }
 
+  /**
+   * wireguard-go's IsUnderLoad: at least `underLoadBacklog` handshake messages wait behind
+   * this one, or did within UnderLoadAfterTime. (Or, if set, the old per-second rate.)
+   */
   private isUnderLoad(now: Instant): boolean {
-    if (now - this.loadWindowStart >= 1000) {
-      this.loadWindowStart = now;
-      this.loadCount = 0;
+    if (this.hsLen >= this.underLoadBacklog) this.underLoadUntil = now + UNDER_LOAD_AFTER_TIME;
+    else if (this.underLoadRate !== undefined) {
+      if (now - this.loadWindowStart >= 1000) {
+        this.loadWindowStart = now;
+        this.loadCount = 0;
+      }
+      if (++this.loadCount > this.underLoadRate) this.underLoadUntil = now + UNDER_LOAD_AFTER_TIME;
     }
-    if (++this.loadCount > this.underLoadRate) this.underLoadUntil = now + 1000;
     return now < this.underLoadUntil;
   }
 
@@ -470,10 +595,8 @@ export class Device {
       }
       if (!this.limiter.allow(now, src.subarray(0, src.length - 2))) {
         this.drop('rateLimited');
-        this.deadlineDirty = true;
         return false;
       }
-      this.deadlineDirty = true;
     }
     return true;
   }
@@ -529,8 +652,8 @@ export class Device {
     this.setEndpoint(peer, from);
     peer.cookie.addMacs(now, resp, Response.mac1);
     this.send(peer, resp);
-    this.traversal(now, peer);
-    this.setTimer(peer, 'tZeroKeys', now + K.ZERO_KEYS_AFTER);
+    this.timersAnyAuthenticatedPacketTraversal(now, peer);
+    this.timersSessionDerived(now, peer);
   }
 
   private handleResponse(now: Instant, msg: Uint8Array, from: Endpoint): void {
@@ -554,8 +677,8 @@ export class Device {
     entry.keypair = kp;
     this.rotateAsInitiator(peer, kp);
     this.setEndpoint(peer, from);
-    this.handshakeComplete(now, peer);
-    this.traversal(now, peer);
+    this.completeHandshake(now, peer);
+    this.timersAnyAuthenticatedPacketTraversal(now, peer);
     // The responder only trusts the session once it sees data: send the staged packets, or a keepalive.
     if (!this.flushStaged(now, peer)) this.sendKeepalive(now, peer);
   }
@@ -579,11 +702,11 @@ export class Device {
     peer.current = kp;
   }
 
-  private handshakeComplete(now: Instant, peer: Peer): void {
-    peer.attempts = 0;
-    this.setTimer(peer, 'tRetransmit', NEVER);
-    peer.lastHandshakeWallMs = this.wallClock();
-    this.setTimer(peer, 'tZeroKeys', now + K.ZERO_KEYS_AFTER);
+  /** A session is confirmed: by the response (initiator) or its first data (responder). */
+  private completeHandshake(now: Instant, peer: Peer): void {
+    this.timersHandshakeComplete(peer);
+    // wgnet restarts the zeroing timer at confirmation too (wireguard-go: only at derivation).
+    this.timersSessionDerived(now, peer);
     this.stats.handshakesCompleted++;
     this.events.push({ type: 'handshake', peer });
   }
@@ -606,10 +729,27 @@ export class Device {
 
   // --- data path ---------------------------------------------------------------
 
+  /**
+   * A datagram handled completely before this returns, handshakes included: the plain
+   * sans-IO form (tests, simulators). An I/O loop uses receiveDatagram + handleHandshakes.
+   */
   handleDatagram(now: Instant, data: Uint8Array, from: Endpoint): void {
+    this.receiveDatagram(now, data, from);
+    if (this.hsLen > 0) this.handleHandshakes(now);
+  }
+
+  /**
+   * A datagram as an I/O loop feeds them (io/engine): transport data and cookie replies are
+   * handled at once; handshake messages wait in the handshake queue until handleHandshakes,
+   * which the loop runs after the data, a few at a time. As wireguard-go's separate, bounded
+   * handshake queue: live traffic never waits behind handshakes; under a flood the backlog
+   * puts the device under load (cookies, per-source limits), and beyond the queue's capacity
+   * messages are dropped and counted ('handshakeQueueFull'), never buffered without bound.
+   */
+  receiveDatagram(now: Instant, data: Uint8Array, from: Endpoint): void {
     this.stats.rxDatagrams++;
     // sing-box/WARP peers put their own bytes in the reserved field (§5.4 says zero).
-    if (this.anyReserved && data.length >= 4) {
+    if (this.reservedPeers > 0 && data.length >= 4) {
       data[1] = 0;
       data[2] = 0;
       data[3] = 0;
@@ -618,15 +758,46 @@ export class Device {
       case MSG_TRANSPORT:
         return this.handleTransport(now, data, from);
       case MSG_INITIATION:
-        return this.handleInitiation(now, data, from);
       case MSG_RESPONSE:
-        return this.handleResponse(now, data, from);
+        return this.enqueueHandshake(now, data, from);
       case MSG_COOKIE_REPLY:
         if (data.length === COOKIE_REPLY_LEN) return this.handleCookieReply(now, data);
         return this.drop('malformed');
       default:
         return this.drop('malformed', { length: data.length });
     }
+  }
+
+  /** Handshake messages waiting for handleHandshakes. */
+  get handshakeBacklog(): number {
+    return this.hsLen;
+  }
+
+  private enqueueHandshake(now: Instant, data: Uint8Array, from: Endpoint): void {
+    if (this.hsLen >= this.hsCap) return this.drop('handshakeQueueFull');
+    // A copy: 92 or 148 bytes, where a view would pin the whole receive batch's buffer.
+    this.hsq[(this.hsHead + this.hsLen) % this.hsCap] = { data: data.slice(), from, at: now };
+    if (++this.hsLen > this.stats.handshakeBacklogMax) this.stats.handshakeBacklogMax = this.hsLen;
+  }
+
+  /**
+   * Processes up to `max` queued handshake messages, oldest first, and returns how many it
+   * took off the queue. One that waited longer than `handshakeMaxAge` is dropped
+   * ('handshakeStale'): its sender has given up on it.
+   */
+  handleHandshakes(now: Instant, max = Infinity): number {
+    let n = 0;
+    while (this.hsLen > 0 && n < max) {
+      const e = this.hsq[this.hsHead]!;
+      this.hsq[this.hsHead] = undefined;
+      this.hsHead = this.hsHead + 1 === this.hsCap ? 0 : this.hsHead + 1;
+      this.hsLen--;
+      n++;
+      if (now - e.at > this.handshakeMaxAge) this.drop('handshakeStale');
+      else if (e.data[0] === MSG_INITIATION) this.handleInitiation(now, e.data, e.from);
+      else this.handleResponse(now, e.data, e.from);
+    }
+    return n;
   }
 
   private handleTransport(now: Instant, data: Uint8Array, from: Endpoint): void {
@@ -650,18 +821,18 @@ export class Device {
       peer.previous = peer.current;
       peer.current = kp;
       peer.next = undefined;
-      this.handshakeComplete(now, peer);
+      this.completeHandshake(now, peer);
       this.flushStaged(now, peer);
     }
     this.setEndpoint(peer, from);
     peer.rxBytes += data.length;
-    this.setTimer(peer, 'tNewHandshake', NEVER);
-    this.traversal(now, peer);
+    this.timersAnyAuthenticatedPacketReceived(peer);
+    this.timersAnyAuthenticatedPacketTraversal(now, peer);
     // §6.2: an initiator whose session is getting old rekeys on receive too.
     if (kp === peer.current && kp.initiator && now - kp.created >= K.REKEY_ON_RECEIVE_AFTER) this.initiateHandshake(now, peer);
 
     if (pt.length === 0) return; // keepalive
-    if (peer.tSendKeepalive === NEVER) this.setTimer(peer, 'tSendKeepalive', now + K.KEEPALIVE_TIMEOUT);
+    this.timersDataReceived(now, peer);
     // The inner packet's own length drops the padding (§5.4.6).
     const v = pt[0]! >> 4;
     let len: number;
@@ -758,20 +929,42 @@ export class Device {
     if (len > 0) {
       this.stats.txPackets++;
       this.stats.txBytes += len;
-      if (peer.tNewHandshake === NEVER) this.setTimer(peer, 'tNewHandshake', now + K.KEEPALIVE_TIMEOUT + K.REKEY_TIMEOUT);
+      this.timersDataSent(now, peer);
     }
-    if (peer.tSendKeepalive !== NEVER) this.setTimer(peer, 'tSendKeepalive', NEVER);
-    this.traversal(now, peer);
+    this.timersAnyAuthenticatedPacketSent(peer);
+    this.timersAnyAuthenticatedPacketTraversal(now, peer);
     // §6.2: the initiator rekeys after RekeyAfterTime or RekeyAfterMessages.
     if (kp.initiator && (now - kp.created >= K.REKEY_AFTER_TIME || counter >= K.REKEY_AFTER_MESSAGES)) this.initiateHandshake(now, peer);
   }
 }
 
 const EMPTY = new Uint8Array(0);
-/** Any nonzero scalar works to probe whether a public key is low-order. */
-const ONE_SCALAR = (() => {
-  const s = new Uint8Array(32);
-  s[0] = 8;
-  s[31] = 64;
-  return s;
-})();
+/**
+ * The Curve25519 u-coordinates X25519 maps to zero under any clamped scalar: the points of
+ * order 1, 2, 4 and 8 and the non-canonical encodings p-1, p, p+1 (libsodium's list, the
+ * low-order vectors in test/vectors/x25519.json). Bit 255 is ignored, as X25519 ignores it.
+ */
+const LOW_ORDER = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => fromHex(h)!);
+
+/** Whether a public key is a low-order point (no shared secret is possible), without a Diffie-Hellman. */
+export function isLowOrderPoint(pk: Uint8Array): boolean {
+  if (pk.length !== 32) return false;
+  for (const lo of LOW_ORDER) {
+    let d = (pk[31]! & 0x7f) ^ lo[31]!;
+    for (let i = 0; i < 31; i++) d |= pk[i]! ^ lo[i]!;
+    if (d === 0) return true;
+  }
+  return false;
+}
+
+function lowOrder(pk: Uint8Array): WgnetError {
+  return new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${keyId(pk)}: the public key is a low-order point (no shared secret is possible)`);
+}

@@ -10,6 +10,9 @@ import type { IpPrefix } from '../util/ip.js';
 import { ReplayWindow } from './replay.js';
 import { CookieGenerator } from './cookie.js';
 import type { InitiatorState } from './noise.js';
+import { NEVER, noPeerTimers, type PeerTimed, type PeerTimers } from './timers.js';
+
+export { NEVER } from './timers.js';
 
 export interface Endpoint {
   address: string; // textual IP as node:dgram reports it (IPv6 without brackets)
@@ -56,10 +59,7 @@ export interface IndexEntry {
   keypair: Keypair | undefined; // undefined: a handshake we initiated
 }
 
-/** A timer that is off. */
-export const NEVER = Infinity;
-
-export class Peer {
+export class Peer implements PeerTimed {
   readonly publicKey: Uint8Array;
   presharedKey: Uint8Array | undefined;
   endpoint: Endpoint | undefined;
@@ -80,20 +80,14 @@ export class Peer {
   /** @internal */ next: Keypair | undefined;
   /** @internal */ staged: Uint8Array[] = [];
   /** @internal */ attempts = 0;
-  // Timers (§6): deadlines in `now` units, NEVER when off.
-  /** @internal */ tRetransmit = NEVER;
-  /** @internal */ tSendKeepalive = NEVER;
-  /** @internal */ tNewHandshake = NEVER;
-  /** @internal */ tZeroKeys = NEVER;
-  /** @internal */ tPersistent = NEVER;
+  /** @internal The §6 timers as deadlines in `now` units, NEVER when off; written only through the Device's timers* hooks. */
+  readonly timers: PeerTimers = noPeerTimers();
+  /** @internal Their entries in the Device's timer heap (timers.ts). */
+  readonly queued: PeerTimers = noPeerTimers();
 
   constructor(publicKey: Uint8Array, crypto: CryptoProvider) {
     this.publicKey = publicKey;
     this.cookie = new CookieGenerator(crypto, publicKey);
-  }
-
-  /** @internal */ earliest(): number {
-    return Math.min(this.tRetransmit, this.tSendKeepalive, this.tNewHandshake, this.tZeroKeys, this.tPersistent);
   }
 
   [Symbol.for('nodejs.util.inspect.custom')](): string {
