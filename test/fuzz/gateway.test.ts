@@ -1,8 +1,8 @@
 /**
  * Fuzz target: gateway mode. Tunnel B relays for its peer A (onFlow('relay'), loopback
  * allowed); random IPv4/IPv6 packets for arbitrary destinations — SYNs and other TCP
- * segments, UDP datagrams, ICMP — go straight into B's Interface, from A's address and from
- * addresses no peer has. Invariants:
+ * segments, UDP datagrams, ICMP — go straight into B's Interface from A's addresses (what
+ * cryptokey routing lets through). Invariants:
  * - nothing throws, synchronously or later from a host socket's callback;
  * - the held-SYN table stays within the pending-TCP limit, UDP flows and gateway flows
  *   within the flow limit, at every step;
@@ -75,8 +75,10 @@ describe('fuzz: gateway mode fed packets for any destination', () => {
     fc.tuple(fc.integer({ min: 1, max: 223 }), fc.nat(255), fc.nat(255), fc.integer({ min: 1, max: 254 })).map((x) => x.join('.')),
   );
   const dst6 = fc.constantFrom('::1', 'fd88::2', 'fd88::77', '2001:db8::1', 'ff02::1', '::');
-  const src4 = fc.constantFrom('10.88.0.1', '10.88.0.1', '10.88.0.1', '10.88.0.9', '127.0.0.1', '0.0.0.0');
-  const src6 = fc.constantFrom('fd88::1', 'fd88::1', 'fd88::9', '::1');
+  // Sources are the peer's own addresses: cryptokey routing drops anything else before the netstack
+  // sees it (a made-up source's SYN-ACK would go nowhere and hold its flow for the SYN-ACK retries).
+  const src4 = fc.constant('10.88.0.1');
+  const src6 = fc.constant('fd88::1');
 
   interface Pkt {
     v6: boolean;

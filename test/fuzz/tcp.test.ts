@@ -366,6 +366,9 @@ describe('fuzz: TCP segments against a live connection in every state', () => {
     scenario('FIN-WAIT-1', 0, 0, [x]);
     scenario('ESTABLISHED', 20_000, 1000, [{ ...x, payload: 10 }]);
     scenario('SYN-SENT', 0, 0, [{ ...x, flags: ['SYN'], payload: 0 }, { ...x, flags: [], payload: 0 }]);
+    // A spoofed timestamp moved TS.Recent on both ends: each real ACK then failed PAWS, and was answered by one that did too.
+    const ts = { ...x, window: 0, payload: 0, options: [[8, 10, 0, 0, 0, 1, 0, 0, 0, 0]] };
+    scenario('FIN-WAIT-1', 0, 0, [ts, { ...ts, into: 'b' }, { ...x, flags: [], payload: 0 }]);
   });
 
   test('no injected segment at all: every scenario completes', () => {

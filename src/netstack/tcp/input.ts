@@ -33,6 +33,9 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
   // PAWS (RFC 7323 §5.3): an old timestamp means an old duplicate.
   if (c.tsOk && h.tsVal !== undefined && !(f & RST) && seqLt(h.tsVal, c.tsRecent)) {
     t.count('drop.paws');
+    // Throttled as below: two ends whose TS.Recent a spoofed timestamp moved ahead would otherwise
+    // trade PAWS-dropped ACKs for ever (found by test/fuzz).
+    if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
     c.ackNow = true;
     t.markDirty(c);
     return;
