@@ -1055,8 +1055,12 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   /** A peer configured by host name is looked up again when its handshakes keep failing (the endpoint may have moved). */
   private async reresolve(peer: Peer): Promise<void> {
-    const spec = this.config.peers.find((p) => toBase64(p.publicKey) === toBase64(peer.publicKey))?.endpoint;
-    if (!spec || parseIp(spec.host) || this.resolving.has(peer) || this.closed) return;
+    // O(1) per failed handshake (issue 17): the peers configured by host name, indexed by key
+    // on the first failure (config.peers never changes), not a search with base64 conversions.
+    const self = this as unknown as { hostEndpoints?: Map<string, { host: string; port: number }> };
+    self.hostEndpoints ??= new Map(this.config.peers.flatMap((p) => (p.endpoint && !parseIp(p.endpoint.host) ? [[toBase64(p.publicKey), p.endpoint] as const] : [])));
+    const spec = self.hostEndpoints.get(toBase64(peer.publicKey));
+    if (!spec || this.resolving.has(peer) || this.closed) return;
     this.resolving.add(peer);
     try {
       const ep = await resolveEndpoint(spec.host, spec.port);

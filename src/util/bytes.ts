@@ -1,10 +1,9 @@
 /** Byte helpers shared by every layer. No allocation on the paths that run per packet. */
 import { WgnetError } from './errors.js';
 
+/** Lowercase hex, in native code (`wg show` prints two keys per peer). */
 export function toHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
 /** Strict hex decoding: even length, [0-9a-fA-F] only. Returns undefined on bad input. */

@@ -2,7 +2,8 @@
  * Cryptokey routing (whitepaper §2): the longest-prefix match from an address to
  * the peer that owns it. One binary trie per family, walked bit by bit from the
  * packet's bytes, so a lookup allocates nothing. A per-value index keeps
- * removal of a peer's 100,000 prefixes linear in their number.
+ * removal of a peer's 100,000 prefixes linear in their number, and its sorted
+ * list is kept until the value's prefixes change (`wg show` lists every peer's).
  */
 import type { IpPrefix } from '../util/ip.js';
 import { maskAddr } from '../util/ip.js';
@@ -20,6 +21,8 @@ export class AllowedIps<T> {
   private root4: Node<T> = newNode();
   private root6: Node<T> = newNode();
   private byValue = new Map<T, Map<string, IpPrefix>>();
+  /** prefixesOf's answers, dropped when the value's prefixes change. */
+  private sorted = new Map<T, readonly IpPrefix[]>();
   private count = 0;
 
   get size(): number {
@@ -27,7 +30,9 @@ export class AllowedIps<T> {
   }
 
   private key(p: IpPrefix): string {
-    return `${p.addr.join(',')}/${p.bits}`;
+    let k = String.fromCharCode(p.bits);
+    for (let i = 0; i < p.addr.length; i++) k += String.fromCharCode(p.addr[i]!);
+    return k;
   }
 
   private walk(p: IpPrefix, create: boolean): Node<T> | undefined {
@@ -51,7 +56,9 @@ export class AllowedIps<T> {
     if (n.has) {
       if (n.value === value) return;
       this.byValue.get(n.value!)?.delete(this.key(p));
+      this.sorted.delete(n.value!);
     } else this.count++;
+    this.sorted.delete(value);
     n.has = true;
     n.value = value;
     let m = this.byValue.get(value);
@@ -65,6 +72,7 @@ export class AllowedIps<T> {
     if (!n || !n.has) return false;
     const m = this.byValue.get(n.value!);
     m?.delete(this.key(p));
+    this.sorted.delete(n.value!);
     if (m && m.size === 0) this.byValue.delete(n.value!);
     n.has = false;
     n.value = undefined;
@@ -94,14 +102,19 @@ export class AllowedIps<T> {
     return best;
   }
 
-  prefixesOf(value: T): IpPrefix[] {
+  /** `value`'s prefixes, IPv4 first, by address then length; sorted once per change. Do not modify. */
+  prefixesOf(value: T): readonly IpPrefix[] {
+    const cached = this.sorted.get(value);
+    if (cached) return cached;
     const m = this.byValue.get(value);
-    if (!m) return [];
-    return [...m.values()].sort((a, b) => {
+    if (!m) return NONE;
+    const list = [...m.values()].sort((a, b) => {
       if (a.addr.length !== b.addr.length) return a.addr.length - b.addr.length;
       for (let i = 0; i < a.addr.length; i++) if (a.addr[i] !== b.addr[i]) return a.addr[i]! - b.addr[i]!;
       return a.bits - b.bits;
     });
+    this.sorted.set(value, list);
+    return list;
   }
 
   entries(): Array<{ prefix: IpPrefix; value: T }> {
@@ -114,6 +127,9 @@ export class AllowedIps<T> {
     this.root4 = newNode();
     this.root6 = newNode();
     this.byValue.clear();
+    this.sorted.clear();
     this.count = 0;
   }
 }
+
+const NONE: readonly IpPrefix[] = [];
