@@ -296,7 +296,7 @@ function inject(w: World, x: Inject): void {
     ack,
     flags: x.flags,
     window: x.window,
-    options: x.options.flat(),
+    options: x.options.flat().slice(0, 40), // at most 40 bytes fit the data offset; more would spill into the payload
     payload,
     badChecksum: x.badChecksum,
     dataOffset: x.dataOffset,
