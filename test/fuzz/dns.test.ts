@@ -268,7 +268,7 @@ describe('fuzz: DNS responses into the resolver', () => {
       fc.property(fc.array(planArb, { minLength: 1, maxLength: 12 }), fc.array(fc.record({ name: fc.nat(), family: fc.constantFrom(0 as const, 4 as const, 6 as const) }), { minLength: 1, maxLength: 4 }), (plans, lookups) =>
         lookupsKeepInvariants(plans, lookups),
       ),
-      budget('dns', 2000),
+      budget('dns', 5000),
     );
     if (process.env.WGNET_FUZZ_STATS) console.log('results and counters reached:', Object.fromEntries([...SEEN].sort()));
   });

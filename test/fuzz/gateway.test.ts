@@ -202,7 +202,7 @@ describe('fuzz: gateway mode fed packets for any destination', () => {
         bounded('after the batch');
         uncaught.check();
       }),
-      budget('gateway', 200),
+      budget('gateway', 500),
     );
     await waitFor(() => {
       const g = b.gatewayStats()!;

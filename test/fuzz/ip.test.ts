@@ -295,7 +295,7 @@ describe('fuzz: IP packets into an Interface', () => {
         for (const [k, v] of Object.entries(s.iface.stats)) SEEN.set(k, (SEEN.get(k) ?? 0) + v);
         stillWorks(s);
       }),
-      budget('ip', 3000),
+      budget('ip', 15000),
     );
     if (process.env.WGNET_FUZZ_STATS) console.log('counters reached:', Object.fromEntries([...SEEN].sort()));
   });

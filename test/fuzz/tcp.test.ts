@@ -381,7 +381,7 @@ describe('fuzz: TCP segments against a live connection in every state', () => {
       fc.property(fc.constantFrom(...TARGETS), fc.constantFrom(0, 1, 1000, 20_000, 100_000), fc.constantFrom(0, 1, 1000, 20_000), fc.array(injectArb, { minLength: 1, maxLength: 12 }), (target, dataA, dataB, injects) =>
         scenario(target, dataA, dataB, injects),
       ),
-      budget('tcp', 3000),
+      budget('tcp', 12000),
     );
     if (process.env.WGNET_FUZZ_STATS) console.log('states reached and outcomes:', Object.fromEntries([...SEEN].sort()));
   });

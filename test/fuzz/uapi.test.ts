@@ -94,7 +94,7 @@ describe('fuzz: the UAPI text protocol', () => {
   test('sets: UapiError only, atomic on failure, visible on success', async () => {
     await checkAsync(
       fc.asyncProperty(fc.array(body, { minLength: 1, maxLength: 5 }), (bodies) => setsKeepInvariants(bodies)),
-      budget('uapi', 6000),
+      budget('uapi', 20000),
     );
   });
 
@@ -123,7 +123,7 @@ describe('fuzz: the UAPI text protocol', () => {
         assert.ok(out === '' || out.endsWith('\n\n'), 'answers end with a blank line');
         void ended;
       }),
-      budget('uapi-stream', 2000),
+      budget('uapi-stream', 5000),
     );
   });
 });
