@@ -53,7 +53,10 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   const mss = Math.max(64, c.effMss);
   const cwnd = c.cc.cwnd;
   // Pacing (bbr.ts; CUBIC and NewReno when PACE_LOSS_BASED): 0 means unpaced.
-  const rate = c.cc.pacingRate(c.rtt.srtt);
+  // Never slower than two segments per SRTT (or per ms): a model built from a trickle of
+  // application-limited samples must not hold a connection's next burst for seconds.
+  let rate = c.cc.pacingRate(c.rtt.srtt);
+  if (rate > 0) rate = Math.max(rate, (2 * mss) / Math.max(c.rtt.srtt, 1));
   const slack = rate > 0 ? paceSlack(rate, mss) : 0;
   // RFC 6675 §5 step (C): fill holes below the highest SACKed sequence first.
   if (c.inRecovery && c.sack.ranges.length > 0) {
