@@ -26,8 +26,8 @@ const RTT_MS = 20;
 const TOLERANCE_LOW = 0.8;
 const TOLERANCE_HIGH = 1.25;
 
-function run(loss: number, cc: 'bbr' | 'cubic' | 'newreno', reorder = loss > 0 ? 0.01 : 0): { mbit: number; cwndOk: boolean } {
-  const sim = new NetSim({ rttMs: RTT_MS, mbit: LINK_MBIT, loss, reorder, queuePackets: 200 }, 11, { congestionControl: cc });
+function run(loss: number, cc: 'bbr' | 'cubic' | 'newreno', reorder = loss > 0 ? 0.01 : 0, seed = 11): { mbit: number; cwndOk: boolean } {
+  const sim = new NetSim({ rttMs: RTT_MS, mbit: LINK_MBIT, loss, reorder, queuePackets: 200 }, seed, { congestionControl: cc });
   const l = sim.b.tcp.listen({ port: 5201 });
   const c = sim.a.tcp.connect(sim.now, { remoteAddr: parseIp('10.0.0.2')!, remotePort: 5201 });
   let server: TcpConnection | undefined;
@@ -82,12 +82,18 @@ test('throughput vs loss matches the snapshot (CUBIC, NewReno, BBR)', () => {
   console.log(table);
   // BBR reads random loss as loss, not congestion: at least CUBIC's rate in every lossy row, and
   // without loss no worse than 0.9× CUBIC (BBR keeps about one BDP queued at most, CUBIC fills
-  // the 200-packet queue; in 8 MB both are mostly slow start / Startup).
+  // the 200-packet queue; in 8 MB both are mostly slow start / Startup). One seed decides
+  // which few segments a 0.1 % loss hits, and seed 11 happens to spare CUBIC's slow start
+  // (71 Mbit/s there, 22-41 with seeds 1-5), so the comparison takes the median of three seeds.
+  const median = (cc: 'bbr' | 'cubic', loss: number): number => {
+    const xs = [table[`${cc} ${loss * 100}% loss (Mbit/s)`]!, run(loss, cc, undefined, 1).mbit, run(loss, cc, undefined, 2).mbit].sort((x, y) => x - y);
+    return xs[1]!;
+  };
   for (const loss of LOSSES) {
-    const b = table[`bbr ${loss * 100}% loss (Mbit/s)`]!;
-    const c = table[`cubic ${loss * 100}% loss (Mbit/s)`]!;
-    if (loss > 0) assert.ok(b >= c, `${loss * 100} % loss: BBR ${b} ≥ CUBIC ${c}`);
-    else assert.ok(b >= 0.9 * c, `no loss: BBR ${b} ≥ 0.9 × CUBIC ${c}`);
+    const b = median('bbr', loss);
+    const c = median('cubic', loss);
+    if (loss > 0) assert.ok(b >= c, `${loss * 100} % loss: BBR ${b} ≥ CUBIC ${c} (median of 3 seeds)`);
+    else assert.ok(b >= 0.9 * c, `no loss: BBR ${b} ≥ 0.9 × CUBIC ${c} (median of 3 seeds)`);
   }
   // The point of BBR here: random loss of a few percent costs it a fraction, not the connection.
   assert.ok(table['bbr 5% loss (Mbit/s)']! > 0.5 * LINK_MBIT, `bbr, 5 % loss: ${table['bbr 5% loss (Mbit/s)']}`);

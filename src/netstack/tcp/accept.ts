@@ -7,7 +7,6 @@ import type { IpAddr } from '../../util/ip.js';
 import { mac } from '../../crypto/hash.js';
 import { ACK, putU32, RST, SYN, seqAdd, type TcpSegmentInfo } from '../../wire/tcp.js';
 import type { TcpConnection, TcpListener } from '../types.js';
-import { createCongestionControl } from './congestion.js';
 import { DEFAULT_MSS, IP4_TCP, IP6_TCP, OUR_WSCALE } from './constants.js';
 import { Conn, newId } from './conn.js';
 import { queueSyn, sendRst, sendSyn } from './output.js';
@@ -128,7 +127,7 @@ export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr,
 export function acceptSynOptions(t: TcpLayer, c: Conn, h: TcpSegmentInfo): void {
   c.peerMss = h.mss && h.mss > 0 ? h.mss : DEFAULT_MSS; // RFC 9293 §3.7.1 default; MSS 0 is treated as absent
   c.mss = Math.max(64, Math.min(c.mss, c.peerMss));
-  c.cc = createCongestionControl(t.opts.congestionControl, c.mss);
+  c.cc = c.newCongestionControl();
   if (h.wscale !== undefined) {
     c.wscaleOk = true;
     c.sndScale = h.wscale;
@@ -191,7 +190,7 @@ function cookieEstablish(t: TcpLayer, now: Instant, l: Listener, src: IpAddr, ds
   c.irs = irs;
   c.rcvNxt = h.seq;
   c.mss = Math.min(c.mss, COOKIE_MSS[idx]!);
-  c.cc = createCongestionControl(t.opts.congestionControl, c.mss);
+  c.cc = c.newCongestionControl();
   c.sndWnd = h.window; // no window scaling without state (RFC 4987 §3.6)
   c.wl1 = h.seq;
   c.wl2 = h.ack;

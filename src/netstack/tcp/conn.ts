@@ -154,8 +154,7 @@ export class Conn implements TcpConnection {
     this.rbuf = new ByteRing(layer.opts.recvBufferMax);
     const v4 = localAddr.length === 4;
     this.mss = layer.opts.mtu - (v4 ? IP4_TCP : IP6_TCP);
-    const rng = layer.opts.rng;
-    this.cc = createCongestionControl(layer.opts.congestionControl, this.mss, () => randomInt(rng, 1 << 16) / (1 << 16));
+    this.cc = this.newCongestionControl();
     this.sampling = this.cc.onRateSample !== undefined;
     this.rate = this.sampling ? new RateSampler() : UNUSED_SAMPLER;
   }
@@ -246,6 +245,15 @@ export class Conn implements TcpConnection {
   }
 
   // --- internals ----------------------------------------------------------------------
+
+  /**
+   * A controller for the current MSS (made again once the handshake settles the MSS), of the
+   * layer's kind; BBR draws its first ProbeBW phase from the layer's Rng.
+   */
+  newCongestionControl(): CongestionControl {
+    const rng = this.layer.opts.rng;
+    return createCongestionControl(this.layer.opts.congestionControl, this.mss, () => randomInt(rng, 1 << 16) / (1 << 16));
+  }
 
   /**
    * The receive window: buffer space not taken by data waiting to be read. Out-of-order
