@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Long fuzz runs: npm run fuzz -- TARGET [--time SECONDS] [--seed N] [--runs N]
 // TARGET is a file name in test/fuzz without .test.ts (wireguard, ip, tcp, dns, uapi, proxy,
-// gateway), or "all". Without --seed a random seed is chosen and printed, so a failure
-// reproduces with the same --seed (fast-check also prints the shrunk counterexample's path).
+// gateway), or "all". --time is per property (a target with two properties runs twice as
+// long; default 60). Without --seed a random seed is chosen and printed, so a failure
+// reproduces with the same --seed (fast-check also prints the shrunk counterexample and its
+// path). --runs caps the number of cases. WGNET_FUZZ_STATS=1 prints what each target reached.
 import { readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
