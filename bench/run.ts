@@ -15,6 +15,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   tunnel: { module: './tunnel.js', fn: 'benchTunnel' },
   proxy: { module: './proxy.js', fn: 'benchProxy' },
   gateway: { module: './gateway.js', fn: 'benchGateway' },
+  peers: { module: './peers.js', fn: 'benchPeers' },
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
