@@ -14,11 +14,13 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { PassThrough, type Duplex } from 'node:stream';
+import { EventEmitter, once } from 'node:events';
 import fc from 'fast-check';
 import { createSocks5Server } from '../../src/cli/socks5.js';
 import { createHttpProxyServer } from '../../src/cli/http-proxy.js';
-import type { Dialer } from '../../src/cli/dialer.js';
+import type { Dialer, DatagramSocket } from '../../src/cli/dialer.js';
 import { budget, checkAsync, corpus, mutate, mutationArb, type Mutation, watchUncaught } from './lib.js';
 
 const TIMEOUT = 200;
@@ -265,5 +267,88 @@ describe('fuzz: SOCKS5 and HTTP proxy requests', () => {
     );
     await allClosed();
     await stillWorks();
+  });
+
+  test('SOCKS5 UDP ASSOCIATE: random and mutated datagrams to the relay; answers well-formed, association freed with its connection', async () => {
+    // A dialer whose UDP sockets echo every datagram back from where it was sent (a name answers from 10.66.0.9).
+    let open = 0;
+    const udpDialer: Dialer = {
+      connect: dialer.connect,
+      udp: () => {
+        let closed = false;
+        open++;
+        const e = new EventEmitter() as EventEmitter & DatagramSocket;
+        e.send = (msg, port, address, cb) => {
+          setImmediate(() => {
+            if (!closed) e.emit('message', Buffer.from(msg), { address: net.isIP(address) ? address : '10.66.0.9', port });
+            cb?.(null);
+          });
+        };
+        e.close = () => {
+          if (!closed) open--;
+          closed = true;
+        };
+        return e;
+      },
+    };
+    let answered = 0;
+    const server = createSocks5Server({ dialer: udpDialer, limits: { requestTimeoutMs: TIMEOUT, maxUdpFlows: 64 } });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const header = fc.record({
+      rsv: fc.constantFrom([0, 0], [0, 0], [0, 0], [0, 1], [1, 0]),
+      frag: fc.constantFrom(0, 0, 0, 1, 0x80, 255),
+      atyp: fc.constantFrom(1, 1, 3, 4, 0, 2),
+      name: fc.constantFrom('echo.test', '', 'x'.repeat(255), '\u0000'),
+      port: fc.constantFrom(7, 53, 0, 65535),
+      data: fc.uint8Array({ maxLength: 64 }),
+    });
+    const datagram = fc.tuple(header, fc.array(mutationArb, { maxLength: 2 })).map(([h, muts]) => {
+      const addr = h.atyp === 1 ? [10, 66, 0, 2] : h.atyp === 4 ? [0xfd, 0x66, ...new Array(13).fill(0), 2] : h.atyp === 3 ? [Math.min(255, Buffer.byteLength(h.name)), ...Buffer.from(h.name)].slice(0, 256) : [1, 2, 3];
+      const b = Buffer.concat([Buffer.from([...h.rsv, h.frag, h.atyp, ...addr, h.port >> 8, h.port & 0xff]), h.data]);
+      return { bytes: muts.length ? Buffer.from(mutate(b, muts as Mutation[])) : b, data: Buffer.from(h.data) };
+    });
+    try {
+      await checkAsync(
+        fc.asyncProperty(fc.array(datagram, { minLength: 1, maxLength: 12 }), async (dgrams) => {
+          const c = net.connect(port, '127.0.0.1');
+          c.on('error', () => {});
+          let got = Buffer.alloc(0);
+          c.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+          await once(c, 'connect');
+          c.write(Buffer.from([5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0]));
+          const until = Date.now() + 2000;
+          while (got.length < 12 && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+          assert.equal(got.subarray(0, 4).toString('hex'), '05000500', `UDP ASSOCIATE answered ${got.toString('hex')}`);
+          const relayPort = got.readUInt16BE(10);
+          const u = dgram.createSocket('udp4');
+          u.bind(0, '127.0.0.1');
+          await once(u, 'listening');
+          const replies: Buffer[] = [];
+          u.on('message', (m) => {
+            replies.push(m);
+            answered++;
+          });
+          for (const d of dgrams) u.send(d.bytes, relayPort, '127.0.0.1');
+          await new Promise((r) => setTimeout(r, 30));
+          // Every answer: RSV 0 0, FRAG 0, an IPv4 or IPv6 source, then what some datagram carried.
+          for (const m of replies) {
+            assert.ok(m.length >= 10 && m[0] === 0 && m[1] === 0 && m[2] === 0 && (m[3] === 1 || m[3] === 4), `relay answer ${m.toString('hex')}`);
+            const body = m.subarray(m[3] === 1 ? 10 : 22);
+            assert.ok(dgrams.some((d) => d.bytes.subarray(d.bytes.length - body.length).equals(body)), `relay answer carries data nobody sent: ${body.toString('hex')}`);
+          }
+          u.close();
+          c.destroy();
+          const freeBy = Date.now() + 2000;
+          while (open > 0 && Date.now() < freeBy) await new Promise((r) => setTimeout(r, 5));
+          assert.equal(open, 0, 'the association\'s upstream sockets closed with its connection');
+          uncaught.check();
+        }),
+        budget('proxy-socks5-udp', 150),
+      );
+      assert.ok(server.stats.udpAssociations! > 0 && answered > 0, `${server.stats.udpAssociations} associations, ${answered} datagrams relayed back`);
+    } finally {
+      server.close();
+    }
   });
 });
