@@ -9,9 +9,7 @@ export function toHex(b: Uint8Array): string {
 /** Strict hex decoding: even length, [0-9a-fA-F] only. Returns undefined on bad input. */
 export function fromHex(s: string): Uint8Array | undefined {
   if (s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s)) return undefined;
-  const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(i * 2, 2), 16);
-  return out;
+  return new Uint8Array(Buffer.from(s, 'hex'));
 }
 
 export function toBase64(b: Uint8Array): string {
