@@ -99,16 +99,15 @@ export function receiveSetup(crypto: CryptoProvider, idleKeys: KeyPair[], idle: 
 }
 
 /**
- * µs per packet for each setup: rounds that take turns between the setups, best round
- * each, after a GC, so one setup's garbage or a busy moment on the machine is not
- * charged to another.
+ * µs per packet for each setup: rounds that take turns between the setups, the best round
+ * each. No forced GC between rounds: after a full GC of a 50k-peer heap (~180 MB) the next
+ * rounds ran 3-4× slower (the sweeping of that heap competing with them), which measured
+ * the forced GC, not the peer count.
  */
 export function receiveCosts(steps: (() => void)[]): number[] {
   const best = steps.map(() => Infinity);
-  const gc = (globalThis as { gc?: () => void }).gc;
   for (let r = 0, rounds = Number(process.env.WGNET_BENCH_ROUNDS ?? 15); r < rounds; r++) {
     steps.forEach((step, i) => {
-      gc?.();
       const n = 2000;
       const t0 = performance.now();
       for (let k = 0; k < n; k++) step();
@@ -117,7 +116,6 @@ export function receiveCosts(steps: (() => void)[]): number[] {
   }
   return best;
 }
-
 
 function startDevice(crypto: CryptoProvider, server: KeyPair, peers: KeyPair[]): { device: Device; ms: number } {
   const rng = new SeededRng(3);
