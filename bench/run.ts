@@ -15,6 +15,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   tunnel: { module: './tunnel.js', fn: 'benchTunnel' },
   proxy: { module: './proxy.js', fn: 'benchProxy' },
   gateway: { module: './gateway.js', fn: 'benchGateway' },
+  'tcp-cc': { module: './tcp-cc.js', fn: 'benchTcpCc' },
   peers: { module: './peers.js', fn: 'benchPeers' },
 };
 

@@ -68,7 +68,7 @@ export async function runGateway(args: string[]): Promise<number> {
     enabled: (level: TraceLevel) => order[level] <= order[c.level],
     log: (level, event, fields) => log(level, event, fields),
   };
-  const t = await Tunnel.create({ file: c.config }, { trace, ...(c.uapi ? { uapi: c.uapi } : {}) });
+  const t = await Tunnel.create({ file: c.config }, { trace, ...(c.uapi ? { uapi: c.uapi } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));

@@ -28,6 +28,11 @@ import { formatPrefix, formatIp } from '../util/ip.js';
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export function parseCongestionControl(v: string): 'cubic' | 'bbr' | 'newreno' {
+  if (v === 'cubic' || v === 'bbr' || v === 'newreno') return v;
+  throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--congestion-control: expected cubic, bbr or newreno, got '${v.slice(0, 20)}'`);
+}
+
 export function parseLogLevel(v: string, flag = '--log-level'): LogLevel {
   if ((LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel;
   throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `${flag}: expected one of ${LOG_LEVELS.join('|')}, got '${v.slice(0, 20)}'`);
@@ -43,6 +48,7 @@ export const OPS_HELP = `Operations:
   --pcap-max-size BYTES      rotate FILE to FILE.1 at this size (default 104857600)
   --log-level LEVEL          error|warn|info|debug|trace (default info; trace adds the cores' packet-level traces)
   --log-format text|json
+  --congestion-control NAME  TCP congestion control for the tunnel's connections: cubic (default), bbr, newreno
   --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
 Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
          connections untouched; a bad file keeps the running config and logs file:line.
@@ -106,6 +112,8 @@ export interface Common {
   healthIntervalMs: number;
   pcap?: string;
   pcapMaxBytes: number;
+  /** TCP congestion control for the tunnel's connections (--congestion-control). */
+  congestionControl?: 'cubic' | 'bbr' | 'newreno';
   /** --check: validate and exit. */
   check?: boolean;
 }
@@ -187,7 +195,7 @@ export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
 async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
   const trace = coreTrace(c, log);
-  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), ...(trace ? { trace } : {}) });
+  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), ...(trace ? { trace } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
@@ -235,6 +243,7 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
     if (a === '-c' || a === '--config') c.config = next();
     else if (a === '--uapi') c.uapi = next();
     else if (a === '--log-level') c.level = parseLogLevel(next());
+    else if (a === '--congestion-control') c.congestionControl = parseCongestionControl(next());
     else if (a === '--log-format') {
       const v = next();
       if (v !== 'json' && v !== 'text') throw bad(`--log-format: expected text or json, got '${v.slice(0, 20)}'`);
