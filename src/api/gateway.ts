@@ -111,6 +111,7 @@ export type GatewayCounter =
   | 'limit.flowsPerPeer'
   | 'limit.pendingTcp'
   | 'limit.pendingTcpPerPeer'
+  | 'limit.pings'
   | 'udp.idleClosed'
   | 'peer.removed'
   | 'routed'
@@ -149,6 +150,8 @@ export class Gateway {
   private sweep: NodeJS.Timeout | undefined;
   private closed = false;
   private warnedPing = false;
+  private pings = 0;
+  private readonly pingsPerPeer = new Map<string, number>();
 
   constructor(
     private readonly host: GatewayHost,
@@ -542,9 +545,19 @@ export class Gateway {
         return this.host.engine.schedule();
       }
       if (no) return refuse(no, no.startsWith('limit') ? 'host' : 'admin');
+      // Each relayed echo is a `ping` process: bounded in total and per peer, the excess dropped
+      // (a ping that is not answered is what a rate-limited router gives, RFC 1812 §4.3.2.8).
+      const mine = this.pingsPerPeer.get(info.peer) ?? 0;
+      if (this.pings >= MAX_PINGS || mine >= MAX_PINGS_PER_PEER) return this.count('limit.pings');
+      this.pings++;
+      this.pingsPerPeer.set(info.peer, mine + 1);
       const a = this.track(info.peer, () => {});
       pingHost(formatIp(target), req.data.length, 3000, (ok, why) => {
         this.untrack(a);
+        this.pings--;
+        const left = (this.pingsPerPeer.get(info.peer) ?? 1) - 1;
+        if (left <= 0) this.pingsPerPeer.delete(info.peer);
+        else this.pingsPerPeer.set(info.peer, left);
         if (this.closed) return;
         if (ok) {
           this.count('relayed');
@@ -623,6 +636,10 @@ export class Gateway {
     for (const flow of [...this.udp.keys()]) this.closeUdp(flow);
   }
 }
+
+/** Relayed echo requests in flight (each a `ping` process), in total and per peer. */
+const MAX_PINGS = 64;
+const MAX_PINGS_PER_PEER = 8;
 
 function failureAnswer(err: ConnectFailure): 'rst' | UnreachableKind {
   return err === 'refused' ? 'rst' : 'host';
