@@ -9,10 +9,15 @@
  *   wireguard-go in the same run (needs root, /dev/net/tun, wireguard-go and wg; skipped
  *   without them);
  * - handshake responses per second: initiations from 1,000 distinct configured peers,
- *   each answered (no cookies), and under load (cookie replies).
+ *   each answered (no cookies), and under load (cookie replies), in process; then over UDP
+ *   on loopback with 64 initiations in flight (below both servers' under-load backlog of
+ *   128, so every one is answered), wgnet (Device + engine + UDP socket, its own process)
+ *   next to wireguard-go, same clients, same run.
  */
 import { spawn, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +31,10 @@ import type { CryptoProvider } from '../src/crypto/provider.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../src/crypto/keys.js';
 import { SeededRng } from '../src/util/rng.js';
 import { parsePrefix } from '../src/util/ip.js';
-import { allocPacket, toBase64, WG_HEADROOM, WG_TAILROOM } from '../src/util/bytes.js';
+import { allocPacket, fromHex, toBase64, toHex, WG_HEADROOM, WG_TAILROOM } from '../src/util/bytes.js';
+import { Engine, type PacketLayer } from '../src/io/engine.js';
+import { UdpBind } from '../src/io/udp-bind.js';
+import { systemRng, wallClock } from '../src/io/clock.js';
 import type { BenchRow } from './common.js';
 
 const run = promisify(execFile);
@@ -239,6 +247,119 @@ async function receiveCostInChild(peers: number): Promise<number> {
   return Number(stdout.trim().split('\n').pop());
 }
 
+/** The wgnet side of the loopback handshake row, in its own process: prints `ready PORT`. */
+async function serveHandshakes(file: string): Promise<void> {
+  const cfg = JSON.parse(readFileSync(file, 'utf8')) as { priv: string; peers: string[] };
+  const device = new Device({ privateKey: fromHex(cfg.priv)!, crypto: getCryptoProvider('auto'), rng: systemRng, wallClock });
+  cfg.peers.forEach((pk, i) => device.addPeer({ publicKey: fromHex(pk)!, allowedIps: [parsePrefix(`${peerIp(i)}/32`)!] }));
+  const layer: PacketLayer = { handleInput: () => {}, pollTransmit: () => undefined, handleTimeout: () => {}, pollTimeout: () => undefined, pollEvent: () => undefined };
+  const engine = new Engine(device, layer, undefined);
+  engine.bind = await UdpBind.open({ port: 0, host4: '127.0.0.1', onMessage: (d, a, p) => engine.receive(d, a, p), onBatchEnd: () => engine.pump() });
+  process.stdout.write(`ready ${engine.bind.port}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
+}
+
+/**
+ * Responses per second from a server on 127.0.0.1:`port`: pre-made initiations (each client's
+ * in timestamp order), `window` in flight, the next sent when a response or cookie reply comes
+ * back or after 200 ms without one. Counted after a 0.5 s warm-up, for `ms`.
+ */
+async function closedLoopHandshakes(port: number, inits: { data: Uint8Array; client: number }[], window: number, ms: number): Promise<{ rate: number; cookies: number }> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  let next = 0;
+  let responses = 0;
+  let cookies = 0;
+  let counting = false;
+  let last = performance.now();
+  const send = (): void => {
+    if (next < inits.length) sock.send(inits[next++]!.data, port, '127.0.0.1');
+  };
+  sock.on('message', (m) => {
+    last = performance.now();
+    if (counting) {
+      if (m[0] === 2) responses++;
+      else if (m[0] === 3) cookies++;
+    }
+    send();
+  });
+  for (let i = 0; i < window; i++) send();
+  const stall = setInterval(() => {
+    if (performance.now() - last > 200) for (let i = 0; i < window; i++) send();
+  }, 100);
+  await new Promise((r) => setTimeout(r, 500));
+  counting = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  counting = false;
+  const secs = (performance.now() - t0) / 1000;
+  clearInterval(stall);
+  sock.close();
+  if (next >= inits.length) throw new Error(`ran out of initiations (${responses} responses, ${cookies} cookie replies in ${secs.toFixed(1)} s)`);
+  return { rate: responses / secs, cookies };
+}
+
+export async function handshakeComparison(crypto: CryptoProvider, clientKeys: KeyPair[]): Promise<BenchRow[] | string> {
+  if (process.getuid?.() !== 0 || !existsSync('/dev/net/tun')) return 'needs root and /dev/net/tun';
+  const rng = new SeededRng(6);
+  const server = keys(crypto, rng, 1)[0]!;
+  // Initiations made beforehand, so the load generator costs a sendto per message: each
+  // client's in order of its TAI64N timestamps, clients interleaved.
+  let wall = Date.now();
+  const clients = clientKeys.map((k) => {
+    const d = new Device({ privateKey: k.priv, crypto, rng, wallClock: () => wall });
+    return { d, peer: d.addPeer({ publicKey: server.pub, endpoint: { address: '127.0.0.1', port: 1 } }) };
+  });
+  let vnow = 0;
+  const make = (rounds: number): { data: Uint8Array; client: number }[] => {
+    const out: { data: Uint8Array; client: number }[] = [];
+    for (let r = 0; r < rounds; r++) {
+      vnow += 6000;
+      clients.forEach((c, i) => {
+        wall += 1;
+        c.d.initiateHandshake(vnow, c.peer);
+        out.push({ data: c.d.pollTransmit()!.data, client: i });
+      });
+    }
+    return out;
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'wgnet-hs-'));
+  const rows: BenchRow[] = [];
+  const go = { name: `wgbh${process.pid % 10000}`, proc: undefined as ReturnType<typeof spawn> | undefined };
+  let ours: ReturnType<typeof spawn> | undefined;
+  try {
+    // wgnet
+    const file = join(dir, 'keys.json');
+    writeFileSync(file, JSON.stringify({ priv: toHex(server.priv), peers: clientKeys.map((k) => toHex(k.pub)) }));
+    ours = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve-handshakes', file], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: ours!.stdout! }).once('line', resolve);
+      ours!.once('exit', () => reject(new Error('wgnet server exited')));
+    });
+    const ourPort = Number(line.split(' ')[1]);
+    const ourRes = await closedLoopHandshakes(ourPort, make(24), 64, 2000);
+    ours.stdin!.end();
+    // wireguard-go: same server key, same peers, its own listen port
+    const conf = join(dir, 'go.conf');
+    let text = `[Interface]\nPrivateKey = ${toBase64(server.priv)}\nListenPort = ${ourPort + 1}\n`;
+    clientKeys.forEach((k, i) => (text += `\n[Peer]\nPublicKey = ${toBase64(k.pub)}\nAllowedIPs = ${peerIp(i)}/32\n`));
+    writeFileSync(conf, text);
+    go.proc = spawn('wireguard-go', ['-f', go.name], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'error' } });
+    if (!(await waitFor(`/var/run/wireguard/${go.name}.sock`, 5000))) return 'wireguard-go did not start';
+    await run('wg', ['setconf', go.name, conf]);
+    const goRes = await closedLoopHandshakes(ourPort + 1, make(24), 64, 2000);
+    rows.push({ name: `handshake responses/s over loopback, 64 in flight (wgnet)`, value: ourRes.rate, unit: '/s', ref: 'wireguard-go', ratio: ourRes.rate / goRes.rate });
+    rows.push({ name: `  wireguard-go`, value: goRes.rate, unit: '/s' });
+    if (ourRes.cookies + goRes.cookies > 0) rows.push({ name: `  cookie replies (wgnet / wireguard-go): ${ourRes.cookies} / ${goRes.cookies}`, value: 0, unit: '' });
+  } finally {
+    ours?.kill();
+    go.proc?.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
 export async function benchPeers(): Promise<BenchRow[]> {
   const crypto = getCryptoProvider('auto');
   const rng = new SeededRng(1);
@@ -280,6 +401,9 @@ export async function benchPeers(): Promise<BenchRow[]> {
   rows.push({ name: `handshake responses/s, 1,000 configured peers (${crypto.name})`, value: hs.rate, unit: '/s' });
   const cookies = handshakeRate(crypto, clients, true);
   rows.push({ name: `cookie replies/s under load, 1,000 peers (${crypto.name})`, value: cookies.rate, unit: '/s', ref: 'responses', ratio: cookies.rate / hs.rate });
+  const loop = await handshakeComparison(crypto, clients).catch((err: Error) => err.message.split('\n')[0]!);
+  if (typeof loop === 'string') rows.push({ name: `handshakes over loopback vs wireguard-go: skipped (${loop})`, value: 0, unit: '' });
+  else rows.push(...loop);
   return rows;
 }
 
@@ -289,5 +413,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const crypto = getCryptoProvider('auto');
     const pool = keys(crypto, new SeededRng(1), n);
     console.log(receiveCosts([receiveSetup(crypto, pool, n - 1)])[0]);
-  } else for (const r of await benchPeers()) console.log(r);
+  } else if (process.argv[2] === 'serve-handshakes') await serveHandshakes(process.argv[3]!);
+  else for (const r of await benchPeers()) console.log(r);
 }
