@@ -6,13 +6,12 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import tls from 'node:tls';
-import type { Duplex } from 'node:stream';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type dns from 'node:dns';
-import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
-import { fetchPath, undiciHonoursDispatcher, dispatcherUnsupported, httpClientFor, closeHttpClient } from './http-fetch.js';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
+import { fetchPath, httpClientFor, closeHttpClient } from './http-fetch.js';
+import { TunnelHttp } from './http.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
 import { Interface, type NetEvent, type UdpSocket as NetUdpSocket } from '../netstack/interface.js';
 import { DnsClient, type DnsQuery } from '../netstack/dns.js';
@@ -109,9 +108,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private pausedState: { port: number; keepalives: Map<Peer, number> } | undefined;
   /** Rejects a pending ping(); close() calls each with ERR_WGNET_CLOSED. */
   private readonly pingCancels = new Set<(err: Error) => void>();
-  private _dispatcher: UndiciAgent | undefined;
-  private _httpAgent: http.Agent | undefined;
-  private _httpsAgent: https.Agent | undefined;
+  private readonly http = new TunnelHttp((o) => this.connect(o));
   private readonly resolving = new Set<Peer>();
   private fwmarkValue = 0;
   private uapiServer: UapiServer | undefined;
@@ -519,31 +516,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    * undici): requests made with it would leave through the host network.
    */
   get dispatcher(): Dispatcher {
-    if (!undiciHonoursDispatcher()) throw dispatcherUnsupported();
-    if (!this._dispatcher) {
-      this._dispatcher = new UndiciAgent({
-        connect: (opts, cb) => {
-          const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);
-          const sock = this.connect({ host: opts.hostname, port });
-          const onError = (err: Error): void => cb(err, null);
-          if (opts.protocol === 'https:') {
-            const t = tls.connect({ socket: sock as unknown as Duplex, servername: opts.servername ?? opts.hostname, ALPNProtocols: ['http/1.1'] });
-            t.once('secureConnect', () => {
-              t.off('error', onError);
-              cb(null, t);
-            });
-            t.once('error', onError);
-          } else {
-            sock.once('connect', () => {
-              sock.off('error', onError);
-              cb(null, sock as never);
-            });
-            sock.once('error', onError);
-          }
-        },
-      });
-    }
-    return this._dispatcher;
+    return this.http.dispatcher();
   }
 
   /**
@@ -565,35 +538,12 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   /** An http.Agent for `http.request(url, { agent })`. */
   get httpAgent(): http.Agent {
-    if (!this._httpAgent) {
-      const tunnel = this;
-      this._httpAgent = new (class extends http.Agent {
-        override createConnection(o: http.ClientRequestArgs, cb?: (err: Error | null, s: Duplex) => void): Duplex {
-          const s = tunnel.connect({ host: o.hostname ?? o.host ?? 'localhost', port: Number(o.port) || 80 });
-          if (cb) {
-            s.once('connect', () => cb(null, s));
-            s.once('error', (e) => cb(e, s));
-          }
-          return s;
-        }
-      })({ keepAlive: true });
-    }
-    return this._httpAgent;
+    return this.http.httpAgent();
   }
 
   /** An https.Agent: TLS over a tunnel connection. */
   get httpsAgent(): https.Agent {
-    if (!this._httpsAgent) {
-      const tunnel = this;
-      this._httpsAgent = new (class extends https.Agent {
-        override createConnection(o: https.RequestOptions & { servername?: string }): Duplex {
-          const host = o.hostname ?? o.host ?? 'localhost';
-          const raw = tunnel.connect({ host, port: Number(o.port) || 443 });
-          return tls.connect({ ...(o as tls.ConnectionOptions), socket: raw as unknown as Duplex, servername: o.servername ?? (parseIp(host) ? undefined : host) });
-        }
-      })({ keepAlive: true });
-    }
-    return this._httpsAgent;
+    return this.http.httpsAgent();
   }
 
   /** Whether packets to `address` have somewhere to go: a peer's AllowedIPs cover it, or it is this tunnel's own. */
@@ -964,10 +914,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     for (const s of [...this.conns.values()]) s.resetAndDestroy();
     for (const u of [...this.udps.values()]) u.close();
     this.engine.pump(); // let the RSTs out
-    if (typeof this._dispatcher?.destroy === 'function') this._dispatcher.destroy().catch(() => {});
+    this.http.close();
     closeHttpClient(this);
-    this._httpAgent?.destroy();
-    this._httpsAgent?.destroy();
     this.engine.close();
     await this.uapiServer?.close();
     await this.engine.bind?.close();
