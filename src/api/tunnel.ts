@@ -36,10 +36,10 @@ import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
 import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
 import type { Writable } from 'node:stream';
-import { PeerEventCounters, wireguardMetrics, netstackMetrics, gatewayMetrics, processMetrics, formatMetrics, type MetricFamily } from '../io/metrics.js';
-import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type HealthReport } from '../io/health.js';
-import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
-import { publishPeerEvent } from '../io/diagnostics.js';
+import type { MetricFamily } from '../io/metrics.js';
+import type { HealthOptions, HealthReport } from '../io/health.js';
+import type { CaptureOptions, CaptureStats } from '../io/pcap.js';
+import { TunnelOps } from './ops.js';
 import type { TunnelEvents } from './types/events.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 
@@ -596,49 +596,17 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   // --- operations: metrics, health, capture (issue 15) ------------------------------
 
-  /**
-   * Handshakes, give-ups and endpoint changes per peer (the Device emits these, it does not
-   * count them), also published on the wgnet:* diagnostics channels (io/diagnostics.ts).
-   */
-  private readonly peerEvents: PeerEventCounters = ((c: PeerEventCounters) => {
-    this.on('handshake', (e) => {
-      c.record('handshake', e.publicKey);
-      publishPeerEvent('handshake', { tunnel: this, publicKey: e.publicKey });
-    });
-    this.on('handshake-failed', (e) => {
-      c.record('handshake-failed', e.publicKey);
-      publishPeerEvent('handshake-failed', { tunnel: this, publicKey: e.publicKey });
-    });
-    this.on('endpoint-changed', (e) => {
-      c.record('endpoint-changed', e.publicKey);
-      publishPeerEvent('endpoint-changed', { tunnel: this, publicKey: e.publicKey, endpoint: e.endpoint });
-    });
-    return c;
-  })(new PeerEventCounters());
-  private probe: HealthProbe | undefined;
-  private pcap: PcapWriter | undefined;
+  /** Metrics, health and capture (./ops.ts). */
+  private readonly ops = new TunnelOps(this);
 
   /**
    * The tunnel's metrics in the Prometheus text format (version 0.0.4): per-peer bytes,
    * handshakes and failures, device drops by reason, netstack and TCP counters, TCP
    * connections by state, gateway counters, process CPU, memory and event-loop delay.
-   * Read from counters the cores keep anyway: nothing is counted per packet for this.
    * `extra` families (your own) are appended.
    */
   metrics(opts: { extra?: MetricFamily[] } = {}): string {
-    const e = this.engine;
-    const families = [...wireguardMetrics({ device: e.device, now: e.now(), wallNow: Date.now(), events: this.peerEvents }), ...netstackMetrics(e.iface)];
-    const g = this.gatewayStats();
-    if (g) families.push(...gatewayMetrics(g));
-    if (this.pcap) {
-      const s = this.pcap.stats;
-      families.push(
-        { name: 'wgnet_capture_packets_total', type: 'counter', help: 'Packets written to the pcap capture.', samples: [{ value: s.packets }] },
-        { name: 'wgnet_capture_dropped_total', type: 'counter', help: 'Packets the capture dropped (size bound reached or writer behind).', samples: [{ value: s.dropped }] },
-      );
-    }
-    families.push(...processMetrics(), ...(opts.extra ?? []));
-    return formatMetrics(families);
+    return this.ops.metrics(opts);
   }
 
   /**
@@ -647,7 +615,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    * interval. `reason` says what is wrong when `ready` is false.
    */
   health(opts: HealthOptions = {}): HealthReport {
-    return healthReport(this.engine.device, Date.now(), opts, this.probe);
+    return this.ops.health(opts);
   }
 
   /**
@@ -658,30 +626,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    */
   healthCheck(target: string, opts: { interval?: number; timeout?: number; onChange?: (ok: boolean, error: string | null) => void } = {}): { stop(): void } {
     this.assertOpen();
-    const t = parseProbeTarget(target);
-    const interval = opts.interval ?? 10_000;
-    const timeout = opts.timeout ?? Math.min(5_000, interval);
-    const run =
-      t.port === undefined
-        ? async (): Promise<void> => void (await this.ping(t.host, { timeout }))
-        : (): Promise<void> =>
-            new Promise<void>((resolve, reject) => {
-              const s = this.connect({ host: t.host, port: t.port! });
-              const timer = setTimeout(() => s.destroy(systemError('ETIMEDOUT', 'connect', t.host, t.port)), timeout);
-              s.once('connect', () => {
-                clearTimeout(timer);
-                s.destroy();
-                resolve();
-              });
-              s.once('error', (err) => {
-                clearTimeout(timer);
-                reject(err);
-              });
-            });
-    this.probe?.stop();
-    const probe = (this.probe = new HealthProbe(target, run, interval, timeout, opts.onChange).start());
-    this.once('close', () => probe.stop());
-    return { stop: () => probe.stop() };
+    return this.ops.healthCheck(target, opts);
   }
 
   /**
@@ -692,18 +637,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    */
   capture(target: string | Writable, opts: CaptureOptions = {}): { readonly stats: CaptureStats; close(): Promise<void> } {
     this.assertOpen();
-    if (this.pcap) throw new WgnetError('ERR_WGNET_IN_USE', 'capture: a capture is already running; close() it first');
-    const w = new PcapWriter(target, opts);
-    this.pcap = w;
-    this.engine.tap = (p) => w.write(p);
-    const close = async (): Promise<void> => {
-      if (this.pcap !== w) return;
-      this.pcap = undefined;
-      this.engine.tap = undefined;
-      await w.close();
-    };
-    this.once('close', () => void close());
-    return { stats: w.stats, close };
+    return this.ops.capture(target, opts);
   }
 
   // --- UAPI ----------------------------------------------------------------
