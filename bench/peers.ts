@@ -252,7 +252,22 @@ async function serveHandshakes(file: string): Promise<void> {
   const cfg = JSON.parse(readFileSync(file, 'utf8')) as { priv: string; peers: string[] };
   const device = new Device({ privateKey: fromHex(cfg.priv)!, crypto: getCryptoProvider('auto'), rng: systemRng, wallClock });
   cfg.peers.forEach((pk, i) => device.addPeer({ publicKey: fromHex(pk)!, allowedIps: [parsePrefix(`${peerIp(i)}/32`)!] }));
-  const layer: PacketLayer = { handleInput: () => {}, pollTransmit: () => undefined, handleTimeout: () => {}, pollTimeout: () => undefined, pollEvent: () => undefined };
+  // Echoes every IPv4 packet to its sender (source and destination swapped): the live peer's "ping".
+  const echo: Uint8Array[] = [];
+  const layer: PacketLayer = {
+    handleInput: (_now, p) => {
+      if (p.length < 20 || p[0]! >> 4 !== 4) return;
+      const q = allocPacket(p.length, WG_HEADROOM, WG_TAILROOM);
+      q.set(p);
+      q.set(p.subarray(16, 20), 12);
+      q.set(p.subarray(12, 16), 16);
+      echo.push(q);
+    },
+    pollTransmit: () => echo.shift(),
+    handleTimeout: () => {},
+    pollTimeout: () => undefined,
+    pollEvent: () => undefined,
+  };
   const engine = new Engine(device, layer, undefined);
   engine.bind = await UdpBind.open({ port: 0, host4: '127.0.0.1', onMessage: (d, a, p) => engine.receive(d, a, p), onBatchEnd: () => engine.pump() });
   process.stdout.write(`ready ${engine.bind.port}\n`);
@@ -300,6 +315,80 @@ async function closedLoopHandshakes(port: number, inits: { data: Uint8Array; cli
   return { rate: responses / secs, cookies };
 }
 
+/**
+ * An established peer's round trips (a packet echoed by the server's engine) while other
+ * clients flood the server with `floodRate` initiations per second, next to the same with
+ * no flood: p50 / p99 in ms and the share lost.
+ */
+async function floodLatency(port: number, serverPub: Uint8Array, live: KeyPair, flood: Uint8Array[], floodRate: number, ms: number): Promise<{ p50: number; p99: number; lost: number; cookies: number }> {
+  const crypto = getCryptoProvider('auto');
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const fsock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => fsock.bind(0, '127.0.0.1', r));
+  let cookies = 0;
+  fsock.on('message', (m) => void (m[0] === 3 && cookies++));
+  const t0 = performance.now();
+  const now = (): number => performance.now() - t0 + 1;
+  const dev = new Device({ privateKey: live.priv, crypto, rng: systemRng, wallClock });
+  const se = { address: '127.0.0.1', port };
+  const peer = dev.addPeer({ publicKey: serverPub, endpoint: se, allowedIps: [parsePrefix('0.0.0.0/0')!] });
+  const sentAt = new Map<number, number>();
+  const rtts: number[] = [];
+  const flush = (): void => {
+    for (let d = dev.pollTransmit(); d; d = dev.pollTransmit()) sock.send(d.data, d.to.port, d.to.address);
+  };
+  sock.on('message', (m, r) => {
+    dev.handleDatagram(now(), new Uint8Array(m.buffer, m.byteOffset, m.length), { address: r.address, port: r.port });
+    for (let p = dev.pollPacket(); p; p = dev.pollPacket()) {
+      const seq = new DataView(p.buffer, p.byteOffset).getUint32(20);
+      const at = sentAt.get(seq);
+      if (at !== undefined) {
+        rtts.push(performance.now() - at);
+        sentAt.delete(seq);
+      }
+    }
+    flush();
+  });
+  const ping = (seq: number): void => {
+    const p = allocPacket(64, WG_HEADROOM, WG_TAILROOM);
+    p[0] = 0x45;
+    p[3] = 64;
+    p[9] = 17;
+    p.set([10, 0, 0, 16], 12);
+    p.set([10, 0, 0, 1], 16);
+    new DataView(p.buffer, p.byteOffset).setUint32(20, seq);
+    sentAt.set(seq, performance.now());
+    dev.handlePacket(now(), p);
+    flush();
+  };
+  // The session first.
+  dev.initiateHandshake(now(), peer);
+  flush();
+  for (let i = 0; i < 50 && dev.stats.handshakesCompleted === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  if (dev.stats.handshakesCompleted === 0) throw new Error('no session with the server');
+  ping(0);
+  await new Promise((r) => setTimeout(r, 100));
+  rtts.length = 0;
+  sentAt.clear();
+  let f = 0;
+  const tick = 5;
+  const floodTimer = floodRate > 0 ? setInterval(() => {
+    for (let i = 0; i < (floodRate * tick) / 1000 && f < flood.length; i++) fsock.send(flood[f++]!, port, '127.0.0.1');
+  }, tick) : undefined;
+  let seq = 1;
+  const pinger = setInterval(() => ping(seq++), 10);
+  await new Promise((r) => setTimeout(r, ms));
+  clearInterval(pinger);
+  if (floodTimer) clearInterval(floodTimer);
+  await new Promise((r) => setTimeout(r, 300));
+  sock.close();
+  fsock.close();
+  const sorted = rtts.sort((a, b) => a - b);
+  const q = (x: number): number => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))] ?? NaN;
+  return { p50: q(0.5), p99: q(0.99), lost: 1 - rtts.length / (seq - 1), cookies };
+}
+
 export async function handshakeComparison(crypto: CryptoProvider, clientKeys: KeyPair[]): Promise<BenchRow[] | string> {
   if (process.getuid?.() !== 0 || !existsSync('/dev/net/tun')) return 'needs root and /dev/net/tun';
   const rng = new SeededRng(6);
@@ -339,6 +428,11 @@ export async function handshakeComparison(crypto: CryptoProvider, clientKeys: Ke
     });
     const ourPort = Number(line.split(' ')[1]);
     const ourRes = await closedLoopHandshakes(ourPort, make(24), 64, 2000);
+    // An established peer's round trips with no flood, then during a 12,800/s flood.
+    const floodRate = 12_800;
+    const floodMsgs = make(Math.ceil((floodRate * 3.5) / clientKeys.length)).map((x) => x.data);
+    const quiet = await floodLatency(ourPort, server.pub, clientKeys[0]!, [], 0, 2000);
+    const loud = await floodLatency(ourPort, server.pub, clientKeys[0]!, floodMsgs, floodRate, 3000);
     ours.stdin!.end();
     // wireguard-go: same server key, same peers, its own listen port
     const conf = join(dir, 'go.conf');
@@ -351,6 +445,9 @@ export async function handshakeComparison(crypto: CryptoProvider, clientKeys: Ke
     const goRes = await closedLoopHandshakes(ourPort + 1, make(24), 64, 2000);
     rows.push({ name: `handshake responses/s over loopback, 64 in flight (wgnet)`, value: ourRes.rate, unit: '/s', ref: 'wireguard-go', ratio: ourRes.rate / goRes.rate });
     rows.push({ name: `  wireguard-go`, value: goRes.rate, unit: '/s' });
+    const f = (x: number): string => x.toFixed(x < 10 ? 2 : 0);
+    rows.push({ name: `live peer RTT p50 / p99, no flood (wgnet): ${f(quiet.p50)} / ${f(quiet.p99)} ms, lost ${(quiet.lost * 100).toFixed(1)} %`, value: quiet.p99, unit: 'ms p99' });
+    rows.push({ name: `  same, 12,800 initiations/s flood: ${f(loud.p50)} / ${f(loud.p99)} ms, lost ${(loud.lost * 100).toFixed(1)} %, ${loud.cookies} cookie replies`, value: loud.p99, unit: 'ms p99', ref: 'no flood', ratio: loud.p99 / quiet.p99 });
     if (ourRes.cookies + goRes.cookies > 0) rows.push({ name: `  cookie replies (wgnet / wireguard-go): ${ourRes.cookies} / ${goRes.cookies}`, value: 0, unit: '' });
   } finally {
     ours?.kill();
