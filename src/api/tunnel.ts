@@ -40,6 +40,7 @@ import type { MetricFamily } from '../io/metrics.js';
 import type { HealthOptions, HealthReport } from '../io/health.js';
 import type { CaptureOptions, CaptureStats } from '../io/pcap.js';
 import { TunnelOps } from './ops.js';
+import { abortError, TunnelPause, waitReady } from './lifecycle.js';
 import type { TunnelEvents } from './types/events.js';
 import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 
@@ -105,7 +106,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private pingSeq = 0;
   private closed = false;
   /** Set between pause() and resume(): the outer port to reopen and the persistent keepalives to restore. */
-  private pausedState: { port: number; keepalives: Map<Peer, number> } | undefined;
+  private readonly pauser = new TunnelPause(this, () => this.closed);
   /** Rejects a pending ping(); close() calls each with ERR_WGNET_CLOSED. */
   private readonly pingCancels = new Set<(err: Error) => void>();
   private readonly http = new TunnelHttp((o) => this.connect(o));
@@ -697,66 +698,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    */
   async ready(opts: { timeout?: number; peer?: string; signal?: AbortSignal } = {}): Promise<void> {
     this.assertOpen();
-    const { signal } = opts;
-    if (signal?.aborted) throw abortError(signal);
-    const timeout = opts.timeout ?? 10_000;
-    if (typeof timeout !== 'number' || !(timeout > 0)) throw invalidArgument(`ready: timeout must be a number of milliseconds > 0, got ${String(timeout).slice(0, 40)}`);
-    const device = this.engine.device;
-    const all = [...device.peers()];
-    const want = opts.peer === undefined ? all : all.filter((p) => toBase64(p.publicKey) === opts.peer);
-    if (all.length === 0) throw new WgnetError('ERR_WGNET_NO_HANDSHAKE', 'ready: the tunnel has no peers to handshake with (add one with ipcSet or in the config)');
-    // Not echoed: a caller who passes the wrong key may be passing a private one.
-    if (want.length === 0) throw invalidArgument(`ready: no peer has the public key given (${all.length} peer${all.length === 1 ? '' : 's'} configured)`);
-    const now = this.engine.now();
-    if (want.some((p) => p.current !== undefined && now - p.current.created < REJECT_AFTER_TIME)) return;
-    const keys = new Set(want.map((p) => toBase64(p.publicKey)));
-    await new Promise<void>((resolve, reject) => {
-      const failed = new Set<string>();
-      const done = (err?: Error): void => {
-        clearTimeout(timer);
-        this.off('handshake', onHandshake);
-        this.off('handshake-failed', onFailed);
-        this.off('close', onClose);
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onHandshake = (e: { publicKey: string }): void => {
-        if (keys.has(e.publicKey)) done();
-      };
-      const onFailed = (e: { publicKey: string }): void => {
-        if (!keys.has(e.publicKey)) return;
-        failed.add(e.publicKey);
-        if (failed.size === keys.size) done(this.notReady(want, 'every handshake attempt went unanswered for 90 s (REKEY_ATTEMPT_TIME)'));
-      };
-      const onClose = (): void => done(new WgnetError('ERR_WGNET_CLOSED', 'ready: the tunnel was closed before a handshake'));
-      const onAbort = (): void => done(abortError(signal!));
-      const timer = setTimeout(() => done(this.notReady(want, `no handshake within ${timeout} ms`)), timeout);
-      this.on('handshake', onHandshake);
-      this.on('handshake-failed', onFailed);
-      this.once('close', onClose);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const t = this.engine.now();
-      for (const p of want) if (p.endpoint) device.initiateHandshake(t, p);
-      this.engine.pump();
-    });
-  }
-
-  /** ready()'s error: per peer, its endpoint, how many initiations went out and whether it ever answered. */
-  private notReady(peers: Peer[], what: string): WgnetError {
-    const lines = peers.slice(0, 8).map((p) => {
-      const ep = p.endpoint ? `endpoint ${p.endpoint.address.includes(':') ? `[${p.endpoint.address}]` : p.endpoint.address}:${p.endpoint.port}` : 'no endpoint (it has to connect to this tunnel first)';
-      const sent = p.pending ? p.attempts + 1 : 0; // initiations of the handshake under way (attempts counts its retries)
-      const tried = p.endpoint ? `, ${sent} initiation${sent === 1 ? '' : 's'} sent` : '';
-      const heard = p.rxBytes > 0 ? ', it answered before' : p.endpoint ? ', nothing received from it' : '';
-      return `peer ${toBase64(p.publicKey)} (${ep}${tried}${heard})`;
-    });
-    if (peers.length > 8) lines.push(`and ${peers.length - 8} more`);
-    const e = new WgnetError(
-      'ERR_WGNET_NO_HANDSHAKE',
-      `ready: ${what}: ${lines.join('; ')}. Check that the endpoint is reachable over UDP and that the peer has this tunnel's public key ${this.publicKey} with AllowedIPs covering ${this.addresses.join(', ')}.`,
-    );
-    return e;
+    return waitReady(this, opts);
   }
 
   /**
@@ -767,19 +709,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    */
   async pause(): Promise<void> {
     this.assertOpen();
-    if (this.pausedState) return;
-    const bind = this.engine.bind;
-    const keepalives = new Map<Peer, number>();
-    for (const p of this.engine.device.peers()) {
-      if (p.persistentKeepalive) {
-        keepalives.set(p, p.persistentKeepalive);
-        this.engine.device.updatePeer(p.publicKey, { persistentKeepalive: 0 });
-      }
-    }
-    this.pausedState = { port: bind?.port ?? 0, keepalives };
-    this.engine.bind = undefined; // the engine sends through bind?.: nothing leaves while paused
-    await bind?.close();
-    this.emit('pause');
+    return this.pauser.pause();
   }
 
   /**
@@ -791,47 +721,12 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    */
   async resume(): Promise<void> {
     this.assertOpen();
-    const st = this.pausedState;
-    if (!st) return;
-    const engine = this.engine;
-    const bind = await UdpBind.open({
-      port: st.port,
-      onMessage: (data, address, port) => engine.receive(data, address, port),
-      onBatchEnd: () => engine.pump(),
-      onError: (err) => this.emit(this.listenerCount('error') > 0 ? 'error' : 'warning', err),
-    });
-    if (this.closed) return void (await bind.close());
-    this.pausedState = undefined;
-    engine.bind = bind;
-    const device = engine.device;
-    await Promise.all(
-      this.config.peers.map(async (spec) => {
-        if (!spec.endpoint || parseIp(spec.endpoint.host)) return;
-        try {
-          const ep = await resolveEndpoint(spec.endpoint.host, spec.endpoint.port);
-          if (!this.closed && device.getPeer(spec.publicKey)) device.updatePeer(spec.publicKey, { endpoint: ep });
-        } catch (err) {
-          this.emit('warning', err as Error);
-        }
-      }),
-    );
-    if (this.closed) return;
-    for (const [p, seconds] of st.keepalives) if (device.getPeer(p.publicKey) === p) device.updatePeer(p.publicKey, { persistentKeepalive: seconds });
-    const now = engine.now();
-    for (const p of device.peers()) {
-      if (!p.endpoint) continue;
-      // As wireguard-go's peer.Start(): forget when the last initiation went out, so RekeyTimeout
-      // does not hold back the handshake a new network needs.
-      p.lastSentHandshake = -Infinity;
-      device.initiateHandshake(now, p);
-    }
-    engine.pump();
-    this.emit('resume');
+    return this.pauser.resume();
   }
 
   /** Whether pause() is in effect. */
   get paused(): boolean {
-    return this.pausedState !== undefined;
+    return this.pauser.paused;
   }
 
   /** `await using tunnel = await Tunnel.create(...)`: close() at the end of the scope. */
@@ -956,14 +851,6 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
-
-/** What an aborted `signal` rejects with, as Node's own APIs: an AbortError whose cause is the reason. */
-function abortError(signal: AbortSignal): Error {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
-}
 
 /**
  * The config the tunnel keeps (for endpoints to re-resolve and warnings to report), with its
