@@ -151,7 +151,14 @@ export class Engine<L extends PacketLayer = Interface> {
     const { device, iface } = this;
     let sent = 0;
     for (;;) {
-      if (sent >= BATCH) return this.yieldTurn();
+      if (sent >= BATCH) {
+        // Handshakes come after data but are never starved by it: a turn that ends with
+        // data still to send serves its slice of them too (answers out with this batch).
+        this.serveHandshakes();
+        let d: { to: { address: string; port: number }; data: Uint8Array } | undefined;
+        while ((d = device.pollTransmit()) !== undefined) this.bind?.send(d.data, d.to.address, d.to.port);
+        return this.yieldTurn();
+      }
       let progress = false;
       let p: Uint8Array | undefined;
       while ((p = device.pollPacket()) !== undefined) {
@@ -187,14 +194,22 @@ export class Engine<L extends PacketLayer = Interface> {
         this.handshakeUntil = -1;
         return;
       }
-      let t = this.now();
-      if (this.handshakeUntil < 0) this.handshakeUntil = t + HANDSHAKE_SLICE_MS;
-      else if (t >= this.handshakeUntil) return this.yieldTurn();
-      do {
-        device.handleHandshakes(t, 1);
-        t = this.now();
-      } while (device.handshakeBacklog > 0 && t < this.handshakeUntil);
+      if (!this.serveHandshakes()) return this.yieldTurn();
     }
+  }
+
+  /** Serves queued handshake messages until this turn's slice is spent; false if it already was. */
+  private serveHandshakes(): boolean {
+    const device = this.device;
+    if (device.handshakeBacklog === 0) return true;
+    let t = this.now();
+    if (this.handshakeUntil < 0) this.handshakeUntil = t + HANDSHAKE_SLICE_MS;
+    else if (t >= this.handshakeUntil) return false;
+    do {
+      device.handleHandshakes(t, 1);
+      t = this.now();
+    } while (device.handshakeBacklog > 0 && t < this.handshakeUntil);
+    return true;
   }
 
   /** Ends this turn of the event loop and pumps again on the next (setImmediate: after I/O is read). */

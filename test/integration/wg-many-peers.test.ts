@@ -230,6 +230,33 @@ describe('many peers', () => {
     engine.close();
   });
 
+  test('the engine: handshakes are not starved by an application that always has data to send', async () => {
+    const { server, clients } = world(50, 41);
+    let sending = true;
+    const layer: PacketLayer = {
+      handleInput: () => {},
+      // Endless outgoing packets (to no peer: each is dropped as noRoute, but counts as sent).
+      pollTransmit: () => (sending ? WgSim.packet('10.255.255.254', '192.0.2.99', 0) : undefined),
+      handleTimeout: () => {},
+      pollTimeout: () => undefined,
+      pollEvent: () => undefined,
+    };
+    const engine = new Engine(server, layer, undefined);
+    const now = engine.now();
+    for (const c of clients.slice(1)) {
+      const m = initiation(c, now);
+      engine.receive(m, c.from.address, c.from.port);
+    }
+    const before = server.handshakeBacklog;
+    engine.pump();
+    for (let i = 0; i < 200 && server.handshakeBacklog > 0; i++) await new Promise((r) => setImmediate(r));
+    sending = false;
+    engine.close();
+    assert.equal(before, 40);
+    assert.equal(server.handshakeBacklog, 0, 'all served while the data never stopped');
+    assert.ok((server.stats.dropped.noRoute ?? 0) > 64, 'the data did flow');
+  });
+
   test('addPeer does one X25519; the low-order list answers as a Diffie-Hellman would', () => {
     let dh = 0;
     const counting: CryptoProvider = { ...crypto, x25519: (o, s, p) => (dh++, crypto.x25519(o, s, p)) };
