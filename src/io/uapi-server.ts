@@ -45,11 +45,12 @@ export interface UapiServerLimits {
 }
 
 /**
- * 1 MiB holds a set=1 of several thousand peers (a peer with a key, an endpoint
- * and a few allowed IPs is ~200 bytes); `wg` sends one request and closes, so a
- * client needs far less than 10 s and few need to be connected at once.
+ * 16 MiB holds a `wg setconf` of ~80,000 peers (a peer with a key, an endpoint and a few
+ * allowed IPs is ~200 bytes; a gateway with 10,000 peers sends ~2.5 MB in one request);
+ * `wg` sends one request and closes, so a client needs far less than 10 s and few need to
+ * be connected at once: 8 clients bound what unfinished requests can hold to 128 MiB.
  */
-export const DEFAULT_UAPI_LIMITS: Readonly<UapiServerLimits> = { maxRequestBytes: 1 << 20, maxClients: 64, readTimeoutMs: 10_000 };
+export const DEFAULT_UAPI_LIMITS: Readonly<UapiServerLimits> = { maxRequestBytes: 16 << 20, maxClients: 8, readTimeoutMs: 10_000 };
 
 export class UapiServer {
   /** Clients refused or cut by a limit, by limit. */

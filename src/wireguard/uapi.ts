@@ -258,8 +258,13 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
  */
 export class UapiConnection {
   private buf = '';
-  /** How far `buf` has been searched for the blank line that ends a set=1 request. */
-  private scanned = 0;
+  /**
+   * A set=1 request still open: its chunks so far (from "set=1\n" on), joined once when the
+   * blank line comes. Appending to one string and searching it would flatten (copy) the whole
+   * request on every chunk: a 16 MiB request cost ~100 MB of garbage that way.
+   */
+  private parts: string[] | undefined;
+  private partsLen = 0;
   private busy: Promise<void> = Promise.resolve();
   closed = false;
 
@@ -271,9 +276,42 @@ export class UapiConnection {
     private readonly maxRequestBytes = 64 * 1024 * 1024,
   ) {}
 
+  /** A complete set=1 body (its lines, each ending in a newline): applied in order with the rest. */
+  private set(body: string): void {
+    this.queue(async () => {
+      try {
+        const op = parseUapiSet(body);
+        this.onKick(await applyUapiSet(this.host, op));
+        this.write('errno=0\n\n');
+      } catch (err) {
+        this.write(`errno=${err instanceof UapiError ? err.errno : UapiErrno.UNKNOWN}\n\n`);
+      }
+    });
+  }
+
   feed(chunk: string): void {
     if (this.closed) return;
-    this.buf += chunk;
+    if (this.parts) {
+      // A blank line may straddle two chunks.
+      const straddle = this.parts[this.parts.length - 1]!.endsWith('\n') && chunk.startsWith('\n');
+      const end = straddle ? 0 : chunk.indexOf('\n\n');
+      if (end < 0) {
+        this.parts.push(chunk);
+        this.partsLen += chunk.length;
+        if (this.partsLen > this.maxRequestBytes) {
+          this.parts = undefined;
+          this.write(`errno=${UapiErrno.INVALID}\n\n`);
+          this.close();
+        }
+        return;
+      }
+      const whole = this.parts.join('') + (straddle ? '' : chunk.slice(0, end + 1));
+      const rest = chunk.slice(straddle ? 1 : end + 2);
+      this.parts = undefined;
+      this.partsLen = 0;
+      this.set(whole.slice(6));
+      this.buf = rest;
+    } else this.buf += chunk;
     for (;;) {
       if (this.buf.startsWith('get=1\n')) {
         if (this.buf.length < 7) return;
@@ -287,11 +325,14 @@ export class UapiConnection {
         continue;
       }
       if (this.buf.startsWith('set=1\n')) {
-        // The search resumes where the last chunk's ended: a 2.5 MB setconf arrives in 40 chunks.
-        const end = this.buf.indexOf('\n\n', Math.max(5, this.scanned - 1));
+        const end = this.buf.indexOf('\n\n', 5);
         if (end < 0) {
-          this.scanned = this.buf.length;
-          if (this.buf.length > this.maxRequestBytes) {
+          // Not complete: collect the rest chunk by chunk (see `parts`).
+          this.parts = [this.buf];
+          this.partsLen = this.buf.length;
+          this.buf = '';
+          if (this.partsLen > this.maxRequestBytes) {
+            this.parts = undefined;
             this.write(`errno=${UapiErrno.INVALID}\n\n`);
             this.close();
           }
@@ -299,16 +340,7 @@ export class UapiConnection {
         }
         const body = this.buf.slice(6, end + 1);
         this.buf = this.buf.slice(end + 2);
-        this.scanned = 0;
-        this.queue(async () => {
-          try {
-            const op = parseUapiSet(body);
-            this.onKick(await applyUapiSet(this.host, op));
-            this.write('errno=0\n\n');
-          } catch (err) {
-            this.write(`errno=${err instanceof UapiError ? err.errno : UapiErrno.UNKNOWN}\n\n`);
-          }
-        });
+        this.set(body);
         continue;
       }
       // Not (yet) a known operation: wait for more bytes if it could still become one.
