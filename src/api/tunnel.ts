@@ -242,6 +242,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     return this.engine.iface.addresses.map((a) => formatIp(a.addr));
   }
 
+  /** @internal The WireGuard device (tests and the CLI); not API. */
   get device(): Device {
     return this.engine.device;
   }
