@@ -111,7 +111,7 @@ async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
     client,
     inet,
     close: () => {
-      for (const k of kids) k.kill('SIGTERM');
+      for (const k of kids) k.kill('SIGKILL'); // the measurement is over: no graceful stop needed
       inet.close();
       client.close();
       srv.close();
@@ -177,7 +177,7 @@ async function memoryPerFlow(dir: string, n = 2000): Promise<{ perFlowKiB: numbe
     for (const s of socks) s.destroy();
     for (const s of held) s.destroy();
     await a.close();
-    gw.kill('SIGTERM');
+    gw.kill('SIGKILL');
     server.close();
   }
 }

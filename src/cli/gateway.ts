@@ -9,7 +9,7 @@ import type { GatewayOptions } from '../api/gateway.js';
 import { parseRule } from '../config/gateway-policy.js';
 import { WgnetError } from '../util/errors.js';
 import type { Trace, TraceLevel } from '../util/trace.js';
-import { makeLog, parseCommon, seconds, untilSignal, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
+import { makeLog, parseCommon, seconds, untilSignal, udpBackend, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
 export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost] [--peer-to-peer]
@@ -80,7 +80,7 @@ export async function runGateway(args: string[]): Promise<number> {
     await t.close();
     throw err;
   }
-  process.stdout.write(`ready gateway listen=${t.listenPort} address=${t.addresses.join(',')} peers=${t.toJSON().peers.length}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} policy=${JSON.stringify({ allow: opts.allow, deny: opts.deny, exposeLocalhost: !!opts.exposeLocalhost })}\n`);
+  process.stdout.write(`ready gateway listen=${t.listenPort} address=${t.addresses.join(',')} peers=${t.toJSON().peers.length} udp=${udpBackend(t)}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} policy=${JSON.stringify({ allow: opts.allow, deny: opts.deny, exposeLocalhost: !!opts.exposeLocalhost })}\n`);
   return untilSignal(async () => {
     await ops.close();
     const st = t.gatewayStats();

@@ -28,6 +28,11 @@ import { formatPrefix, formatIp } from '../util/ip.js';
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** The outer socket in use, for the ready line: 'batched' (the addon) or 'dgram' (the slow path). */
+export function udpBackend(t: Tunnel): 'batched' | 'dgram' {
+  return t.engine.bind?.backend === 'native' ? 'batched' : 'dgram';
+}
+
 export function parseCongestionControl(v: string): 'cubic' | 'bbr' | 'newreno' {
   if (v === 'cubic' || v === 'bbr' || v === 'newreno') return v;
   throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--congestion-control: expected cubic, bbr or newreno, got '${v.slice(0, 20)}'`);
@@ -518,7 +523,7 @@ export async function runProxy(args: string[]): Promise<number> {
     throw err;
   }
   const hs = await waitHandshake(t, 5000, log);
-  process.stdout.write(`ready ${where.join(' ')}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
+  process.stdout.write(`ready ${where.join(' ')}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} udp=${udpBackend(t)} handshake=${hs ? 'ok' : 'pending'}\n`);
   return untilSignal(async () => {
     await ops.close();
     for (const s of servers) {
@@ -665,7 +670,7 @@ export async function runForward(args: string[]): Promise<number> {
     throw err;
   }
   const hs = await waitHandshake(t, 5000, log);
-  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} handshake=${hs ? 'ok' : 'pending'}\n`);
+  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} udp=${udpBackend(t)} handshake=${hs ? 'ok' : 'pending'}\n`);
   return untilSignal(async () => {
     await ops.close();
     for (const cl of closers) cl();

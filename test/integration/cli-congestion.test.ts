@@ -47,6 +47,7 @@ test('wgnet gateway --congestion-control bbr relays a 2 MB download to a peer', 
   try {
     let out = '';
     gw.stdout!.on('data', (d: Buffer) => (out += d));
+    gw.stderr!.resume();
     while (!/listen=(\d+)/.test(out)) await new Promise((r) => setTimeout(r, 50));
     const gport = Number(/listen=(\d+)/.exec(out)![1]);
     c = await Tunnel.create(`[Interface]\nPrivateKey = ${kc.privateKey}\nAddress = 10.90.0.1/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.90.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gport}\n`);
@@ -57,6 +58,10 @@ test('wgnet gateway --congestion-control bbr relays a 2 MB download to a peer', 
   } finally {
     await c?.close();
     gw.kill('SIGTERM');
+    // Known issue (see the gateway issue's note): a gateway stopped while a relayed flow is
+    // still open may not exit on SIGTERM; the test does not wait on that.
+    const exited = await Promise.race([once(gw, 'exit').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    if (!exited) gw.kill('SIGKILL');
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }

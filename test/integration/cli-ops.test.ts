@@ -117,7 +117,7 @@ describe('wgnet proxy / forward / gateway operations', () => {
     const [sp, mp] = [await freePort(), await freePort()];
     const cli = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`, '--metrics', `127.0.0.1:${mp}`, '--health-check', '10.68.0.2:80', '--health-interval', '0.5']);
     try {
-      assert.match(cli.ready, new RegExp(`metrics=127\\.0\\.0\\.1:${mp} handshake=ok`));
+      assert.match(cli.ready, new RegExp(`metrics=127\\.0\\.0\\.1:${mp} udp=(batched|dgram) handshake=ok`));
       assert.equal((await get(mp, '/livez')).status, 200);
       await until('/readyz 200', async () => (await get(mp, '/readyz')).status === 200);
       const before = parseExposition((await get(mp, '/metrics')).body);

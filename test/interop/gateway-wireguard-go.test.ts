@@ -77,8 +77,11 @@ describe('wgnet gateway with real wireguard-go clients', { skip }, () => {
     // client2 also needs its own tunnel address on the gateway's side: 10.77.n2.0/24 routes there.
   });
 
-  after(() => {
+  after(async () => {
     gw?.kill('SIGTERM');
+    // A gateway stopped with a flow still open may not exit (see the gateway issue's note).
+    if (gw && gw.exitCode === null) await Promise.race([new Promise((r) => gw.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);
+    if (gw && gw.exitCode === null && gw.signalCode === null) gw.kill('SIGKILL');
     client?.close();
     client2?.close();
     inet?.close();
