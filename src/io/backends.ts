@@ -47,7 +47,7 @@ export function backends(): Backends {
   const crypto = getCryptoProvider('auto');
   const out: Backends = {
     version: packageVersion(),
-    runtime: `node ${process.version} ${process.platform}-${process.arch}`,
+    runtime: `${runtimeName()} ${process.platform}-${process.arch}`,
     crypto: crypto.name === 'native' ? { backend: 'native' } : { backend: 'portable', reason: 'sodium-native did not load' },
     udp: { backend: 'dgram' },
     tun: { available: false },
@@ -79,4 +79,13 @@ export function formatBackends(b: Backends): string {
     ? `available (${rel(b.tun.addon!)})`
     : `unavailable: ${b.tun.reason}${b.tun.addon ? ` (addon ${rel(b.tun.addon)})` : ''}`;
   return [`wgnet ${b.version}`, `  runtime  ${b.runtime}`, `  crypto   ${crypto}`, `  udp      ${udp}`, `  tun      ${tun}`].join('\n');
+}
+
+/** Bun and Deno report a Node version in process.version; name the runtime that is running. */
+function runtimeName(): string {
+  const v = process.versions as Record<string, string | undefined>;
+  if (v.bun) return `bun ${v.bun}`;
+  const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno;
+  if (deno?.version?.deno) return `deno ${deno.version.deno}`;
+  return `node ${process.version}`;
 }
