@@ -1,5 +1,5 @@
 /**
- * Every peer's §6 timers in one binary min-heap (the shape of netstack/tcp/timers.ts), so
+ * Every peer's §6 timers in one binary min-heap (util/heap.ts, as netstack/tcp/timers.ts), so
  * the Device finds its next deadline and its due peers in O(log n) with 50,000 peers, not
  * with a walk over all of them after every batch of packets.
  *
@@ -16,6 +16,7 @@
  *   A cancelled one is dropped when it surfaces.
  * Invariant: a timer that is on has `queued[t] <= timers[t]` and a heap entry at `queued[t]`.
  */
+import { MinHeap } from '../util/heap.js';
 
 /** A timer that is off. */
 export const NEVER = Infinity;
@@ -56,14 +57,14 @@ const REBUILD_MIN = 1024;
 const REBUILD_RATIO = 8;
 
 export class PeerTimerHeap<O extends PeerTimed> {
-  private heap: Entry<O>[] = [];
+  private readonly heap = new MinHeap<Entry<O>>();
 
   /** `owners`: every owner that may have a timer on (the Device's peers), read by a rebuild. */
   constructor(private readonly owners: { values(): Iterable<O>; readonly size: number }) {}
 
   /** Entries held, stale ones included (tests: bounded by the peers, not by the packets). */
   get size(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   /** Sets `o`'s timer `t` to `at` (NEVER cancels it). O(1) unless it moves earlier. */
@@ -71,10 +72,10 @@ export class PeerTimerHeap<O extends PeerTimed> {
     o.timers[t] = at;
     if (at >= o.queued[t]) return; // NEVER, or a later deadline that its earlier entry will find
     o.queued[t] = at;
-    this.push({ at, o, t });
+    this.heap.push({ at, o, t });
     // Entries superseded by an earlier deadline, or left by removed owners, are dropped
     // when they surface; rebuild before they dominate the heap.
-    const h = this.heap.length;
+    const h = this.heap.size;
     if (h > REBUILD_MIN && h > REBUILD_RATIO * PEER_TIMERS.length * this.owners.size) this.rebuild();
   }
 
@@ -93,25 +94,24 @@ export class PeerTimerHeap<O extends PeerTimed> {
    * top of the heap on the way: O(1) when nothing moved, O(log n) per moved entry.
    */
   peek(): Entry<O> | undefined {
-    const h = this.heap;
     for (;;) {
-      const e = h[0];
+      const e = this.heap.top;
       if (e === undefined) return undefined;
       const { o, t } = e;
       if (o.queued[t] !== e.at) {
-        this.pop(); // superseded by a later arm() to an earlier deadline
+        this.heap.pop(); // superseded by a later arm() to an earlier deadline
         continue;
       }
       const real = o.timers[t];
       if (real === e.at) return e;
-      this.pop();
+      this.heap.pop();
       if (real === NEVER) {
         o.queued[t] = NEVER;
         continue;
       }
       // Moved later (never earlier: that would have pushed a new entry).
       o.queued[t] = real;
-      this.push({ at: real, o, t });
+      this.heap.push({ at: real, o, t });
     }
   }
 
@@ -126,54 +126,24 @@ export class PeerTimerHeap<O extends PeerTimed> {
    */
   collectDue(now: number, due: Set<O>): void {
     for (let e = this.peek(); e !== undefined && e.at <= now; e = this.peek()) {
-      this.pop();
+      this.heap.pop();
       e.o.queued[e.t] = NEVER;
       due.add(e.o);
     }
   }
 
-  private push(e: Entry<O>): void {
-    const h = this.heap;
-    let i = h.push(e) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= e.at) break;
-      h[i] = h[parent]!;
-      i = parent;
-    }
-    h[i] = e;
-  }
 
-  private pop(): Entry<O> | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length === 0 || last === undefined) return top;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= h.length) break;
-      const r = l + 1;
-      const m = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-      if (h[m]!.at >= last.at) break;
-      h[i] = h[m]!;
-      i = m;
-    }
-    h[i] = last;
-    return top;
-  }
 
   /** Drops every stale entry: one entry per timer that is on, for the current owners only. */
   private rebuild(): void {
-    const old = this.heap;
-    for (const e of old) e.o.queued[e.t] = NEVER;
-    this.heap = [];
+    for (const e of this.heap.entries()) e.o.queued[e.t] = NEVER;
+    this.heap.clear();
     for (const o of this.owners.values()) {
       for (const t of PEER_TIMERS) {
         const at = o.timers[t];
         if (at !== NEVER) {
           o.queued[t] = at;
-          this.push({ at, o, t });
+          this.heap.push({ at, o, t });
         }
       }
     }

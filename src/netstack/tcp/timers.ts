@@ -10,6 +10,7 @@
  * the heap is rebuilt from the live deadlines before stale entries dominate it.
  */
 import { NEVER } from './constants.js';
+import { MinHeap } from '../../util/heap.js';
 
 /** 'pace': the next release of paced segments (snd.ts); one deadline per connection, never one per segment. */
 export type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'timewait' | 'trim' | 'reo' | 'pace';
@@ -37,13 +38,13 @@ const REBUILD_MIN = 1024;
 const REBUILD_RATIO = 8;
 
 export class TimerHeap<O extends Timed> {
-  private heap: TimerEntry<O>[] = [];
+  private readonly heap = new MinHeap<TimerEntry<O>>();
   /** Owners that may have a live deadline (a superset: pruned on rebuild). */
   private readonly timed = new Set<O>();
 
   /** Entries held, stale ones included: bounded by live owners (tests, leak checks). */
   get size(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   /** Sets `o`'s `t` deadline to `at` (NEVER cancels it). */
@@ -51,10 +52,10 @@ export class TimerHeap<O extends Timed> {
     o.timers[t] = at;
     if (at === NEVER) return;
     this.timed.add(o);
-    this.push({ at, c: o, t });
+    this.heap.push({ at, c: o, t });
     // Moved and cancelled timers leave stale entries behind (RTO moves on every
     // ACK); rebuild from the live ones before they dominate the heap.
-    if (this.heap.length > REBUILD_MIN && this.heap.length > REBUILD_RATIO * this.timed.size) this.rebuild();
+    if (this.heap.size > REBUILD_MIN && this.heap.size > REBUILD_RATIO * this.timed.size) this.rebuild();
   }
 
   cancel(o: O, t: Timer): void {
@@ -71,50 +72,21 @@ export class TimerHeap<O extends Timed> {
   /** The earliest live entry, dropping stale ones from the top. */
   peek(): TimerEntry<O> | undefined {
     for (;;) {
-      const e = this.heap[0];
+      const e = this.heap.top;
       if (e === undefined || e.c.timers[e.t] === e.at) return e;
-      this.pop();
+      this.heap.pop();
     }
   }
 
   /** Adds to `due` every owner with a live deadline at or before `now`, removing those entries. */
   collectDue(now: number, due: Set<O>): void {
     for (let e = this.peek(); e !== undefined && e.at <= now; e = this.peek()) {
-      this.pop();
+      this.heap.pop();
       due.add(e.c);
     }
   }
 
-  private push(e: TimerEntry<O>): void {
-    const h = this.heap;
-    let i = h.push(e) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= e.at) break;
-      h[i] = h[parent]!;
-      i = parent;
-    }
-    h[i] = e;
-  }
 
-  private pop(): TimerEntry<O> | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length === 0 || last === undefined) return top;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= h.length) break;
-      const r = l + 1;
-      const m = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-      if (h[m]!.at >= last.at) break;
-      h[i] = h[m]!;
-      i = m;
-    }
-    h[i] = last;
-    return top;
-  }
 
   private rebuild(): void {
     const live: TimerEntry<O>[] = [];
@@ -129,7 +101,7 @@ export class TimerHeap<O extends Timed> {
       }
       if (!any) this.timed.delete(c);
     }
-    this.heap = [];
-    for (const e of live) this.push(e);
+    this.heap.clear();
+    for (const e of live) this.heap.push(e);
   }
 }
