@@ -14,7 +14,8 @@ import { randomInt, randomU32 } from '../util/rng.js';
 import type { Deadline, Instant } from '../util/time.js';
 import { noTrace, type Trace } from '../util/trace.js';
 import { WgnetError } from '../util/errors.js';
-import { equalBytes, fromHex, isZero, toBase64, headroomOf, tailroomOf, WG_HEADROOM } from '../util/bytes.js';
+import { equalBytes, isZero, toBase64, headroomOf, tailroomOf, WG_HEADROOM } from '../util/bytes.js';
+import { isLowOrderPoint } from '../crypto/keys.js';
 import { parseIp } from '../util/ip.js';
 import {
   COOKIE_REPLY_LEN,
@@ -939,32 +940,6 @@ export class Device {
 }
 
 const EMPTY = new Uint8Array(0);
-/**
- * The Curve25519 u-coordinates X25519 maps to zero under any clamped scalar: the points of
- * order 1, 2, 4 and 8 and the non-canonical encodings p-1, p, p+1 (libsodium's list, the
- * low-order vectors in test/vectors/x25519.json). Bit 255 is ignored, as X25519 ignores it.
- */
-const LOW_ORDER = [
-  '0000000000000000000000000000000000000000000000000000000000000000',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
-  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-].map((h) => fromHex(h)!);
-
-/** Whether a public key is a low-order point (no shared secret is possible), without a Diffie-Hellman. */
-export function isLowOrderPoint(pk: Uint8Array): boolean {
-  if (pk.length !== 32) return false;
-  for (const lo of LOW_ORDER) {
-    let d = (pk[31]! & 0x7f) ^ lo[31]!;
-    for (let i = 0; i < 31; i++) d |= pk[i]! ^ lo[i]!;
-    if (d === 0) return true;
-  }
-  return false;
-}
-
 function lowOrder(pk: Uint8Array): WgnetError {
   return new WgnetError('ERR_WGNET_INVALID_KEY', `peer ${keyId(pk)}: the public key is a low-order point (no shared secret is possible)`);
 }

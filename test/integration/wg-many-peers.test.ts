@@ -9,7 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Device, type Endpoint } from '../../src/wireguard/device.js';
-import { isLowOrderPoint } from '../../src/wireguard/device.js';
+import { isLowOrderPoint } from '../../src/crypto/keys.js';
 import { getCryptoProvider } from '../../src/crypto/index.js';
 import type { CryptoProvider } from '../../src/crypto/provider.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../src/crypto/keys.js';
