@@ -11,7 +11,7 @@ import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from 
 import type { FlowEnds, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import type { Engine } from '../io/engine.js';
-import { connectHost, openUdp, pingHost, PING_UNAVAILABLE, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { connectHost, openUdp, pingHost, PING_UNAVAILABLE, reset, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
 import { GatewayPolicy, type PolicyRule, type RefusalReason } from '../config/gateway-policy.js';
 import { formatIp, type IpAddr } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
@@ -401,8 +401,8 @@ export class Gateway {
 
   private relayTcp(sock: TcpSocket, hostSock: net.Socket, info: FlowInfo): void {
     const a = this.track(info.peer, () => {
-      sock.resetAndDestroy();
-      hostSock.resetAndDestroy();
+      reset(sock);
+      reset(hostSock);
     });
     splice(sock, hostSock, () => {
       this.count('relay.bytesUp', hostSock.bytesWritten);

@@ -47,13 +47,8 @@ export function connectHost(target: HostTarget, timeoutMs: number, done: (err: C
  * done. An error or reset on one side resets the other (RST for RST, as a NAT would).
  */
 export function splice(a: Resettable, b: Resettable, onClose: () => void): void {
-  const reset = (to: Resettable) => (): void => {
-    if (to.destroyed) return;
-    if (to.resetAndDestroy) to.resetAndDestroy();
-    else to.destroy();
-  };
-  a.on('error', reset(b));
-  b.on('error', reset(a));
+  a.on('error', () => reset(b));
+  b.on('error', () => reset(a));
   // Both sides are allowHalfOpen: pipe's end() is a FIN in one direction only.
   a.pipe(b);
   b.pipe(a);
@@ -66,6 +61,19 @@ export function splice(a: Resettable, b: Resettable, onClose: () => void): void 
 }
 
 type Resettable = Duplex & { resetAndDestroy?: () => unknown };
+
+/**
+ * Closes a stream with a RST where it can. A host socket whose FIN is already queued
+ * (end() called, shutdown not yet done) is destroyed instead: libuv refuses to reset a
+ * handle that is shutting down (uv_tcp_close_reset: EINVAL) and Node then never closes
+ * it, so the descriptor leaked and the process could not exit.
+ */
+export function reset(s: Resettable): void {
+  if (s.destroyed) return;
+  const shuttingDown = s instanceof net.Socket && s.writableEnded && !s.writableFinished;
+  if (s.resetAndDestroy && !shuttingDown) s.resetAndDestroy();
+  else s.destroy();
+}
 
 /** A connected host UDP socket for one flow. */
 export interface HostUdp {
