@@ -1,34 +1,47 @@
 /**
  * WireGuard's hashing (whitepaper §5.4): BLAKE2s-256 HASH, keyed BLAKE2s-128 MAC,
  * HMAC-BLAKE2s and the HKDF-style KDF, plus the TAI64N timestamp. The same for
- * both crypto backends (libsodium has no BLAKE2s): BLAKE2s itself and HMAC
- * come from @noble/hashes.
+ * both crypto backends (libsodium has no BLAKE2s).
  */
-import { blake2s } from '@noble/hashes/blake2.js';
-import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
+import { Blake2s } from './blake2s.js';
 
 export const HASH_LEN = 32;
 export const MAC_LEN = 16;
 
+// One state and scratch for every call: JavaScript runs these to completion, one at a time.
+const state = new Blake2s();
+const pad = new Uint8Array(64);
+const inner = new Uint8Array(HASH_LEN);
+
 /** HASH(parts...) = BLAKE2s-256 of the concatenation. */
 export function hash(...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create({ dkLen: HASH_LEN });
-  for (const p of parts) h.update(p);
-  return h.digest();
+  state.init(HASH_LEN);
+  for (const p of parts) state.update(p);
+  return state.digest();
 }
 
 /** MAC(key, parts...) = keyed BLAKE2s with a 16-byte output. */
 export function mac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create({ key, dkLen: MAC_LEN });
-  for (const p of parts) h.update(p);
-  return h.digest();
+  state.init(MAC_LEN, key);
+  for (const p of parts) state.update(p);
+  return state.digest();
 }
 
 /** HMAC(key, parts...) with BLAKE2s-256 (RFC 2104, 64-byte block). */
 export function hmac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = nobleHmac.create(blake2s, key);
-  for (const p of parts) h.update(p);
-  return h.digest();
+  // A key longer than the block is hashed first (RFC 2104 §2); WireGuard's are 32 bytes.
+  const k = key.length > pad.length ? hash(key) : key;
+  pad.fill(0x36);
+  for (let i = 0; i < k.length; i++) pad[i]! ^= k[i]!;
+  state.init(HASH_LEN).update(pad);
+  for (const p of parts) state.update(p);
+  state.digest(inner);
+  pad.fill(0x5c);
+  for (let i = 0; i < k.length; i++) pad[i]! ^= k[i]!;
+  const out = state.init(HASH_LEN).update(pad).update(inner).digest();
+  pad.fill(0);
+  inner.fill(0);
+  return out;
 }
 
 const ONE = Uint8Array.of(1);
