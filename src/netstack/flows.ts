@@ -7,9 +7,9 @@
  */
 import type { Instant } from '../util/time.js';
 import { formatIp, type IpAddr } from '../util/ip.js';
-import { finishChecksum, pseudoHeaderSum, sumBytes } from '../util/checksum.js';
 import { systemError, invalidArgument } from '../util/errors.js';
-import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, PROTO_TCP, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
+import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
+import { ACK, FIN, RST, SYN, tcpChecksumOk, tcpDstPort, tcpFlags, tcpSrcPort } from '../wire/tcp.js';
 import type { FlowEnds, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
 
 /** Why a flow is refused with ICMP destination unreachable (RFC 792 codes 3/1/13, RFC 4443 codes 4/3/1). */
@@ -180,22 +180,22 @@ export class FlowTable {
    */
   tcpSegment(now: Instant, ip: IpInfo): void {
     const t = ip.payload;
-    const flags = t[13]!;
-    const sport = (t[0]! << 8) | t[1]!;
-    const dport = (t[2]! << 8) | t[3]!;
+    const flags = tcpFlags(t);
+    const sport = tcpSrcPort(t);
+    const dport = tcpDstPort(t);
     const key = flowKey(ip.src, sport, ip.dst, dport);
     const h = this.held.get(key);
-    if ((flags & 0x17) !== 0x02) {
+    if ((flags & (SYN | ACK | RST | FIN)) !== SYN) {
       // Not a lone SYN (SYN without ACK, RST or FIN).
-      if (h && flags & 0x04) {
-        if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.host.count('drop.flow.checksum');
+      if (h && flags & RST) {
+        if (!tcpChecksumOk(t, ip.src, ip.dst)) return this.host.count('drop.flow.checksum');
         this.forget(h);
         return this.host.count('flow.tcpResetWhileHeld');
       }
       return this.host.tcp.handleSegment(now, ip.src, ip.dst, t);
     }
     if (sport === 0 || dport === 0) return this.host.count('drop.flow.port');
-    if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_TCP, t.length) + sumBytes(t)) !== 0) return this.host.count('drop.flow.checksum');
+    if (!tcpChecksumOk(t, ip.src, ip.dst)) return this.host.count('drop.flow.checksum');
     if (h) return this.host.count('flow.synRetransmitWhileHeld');
     this.expire(now);
     if (this.held.size >= this.maxHeldSyns) return this.host.count('drop.flow.synTableFull');

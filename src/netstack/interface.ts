@@ -26,6 +26,7 @@ import {
   writeIPv6Header,
   type IpInfo,
 } from '../wire/ip.js';
+import { TCP_HEADER_LEN, tcpDstPort, tcpSrcPort } from '../wire/tcp.js';
 import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
 import { FlowTable, type EchoRequest, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
 
@@ -202,9 +203,9 @@ export class Interface {
     }
     switch (ip.protocol) {
       case PROTO_TCP:
-        if (this.forwarding && ip.payload.length >= 20) {
+        if (this.forwarding && ip.payload.length >= TCP_HEADER_LEN) {
           const t = ip.payload;
-          if (!this.tcp.claims(ip.src, ip.dst, (t[0]! << 8) | t[1]!, (t[2]! << 8) | t[3]!)) return this.flows.tcpSegment(now, ip);
+          if (!this.tcp.claims(ip.src, ip.dst, tcpSrcPort(t), tcpDstPort(t))) return this.flows.tcpSegment(now, ip);
         }
         return this.tcp.handleSegment(now, ip.src, ip.dst, ip.payload);
       case PROTO_UDP:

@@ -4,7 +4,25 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTcp, writeSynOptions, writeOptions, optionsLength, seqLt, seqGt, seqLe, seqGe, seqAdd, seqDiff } from './tcp.js';
+import {
+  parseTcp,
+  writeSynOptions,
+  writeOptions,
+  optionsLength,
+  writeTcpHeader,
+  fillTcpChecksum,
+  tcpChecksumOk,
+  tcpSrcPort,
+  tcpDstPort,
+  tcpSeq,
+  tcpFlags,
+  seqLt,
+  seqGt,
+  seqLe,
+  seqGe,
+  seqAdd,
+  seqDiff,
+} from './tcp.js';
 
 /** A header at byte offset 3 of its ArrayBuffer, so no field is aligned. */
 function header(opts: number[], fields: { flags?: number; seq?: number; ack?: number; win?: number; dataOffWords?: number } = {}, payload = 0): Uint8Array {
@@ -142,6 +160,92 @@ describe('option encoders', () => {
     assert.equal(h.tsEcr, 9);
     assert.deepEqual(h.sack, blocks);
     assert.equal(optionsLength(false, 0), 0);
+  });
+});
+
+describe('header writer', () => {
+  test('a hand-made vector: every field at its RFC 9293 §3.1 offset, big-endian', () => {
+    const buf = new Uint8Array(5 + 20).fill(0xee);
+    // SYN+ACK from 50000 to 443, data offset 8 words (32 bytes with options), urgent pointer 0x0102.
+    writeTcpHeader(buf, 5, 50000, 443, 0x01020304, 0xa0b0c0d0, 0x12, 0xffff, 32, 0x0102);
+    assert.deepEqual(Array.from(buf.subarray(0, 5)), [0xee, 0xee, 0xee, 0xee, 0xee], 'nothing written before off');
+    assert.deepEqual(
+      Array.from(buf.subarray(5)),
+      [0xc3, 0x50, 0x01, 0xbb, 0x01, 0x02, 0x03, 0x04, 0xa0, 0xb0, 0xc0, 0xd0, 0x80, 0x12, 0xff, 0xff, 0x00, 0x00, 0x01, 0x02],
+    );
+  });
+
+  test('round trip through parseTcp, with options, on an unaligned buffer', () => {
+    for (const [flags, hlOpts] of [
+      [0x02, true],
+      [0x10, false],
+      [0x14, false],
+      [0x19, true],
+    ] as const) {
+      const s = new Uint8Array(3 + 60).subarray(3);
+      assert.notEqual(s.byteOffset % 4, 0);
+      const olen = hlOpts ? writeSynOptions(s, 20, 1400, 7, true, { val: 0xcafe, ecr: 0xbeef }) : writeOptions(s, 20, { val: 5, ecr: 6 }, [100, 200]);
+      writeTcpHeader(s, 0, 65535, 1, 0xffffffff, 0x80000000, flags, 0x1234, 20 + olen);
+      const seg = s.subarray(0, 20 + olen);
+      const h = parseTcp(seg)!;
+      assert.equal(h.srcPort, 65535);
+      assert.equal(h.dstPort, 1);
+      assert.equal(h.seq, 0xffffffff);
+      assert.equal(h.ack, 0x80000000);
+      assert.equal(h.flags, flags);
+      assert.equal(h.window, 0x1234);
+      assert.equal(h.headerLen, 20 + olen);
+      if (hlOpts) assert.deepEqual([h.mss, h.wscale, h.sackOk, h.tsVal, h.tsEcr], [1400, 7, true, 0xcafe, 0xbeef]);
+      else assert.deepEqual([h.tsVal, h.tsEcr, h.sack], [5, 6, [100, 200]]);
+      assert.equal(tcpSrcPort(seg), 65535);
+      assert.equal(tcpDstPort(seg), 1);
+      assert.equal(tcpSeq(seg), 0xffffffff);
+      assert.equal(tcpFlags(seg), flags);
+    }
+  });
+
+  test('the default header length is 20 bytes and the urgent pointer 0', () => {
+    const s = new Uint8Array(20).fill(0xff);
+    writeTcpHeader(s, 0, 1, 2, 3, 4, 0x04, 0);
+    assert.equal(s[12], 0x50);
+    assert.deepEqual(Array.from(s.subarray(16)), [0, 0, 0, 0]);
+    assert.equal(parseTcp(s)!.headerLen, 20);
+  });
+});
+
+describe('checksum over the pseudo-header (RFC 9293 §3.1)', () => {
+  const v4src = new Uint8Array([192, 0, 2, 1]);
+  const v4dst = new Uint8Array([198, 51, 100, 2]);
+
+  test('a hand-computed IPv4 vector, odd length (the last byte is padded with zero)', () => {
+    const seg = new Uint8Array(1 + 23).subarray(1);
+    writeTcpHeader(seg, 0, 50000, 443, 0x01020304, 0xa0b0c0d0, 0x12, 0xffff);
+    seg.set([0x68, 0x69, 0x21], 20); // "hi!"
+    seg[16] = 0xab; // stale bytes are overwritten
+    fillTcpChecksum(seg, v4src, v4dst);
+    // Sum by hand: pseudo-header c000 0201 c633 6402 0006 0017, then the segment's words.
+    assert.equal((seg[16]! << 8) | seg[17]!, 0x0f9c);
+    assert.ok(tcpChecksumOk(seg, v4src, v4dst));
+  });
+
+  test('IPv6: filled then verified; any flipped bit or a different address fails', () => {
+    const src = new Uint8Array(16);
+    const dst = new Uint8Array(16);
+    src.set([0x20, 0x01, 0x0d, 0xb8], 0);
+    src[15] = 1;
+    dst.set([0x20, 0x01, 0x0d, 0xb8], 0);
+    dst[15] = 2;
+    const seg = new Uint8Array(3 + 20 + 100).subarray(3);
+    for (let i = 20; i < seg.length; i++) seg[i] = (i * 7) & 0xff;
+    writeTcpHeader(seg, 0, 40000, 80, 1, 2, 0x18, 512);
+    fillTcpChecksum(seg, src, dst);
+    assert.ok(tcpChecksumOk(seg, src, dst));
+    assert.ok(!tcpChecksumOk(seg, src, dst.map((b, i) => (i === 15 ? 3 : b))));
+    for (const bit of [0, 13 * 8 + 1, 8 * seg.length - 1]) {
+      seg[bit >> 3]! ^= 1 << (bit & 7);
+      assert.ok(!tcpChecksumOk(seg, src, dst), `bit ${bit}`);
+      seg[bit >> 3]! ^= 1 << (bit & 7);
+    }
   });
 });
 

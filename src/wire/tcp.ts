@@ -2,6 +2,9 @@
  * TCP header (RFC 9293 §3.1) and options: MSS (§3.7.1), window scale and
  * timestamps (RFC 7323), SACK-permitted and SACK blocks (RFC 2018).
  */
+import { finishChecksum, pseudoHeaderSum, sumBytes } from '../util/checksum.js';
+import { PROTO_TCP } from './ip.js';
+
 export const TCP_HEADER_LEN = 20;
 export const FIN = 0x01;
 export const SYN = 0x02;
@@ -42,6 +45,52 @@ export function putU32(d: Uint8Array, o: number, v: number): void {
   d[o + 1] = (v >>> 16) & 0xff;
   d[o + 2] = (v >>> 8) & 0xff;
   d[o + 3] = v & 0xff;
+}
+
+/**
+ * Accessors for fields of a header whose first 14 bytes are known to be there (a quoted
+ * header in an ICMP error carries at least 8, RFC 792; a full header 20): views, no parse.
+ */
+export const tcpSrcPort = (s: Uint8Array): number => (s[0]! << 8) | s[1]!;
+export const tcpDstPort = (s: Uint8Array): number => (s[2]! << 8) | s[3]!;
+export const tcpSeq = (s: Uint8Array): number => u32(s, 4);
+export const tcpFlags = (s: Uint8Array): number => s[13]! & 0x3f;
+
+/**
+ * Writes the fixed header (RFC 9293 §3.1) at b[off, off + 20). `headerLen` is the
+ * header's length with its options (a multiple of 4, 20 to 60), written as the data
+ * offset; the options themselves go after it (writeOptions, writeSynOptions). The
+ * checksum is written as zero: fillTcpChecksum sums the whole segment once it is
+ * complete. Positional arguments, not a record: it runs once per segment sent.
+ */
+export function writeTcpHeader(b: Uint8Array, off: number, srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number, headerLen = TCP_HEADER_LEN, urgent = 0): void {
+  b[off] = srcPort >> 8;
+  b[off + 1] = srcPort & 0xff;
+  b[off + 2] = dstPort >> 8;
+  b[off + 3] = dstPort & 0xff;
+  putU32(b, off + 4, seq);
+  putU32(b, off + 8, ack);
+  b[off + 12] = (headerLen >> 2) << 4;
+  b[off + 13] = flags;
+  b[off + 14] = window >> 8;
+  b[off + 15] = window & 0xff;
+  b[off + 16] = 0;
+  b[off + 17] = 0;
+  b[off + 18] = urgent >> 8;
+  b[off + 19] = urgent & 0xff;
+}
+
+/** Fills the checksum of a whole segment (header, options, payload) over the IPv4 or IPv6 pseudo-header (RFC 9293 §3.1). */
+export function fillTcpChecksum(seg: Uint8Array, src: Uint8Array, dst: Uint8Array): void {
+  seg[16] = seg[17] = 0;
+  const ck = finishChecksum(pseudoHeaderSum(src, dst, PROTO_TCP, seg.length) + sumBytes(seg));
+  seg[16] = ck >> 8;
+  seg[17] = ck & 0xff;
+}
+
+/** Whether a received segment's checksum is right: the sum over pseudo-header and segment folds to zero. */
+export function tcpChecksumOk(seg: Uint8Array, src: Uint8Array, dst: Uint8Array): boolean {
+  return finishChecksum(pseudoHeaderSum(src, dst, PROTO_TCP, seg.length) + sumBytes(seg)) === 0;
 }
 
 /**

@@ -20,10 +20,9 @@
 import type { Deadline, Instant } from '../../util/time.js';
 import { randomInt } from '../../util/rng.js';
 import { noTrace } from '../../util/trace.js';
-import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
 import { formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
 import { systemError, invalidArgument } from '../../util/errors.js';
-import { ACK, FIN, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, TCP_HEADER_LEN } from '../../wire/tcp.js';
+import { ACK, FIN, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, tcpChecksumOk, tcpDstPort, tcpSeq, tcpSrcPort, TCP_HEADER_LEN } from '../../wire/tcp.js';
 import type { IcmpErrorKind, TcpConnectOptions, TcpConnection, TcpErrorCode, TcpEvent, TcpLayerApi, TcpListener, TcpListenOptions, TcpOutput } from '../types.js';
 import { EPHEMERAL_COUNT, EPHEMERAL_LOW, IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
 import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
@@ -262,7 +261,7 @@ export class TcpLayer implements TcpLayerApi {
   handleSegment(now: Instant, src: IpAddr, dst: IpAddr, s: Uint8Array): void {
     this.count('rxSegments');
     if (s.length < TCP_HEADER_LEN) return this.count('drop.short');
-    if (finishChecksum(pseudoHeaderSum(src, dst, 6, s.length) + sumBytes(s)) !== 0) return this.count('drop.checksum');
+    if (!tcpChecksumOk(s, src, dst)) return this.count('drop.checksum');
     const h = parseTcp(s);
     if (!h) return this.count('drop.header');
     const f = h.flags;
@@ -288,12 +287,10 @@ export class TcpLayer implements TcpLayerApi {
 
   handleIcmpError(now: Instant, kind: IcmpErrorKind, src: IpAddr, dst: IpAddr, quoted: Uint8Array, mtu?: number): void {
     if (quoted.length < 8) return;
-    const sport = (quoted[0]! << 8) | quoted[1]!;
-    const dport = (quoted[2]! << 8) | quoted[3]!;
-    const seq = ((quoted[4]! << 24) | (quoted[5]! << 16) | (quoted[6]! << 8) | quoted[7]!) >>> 0;
-    const c = this.conns.get(connKey(src, sport, dst, dport));
+    const c = this.conns.get(connKey(src, tcpSrcPort(quoted), dst, tcpDstPort(quoted)));
     if (!c) return;
     // RFC 5927 §4.1: only errors quoting a sequence number in flight are believed.
+    const seq = tcpSeq(quoted);
     if (!(seqGe(seq, c.una) && seqLt(seq, c.sndMax)) && c.state !== 'SYN-SENT') return this.count('drop.icmpSeq');
     if (kind === 'packet-too-big' && mtu) {
       const v4 = c.localAddr.length === 4;

@@ -6,29 +6,11 @@
 import type { Instant } from '../../util/time.js';
 import type { IpAddr } from '../../util/ip.js';
 import { allocPacket, PACKET_HEADROOM, WG_TAILROOM } from '../../util/bytes.js';
-import { finishChecksum, pseudoHeaderSum, sumBytes } from '../../util/checksum.js';
-import { ACK, optionsLength, putU32, RST, seqDiff, SYN, TCP_HEADER_LEN, writeOptions, writeSynOptions } from '../../wire/tcp.js';
+import { ACK, fillTcpChecksum, optionsLength, RST, seqDiff, SYN, TCP_HEADER_LEN, writeOptions, writeSynOptions, writeTcpHeader } from '../../wire/tcp.js';
 import { OUR_WSCALE } from './constants.js';
 import { sackBlocks } from './rcv.js';
 import type { Conn } from './conn.js';
 import type { TcpLayer } from './layer.js';
-
-/**
- * The fixed header (RFC 9293 §3.1) of an outgoing segment; `hl` is its length with options.
- * The checksum and urgent pointer are left zero (allocPacket zero-fills; checksumAndQueue fills the sum).
- */
-function putHeader(seg: Uint8Array, sport: number, dport: number, seq: number, ack: number, hl: number, flags: number, wnd: number): void {
-  seg[0] = sport >> 8;
-  seg[1] = sport & 0xff;
-  seg[2] = dport >> 8;
-  seg[3] = dport & 0xff;
-  putU32(seg, 4, seq);
-  putU32(seg, 8, ack);
-  seg[12] = (hl / 4) << 4;
-  seg[13] = flags;
-  seg[14] = wnd >> 8;
-  seg[15] = wnd & 0xff;
-}
 
 /** Our timestamp clock (RFC 7323 §5.4): milliseconds, modulo 2^32. */
 export function tsVal(now: Instant): number {
@@ -44,7 +26,7 @@ export function emitSegment(t: TcpLayer, now: Instant, c: Conn, flags: number, s
   const seg = allocPacket(hl + len, PACKET_HEADROOM, WG_TAILROOM);
   const wnd = Math.min(c.rcvWindow() >>> c.rcvScale, 0xffff);
   c.lastAdvertised = wnd << c.rcvScale;
-  putHeader(seg, c.localPort, c.remotePort, seq, flags & ACK ? c.rcvNxt : 0, hl, flags, wnd);
+  writeTcpHeader(seg, 0, c.localPort, c.remotePort, seq, flags & ACK ? c.rcvNxt : 0, flags, wnd, hl);
   writeOptions(seg, TCP_HEADER_LEN, ts, sack);
   if (len > 0) {
     c.sbuf.copyOut(dataOff, len, seg, hl);
@@ -60,10 +42,7 @@ export function emitSegment(t: TcpLayer, now: Instant, c: Conn, flags: number, s
 }
 
 function checksumAndQueue(t: TcpLayer, src: IpAddr, dst: IpAddr, seg: Uint8Array): void {
-  seg[16] = seg[17] = 0;
-  const ck = finishChecksum(pseudoHeaderSum(src, dst, 6, seg.length) + sumBytes(seg));
-  seg[16] = ck >> 8;
-  seg[17] = ck & 0xff;
+  fillTcpChecksum(seg, src, dst);
   t.out.push({ src, dst, segment: seg });
 }
 
@@ -82,7 +61,7 @@ export function queueSyn(t: TcpLayer, src: IpAddr, dst: IpAddr, sport: number, d
   const olen = writeSynOptions(opts, 0, mss, wscale, sack, ts);
   const hl = TCP_HEADER_LEN + olen;
   const seg = allocPacket(hl, PACKET_HEADROOM, WG_TAILROOM);
-  putHeader(seg, sport, dport, iss, ack ?? 0, hl, ack === undefined ? SYN : SYN | ACK, wnd);
+  writeTcpHeader(seg, 0, sport, dport, iss, ack ?? 0, ack === undefined ? SYN : SYN | ACK, wnd, hl);
   seg.set(opts.subarray(0, olen), TCP_HEADER_LEN);
   checksumAndQueue(t, src, dst, seg);
 }
@@ -90,7 +69,7 @@ export function queueSyn(t: TcpLayer, src: IpAddr, dst: IpAddr, sport: number, d
 /** RST for a segment that has no connection (RFC 9293 §3.10.7.1), or to abort one. */
 export function sendRst(t: TcpLayer, src: IpAddr, dst: IpAddr, sport: number, dport: number, seq: number, ack: number, withAck: boolean): void {
   const seg = allocPacket(TCP_HEADER_LEN, PACKET_HEADROOM, WG_TAILROOM);
-  putHeader(seg, sport, dport, seq, withAck ? ack : 0, TCP_HEADER_LEN, withAck ? RST | ACK : RST, 0);
+  writeTcpHeader(seg, 0, sport, dport, seq, withAck ? ack : 0, withAck ? RST | ACK : RST, 0);
   checksumAndQueue(t, src.slice(), dst.slice(), seg);
   t.count('txRst');
 }
