@@ -14,7 +14,7 @@ import { fetchPath, httpClientFor, closeHttpClient } from './http-fetch.js';
 import { TunnelHttp } from './http.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
 import { Interface, type NetEvent, type UdpSocket as NetUdpSocket } from '../netstack/interface.js';
-import { DnsClient, type DnsQuery } from '../netstack/dns.js';
+import { DnsClient } from '../netstack/dns.js';
 import type { TcpListener } from '../netstack/types.js';
 import { getCryptoProvider } from '../crypto/index.js';
 import { loadConfig, type TunnelConfigInput } from '../config/index.js';
@@ -26,12 +26,14 @@ import { backends, type Backends } from '../io/backends.js';
 import { uapiGet, parseUapiSet, applyUapiSet, UapiError, type UapiHost } from '../wireguard/uapi.js';
 import { resolveEndpoint } from '../io/endpoint.js';
 import { monotonicNow, systemRng, wallClock } from '../io/clock.js';
-import { formatIp, formatPrefix, parseIp, mustParseIp, familyOf, type IpAddr } from '../util/ip.js';
+import { formatIp, formatPrefix, parseIp, mustParseIp } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
-import { systemError, WgnetError, invalidArgument } from '../util/errors.js';
+import { WgnetError, invalidArgument } from '../util/errors.js';
 import { noTrace, type Trace } from '../util/trace.js';
-import { randomInt } from '../util/rng.js';
-import { TcpSocket, type TcpSocketOptions } from './tcp-socket.js';
+import type { TcpSocket } from './tcp-socket.js';
+import { openConnection, type ConnectOptions, type Dialer } from './connect.js';
+import { TunnelResolver, type LookupCallback, type LookupResult } from './resolver.js';
+import { TunnelPing, type PingResult } from './ping.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
 import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
@@ -42,7 +44,6 @@ import type { CaptureOptions, CaptureStats } from '../io/pcap.js';
 import { TunnelOps } from './ops.js';
 import { abortError, TunnelPause, waitReady } from './lifecycle.js';
 import type { TunnelEvents } from './types/events.js';
-import { REJECT_AFTER_TIME } from '../wireguard/constants.js';
 
 export interface TunnelOptions {
   /** Which crypto backend: 'auto' (native when it loads) by default. */
@@ -58,57 +59,23 @@ export interface TunnelOptions {
   congestionControl?: 'bbr' | 'cubic' | 'newreno';
 }
 
-export interface ConnectOptions extends TcpSocketOptions {
-  host?: string;
-  /** A number or a numeric string, as net.connect takes it (ws passes `'8080'`). */
-  port: number | string;
-  family?: 0 | 4 | 6;
-  localAddress?: string;
-  localPort?: number;
-  noDelay?: boolean;
-  keepAlive?: boolean;
-  keepAliveInitialDelay?: number;
-  timeout?: number;
-  /**
-   * Milliseconds for the whole connect (lookup, handshake, SYN/SYN-ACK) before the socket is destroyed
-   * with ETIMEDOUT saying what was missing (no handshake with the peer, or no answer to the SYN).
-   * Default 10000, as undici's; 0 waits as long as TCP retries (about two minutes).
-   */
-  connectTimeout?: number;
-  /** Destroys the socket with an AbortError when aborted (before or after it connects), as net.Socket's `signal`. */
-  signal?: AbortSignal;
-}
-
-export interface PingResult {
-  address: string;
-  seq: number;
-  ttl: number;
-  bytes: number;
-  /** Round-trip time in milliseconds. */
-  time: number;
-}
-
-export interface LookupResult {
-  address: string;
-  family: 4 | 6;
-}
+export type { ConnectOptions } from './connect.js';
+export type { PingResult } from './ping.js';
+export type { LookupResult } from './resolver.js';
 
 export class Tunnel extends EventEmitter<TunnelEvents> {
   /** @internal */ readonly engine: Engine;
   readonly config: TunnelConfig;
-  private readonly dns: DnsClient | undefined;
   private readonly conns = new Map<number, TcpSocket>();
   private readonly servers = new Map<number, TcpServer>();
   private readonly udps = new Map<NetUdpSocket, TunnelUdpSocket>();
-  private readonly dnsWaiters = new Map<DnsQuery, (r: { addresses: LookupResult[]; error?: string }) => void>();
-  private readonly pings = new Map<string, (r: { ttl: number; bytes: number; from: IpAddr }) => void>();
-  private readonly pingId: number;
-  private pingSeq = 0;
+  private readonly resolver: TunnelResolver;
+  private readonly pinger: TunnelPing;
+  /** What connect() uses of this tunnel (./connect.ts). */
+  private readonly dialer: Dialer;
   private closed = false;
   /** Set between pause() and resume(): the outer port to reopen and the persistent keepalives to restore. */
   private readonly pauser = new TunnelPause(this, () => this.closed);
-  /** Rejects a pending ping(); close() calls each with ERR_WGNET_CLOSED. */
-  private readonly pingCancels = new Set<(err: Error) => void>();
   private readonly http = new TunnelHttp((o) => this.connect(o));
   private readonly resolving = new Set<Peer>();
   private fwmarkValue = 0;
@@ -119,8 +86,16 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     super();
     this.engine = engine;
     this.config = hideSecrets(config);
-    this.dns = dns;
-    this.pingId = randomInt(systemRng, 0x10000);
+    this.resolver = new TunnelResolver(engine, dns, () => this.assertOpen());
+    this.lookupFunction = this.resolver.lookupFunction;
+    this.pinger = new TunnelPing(engine);
+    this.dialer = {
+      engine,
+      assertOpen: () => this.assertOpen(),
+      routes: (address) => this.routes(address),
+      lookup: (host, opts) => this.lookup(host, opts),
+      register: (id, sock) => this.track(id, sock),
+    };
     engine.handlers = {
       onNetEvent: (ev) => this.onNetEvent(ev),
       onDeviceEvent: (ev) => this.onDeviceEvent(ev),
@@ -259,102 +234,13 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   /** net.connect's own options type, so `tunnel.createConnection.bind(tunnel)` is a `typeof net.createConnection` (ws's option); a `path` (Unix socket) is refused. */
   connect(options: net.NetConnectOpts, connectionListener?: () => void): TcpSocket;
   connect(portOrOpts: number | string | ConnectOptions | net.NetConnectOpts, hostOrCb?: string | (() => void), cb?: () => void): TcpSocket {
-    const opts: ConnectOptions =
-      typeof portOrOpts === 'number' || typeof portOrOpts === 'string'
-        ? { port: portOrOpts, host: typeof hostOrCb === 'string' ? hostOrCb : undefined }
-        : (portOrOpts as ConnectOptions);
-    if (opts && typeof opts === 'object' && 'path' in opts && (opts as { port?: unknown }).port === undefined) {
-      throw invalidArgument('connect: a tunnel has no Unix sockets (path); give a port and host');
-    }
-    if (opts === null || typeof opts !== 'object') throw invalidArgument(`connect: expected a port or an options object, got ${opts === null ? 'null' : typeof opts}`);
-    const done = typeof hostOrCb === 'function' ? hostOrCb : cb;
-    this.assertOpen();
-    const sock = new TcpSocket(this.engine, opts);
-    if (done) sock.once('connect', done);
-    const signal = opts.signal;
-    if (signal) {
-      const onAbort = (): void => void sock.destroy(abortError(signal));
-      if (signal.aborted) process.nextTick(onAbort);
-      else {
-        signal.addEventListener('abort', onAbort, { once: true });
-        sock.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
-    }
-    if (opts.noDelay === false) sock.setNoDelay(false);
-    if (opts.keepAlive) sock.setKeepAlive(true, opts.keepAliveInitialDelay ?? 0);
-    if (opts.timeout) sock.setTimeout(opts.timeout);
-    sock.connecting = true;
-    const port = typeof opts.port === 'string' && !/^\s*[0-9]+\s*$/.test(opts.port) ? NaN : Number(opts.port);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${String(opts.port).slice(0, 40)}`);
-    const host = opts.host || 'localhost';
-    sock.dialled = { host, port };
-    const connectTimeout = opts.connectTimeout ?? 10_000;
-    if (typeof connectTimeout !== 'number' || !(connectTimeout >= 0)) throw invalidArgument(`connect: connectTimeout must be a number of milliseconds >= 0, got ${String(connectTimeout).slice(0, 40)}`);
-    let target: IpAddr | undefined;
-    if (connectTimeout > 0) {
-      const timer = setTimeout(() => {
-        if (!sock.destroyed && sock.connecting) sock.destroy(this.connectTimedOut(target, host, port, connectTimeout));
-      }, connectTimeout);
-      const clear = (): void => clearTimeout(timer);
-      sock.once('connect', clear);
-      sock.once('close', clear);
-    }
-    const start = (addr: IpAddr): void => {
-      if (sock.destroyed) return;
-      target = addr;
-      sock.autoSelectFamilyAttemptedAddresses = [`${formatIp(addr)}:${port}`];
-      // No peer's AllowedIPs covers it: nothing could carry the SYN, so fail now as the
-      // kernel does for a route-less destination, not after two minutes of retries.
-      if (!this.routes(formatIp(addr))) return void sock.destroy(systemError('EHOSTUNREACH', 'connect', formatIp(addr), port));
-      try {
-        const conn = this.engine.iface.tcp.connect(this.engine.now(), {
-          remoteAddr: addr,
-          remotePort: port,
-          localAddr: opts.localAddress ? mustParseIp(opts.localAddress, 'localAddress') : undefined,
-          localPort: opts.localPort,
-          noDelay: opts.noDelay !== false,
-        });
-        sock.attach(conn, false);
-        this.conns.set(conn.id, sock);
-        sock.once('close', () => this.conns.delete(conn.id));
-        this.engine.schedule();
-      } catch (err) {
-        sock.destroy(err as Error);
-      }
-    };
-    const lit = parseIp(host);
-    if (lit) start(lit);
-    else {
-      this.lookup(host, { family: opts.family ?? 0 }).then(
-        (r) => {
-          sock.emit('lookup', null, r.address, r.family, host);
-          start(mustParseIp(r.address));
-        },
-        (err: Error) => sock.destroy(err),
-      );
-    }
-    return sock;
+    return openConnection(this.dialer, portOrOpts, hostOrCb, cb);
   }
 
-  /** connect()'s ETIMEDOUT: which of lookup, handshake or SYN never finished, and with which peer. */
-  private connectTimedOut(addr: IpAddr | undefined, host: string, port: number, ms: number): Error {
-    const where = addr ? formatIp(addr) : host;
-    const e = systemError('ETIMEDOUT', 'connect', where, port);
-    let why = addr ? '' : `: '${host.slice(0, 60)}' did not resolve in time`;
-    const peer = addr ? this.engine.device.allowedIps.lookup(addr.length === 4 ? 4 : 6, addr) : undefined;
-    if (peer) {
-      const key = toBase64(peer.publicKey);
-      const up = peer.current !== undefined && this.engine.now() - peer.current.created < REJECT_AFTER_TIME;
-      if (up) why = `: the WireGuard session with peer ${key} is up, but nothing answered the SYN`;
-      else if (!peer.endpoint) why = `: no handshake with peer ${key}, which has no endpoint (it has to connect to this tunnel first)`;
-      else {
-        const ep = `${peer.endpoint.address.includes(':') ? `[${peer.endpoint.address}]` : peer.endpoint.address}:${peer.endpoint.port}`;
-        const sent = peer.pending ? peer.attempts + 1 : 0;
-        why = `: no handshake with peer ${key} at ${ep} (${sent} initiation${sent === 1 ? '' : 's'} sent${peer.rxBytes > 0 ? '' : ', nothing received from it'})`;
-      }
-    }
-    e.message = `connect ETIMEDOUT ${where}:${port} after ${ms} ms${why}`;
-    return e;
+  /** Delivers a connection's events to its socket until the socket closes. */
+  private track(id: number, sock: TcpSocket): void {
+    this.conns.set(id, sock);
+    sock.once('close', () => this.conns.delete(id));
   }
 
   /** The same as connect(), under net.createConnection's name (ws's `createConnection` option takes it as is). */
@@ -375,11 +261,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         engine: this.engine,
         registerListener: (tl: TcpListener, s: TcpServer) => this.servers.set(tl.id, s),
         unregisterListener: (tl: TcpListener) => this.servers.delete(tl.id),
-        registerConnection: (sock: TcpSocket) => {
-          const id = sock.conn!.id;
-          this.conns.set(id, sock);
-          sock.once('close', () => this.conns.delete(id));
-        },
+        registerConnection: (sock: TcpSocket) => this.track(sock.conn!.id, sock),
       },
       opts,
       l,
@@ -418,97 +300,22 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     const addr = parseIp(host) ?? mustParseIp((await this.lookup(host, { signal })).address);
     this.assertOpen();
     if (signal?.aborted) throw abortError(signal);
-    const seq = (this.pingSeq = (this.pingSeq + 1) & 0xffff);
-    const size = opts.size ?? 56;
-    const data = new Uint8Array(size);
-    for (let i = 0; i < size; i++) data[i] = i & 0xff;
-    const key = `${formatIp(addr)}/${seq}`;
-    const start = monotonicNow();
-    return new Promise<PingResult>((resolve, reject) => {
-      const settle = (err?: Error): void => {
-        clearTimeout(timer);
-        this.pings.delete(key);
-        this.pingCancels.delete(settle);
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-      };
-      const onAbort = (): void => settle(abortError(signal!));
-      const timer = setTimeout(() => settle(systemError('ETIMEDOUT', 'ping', formatIp(addr))), opts.timeout ?? 3000);
-      this.pingCancels.add(settle);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.pings.set(key, (r) => {
-        settle();
-        resolve({ address: formatIp(addr), seq, ttl: r.ttl, bytes: r.bytes, time: monotonicNow() - start });
-      });
-      this.engine.iface.ping(this.engine.now(), addr, this.pingId, seq, data);
-      this.engine.pump();
-    });
+    return this.pinger.send(addr, opts);
   }
 
   // --- DNS ---------------------------------------------------------------
 
   /** Resolves a name through the tunnel's DNS servers (never the system resolver); `signal` aborts the wait with an AbortError. */
   async lookup(host: string, opts: { family?: 0 | 4 | 6; all?: false; signal?: AbortSignal } = {}): Promise<LookupResult> {
-    const all = await this.lookupAll(host, opts.family ?? 0, { signal: opts.signal });
-    return all[0]!;
+    return this.resolver.lookup(host, opts);
   }
 
   async lookupAll(host: string, family: 0 | 4 | 6 = 0, opts: { signal?: AbortSignal } = {}): Promise<LookupResult[]> {
-    this.assertOpen();
-    const signal = opts.signal;
-    if (signal?.aborted) throw abortError(signal);
-    const lit = parseIp(host);
-    if (lit) return [{ address: formatIp(lit), family: familyOf(lit) }];
-    const dns = this.dns;
-    if (!dns) {
-      const e = systemError('ENOTFOUND', 'getaddrinfo', host);
-      e.message = `getaddrinfo ENOTFOUND ${host} (the tunnel has no DNS servers configured)`;
-      throw e;
-    }
-    const q = dns.lookup(this.engine.now(), host, family);
-    const done = new Promise<{ addresses: LookupResult[]; error?: string }>((resolve, reject) => {
-      this.dnsWaiters.set(q, resolve);
-      if (!signal) return;
-      const onAbort = (): void => {
-        this.dnsWaiters.delete(q); // the query itself ends at its own timeout
-        reject(abortError(signal));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.dnsWaiters.set(q, (r) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(r);
-      });
-    });
-    this.onDnsEvent(); // literal IPs and host entries answer at once
-    this.engine.pump();
-    const r = await done;
-    if (r.error || r.addresses.length === 0) {
-      const code = r.error === 'ETIMEOUT' ? 'ETIMEOUT' : r.error ?? 'ENOTFOUND';
-      throw systemError(code, 'getaddrinfo', host);
-    }
-    // Prefer the family the tunnel has an address of.
-    const have4 = this.engine.iface.addresses.some((a) => a.addr.length === 4);
-    const have6 = this.engine.iface.addresses.some((a) => a.addr.length === 16);
-    return [...r.addresses].sort((a, b) => score(b) - score(a));
-    function score(x: LookupResult): number {
-      return (x.family === 4 && have4) || (x.family === 6 && have6) ? 1 : 0;
-    }
+    return this.resolver.lookupAll(host, family, opts);
   }
 
   /** A `net.LookupFunction` for `http.request({ lookup })`, `net.connect` and undici (also callable as dns.lookup: options may be a family or omitted). */
-  readonly lookupFunction = (
-    hostname: string,
-    options: dns.LookupOptions | number | LookupCallback,
-    callback?: LookupCallback,
-  ): void => {
-    const cb = (typeof options === 'function' ? options : callback)!;
-    const o: dns.LookupOptions = typeof options === 'object' && options !== null ? options : typeof options === 'number' ? { family: options } : {};
-    const fam = o.family === 'IPv4' || o.family === 4 ? 4 : o.family === 'IPv6' || o.family === 6 ? 6 : 0;
-    this.lookupAll(hostname, fam).then(
-      (rs) => (o.all ? cb(null, rs) : cb(null, rs[0]!.address, rs[0]!.family)),
-      (err: NodeJS.ErrnoException) => (cb as (e: NodeJS.ErrnoException) => void)(err),
-    );
-  };
+  readonly lookupFunction: (hostname: string, options: dns.LookupOptions | number | LookupCallback, callback?: LookupCallback) => void;
 
   // --- HTTP ----------------------------------------------------------------
 
@@ -576,11 +383,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         iface: this.engine.iface,
         device: this.engine.device,
         trace: this.trace,
-        registerSocket: (sock) => {
-          const id = sock.conn!.id;
-          this.conns.set(id, sock);
-          sock.once('close', () => this.conns.delete(id));
-        },
+        registerSocket: (sock) => this.track(sock.conn!.id, sock),
       },
       handler === 'relay' ? undefined : handler,
       options,
@@ -749,9 +552,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     this.engine.close();
     await this.uapiServer?.close();
     await this.engine.bind?.close();
-    for (const w of this.dnsWaiters.values()) w({ addresses: [], error: 'ECANCELLED' });
-    this.dnsWaiters.clear();
-    for (const cancel of [...this.pingCancels]) cancel(new WgnetError('ERR_WGNET_CLOSED', 'ping: the tunnel was closed before a reply came'));
+    this.resolver.cancelAll();
+    this.pinger.cancelAll(() => new WgnetError('ERR_WGNET_CLOSED', 'ping: the tunnel was closed before a reply came'));
     this.emit('close');
   }
 
@@ -763,15 +565,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   /** @internal Delivers finished lookups to their waiters. */
   onDnsEvent(): boolean {
-    const dns = this.dns;
-    if (!dns) return false;
-    for (let ev = dns.pollEvent(); ev; ev = dns.pollEvent()) {
-      const w = this.dnsWaiters.get(ev.query);
-      if (w) {
-        this.dnsWaiters.delete(ev.query);
-        w({ addresses: ev.addresses, error: ev.error });
-      }
-    }
+    this.resolver.deliver();
     return false;
   }
 
@@ -800,16 +594,9 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       case 'udp-error':
         this.udps.get(ev.socket)?.onError(ev.error);
         break;
-      case 'echo-reply': {
-        if (ev.id !== this.pingId) break;
-        const key = `${formatIp(ev.from)}/${ev.seq}`;
-        const w = this.pings.get(key);
-        if (w) {
-          this.pings.delete(key);
-          w({ ttl: ev.ttl, bytes: ev.data.length, from: ev.from });
-        }
+      case 'echo-reply':
+        this.pinger.onReply(ev.id, ev.seq, ev.from, ev.ttl, ev.data.length);
         break;
-      }
       default:
         break;
     }
@@ -850,8 +637,6 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     }
   }
 }
-
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
 
 /**
  * The config the tunnel keeps (for endpoints to re-resolve and warnings to report), with its

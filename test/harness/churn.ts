@@ -20,7 +20,8 @@ export interface Bookkeeping {
 
 /** The tunnel's tables by name (private maps read through a cast: this is a test's view). */
 export function bookkeeping(t: Tunnel): Bookkeeping {
-  const priv = t as unknown as { conns: Map<unknown, unknown>; servers: Map<unknown, unknown>; udps: Map<unknown, unknown>; dnsWaiters: Map<unknown, unknown>; pings: Map<unknown, unknown>; dns?: { attempts: Set<unknown>; closing: Map<unknown, unknown>; bySocket: Map<unknown, unknown> } };
+  const priv = t as unknown as { conns: Map<unknown, unknown>; servers: Map<unknown, unknown>; udps: Map<unknown, unknown>; resolver: { waiters: Map<unknown, unknown>; dns?: { attempts: Set<unknown>; closing: Map<unknown, unknown>; bySocket: Map<unknown, unknown> } }; pinger: { pending: Map<unknown, unknown> } };
+  const dns = priv.resolver.dns;
   const iface = t.engine.iface as unknown as { flows?: { udpFlows: number; heldSyns: number }; udpFlowCount?: number; heldSynCount?: number; udp: Map<unknown, unknown> };
   const tcp = tcpOf(t);
   return {
@@ -33,9 +34,9 @@ export function bookkeeping(t: Tunnel): Bookkeeping {
     apiServers: priv.servers.size,
     apiUdpSockets: priv.udps.size,
     netUdpPorts: iface.udp.size,
-    pendingDns: priv.dnsWaiters.size,
-    dnsAttempts: priv.dns ? priv.dns.attempts.size + priv.dns.closing.size + priv.dns.bySocket.size : 0,
-    pendingPings: priv.pings.size,
+    pendingDns: priv.resolver.waiters.size,
+    dnsAttempts: dns ? dns.attempts.size + dns.closing.size + dns.bySocket.size : 0,
+    pendingPings: priv.pinger.pending.size,
   };
 }
 
