@@ -12,3 +12,5 @@ export { ConfigError } from './config/index.js';
 export type { TunnelConfigInput, TunnelConfigObject, PeerConfigObject, SingBoxEndpointObject, SingBoxConfigObject, TunnelConfig, PeerSpec } from './config/index.js';
 export { WgnetError } from './util/errors.js';
 export type { WgnetErrorCode } from './util/errors.js';
+export { diagnosticsChannels } from './api/diagnostics.js';
+export type { PeerMessage, TcpOpenMessage, TcpCloseMessage, FlowMessage, FlowEvent, DropMessage } from './api/diagnostics.js';

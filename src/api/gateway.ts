@@ -19,6 +19,7 @@ import { invalidArgument } from '../util/errors.js';
 import type { Trace } from '../util/trace.js';
 import type { Instant } from '../util/time.js';
 import { TcpSocket } from './tcp-socket.js';
+import { flowChannel, publishFlow, tunnelOf } from './diagnostics.js';
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
 
@@ -186,7 +187,9 @@ export class Gateway {
     this.stats[c] = (this.stats[c] ?? 0) + n;
   }
 
+  /** Each flow event goes to the trace (debug) and to wgnet:flow (api/diagnostics.ts), when either listens. */
   private log(event: string, info: FlowInfo, extra?: Record<string, unknown>): void {
+    if (flowChannel.hasSubscribers) publishFlow(tunnelOf(this.host.engine), event, info, extra);
     if (!this.host.trace.enabled('debug')) return;
     this.host.trace.log('debug', `gateway ${event}`, {
       protocol: info.protocol,
@@ -359,6 +362,7 @@ export class Gateway {
         const sock = this.acceptTcp(flow, info);
         this.count('accepted');
         this.log('accepted', info);
+        sock.once('close', () => this.log('closed', info, { bytesUp: sock.bytesRead, bytesDown: sock.bytesWritten }));
         this.hand(d, sock);
         return;
       }
@@ -408,6 +412,7 @@ export class Gateway {
       this.count('relay.bytesUp', hostSock.bytesWritten);
       this.count('relay.bytesDown', hostSock.bytesRead);
       this.untrack(a);
+      this.log('closed', info, { bytesUp: hostSock.bytesWritten, bytesDown: hostSock.bytesRead });
     });
   }
 
@@ -442,6 +447,7 @@ export class Gateway {
         if (!d || typeof d.accept !== 'function') return refuse('refused.handler', 'admin');
         state.local = new FlowUdpSocket(flow, this.host.engine, info);
         this.count('accepted');
+        this.log('accepted', info);
         this.hand(d, state.local);
         this.onUdpReadable(flow);
         return;
@@ -488,6 +494,7 @@ export class Gateway {
     if (!st) return;
     this.udp.delete(flow);
     this.untrack(st.active);
+    if ((st.relay || st.local) && (flowChannel.hasSubscribers || this.host.trace.enabled('debug'))) this.log('closed', this.infoOf('udp', flow));
     st.relay?.close();
     if (st.local) st.local.close();
     else flow.close();

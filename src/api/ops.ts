@@ -7,14 +7,14 @@ import type { Writable } from 'node:stream';
 import { PeerEventCounters, wireguardMetrics, netstackMetrics, gatewayMetrics, processMetrics, formatMetrics, type MetricFamily } from '../io/metrics.js';
 import { HealthProbe, healthReport, parseProbeTarget, type HealthOptions, type HealthReport } from '../io/health.js';
 import { PcapWriter, type CaptureOptions, type CaptureStats } from '../io/pcap.js';
-import { publishPeerEvent } from '../io/diagnostics.js';
+import { publishPeerEvent } from './diagnostics.js';
 import { systemError, WgnetError } from '../util/errors.js';
 import type { Tunnel } from './tunnel.js';
 
 export class TunnelOps {
   /**
    * Handshakes, give-ups and endpoint changes per peer (the Device emits these, it does not
-   * count them), also published on the wgnet:* diagnostics channels (io/diagnostics.ts).
+   * count them), also published on the wgnet:* diagnostics channels (api/diagnostics.ts).
    */
   private readonly peerEvents = new PeerEventCounters();
   private probe: HealthProbe | undefined;

@@ -14,6 +14,7 @@ import type { TcpConnection, TcpErrorCode } from '../netstack/types.js';
 import { formatIp, familyOf } from '../util/ip.js';
 import { systemError, WgnetError } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
+import { tcpOpenChannel, tcpCloseChannel, tcpMessage, tunnelOf } from './diagnostics.js';
 
 export interface TcpSocketOptions {
   allowHalfOpen?: boolean;
@@ -51,6 +52,8 @@ export class TcpSocket extends Duplex {
   private noDelay = true;
   private keepAlive: { enable: boolean; ms: number } | undefined;
   private remote: { address: string; port: number } | undefined;
+  /** engine.now() at attach (the first SYN): wgnet:tcp:close's durationMs. */
+  private startedAt = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -73,6 +76,8 @@ export class TcpSocket extends Duplex {
     conn.setNoDelay(this.noDelay);
     if (this.keepAlive) conn.setKeepAlive(this.keepAlive.enable, this.keepAlive.ms);
     this.connecting = !established;
+    this.startedAt = this.engine.now();
+    if (established && tcpOpenChannel.hasSubscribers) tcpOpenChannel.publish(this.diagnostics());
   }
 
   /** @internal The handshake finished (active open). */
@@ -80,6 +85,7 @@ export class TcpSocket extends Duplex {
     if (!this.connecting) return;
     this.connecting = false;
     this.touch();
+    if (tcpOpenChannel.hasSubscribers) tcpOpenChannel.publish(this.diagnostics());
     this.emit('connect');
     this.emit('ready');
     this.flushPending();
@@ -216,6 +222,7 @@ export class TcpSocket extends Duplex {
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
     this.clearIdle();
     const conn = this.conn;
+    if (conn && tcpCloseChannel.hasSubscribers) this.publishClose(err);
     if (conn && conn.state !== 'CLOSED' && conn.error === undefined) {
       // As the kernel does on close(): RST when data would be lost (an error,
       // unread input), else FIN after what is queued.
@@ -350,6 +357,28 @@ export class TcpSocket extends Duplex {
     }
     this.destroy();
     return this;
+  }
+
+  /** wgnet:tcp:open's message (api/diagnostics.ts); a socket from tunnel.connect() is the outbound kind. */
+  private diagnostics(): ReturnType<typeof tcpMessage> {
+    return tcpMessage(tunnelOf(this.engine), this, this.dialled ? 'outbound' : 'inbound');
+  }
+
+  /**
+   * wgnet:tcp:close, from _destroy (every close passes there once). The netstack's errors
+   * arrive as destroy(err) with err.code (onClosed); a socket whose peer sent FIN and whose
+   * own side has finished closed cleanly ('end'); anything else was the application's destroy().
+   */
+  private publishClose(err: Error | null): void {
+    const reason = err ? String((err as NodeJS.ErrnoException).code ?? 'error') : this.finSeen && this.writableFinished ? 'end' : 'destroy';
+    tcpCloseChannel.publish({
+      ...this.diagnostics(),
+      established: !this.connecting,
+      bytesRead: this.bytesRead,
+      bytesWritten: this.written,
+      durationMs: this.engine.now() - this.startedAt,
+      reason,
+    });
   }
 
   private touch(): void {

@@ -30,6 +30,7 @@ import { formatIp, formatPrefix, parseIp, mustParseIp } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { WgnetError, invalidArgument } from '../util/errors.js';
 import { noTrace, type Trace } from '../util/trace.js';
+import { CoreDiagnostics } from './diagnostics.js';
 import type { TcpSocket } from './tcp-socket.js';
 import { openConnection, type ConnectOptions, type Dialer } from './connect.js';
 import { TunnelResolver, type LookupCallback, type LookupResult } from './resolver.js';
@@ -110,8 +111,9 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   static async create(input: TunnelConfigInput, opts: TunnelOptions = {}): Promise<Tunnel> {
     const cfg = await loadConfig(input, opts.tag === undefined ? {} : { tag: opts.tag });
     const trace = opts.trace ?? noTrace;
+    const core = new CoreDiagnostics(trace); // the cores' drops also reach wgnet:drop (diagnostics.ts)
     const crypto = getCryptoProvider(opts.crypto ?? 'auto');
-    const device = new Device({ privateKey: cfg.privateKey, crypto, rng: systemRng, wallClock, trace });
+    const device = new Device({ privateKey: cfg.privateKey, crypto, rng: systemRng, wallClock, trace: core });
     for (const p of cfg.peers) {
       const endpoint = p.endpoint ? await resolveEndpoint(p.endpoint.host, p.endpoint.port) : undefined;
       device.addPeer({
@@ -128,13 +130,14 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       addresses: cfg.addresses.map((a) => `${formatIp(a.addr)}/${a.bits}`),
       mtu: cfg.mtu ?? 1420,
       rng: systemRng,
-      trace,
+      trace: core,
       ...(opts.congestionControl ? { tcp: { congestionControl: opts.congestionControl } } : {}),
     });
     const engine = new Engine(device, iface, undefined, trace);
     const dns =
       cfg.dns.servers.length > 0 ? new DnsClient(iface, { servers: cfg.dns.servers, search: cfg.dns.search, rng: systemRng }) : undefined;
     const tunnel = new Tunnel(engine, cfg, dns, trace);
+    core.bind(tunnel, engine);
     if (dns) {
       // The DNS client sees network events before the API and its results are delivered after each step.
       engine.addComponent(

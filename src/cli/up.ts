@@ -23,7 +23,7 @@ import { WgnetError } from '../util/errors.js';
 import { PeerEventCounters, wireguardMetrics, processMetrics, formatMetrics } from '../io/metrics.js';
 import { HealthProbe, healthReport, parseProbeTarget, serveOps } from '../io/health.js';
 import { PcapWriter } from '../io/pcap.js';
-import { publishPeerEvent } from '../io/diagnostics.js';
+import { publishPeerEvent } from '../api/diagnostics.js';
 import { LOG_LEVELS, parseLogLevel, type LogLevel } from './serve.js';
 
 export const UP_USAGE = `Usage: wgnet up [-f/--foreground] [--log-level error|warn|info|debug|trace] [--metrics HOST:PORT] [--ready-peers KEY,...]

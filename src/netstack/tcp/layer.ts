@@ -71,6 +71,8 @@ export class TcpLayer implements TcpLayerApi {
 
   count(what: TcpCounter): void {
     this.stats[what]++;
+    // DESIGN §5: a dropped segment is counted and traced at debug (the io/api layers publish it on wgnet:drop).
+    if (what.startsWith('drop.') && this.opts.trace.enabled('debug')) this.opts.trace.log('debug', `tcp ${what}`);
   }
 
   /** A copy of the counters now. */
