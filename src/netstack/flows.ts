@@ -10,10 +10,12 @@ import { formatIp, type IpAddr } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
 import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
 import { ACK, FIN, RST, SYN, tcpChecksumOk, tcpDstPort, tcpFlags, tcpSrcPort } from '../wire/tcp.js';
+import { echoId, echoSeq, ICMP_HEADER_LEN, MAX_QUOTE_V4, MAX_QUOTE_V6, type UnreachableKind } from '../wire/icmp.js';
+import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import type { FlowEnds, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
 
-/** Why a flow is refused with ICMP destination unreachable (RFC 792 codes 3/1/13, RFC 4443 codes 4/3/1). */
-export type UnreachableKind = 'port' | 'host' | 'admin';
+/** Why a flow is refused with ICMP destination unreachable (wire/icmp.ts has the codes). */
+export type { UnreachableKind };
 
 /**
  * Gateway mode: the datagrams between one tunnel-side sender and one destination that is
@@ -68,7 +70,6 @@ export interface FlowTableOptions {
   synHoldMs?: number;
 }
 
-const MAX_UDP_PAYLOAD = 65507;
 const FLOW_QUEUE_BYTES = 256 * 1024;
 
 interface HeldSyn extends TcpFlow {
@@ -258,7 +259,7 @@ export class FlowTable {
     this.host.count('flow.echoRequests');
     this.host.emit({
       type: 'echo-request',
-      request: { src: ip.src.slice(), dst: ip.dst.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, data: m.slice(8), quote: quoteOf(ip) },
+      request: { src: ip.src.slice(), dst: ip.dst.slice(), id: echoId(m), seq: echoSeq(m), data: m.slice(ICMP_HEADER_LEN), quote: quoteOf(ip) },
     });
   }
 
@@ -272,12 +273,12 @@ export class FlowTable {
 /**
  * What an ICMP error about this packet quotes: its IP header (rebuilt, so a reassembled
  * packet quotes as its first fragment would) and the start of its payload, within the
- * minimum MTU (RFC 792: at least 64 bits of data; RFC 4443 §3.1: as much as fits in 1280).
+ * minimum MTU (RFC 792: at least 64 bits of data; RFC 4443 §2.4(c): as much as fits in 1280).
  */
 function quoteOf(ip: IpInfo): Uint8Array {
   const v4 = ip.version === 4;
   const hl = v4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
-  const n = Math.min(ip.payload.length, (v4 ? 548 : 1232) - hl);
+  const n = Math.min(ip.payload.length, (v4 ? MAX_QUOTE_V4 : MAX_QUOTE_V6) - hl);
   const q = new Uint8Array(hl + n);
   if (v4) writeIPv4Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length, 0);
   else writeIPv6Header(q, ip.src, ip.dst, ip.protocol, ip.payload.length);

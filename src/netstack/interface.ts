@@ -10,7 +10,7 @@ import type { Rng } from '../util/rng.js';
 import { randomInt, randomU32 } from '../util/rng.js';
 import { noTrace, type Trace } from '../util/trace.js';
 import { allocPacket, WG_HEADROOM, WG_TAILROOM } from '../util/bytes.js';
-import { finishChecksum, pseudoHeaderSum, sumBytes, checksum } from '../util/checksum.js';
+import { checksum } from '../util/checksum.js';
 import { formatIp, ipEqual, parseIp, prefixContains, type IpAddr } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
 import {
@@ -27,6 +27,24 @@ import {
   type IpInfo,
 } from '../wire/ip.js';
 import { TCP_HEADER_LEN, tcpDstPort, tcpSrcPort } from '../wire/tcp.js';
+import { MAX_UDP_PAYLOAD, parseUdp, UDP_HEADER_LEN, udpSrcPort, writeUdp } from '../wire/udp.js';
+import {
+  echoId,
+  echoSeq,
+  echoType,
+  fillIcmpChecksum,
+  ICMP_HEADER_LEN,
+  icmpChecksumOk,
+  icmpCode,
+  icmpErrorKind,
+  icmpType,
+  MAX_QUOTE_V4,
+  MAX_QUOTE_V6,
+  packetTooBigMtu,
+  parseQuoted,
+  writeEcho,
+  writeUnreachable,
+} from '../wire/icmp.js';
 import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
 import { FlowTable, type EchoRequest, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
 
@@ -64,8 +82,6 @@ export interface UdpSocket {
   close(): void;
 }
 
-const UDP_HEADER_LEN = 8;
-const MAX_UDP_PAYLOAD = 65507;
 const EPHEMERAL_LOW = 49152;
 const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
 /** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
@@ -211,9 +227,9 @@ export class Interface {
       case PROTO_UDP:
         return this.handleUdp(now, ip, packet);
       case PROTO_ICMP:
-        return ip.version === 4 ? this.handleIcmp4(now, ip) : this.count('drop.icmp.family');
+        return ip.version === 4 ? this.handleIcmp(now, ip) : this.count('drop.icmp.family');
       case PROTO_ICMPV6:
-        return ip.version === 6 ? this.handleIcmp6(now, ip) : this.count('drop.icmp.family');
+        return ip.version === 6 ? this.handleIcmp(now, ip) : this.count('drop.icmp.family');
       default:
         return this.count('drop.ip.protocol');
     }
@@ -227,85 +243,49 @@ export class Interface {
     return true;
   }
 
-  private handleIcmp4(now: Instant, ip: IpInfo): void {
+  /** ICMP (RFC 792) and ICMPv6 (RFC 4443): echo for us or, in gateway mode, for anyone; errors to the socket they quote. */
+  private handleIcmp(now: Instant, ip: IpInfo): void {
     const m = ip.payload;
-    if (m.length < 8 || checksum(m) !== 0) return this.count('drop.icmp.checksum');
-    const type = m[0]!;
-    if (type !== 8 && !this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
-    if (type === 8) {
+    const v6 = ip.version === 6;
+    if (!icmpChecksumOk(m, ip.src, ip.dst)) return this.count('drop.icmp.checksum');
+    const type = icmpType(m);
+    if (type === echoType(v6, false)) {
       if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
-      // RFC 792 echo: the reply carries the same identifier, sequence and data.
+      // RFC 792 / RFC 4443 §4.2: the reply carries the same identifier, sequence and data.
       if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
-      const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMP, m.length);
-      body.set(m);
-      body[0] = 0;
-      this.icmpChecksum(ip.dst, ip.src, body);
-      this.txq.push(pkt);
-    } else if (type === 0) {
-      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, ttl: ip.ttl, data: m.slice(8) });
-    } else if (type === 3 || type === 11) {
-      const kind: IcmpErrorKind =
-        type === 11 ? 'time-exceeded' : m[1] === 3 ? 'unreachable-port' : m[1] === 4 ? 'packet-too-big' : m[1] === 0 || m[1] === 6 ? 'unreachable-net' : m[1] === 13 ? 'unreachable-admin' : 'unreachable-host';
-      const mtu = kind === 'packet-too-big' ? (m[6]! << 8) | m[7]! : undefined;
-      this.icmpError(now, kind, m.subarray(8), mtu);
-    } else this.count('drop.icmp.type');
-  }
-
-  private handleIcmp6(now: Instant, ip: IpInfo): void {
-    const m = ip.payload;
-    if (m.length < 8 || finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_ICMPV6, m.length) + sumBytes(m)) !== 0) return this.count('drop.icmp.checksum');
-    const type = m[0]!;
-    if (type !== 128 && !this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
-    if (type === 128) {
-      if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
-      if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
-      const [pkt, body] = this.ipPacket(ip.dst, ip.src, PROTO_ICMPV6, m.length);
-      body.set(m);
-      body[0] = 129;
-      this.icmpChecksum(ip.dst, ip.src, body);
-      this.txq.push(pkt);
-    } else if (type === 129) {
-      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: (m[4]! << 8) | m[5]!, seq: (m[6]! << 8) | m[7]!, ttl: ip.ttl, data: m.slice(8) });
-    } else if (type === 1 || type === 2 || type === 3) {
-      const kind: IcmpErrorKind = type === 2 ? 'packet-too-big' : type === 3 ? 'time-exceeded' : m[1] === 4 ? 'unreachable-port' : m[1] === 1 ? 'unreachable-admin' : 'unreachable-host';
-      const mtu = type === 2 ? ((m[4]! << 24) | (m[5]! << 16) | (m[6]! << 8) | m[7]!) >>> 0 : undefined;
-      this.icmpError(now, kind, m.subarray(8), mtu);
-    } else if (type >= 128) this.count('drop.icmp.type'); // neighbor discovery etc.: not on a point-to-point tunnel
+      return this.sendEcho(ip.dst, ip.src, echoType(v6, true), echoId(m), echoSeq(m), m.subarray(ICMP_HEADER_LEN), icmpCode(m));
+    }
+    if (!this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
+    if (type === echoType(v6, true)) {
+      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: echoId(m), seq: echoSeq(m), ttl: ip.ttl, data: m.slice(ICMP_HEADER_LEN) });
+      return;
+    }
+    const kind = icmpErrorKind(m, v6);
+    if (kind) return this.icmpError(now, kind, m.subarray(ICMP_HEADER_LEN), kind === 'packet-too-big' ? packetTooBigMtu(m, v6) : undefined);
+    // Any other ICMPv4 type, and ICMPv6 informational ones (neighbor discovery etc.: not on a
+    // point-to-point tunnel), are counted; unknown ICMPv6 error types are ignored (RFC 4443 §2.4(b)).
+    if (!v6 || type >= 128) this.count('drop.icmp.type');
   }
 
   /** Delivers an ICMP error to the socket whose packet it quotes (RFC 1122 §3.2.2.1). */
   private icmpError(now: Instant, kind: IcmpErrorKind, quoted: Uint8Array, mtu?: number): void {
-    const v = quoted.length > 0 ? quoted[0]! >> 4 : 0;
-    let src: Uint8Array, dst: Uint8Array, proto: number, off: number;
-    if (v === 4 && quoted.length >= 20) {
-      off = (quoted[0]! & 0xf) * 4;
-      proto = quoted[9]!;
-      src = quoted.subarray(12, 16);
-      dst = quoted.subarray(16, 20);
-    } else if (v === 6 && quoted.length >= 40) {
-      off = 40;
-      proto = quoted[6]!;
-      src = quoted.subarray(8, 24);
-      dst = quoted.subarray(24, 40);
-    } else return this.count('drop.icmp.quote');
-    if (quoted.length < off + 8 || !this.isLocal(src)) return this.count('drop.icmp.quote');
-    const t = quoted.subarray(off);
-    if (proto === PROTO_TCP) this.tcp.handleIcmpError(now, kind, src, dst, t, mtu);
-    else if (proto === PROTO_UDP) {
-      const sport = (t[0]! << 8) | t[1]!;
-      const s = this.findUdp(src, sport);
+    const q = parseQuoted(quoted);
+    if (!q || !this.isLocal(q.src)) return this.count('drop.icmp.quote');
+    if (q.protocol === PROTO_TCP) this.tcp.handleIcmpError(now, kind, q.src, q.dst, q.transport, mtu);
+    else if (q.protocol === PROTO_UDP) {
+      const s = this.findUdp(q.src, udpSrcPort(q.transport));
       if (s && s.remote && kind !== 'packet-too-big' && kind !== 'time-exceeded') {
         this.events.push({ type: 'udp-error', socket: s, error: kind === 'unreachable-port' ? 'ECONNREFUSED' : 'EHOSTUNREACH' });
       }
     }
   }
 
-  /** Fills an ICMP (RFC 792: over the message) or ICMPv6 (RFC 4443 §2.3: with the pseudo-header) checksum. */
-  private icmpChecksum(src: Uint8Array, dst: Uint8Array, body: Uint8Array): void {
-    body[2] = body[3] = 0;
-    const c = src.length === 4 ? checksum(body) : finishChecksum(pseudoHeaderSum(src, dst, PROTO_ICMPV6, body.length) + sumBytes(body));
-    body[2] = c >> 8;
-    body[3] = c & 0xff;
+  /** An echo request or reply from `src` to `dst`: the one place echo messages are built. */
+  private sendEcho(src: IpAddr, dst: IpAddr, type: number, id: number, seq: number, data: Uint8Array, code = 0): void {
+    const [pkt, body] = this.ipPacket(src, dst, src.length === 4 ? PROTO_ICMP : PROTO_ICMPV6, ICMP_HEADER_LEN + data.length);
+    writeEcho(body, type, id, seq, data, code);
+    fillIcmpChecksum(body, src, dst);
+    this.txq.push(pkt);
   }
 
   // --- UDP -----------------------------------------------------------------------
@@ -324,20 +304,13 @@ export class Interface {
   }
 
   private handleUdp(now: Instant, ip: IpInfo, packet: Uint8Array): void {
-    const u = ip.payload;
-    if (u.length < UDP_HEADER_LEN) return this.count('drop.udp.short');
-    const ulen = (u[4]! << 8) | u[5]!;
-    if (ulen < UDP_HEADER_LEN || ulen > u.length) return this.count('drop.udp.length');
-    const ck = (u[6]! << 8) | u[7]!;
-    // The checksum is optional in IPv4 (0 = none) and mandatory in IPv6 (RFC 8200 §8.1).
-    if (ck !== 0 || ip.version === 6) {
-      if (finishChecksum(pseudoHeaderSum(ip.src, ip.dst, PROTO_UDP, ulen) + sumBytes(u, 0, ulen)) !== 0) return this.count('drop.udp.checksum');
-    }
-    const dport = (u[2]! << 8) | u[3]!;
-    const sport = (u[0]! << 8) | u[1]!;
+    const u = parseUdp(ip.payload, ip.src, ip.dst);
+    if (typeof u === 'string') return this.count(`drop.udp.${u}`);
+    const dport = u.dstPort;
+    const sport = u.srcPort;
     // A wildcard-bound socket serves our own addresses only; in gateway mode the rest are flows.
     const s = this.isLocal(ip.dst) ? this.findUdp(ip.dst, dport) : undefined;
-    if (!s && this.forwarding) return this.flows.udpDatagram(now, ip, sport, dport, u.subarray(UDP_HEADER_LEN, ulen));
+    if (!s && this.forwarding) return this.flows.udpDatagram(now, ip, sport, dport, u.payload);
     if (!s) {
       this.count('udp.noSocket');
       // RFC 1122 §4.1.3.1: port unreachable, never for a fragment other than the first.
@@ -345,7 +318,7 @@ export class Interface {
       return;
     }
     if (s.remote && (s.remote.port !== sport || !ipEqual(s.remote.addr, ip.src))) return this.count('drop.udp.notConnectedPeer');
-    const data = u.slice(UDP_HEADER_LEN, ulen);
+    const data = u.payload.slice();
     if (s.queued + data.length > s.limit) return this.count('drop.udp.queueFull');
     s.queue.push({ data, addr: ip.src.slice(), port: sport });
     s.queued += data.length;
@@ -367,13 +340,10 @@ export class Interface {
     const from = kind === 'port' ? dst : (this.sourceFor(to) ?? dst);
     // Quote as much of the offending packet as fits in the minimum MTU (RFC 792, RFC 4443 §3.1).
     const ipLen = v4 ? (packet[2]! << 8) | packet[3]! : 40 + ((packet[4]! << 8) | packet[5]!);
-    const quote = packet.subarray(0, Math.min(ipLen, packet.length, v4 ? 548 : 1232));
-    const [pkt, body] = this.ipPacket(from, to, v4 ? PROTO_ICMP : PROTO_ICMPV6, 8 + quote.length);
-    body.fill(0, 0, 8);
-    body[0] = v4 ? 3 : 1;
-    body[1] = v4 ? UNREACH4[kind] : UNREACH6[kind];
-    body.set(quote, 8);
-    this.icmpChecksum(from, to, body);
+    const quote = packet.subarray(0, Math.min(ipLen, packet.length, v4 ? MAX_QUOTE_V4 : MAX_QUOTE_V6));
+    const [pkt, body] = this.ipPacket(from, to, v4 ? PROTO_ICMP : PROTO_ICMPV6, ICMP_HEADER_LEN + quote.length);
+    writeUnreachable(body, !v4, kind, quote);
+    fillIcmpChecksum(body, from, to);
     this.txq.push(pkt);
     this.count('txUnreachable');
   }
@@ -383,36 +353,14 @@ export class Interface {
   /** Answers an echo request in the destination's name (RFC 792 / RFC 4443 §4.2: same id, sequence, data). */
   echoReply(now: Instant, req: EchoRequest): void {
     if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
-    const v6 = req.dst.length === 16;
-    const [pkt, body] = this.ipPacket(req.dst, req.src, v6 ? PROTO_ICMPV6 : PROTO_ICMP, 8 + req.data.length);
-    body[0] = v6 ? 129 : 0;
-    body[1] = 0;
-    body[4] = req.id >> 8;
-    body[5] = req.id & 0xff;
-    body[6] = req.seq >> 8;
-    body[7] = req.seq & 0xff;
-    body.set(req.data, 8);
-    this.icmpChecksum(req.dst, req.src, body);
-    this.txq.push(pkt);
+    this.sendEcho(req.dst, req.src, echoType(req.dst.length === 16, true), req.id, req.seq, req.data);
   }
 
   /** A UDP datagram with any source (a flow's reply). */
   /** @internal */
   sendUdpFrom(src: IpAddr, sport: number, dst: IpAddr, dport: number, data: Uint8Array): void {
-    const ulen = UDP_HEADER_LEN + data.length;
-    const [pkt, u, whole] = this.ipPacket(src, dst, PROTO_UDP, ulen);
-    u[0] = sport >> 8;
-    u[1] = sport & 0xff;
-    u[2] = dport >> 8;
-    u[3] = dport & 0xff;
-    u[4] = ulen >> 8;
-    u[5] = ulen & 0xff;
-    u[6] = u[7] = 0;
-    u.set(data, UDP_HEADER_LEN);
-    let c = finishChecksum(pseudoHeaderSum(src, dst, PROTO_UDP, ulen) + sumBytes(u));
-    if (c === 0) c = 0xffff; // RFC 768: a computed zero is sent as all ones
-    u[6] = c >> 8;
-    u[7] = c & 0xff;
+    const [pkt, u, whole] = this.ipPacket(src, dst, PROTO_UDP, UDP_HEADER_LEN + data.length);
+    writeUdp(u, src, dst, sport, dport, data);
     if (pkt.length <= this.mtu) {
       this.txq.push(pkt);
       this.count('txPackets');
@@ -514,17 +462,7 @@ export class Interface {
   ping(_now: Instant, dst: IpAddr, id: number, seq: number, data: Uint8Array = new Uint8Array(0)): void {
     const src = this.sourceFor(dst);
     if (!src) throw systemError('ENETUNREACH', 'ping', formatIp(dst));
-    const v6 = dst.length === 16;
-    const [pkt, body] = this.ipPacket(src, dst, v6 ? PROTO_ICMPV6 : PROTO_ICMP, 8 + data.length);
-    body[0] = v6 ? 128 : 8;
-    body[1] = 0;
-    body[4] = id >> 8;
-    body[5] = id & 0xff;
-    body[6] = seq >> 8;
-    body[7] = seq & 0xff;
-    body.set(data, 8);
-    this.icmpChecksum(src, dst, body);
-    this.txq.push(pkt);
+    this.sendEcho(src, dst, echoType(dst.length === 16, false), id, seq, data);
   }
 
   // --- sans-IO outputs -----------------------------------------------------------------
@@ -567,7 +505,3 @@ export class Interface {
     return at === undefined ? d : earliest(d, { at, reason: 'held SYN expiry' });
   }
 }
-
-/** ICMP destination-unreachable codes per refusal (RFC 792: 3/1/13; RFC 4443 §3.1: 4/3/1). */
-const UNREACH4: Record<UnreachableKind, number> = { port: 3, host: 1, admin: 13 };
-const UNREACH6: Record<UnreachableKind, number> = { port: 4, host: 3, admin: 1 };

@@ -12,6 +12,7 @@
  */
 import type { Deadline, Instant } from '../util/time.js';
 import type { IpAddr } from '../util/ip.js';
+import type { IcmpErrorKind } from '../wire/icmp.js';
 
 /** RFC 9293 §3.3.2 state names. */
 export type TcpState =
@@ -128,8 +129,8 @@ export interface TcpOutput {
   segment: Uint8Array;
 }
 
-/** ICMP errors that concern a TCP connection (RFC 9293 §3.9.1.4, RFC 5927). */
-export type IcmpErrorKind = 'unreachable-port' | 'unreachable-host' | 'unreachable-net' | 'unreachable-admin' | 'packet-too-big' | 'time-exceeded';
+/** ICMP errors that concern a TCP connection (RFC 9293 §3.9.1.4, RFC 5927); the codec in wire/icmp.ts reads them. */
+export type { IcmpErrorKind } from '../wire/icmp.js';
 
 export interface TcpLayerApi {
   /** A TCP segment addressed to one of our addresses. The TcpLayer verifies its checksum. */
