@@ -48,7 +48,7 @@ import {
   timersSessionsCleared,
   timersStop,
 } from './peer-timers.js';
-import { completeHandshake, enqueueHandshake, handleCookieReply, handleHandshakes, HandshakeQueue, sendInitiation } from './handshake.js';
+import { completeHandshake, enqueueHandshake, handleCookieReply, handleHandshakes, HandshakeQueue, initiateHandshake } from './handshake.js';
 
 export { Peer, type Endpoint, type PeerConfig } from './peer.js';
 
@@ -399,9 +399,7 @@ export class Device {
 
   /** Starts a handshake unless one was sent less than RekeyTimeout ago (§6.1). */
   initiateHandshake(now: Instant, peer: Peer): void {
-    if (now - peer.lastSentHandshake < K.REKEY_TIMEOUT) return;
-    peer.attempts = 0;
-    sendInitiation(this, now, peer, false);
+    initiateHandshake(this, now, peer);
   }
 
   /** @internal */
@@ -409,7 +407,7 @@ export class Device {
     const e = peer.endpoint;
     if (e && e.port === from.port && e.address === from.address) return;
     peer.endpoint = { address: from.address, port: from.port };
-    if (e) this.events.push({ type: 'endpoint-changed', peer });
+    if (e) this.emit({ type: 'endpoint-changed', peer });
   }
 
   // --- data path ---------------------------------------------------------------

@@ -132,6 +132,13 @@ function newIndex(d: Device, entry: IndexEntry): number {
   }
 }
 
+/** A new handshake, not a retry: its RekeyAttemptTime starts afresh (§6.4), unless one was sent less than RekeyTimeout ago. */
+export function initiateHandshake(d: Device, now: Instant, peer: Peer): void {
+  if (now - peer.lastSentHandshake < K.REKEY_TIMEOUT) return;
+  peer.attempts = 0;
+  sendInitiation(d, now, peer, false);
+}
+
 /** §5.4.2: a new initiation to `peer`, unless one was sent less than RekeyTimeout ago (a retry goes regardless). */
 export function sendInitiation(d: Device, now: Instant, peer: Peer, retry: boolean): void {
   const privateKey = d.privateKey;

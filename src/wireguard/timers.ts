@@ -6,7 +6,7 @@
  * The five timers are wireguard-go's (timers.go): retransmitHandshake, sendKeepalive,
  * newHandshake, zeroKeyMaterial, persistentKeepalive. Each peer stores its deadlines in
  * `timers` (NEVER when off); every write goes through `arm` / `cancel` / `cancelAll`,
- * which the Device calls only from its wireguard-go-named hooks (device.ts, "timers").
+ * which only the wireguard-go-named hooks of peer-timers.ts call (the §6 rules live there).
  *
  * Lazy in both directions, so the data path costs a field write per packet:
  * - an entry is the one the heap holds for its (peer, timer) while `queued[t] === at`;
@@ -131,8 +131,6 @@ export class PeerTimerHeap<O extends PeerTimed> {
       due.add(e.o);
     }
   }
-
-
 
   /** Drops every stale entry: one entry per timer that is on, for the current owners only. */
   private rebuild(): void {
