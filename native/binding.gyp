@@ -8,7 +8,7 @@
     },
     {
       "target_name": "wgnet_udp",
-      "sources": ["udp.c"],
+      "sources": ["udp.c", "ping.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [["OS!='linux'", { "type": "none" }]]
     }

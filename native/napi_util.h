@@ -29,6 +29,20 @@ static const char *errno_name(int err) {
     case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EINVAL: return "EINVAL";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ENETDOWN: return "ENETDOWN";
+    case EHOSTDOWN: return "EHOSTDOWN";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOBUFS: return "ENOBUFS";
+    case EAGAIN: return "EAGAIN";
+    case EPROTO: return "EPROTO";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case ENONET: return "ENONET";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
     default: return "EIO";
   }
 }

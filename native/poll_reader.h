@@ -22,7 +22,8 @@ typedef void (*pr_deliver_fn)(napi_env env, napi_value cb, int fd, void *state);
 
 typedef struct poll_reader {
   uv_poll_t poll;
-  napi_threadsafe_function tsfn;
+  napi_threadsafe_function tsfn; /* NULL once Node has finalized it (environment teardown) */
+  napi_env env;
   int fd;
   int stopped;
   int live; /* 2 while both the poll handle and the tsfn exist; freed at 0 */
@@ -42,7 +43,11 @@ static void pr_poll_closed(uv_handle_t *h) { pr_release((poll_reader_t *)h->data
 static void pr_tsfn_finalized(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  pr_release((poll_reader_t *)data);
+  poll_reader_t *r = (poll_reader_t *)data;
+  /* At environment teardown Node finalizes the tsfn before the handle's wrap
+   * (pr_finalize): releasing it then aborted the process (a destroyed mutex). */
+  r->tsfn = NULL;
+  pr_release(r);
 }
 
 static void pr_on_readable(uv_poll_t *handle, int status, int events);
@@ -51,6 +56,7 @@ static void pr_call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)data;
   poll_reader_t *r = (poll_reader_t *)context;
   if (env == NULL || r->stopped) return;
+  napi_unref_threadsafe_function(env, r->tsfn); /* taken in pr_on_readable */
   r->deliver(env, cb, r->fd, r->state);
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
@@ -68,6 +74,10 @@ static void pr_on_readable(uv_poll_t *handle, int status, int events) {
   poll_reader_t *r = (poll_reader_t *)handle->data;
   if (r->stopped) return;
   uv_poll_stop(&r->poll);
+  /* The stopped poll no longer keeps the loop alive and the tsfn is unref'd: if
+   * nothing else holds the loop, it would end with this call still queued and
+   * the process would exit with the data unread. Hold it until the call runs. */
+  napi_ref_threadsafe_function(r->env, r->tsfn);
   napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
@@ -76,7 +86,7 @@ static void pr_shutdown(poll_reader_t *r) {
   r->stopped = 1;
   uv_poll_stop(&r->poll);
   uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
-  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+  if (r->tsfn != NULL) napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
 }
 
 static void pr_finalize(napi_env env, void *data, void *hint) {
@@ -108,6 +118,7 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
     return NULL;
   }
   r->fd = fd;
+  r->env = env;
   r->deliver = deliver;
   r->state = state;
   r->poll.data = r;

@@ -381,6 +381,9 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* ping.c: ICMP echo sockets, defined on the same exports. */
+void wgnet_ping_define(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
@@ -389,6 +392,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  wgnet_ping_define(env, exports);
   return exports;
 }
 

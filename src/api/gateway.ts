@@ -11,7 +11,8 @@ import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from 
 import type { FlowEnds, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import type { Engine } from '../io/engine.js';
-import { connectHost, openUdp, pingHost, PING_UNAVAILABLE, reset, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { connectHost, openUdp, reset, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { pingHost, type PingPath } from '../io/ping.js';
 import { GatewayPolicy, type PolicyRule, type RefusalReason } from '../config/gateway-policy.js';
 import { formatIp, type IpAddr } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
@@ -113,6 +114,8 @@ export type GatewayCounter =
   | 'limit.pendingTcp'
   | 'limit.pendingTcpPerPeer'
   | 'limit.pings'
+  | `icmp.${PingPath}`
+  | 'icmp.timeout'
   | 'udp.idleClosed'
   | 'peer.removed'
   | 'routed'
@@ -552,30 +555,37 @@ export class Gateway {
         return this.host.engine.schedule();
       }
       if (no) return refuse(no, no.startsWith('limit') ? 'host' : 'admin');
-      // Each relayed echo is a `ping` process: bounded in total and per peer, the excess dropped
-      // (a ping that is not answered is what a rate-limited router gives, RFC 1812 §4.3.2.8).
+      // Relayed echoes are bounded in total and per peer, the excess dropped (a ping that is not
+      // answered is what a rate-limited router gives, RFC 1812 §4.3.2.8).
       const mine = this.pingsPerPeer.get(info.peer) ?? 0;
       if (this.pings >= MAX_PINGS || mine >= MAX_PINGS_PER_PEER) return this.count('limit.pings');
       this.pings++;
       this.pingsPerPeer.set(info.peer, mine + 1);
-      const a = this.track(info.peer, () => {});
-      pingHost(formatIp(target), req.data.length, 3000, (ok, why) => {
+      let cancel = (): void => {};
+      const a = this.track(info.peer, () => cancel());
+      cancel = pingHost(formatIp(target), req.data, PING_TIMEOUT, (r) => {
         this.untrack(a);
         this.pings--;
         const left = (this.pingsPerPeer.get(info.peer) ?? 1) - 1;
         if (left <= 0) this.pingsPerPeer.delete(info.peer);
         else this.pingsPerPeer.set(info.peer, left);
-        if (this.closed) return;
-        if (ok) {
+        if (this.closed || (!r.ok && r.failure === 'cancelled')) return;
+        const unavailable = !r.ok && r.failure === 'unavailable';
+        if ((r.note || unavailable) && !this.warnedPing) {
+          this.warnedPing = true; // one line, once: why the fast path, or any path, is not there
+          if (unavailable) this.host.trace.log('warn', `gateway: pings cannot be relayed: ${r.detail}${r.note ? ` (${r.note})` : ''}; peers get ICMP unreachable`);
+          else this.host.trace.log('warn', `gateway: pings are relayed through the system \`ping\`, a process per echo: ${r.note}`);
+        }
+        if (r.ok) {
+          // The reply is built from the peer's own request: its id, sequence and data (RFC 792).
           this.count('relayed');
+          this.count(`icmp.${r.path}`);
           this.host.iface.echoReply(this.host.engine.now(), req);
           this.host.engine.schedule();
           return;
         }
-        if (why === PING_UNAVAILABLE && !this.warnedPing) {
-          this.warnedPing = true;
-          this.host.trace.log('warn', 'gateway: pings cannot be relayed: no `ping` on PATH (Debian package iputils-ping); peers get ICMP unreachable');
-        }
+        // No reply: none to the peer either, as on the path itself.
+        if (r.failure === 'timeout') return this.count('icmp.timeout');
         refuse('relay.connectFailed', 'host');
       });
     });
@@ -644,9 +654,11 @@ export class Gateway {
   }
 }
 
-/** Relayed echo requests in flight (each a `ping` process), in total and per peer. */
+/** Relayed echo requests in flight (on the fallback path, each a `ping` process), in total and per peer. */
 const MAX_PINGS = 64;
 const MAX_PINGS_PER_PEER = 8;
+/** How long a relayed echo waits for the host's reply (ms). */
+const PING_TIMEOUT = 3000;
 
 function failureAnswer(err: ConnectFailure): 'rst' | UnreachableKind {
   return err === 'refused' ? 'rst' : 'host';

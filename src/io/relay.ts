@@ -1,12 +1,12 @@
 /**
  * The host side of gateway flows (DESIGN §1: io/relay): a peer's TCP connection, UDP flow or
- * echo request, terminated by the netstack, continued through the host's own sockets.
+ * echo request (that one in ./ping.ts), terminated by the netstack, continued through the
+ * host's own sockets.
  * Nothing here decides whether a flow may go out; the gateway has already checked its
  * policy and limits before any of these functions opens a socket.
  */
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { spawn } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 
 export interface HostTarget {
@@ -110,34 +110,4 @@ export function openUdp(target: HostTarget, onMessage: (data: Buffer) => void, o
       sock.close();
     },
   };
-}
-
-let pingMissing = false;
-export const PING_UNAVAILABLE = 'ping unavailable';
-
-/**
- * One echo to `address` from the host. Node has no ICMP sockets; the system's `ping`
- * (iputils: a ping socket where net.ipv4.ping_group_range allows one, else its raw-socket
- * capability) does the privileged part. The reply the peer gets is built from its own
- * request (same id, sequence and data), so only success or failure is taken from here.
- */
-export function pingHost(address: string, size: number, timeoutMs: number, done: (ok: boolean, why?: string) => void): void {
-  if (pingMissing) return done(false, PING_UNAVAILABLE);
-  const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
-  const p = spawn('ping', ['-n', '-q', '-c', '1', '-W', String(secs), '-s', String(Math.min(Math.max(size, 0), 1400)), address], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  let settled = false;
-  const finish = (ok: boolean, why?: string): void => {
-    if (settled) return; // a failed spawn emits 'error' and may still emit 'close'
-    settled = true;
-    done(ok, why);
-  };
-  p.stderr.on('data', (d: Buffer) => {
-    if (err.length < 200) err += d.toString();
-  });
-  p.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') pingMissing = true;
-    finish(false, e.code === 'ENOENT' ? PING_UNAVAILABLE : e.message);
-  });
-  p.on('close', (code) => finish(code === 0, code === 0 ? undefined : err.trim().split('\n')[0] || `exit ${code}`));
 }
