@@ -20,7 +20,8 @@ export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]
 Serves the WireGuard interface of FILE (wg-quick: ListenPort and one [Peer] per client)
 and carries what its peers send to any destination through this host's network: TCP
 (connected first, so a refused port is a RST to the peer), UDP (one socket per flow) and
-ICMP echo (through the system's ping). Peers route through it with AllowedIPs = 0.0.0.0/0
+ICMP echo (a ping socket where net.ipv4.ping_group_range allows, a raw one with CAP_NET_RAW,
+else the system's ping). Peers route through it with AllowedIPs = 0.0.0.0/0
 (or any subnet) on their side. No root, no TUN, no ip_forward.
 
 Policy (first match wins): --deny, then --allow; loopback, link-local (169.254.0.0/16,
