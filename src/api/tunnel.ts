@@ -10,8 +10,8 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type dns from 'node:dns';
 import { fetch as undiciFetch, type Dispatcher } from 'undici';
-import { fetchPath, httpClientFor, closeHttpClient } from './http-fetch.js';
-import { TunnelHttp } from './http.js';
+import { fetchPath, httpClientFor, closeHttpClient, dispatcherUnsupported } from './http-fetch.js';
+import { TunnelHttp, type TunnelDispatcherOptions } from './http.js';
 import { Device, type DeviceEvent, type Peer } from '../wireguard/device.js';
 import { Interface, type NetEvent, type UdpSocket as NetUdpSocket } from '../netstack/interface.js';
 import { DnsClient } from '../netstack/dns.js';
@@ -63,6 +63,7 @@ export interface TunnelOptions {
 export type { ConnectOptions } from './connect.js';
 export type { PingResult } from './ping.js';
 export type { LookupResult } from './resolver.js';
+export type { TunnelDispatcherOptions, TunnelConnectOptions } from './http.js';
 
 export class Tunnel extends EventEmitter<TunnelEvents> {
   /** @internal */ readonly engine: Engine;
@@ -332,20 +333,35 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   }
 
   /**
-   * fetch() over the tunnel: undici's with this tunnel's dispatcher, or, where the
-   * runtime's undici ignores dispatchers (Bun), node:http requests on tunnel
-   * connections (./http-fetch.ts). Never through the host network.
+   * A new undici dispatcher through the tunnel, for `fetch(url, { dispatcher })`, undici's
+   * `request` or `tunnel.fetch`: `connect` takes tls.connect's options for https origins (`ca`,
+   * `cert`, `key`, `rejectUnauthorized`, `servername`; never an IP address, RFC 6066 §3) and
+   * `timeout` (ms for lookup, handshakes and TLS; default 10000); `allowH2` offers HTTP/2 by
+   * ALPN. The rest are undici Agent options. Closed with the tunnel if not before. Throws
+   * ERR_WGNET_UNSUPPORTED where undici ignores a dispatcher (Bun), as `dispatcher` does.
+   */
+  createDispatcher(opts: TunnelDispatcherOptions = {}): Dispatcher {
+    this.assertOpen();
+    return this.http.createDispatcher(opts);
+  }
+
+  /**
+   * fetch() over the tunnel: undici's with `init.dispatcher` (one from createDispatcher(), or
+   * composed from one) or else this tunnel's, or, where the runtime's undici ignores
+   * dispatchers (Bun), node:http requests on tunnel connections (./http-fetch.ts), which
+   * refuse an `init.dispatcher` they cannot honour. Never through the host network.
    */
   fetch(input: Parameters<typeof undiciFetch>[0], init: Parameters<typeof undiciFetch>[1] = {}): ReturnType<typeof undiciFetch> {
     if (fetchPath() === 'node-http') {
       try {
         this.assertOpen();
+        if (init?.dispatcher) throw dispatcherUnsupported();
       } catch (err) {
         return Promise.reject(err);
       }
       return httpClientFor(this, (o) => this.connect(o)).fetch(input, init);
     }
-    return undiciFetch(input, { ...init, dispatcher: this.dispatcher });
+    return undiciFetch(input, { ...init, dispatcher: init?.dispatcher ?? this.dispatcher });
   }
 
   /** An http.Agent for `http.request(url, { agent })`. */
