@@ -7,7 +7,7 @@
 import type { Deadline, Instant } from '../util/time.js';
 import { earliest } from '../util/time.js';
 import type { Rng } from '../util/rng.js';
-import { randomInt, randomU32 } from '../util/rng.js';
+import { randomU32 } from '../util/rng.js';
 import { noTrace, type Trace } from '../util/trace.js';
 import { allocPacket, WG_HEADROOM, WG_TAILROOM } from '../util/bytes.js';
 import { checksum } from '../util/checksum.js';
@@ -51,6 +51,7 @@ import { FlowTable, type EchoRequest, type FlowEvent, type FlowTableOptions, typ
 export type { EchoRequest, UdpFlow, UnreachableKind } from './flows.js';
 import { TcpLayer, type TcpOptions } from './tcp/index.js';
 import { Reassembler, type ReassemblyOptions } from './reassembly.js';
+import { pickEphemeralPort } from './ports.js';
 
 export interface InterfaceOptions {
   addresses: string[];
@@ -82,8 +83,6 @@ export interface UdpSocket {
   close(): void;
 }
 
-const EPHEMERAL_LOW = 49152;
-const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
 /** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
 const ICMP_RATE = 1000;
 
@@ -374,18 +373,9 @@ export class Interface {
     const conflicts = (p: number): boolean =>
       (this.udp.get(p) ?? []).some((s) => s.family === opts.family && (!s.localAddr || !opts.addr || ipEqual(s.localAddr, opts.addr)));
     if (port === 0) {
-      // RFC 6056 algorithm 1: a random start, then the next free port.
-      const start = randomInt(this.rng, EPHEMERAL_COUNT);
-      let found = -1;
-      for (let i = 0; i < EPHEMERAL_COUNT; i++) {
-        const p = EPHEMERAL_LOW + ((start + i) % EPHEMERAL_COUNT);
-        if (!conflicts(p)) {
-          found = p;
-          break;
-        }
-      }
-      if (found < 0) throw systemError('EADDRINUSE', 'bind');
-      port = found;
+      const free = pickEphemeralPort(this.rng, conflicts);
+      if (free === undefined) throw systemError('EADDRINUSE', 'bind');
+      port = free;
     } else if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`udpBind: port must be 0-65535, got ${port}`);
     else if (conflicts(port)) throw systemError('EADDRINUSE', 'bind', opts.addr ? formatIp(opts.addr) : undefined, port);
     const s = new Udp(this, opts.family, opts.addr, port, opts.recvQueueBytes ?? 256 * 1024);

@@ -54,8 +54,6 @@ export const MAX_UNDO_TRACKED = 64;
  */
 export const MAX_RANGES = 256;
 export const CHALLENGE_ACKS_PER_SEC = 10; // RFC 5961 §7 (per connection here)
-export const EPHEMERAL_LOW = 49152;
-export const EPHEMERAL_COUNT = 65536 - EPHEMERAL_LOW;
 export const NEVER = Infinity;
 
 /** How long drained send/receive buffers are kept for reuse before their memory is freed. */

@@ -18,15 +18,15 @@
  * (NewReno, CUBIC), hystart.ts, bbr.ts, timers.ts and output.ts (segments).
  */
 import type { Deadline, Instant } from '../../util/time.js';
-import { randomInt } from '../../util/rng.js';
 import { noTrace } from '../../util/trace.js';
 import { formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
 import { systemError, invalidArgument } from '../../util/errors.js';
 import { ACK, FIN, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, tcpChecksumOk, tcpDstPort, tcpSeq, tcpSrcPort, TCP_HEADER_LEN } from '../../wire/tcp.js';
 import type { IcmpErrorKind, TcpConnectOptions, TcpConnection, TcpErrorCode, TcpEvent, TcpLayerApi, TcpListener, TcpListenOptions, TcpOutput } from '../types.js';
-import { EPHEMERAL_COUNT, EPHEMERAL_LOW, IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
+import { IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
 import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
 import { TIMER_REASON, TimerHeap } from './timers.js';
+import { pickEphemeralPort } from '../ports.js';
 import { Conn, connKey } from './conn.js';
 import { isn, Listener, listenArrives, openPassive } from './accept.js';
 import { segmentArrives } from './input.js';
@@ -154,17 +154,10 @@ export class TcpLayer implements TcpLayerApi {
     if (!Number.isInteger(o.remotePort) || o.remotePort < 1 || o.remotePort > 65535) throw invalidArgument(`connect: port must be 1-65535, got ${o.remotePort}`);
     let port = o.localPort ?? 0;
     if (port === 0) {
-      // RFC 6056 algorithm 1: random, then the next port whose 4-tuple is free.
-      const start = randomInt(this.opts.rng, EPHEMERAL_COUNT);
-      port = -1;
-      for (let i = 0; i < EPHEMERAL_COUNT; i++) {
-        const p = EPHEMERAL_LOW + ((start + i) % EPHEMERAL_COUNT);
-        if (!this.conns.has(connKey(local, p, o.remoteAddr, o.remotePort))) {
-          port = p;
-          break;
-        }
-      }
-      if (port < 0) throw systemError('EADDRNOTAVAIL', 'connect');
+      // A port whose 4-tuple is free (RFC 6056 §2.1: only the whole 4-tuple must be unique).
+      const free = pickEphemeralPort(this.opts.rng, (p) => this.conns.has(connKey(local, p, o.remoteAddr, o.remotePort)));
+      if (free === undefined) throw systemError('EADDRNOTAVAIL', 'connect');
+      port = free;
     } else if (this.conns.has(connKey(local, port, o.remoteAddr, o.remotePort))) throw systemError('EADDRINUSE', 'connect');
     const c = new Conn(this, local.slice(), port, o.remoteAddr.slice(), o.remotePort);
     c.noDelay = o.noDelay ?? true;
