@@ -88,6 +88,91 @@ export function systemDialer(): Dialer {
   };
 }
 
+/**
+ * How a proxied request ended: the `outcome` of the one line each proxy logs per request
+ * (SOCKS5 and HTTP alike, so one grep or one JSON query reads both).
+ */
+export type Outcome = 'ok' | 'aborted' | 'dns-failed' | 'refused' | 'unreachable' | 'timeout' | 'reset' | 'failed' | 'bad-request';
+
+/** Outcomes of a dial that failed on the far side: logged at info, as forward's failures; the rest at debug. */
+const DIAL_FAILED: ReadonlySet<Outcome> = new Set(['dns-failed', 'refused', 'unreachable', 'timeout', 'reset', 'failed']);
+
+/**
+ * Whether a dial failed in the name lookup rather than in the connect: Node's dns.lookup and
+ * the tunnel's lookup (which mimics it) both fail with syscall 'getaddrinfo'; Node's
+ * resolver (dns.resolve*) names the query ('queryA', 'queryAaaa', ...).
+ */
+export function isDnsFailure(err: NodeJS.ErrnoException): boolean {
+  return err.syscall === 'getaddrinfo' || (typeof err.syscall === 'string' && err.syscall.startsWith('query'));
+}
+
+/**
+ * A failed dial as an outcome and a code. A lookup failure keeps the name of what failed
+ * ('dns-failed'), and its code is what getaddrinfo(3) would give, the codes Node's
+ * dns.lookup users know: ENOTFOUND when the name does not exist (or the tunnel has no DNS
+ * server), EAI_AGAIN when the servers did not answer, refused or timed out. The tunnel's
+ * resolver reports an unreachable server as ECONNREFUSED (c-ares' dns.CONNREFUSED), which in
+ * a proxy log read as "the destination refused the connection" (issue 15).
+ */
+export function dialFailure(err: NodeJS.ErrnoException): { outcome: Outcome; error: string } {
+  const code = typeof err.code === 'string' ? err.code : err.message;
+  if (isDnsFailure(err)) return { outcome: 'dns-failed', error: code === 'ENOTFOUND' || code.startsWith('EAI_') ? code : 'EAI_AGAIN' };
+  switch (code) {
+    case 'ECONNREFUSED':
+      return { outcome: 'refused', error: code };
+    case 'ETIMEDOUT':
+      return { outcome: 'timeout', error: code };
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return { outcome: 'unreachable', error: code };
+    case 'ECONNRESET':
+      return { outcome: 'reset', error: code };
+    case 'ERR_WGNET_INVALID_ARGUMENT':
+      return { outcome: 'bad-request', error: code };
+    default:
+      return { outcome: 'failed', error: code };
+  }
+}
+
+/** `host:port`, with an IPv6 literal in brackets (RFC 3986 §3.2.2). */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export type ProxyLog = (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+
+/** One proxied request, as logged when it ends. */
+export interface RequestRecord {
+  /** The local client, `address:port`. */
+  client: string;
+  /** 'CONNECT', 'UDP ASSOCIATE' (SOCKS5), or the HTTP method. */
+  method: string;
+  /** `host:port` asked for (a name as given, before any lookup). */
+  target: string;
+  outcome: Outcome;
+  /** The Node-style code of a failure. */
+  error?: string;
+  /** HTTP: the status the client got. */
+  status?: number;
+  /** Bytes from the client to the target and back (for UDP ASSOCIATE, datagram payload bytes). */
+  up: number;
+  down: number;
+  /** Date.now() when the request arrived: `ms` is the request's whole life. */
+  started: number;
+}
+
+/** Logs a finished request: `<listener> request client=… method=… target=… outcome=… [error=…] [status=…] up=… down=… ms=…`. */
+export function logRequest(log: ProxyLog | undefined, listener: 'socks5' | 'http proxy', r: RequestRecord): void {
+  if (!log) return;
+  const fields: Record<string, unknown> = { client: r.client, method: r.method, target: r.target, outcome: r.outcome };
+  if (r.error !== undefined) fields.error = r.error;
+  if (r.status !== undefined) fields.status = r.status;
+  fields.up = r.up;
+  fields.down = r.down;
+  fields.ms = Date.now() - r.started;
+  log(DIAL_FAILED.has(r.outcome) ? 'info' : 'debug', `${listener} request`, fields);
+}
+
 /** How long a client may keep its side open after we ended ours (answered a failure, or the other side closed). */
 export const CLOSE_GRACE_MS = 5_000;
 

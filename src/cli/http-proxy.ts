@@ -7,7 +7,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dialer } from './dialer.js';
-import { splice, dial, isPort, endWith } from './dialer.js';
+import { splice, dial, isPort, endWith, dialFailure, hostPort, logRequest, type ProxyLog, type RequestRecord } from './dialer.js';
 import type { ProxyStats } from './socks5.js';
 import { parseIp } from '../util/ip.js';
 import { DEFAULT_LIMITS, zeroLimitCounters, type ListenerLimits, type OnLimit } from './limits.js';
@@ -15,7 +15,8 @@ import { DEFAULT_LIMITS, zeroLimitCounters, type ListenerLimits, type OnLimit } 
 export interface HttpProxyOptions {
   dialer: Dialer;
   auth?: { username: string; password: string };
-  log?: (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Each request once, when it ends: `http proxy request` with client, method, target, outcome, error, status, up, down, ms (dialer.ts logRequest), as SOCKS5's. */
+  log?: ProxyLog;
   /** Caps (DEFAULT_LIMITS for what is not given): client connections, time to send request headers, header size. */
   limits?: Partial<ListenerLimits>;
   /** Told about every limit hit (after it is counted in stats.limited), e.g. to log it. */
@@ -25,8 +26,21 @@ export interface HttpProxyOptions {
 // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
 const HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
+/** RFC 9110 §15.6.3/§15.6.5: a name that did not resolve is a 502 (the upstream is unknown), as nginx and Envoy answer it. */
 function statusFor(err: NodeJS.ErrnoException): 400 | 502 | 504 {
-  return err.code === 'ETIMEDOUT' ? 504 : err.code === 'ERR_WGNET_INVALID_ARGUMENT' ? 400 : 502;
+  const { outcome } = dialFailure(err);
+  return outcome === 'timeout' ? 504 : outcome === 'bad-request' ? 400 : 502;
+}
+
+/** The answer's body, `bad gateway: dns ENOTFOUND`: says which step failed, with the code dialFailure logs. */
+function failureText(err: NodeJS.ErrnoException): string {
+  const f = dialFailure(err);
+  return `${STATUS_TEXT[statusFor(err)].toLowerCase()}: ${f.outcome === 'dns-failed' ? 'dns ' : ''}${f.error}`;
+}
+
+/** The client of a request, `address:port`. */
+function clientOf(req: http.IncomingMessage): string {
+  return hostPort(req.socket.remoteAddress ?? '', req.socket.remotePort ?? 0);
 }
 const STATUS_TEXT = { 400: 'Bad Request', 502: 'Bad Gateway', 504: 'Gateway Timeout' } as const;
 
@@ -99,6 +113,7 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       res.writeHead(407, { 'proxy-authenticate': 'Basic realm="wgnet"' }).end('proxy authentication required\n');
       return;
     }
+    const rec: RequestRecord = { client: clientOf(req), method: req.method ?? '', target: '', outcome: 'ok', up: 0, down: 0, started: Date.now() };
     let url: URL;
     try {
       url = new URL(req.url ?? '');
@@ -106,12 +121,21 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       if (url.port !== '' && !isPort(Number(url.port))) throw new Error('port must be 1-65535');
     } catch (err) {
       res.writeHead(400).end(`bad request: ${(err as Error).message}\n`);
+      logRequest(opts.log, 'http proxy', { ...rec, target: (req.url ?? '').slice(0, 100), outcome: 'bad-request', status: 400 });
       return;
     }
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
     const port = Number(url.port) || 80;
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    // The target is host:port, not the URL: a query string may carry a token, and both proxies log the same field.
+    rec.target = hostPort(host, port);
+    // Logged once, when the client's response closes: finished ('ok'), cut ('aborted'), or a failed dial.
+    res.once('close', () => {
+      if (rec.outcome === 'ok' && !res.writableFinished) rec.outcome = 'aborted';
+      rec.status = res.statusCode;
+      logRequest(opts.log, 'http proxy', rec);
+    });
     const up = http.request({
       method: req.method,
       path: url.pathname + url.search,
@@ -126,15 +150,16 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       const h: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k)) h[k] = v;
       res.writeHead(r.statusCode ?? 502, h);
-      r.on('data', (d: Buffer) => (stats.bytesDown += d.length));
+      r.on('data', (d: Buffer) => ((stats.bytesDown += d.length), (rec.down += d.length)));
       r.pipe(res);
     });
     up.on('error', (err: NodeJS.ErrnoException) => {
       stats.failures++;
-      if (!res.headersSent) res.writeHead(statusFor(err)).end(`${STATUS_TEXT[statusFor(err)].toLowerCase()}: ${err.code ?? err.message}\n`);
+      if (rec.outcome === 'ok') Object.assign(rec, dialFailure(err));
+      if (!res.headersSent) res.writeHead(statusFor(err)).end(`${failureText(err)}\n`);
       else res.destroy();
     });
-    req.on('data', (d: Buffer) => (stats.bytesUp += d.length));
+    req.on('data', (d: Buffer) => ((stats.bytesUp += d.length), (rec.up += d.length)));
     req.pipe(up);
   }
 
@@ -155,9 +180,11 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
       return;
     }
     const target = parseAuthority(req.url ?? '');
+    const rec: RequestRecord = { client: clientOf(req), method: 'CONNECT', target: target ? hostPort(target.host, target.port) : (req.url ?? '').slice(0, 100), outcome: 'ok', up: 0, down: 0, started: Date.now() };
     if (!target) {
       stats.failures++;
       endWith(sock, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      logRequest(opts.log, 'http proxy', { ...rec, outcome: 'bad-request', status: 400 });
       return;
     }
     dial(opts.dialer, target.host, target.port).then(
@@ -165,11 +192,13 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
         stats.connections++;
         sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         if (head.length > 0) up.write(head);
-        splice(sock, up, (dir, n) => (dir === 'up' ? (stats.bytesUp += n) : (stats.bytesDown += n)));
+        splice(sock, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (rec.up += n)) : ((stats.bytesDown += n), (rec.down += n))));
+        sock.once('close', () => logRequest(opts.log, 'http proxy', { ...rec, status: 200 }));
       },
       (err: NodeJS.ErrnoException) => {
         stats.failures++;
         const code = statusFor(err);
+        logRequest(opts.log, 'http proxy', { ...rec, ...dialFailure(err), status: code });
         // The client may have sent bytes after its CONNECT (a TLS hello, say); endWith discards them so its FIN is seen and the socket freed.
         endWith(sock, `HTTP/1.1 ${code} ${STATUS_TEXT[code]}\r\nContent-Length: 0\r\n\r\n`);
       },

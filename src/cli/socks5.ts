@@ -7,14 +7,15 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import type { Dialer, DatagramSocket } from './dialer.js';
-import { splice, dial, isPort, endWith } from './dialer.js';
+import { splice, dial, isPort, endWith, dialFailure, isDnsFailure, hostPort, logRequest, type ProxyLog } from './dialer.js';
 import { formatIPv4, formatIPv6, parseIp } from '../util/ip.js';
 import { DEFAULT_LIMITS, zeroLimitCounters, type LimitCounters, type ListenerLimits, type OnLimit } from './limits.js';
 
 export interface Socks5Options {
   dialer: Dialer;
   auth?: { username: string; password: string };
-  log?: (level: 'info' | 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Each request once, when it ends: `socks5 request` with client, method, target, outcome, error, up, down, ms (dialer.ts logRequest). */
+  log?: ProxyLog;
   /** Old name of limits.requestTimeoutMs. */
   handshakeTimeoutMs?: number;
   /** Caps (DEFAULT_LIMITS for what is not given): client connections, request phase, UDP associations. */
@@ -41,6 +42,9 @@ export interface ProxyStats {
 const REP = { ok: 0, fail: 1, notAllowed: 2, netUnreachable: 3, hostUnreachable: 4, refused: 5, ttlExpired: 6, cmdUnsupported: 7, atypUnsupported: 8 } as const;
 
 function replyFor(err: NodeJS.ErrnoException): number {
+  // A name that did not resolve, whatever the resolver's code (it says ECONNREFUSED for an
+  // unreachable DNS server): the host is unreachable, not refusing (RFC 1928 §6, X'04').
+  if (isDnsFailure(err)) return REP.hostUnreachable;
   switch (err.code) {
     case 'ECONNREFUSED':
       return REP.refused;
@@ -74,6 +78,8 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
   let associations = 0;
 
   function handle(c: net.Socket): void {
+    const started = Date.now();
+    const client = hostPort(c.remoteAddress ?? '', c.remotePort ?? 0);
     let buf = Buffer.alloc(0);
     let stage: 'greeting' | 'auth' | 'request' | 'done' = 'greeting';
     // The greeting, authentication and request must all arrive within the request timeout (slowloris).
@@ -161,11 +167,15 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
             stage = 'done';
             clearTimeout(timer);
             c.off('data', onData);
-            associate(c, host, port, fail);
+            associate(c, host, port, fail, started, client);
             return;
           }
           if (cmd !== 1) return fail(REP.cmdUnsupported); // BIND (2) is not offered: nothing on a tunnel would connect back to it
-          if (!isPort(port)) return fail(REP.fail); // port 0: nothing to connect to
+          const target = hostPort(host, port);
+          if (!isPort(port)) {
+            logRequest(opts.log, 'socks5', { client, method: 'CONNECT', target, outcome: 'bad-request', up: 0, down: 0, started });
+            return fail(REP.fail); // port 0: nothing to connect to
+          }
           stage = 'done';
           c.off('data', onData);
           c.pause();
@@ -182,12 +192,14 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
               rep.writeUInt16BE(up.localPort ?? 0, 4 + bnd.length);
               c.write(rep);
               if (buf.length > 0) up.write(buf);
-              splice(c, up, (dir, n) => (dir === 'up' ? (stats.bytesUp += n) : (stats.bytesDown += n)));
+              let bytesUp = 0;
+              let bytesDown = 0;
+              splice(c, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (bytesUp += n)) : ((stats.bytesDown += n), (bytesDown += n))));
+              c.once('close', () => logRequest(opts.log, 'socks5', { client, method: 'CONNECT', target, outcome: 'ok', up: bytesUp, down: bytesDown, started }));
               c.resume();
-              opts.log?.('debug', 'socks5 connect', { host, port });
             },
             (err: NodeJS.ErrnoException) => {
-              opts.log?.('info', 'socks5 connect failed', { host, port, error: err.code ?? err.message });
+              logRequest(opts.log, 'socks5', { client, method: 'CONNECT', target, ...dialFailure(err), up: 0, down: 0, started });
               fail(replyFor(err));
             },
           );
@@ -208,7 +220,7 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
    * optional and clients do not rely on it. The association ends with the TCP
    * control connection (§7: "terminates when the TCP connection ... terminates").
    */
-  function associate(c: net.Socket, _host: string, port: number, fail: (rep: number) => void): void {
+  function associate(c: net.Socket, host: string, port: number, fail: (rep: number) => void, started: number, client: string): void {
     if (!opts.dialer.udp || !c.localAddress || !c.remoteAddress) return fail(REP.cmdUnsupported);
     if (associations >= limits.maxUdpFlows) {
       hit('udpFlows', { max: limits.maxUdpFlows, client: c.remoteAddress });
@@ -220,10 +232,14 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     const relay = dgram.createSocket(net.isIPv6(c.localAddress) && !c.localAddress.startsWith('::ffff:') ? 'udp6' : 'udp4');
     const out = new Map<4 | 6, DatagramSocket>();
     let closed = false;
+    let bytesUp = 0;
+    let bytesDown = 0;
     const close = (): void => {
       if (closed) return;
       closed = true;
       associations--;
+      // RFC 1928 §7: DST.ADDR/DST.PORT of an ASSOCIATE name where the client will send from.
+      logRequest(opts.log, 'socks5', { client, method: 'UDP ASSOCIATE', target: hostPort(host, port), outcome: 'ok', up: bytesUp, down: bytesDown, started });
       relay.close();
       for (const s of out.values()) s.close();
       c.destroy();
@@ -243,6 +259,7 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
           hdr.set(addr, 4);
           hdr.writeUInt16BE(rinfo.port, 4 + addr.length);
           stats.udpDown! += 1;
+          bytesDown += msg.length;
           relay.send([hdr, msg], clientPort, clientIp);
         });
         out.set(family, s);
@@ -256,6 +273,7 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
       if (!d || d.frag !== 0) return drop();
       clientPort = rinfo.port;
       stats.udpUp! += 1;
+      bytesUp += d.data.length;
       const family = d.atyp === 4 ? 6 : 4; // names resolve to IPv4, as curl's socks5h UDP does
       upstream(family).send(d.data, d.port, d.host, () => {});
     });

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { SocksClient } from 'socks';
 import { createSocks5Server } from '../../src/cli/socks5.js';
-import { tunnelDialer } from '../../src/cli/dialer.js';
+import { tunnelDialer, dialFailure } from '../../src/cli/dialer.js';
 
 /** Reads exactly n bytes from a socket. */
 async function readN(s: net.Socket, n: number): Promise<Buffer> {
@@ -203,5 +203,88 @@ describe('SOCKS5 through a tunnel: UDP ASSOCIATE, a real client, bad input', () 
     u.send(Buffer.concat([udpHeader(1, '10.66.0.2', 7), Buffer.from('b')]), relayPort, '127.0.0.1');
     assert.equal(await reply(u, 300), undefined);
     u.close();
+  });
+});
+
+describe('SOCKS5 request log and DNS failures (issue 15)', () => {
+  type Line = { level: string; msg: string; fields: Record<string, unknown> };
+
+  /** Greets without auth and sends a CONNECT; returns the socket and the reply's code (RFC 1928 §6). */
+  async function connectVia(port: number, atyp: 1 | 3, host: string, dport: number): Promise<{ s: net.Socket; rep: number }> {
+    const s = net.connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    s.write(Buffer.from([5, 1, 0]));
+    assert.deepEqual([...(await readN(s, 2))], [5, 0]);
+    const addr = atyp === 1 ? Buffer.from(host.split('.').map(Number)) : Buffer.concat([Buffer.from([host.length]), Buffer.from(host)]);
+    const req = Buffer.concat([Buffer.from([5, 1, 0, atyp]), addr, Buffer.from([dport >> 8, dport & 0xff])]);
+    s.write(req);
+    const head = await readN(s, 5);
+    await readN(s, head[3] === 1 ? 5 : head[3] === 4 ? 17 : head[4]! + 2); // the rest of BND.ADDR + BND.PORT
+    return { s, rep: head[1]! };
+  }
+
+  test('each CONNECT is logged once with method, target, outcome and bytes; a name the DNS server cannot resolve is a DNS failure answered 0x04', async () => {
+    // A's DNS server is B, which has nothing on port 53: B answers ICMP port unreachable, which the
+    // tunnel's resolver reports as ECONNREFUSED (getaddrinfo) — formerly logged and answered as a refused connection.
+    const pair = await tunnelPair({ extraA: 'DNS = 10.66.0.2\n' });
+    const lines: Line[] = [];
+    const proxy = createSocks5Server({ dialer: tunnelDialer(pair.a), log: (level, msg, fields) => void lines.push({ level, msg, fields: fields ?? {} }) });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    const port = (proxy.address() as net.AddressInfo).port;
+    const web = pair.b.createServer((sock) => sock.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+    web.listen(80);
+    try {
+      const dns = await connectVia(port, 3, 'nowhere.example', 80);
+      assert.equal(dns.rep, 4, 'a failed lookup: X04 host unreachable (RFC 1928 §6), not X05 refused');
+      dns.s.destroy();
+      const fail = lines.find((l) => l.fields.target === 'nowhere.example:80')!;
+      assert.ok(fail, JSON.stringify(lines));
+      assert.equal(fail.msg, 'socks5 request');
+      assert.equal(fail.level, 'info');
+      assert.equal(fail.fields.outcome, 'dns-failed');
+      assert.equal(fail.fields.error, 'EAI_AGAIN', 'what getaddrinfo says when the DNS server does not answer');
+      assert.ok(!JSON.stringify(fail).includes('ECONNREFUSED'), JSON.stringify(fail));
+
+      const refused = await connectVia(port, 1, '10.66.0.2', 81);
+      assert.equal(refused.rep, 5, 'a RST from the target: X05 connection refused');
+      refused.s.destroy();
+      const rl = lines.find((l) => l.fields.target === '10.66.0.2:81')!;
+      assert.deepEqual([rl.fields.outcome, rl.fields.error], ['refused', 'ECONNREFUSED']);
+
+      const ok = await connectVia(port, 1, '10.66.0.2', 80);
+      assert.equal(ok.rep, 0);
+      ok.s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      let text = '';
+      for await (const d of ok.s) text += d;
+      assert.match(text, /\r\n\r\nok$/);
+      const until = Date.now() + 5000;
+      while (!lines.some((l) => l.fields.target === '10.66.0.2:80') && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      const line = lines.find((l) => l.fields.target === '10.66.0.2:80')!;
+      assert.ok(line, JSON.stringify(lines));
+      assert.equal(line.level, 'debug');
+      assert.equal(line.msg, 'socks5 request');
+      assert.deepEqual(Object.keys(line.fields), ['client', 'method', 'target', 'outcome', 'up', 'down', 'ms']);
+      assert.equal(line.fields.method, 'CONNECT');
+      assert.equal(line.fields.outcome, 'ok');
+      assert.equal(line.fields.up, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n'.length);
+      assert.equal(line.fields.down, text.length);
+      assert.match(String(line.fields.client), /^127\.0\.0\.1:\d+$/);
+      assert.equal(lines.filter((l) => l.fields.target === '10.66.0.2:80').length, 1, 'one line per request');
+    } finally {
+      web.close();
+      proxy.close();
+      await pair.close();
+    }
+  });
+
+  test('dialFailure: lookup failures keep their DNS name and getaddrinfo codes; connect failures keep theirs', () => {
+    const e = (code: string, syscall: string): NodeJS.ErrnoException => Object.assign(new Error(`${syscall} ${code}`), { code, syscall });
+    assert.deepEqual(dialFailure(e('ENOTFOUND', 'getaddrinfo')), { outcome: 'dns-failed', error: 'ENOTFOUND' });
+    assert.deepEqual(dialFailure(e('ECONNREFUSED', 'getaddrinfo')), { outcome: 'dns-failed', error: 'EAI_AGAIN' });
+    assert.deepEqual(dialFailure(e('ETIMEOUT', 'getaddrinfo')), { outcome: 'dns-failed', error: 'EAI_AGAIN' });
+    assert.deepEqual(dialFailure(e('EAI_AGAIN', 'getaddrinfo')), { outcome: 'dns-failed', error: 'EAI_AGAIN' });
+    assert.deepEqual(dialFailure(e('ECONNREFUSED', 'connect')), { outcome: 'refused', error: 'ECONNREFUSED' });
+    assert.deepEqual(dialFailure(e('ETIMEDOUT', 'connect')), { outcome: 'timeout', error: 'ETIMEDOUT' });
+    assert.deepEqual(dialFailure(e('EHOSTUNREACH', 'connect')), { outcome: 'unreachable', error: 'EHOSTUNREACH' });
   });
 });
