@@ -9,8 +9,33 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Tunnel, type TcpSocket } from '../../src/index.js';
+import { probeAddon } from '../../src/io/native.js';
+import type { PingPath } from '../../src/io/ping.js';
 import { keyPair } from '../harness/tunnel-pair.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * Which path a relayed ping must take in this process, decided from the system's own state
+ * (icmp(7): net.ipv4.ping_group_range admits one of our groups; raw(7): CAP_NET_RAW, bit 13
+ * of CapEff), not from the code under test.
+ */
+function expectedPingPath(): PingPath {
+  const addon = probeAddon<{ pingOpen?: unknown }>('wgnet_udp');
+  if (!addon.ok || typeof addon.addon.pingOpen !== 'function' || process.env.WGNET_PING === 'process') return 'pingProcess';
+  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+  const groups = [process.getgid!(), ...(process.getgroups?.() ?? [])];
+  if (groups.some((g) => g >= lo && g <= hi)) return 'pingSocket';
+  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  if (cap && (BigInt('0x' + cap[1]) & (1n << 13n)) !== 0n) return 'rawSocket';
+  return 'pingProcess';
+}
 
 interface Pair {
   a: Tunnel;
@@ -50,7 +75,7 @@ describe('gateway: UDP and ICMP relayed to the host', () => {
   before(async () => {
     p = await gatewayPair();
     echo = await udpEcho();
-    p.b.onFlow('relay', { allow: ['127.0.0.0/8'] });
+    p.b.onFlow('relay', { allow: ['127.0.0.0/8', '::1/128'] });
   });
   after(async () => {
     echo.close();
@@ -90,10 +115,34 @@ describe('gateway: UDP and ICMP relayed to the host', () => {
     assert.ok(p.b.gatewayStats()!.counters['refused.not-allowed']! >= 1);
   });
 
-  test('ping through the gateway is relayed (the system ping answers for the host) with id and sequence kept', async () => {
-    const r = await p.a.ping('127.0.0.1', { timeout: 5000 });
-    assert.equal(r.address, '127.0.0.1');
-    assert.ok(p.b.gatewayStats()!.counters['icmp.echoes']! >= 1);
+  test('ping through the gateway is relayed from the host with id, sequence and size kept, IPv4 and IPv6, on the path this host allows', async () => {
+    const path = expectedPingPath();
+    const before = p.b.gatewayStats()!.counters[`icmp.${path}`] ?? 0;
+    const flowsBefore = p.b.gatewayStats()!.flows; // the UDP test's flow is open until its idle timeout
+    // tunnel.ping matches a reply by its own identifier, the address and the sequence: a
+    // reply with the gateway's identifier or sequence instead would never settle it.
+    const r4 = await p.a.ping('127.0.0.1', { timeout: 5000, size: 1000 });
+    assert.equal(r4.address, '127.0.0.1');
+    assert.equal(r4.bytes, 1000, 'the 1000 bytes sent come back');
+    const r6 = await p.a.ping('::1', { timeout: 5000 });
+    assert.equal(r6.address, '::1');
+    const again = await p.a.ping('127.0.0.1', { timeout: 5000 });
+    assert.equal(again.seq, r6.seq + 1);
+    const st = p.b.gatewayStats()!;
+    assert.ok(st.counters['icmp.echoes']! >= 3);
+    assert.equal((st.counters[`icmp.${path}`] ?? 0) - before, 3, `all three through ${path}: ${JSON.stringify(st.counters)}`);
+    assert.equal(st.flows, flowsBefore, 'no echo left in flight');
+  });
+
+  test('WGNET_PING=process: the system ping still carries relayed echoes (the fallback path)', async () => {
+    process.env.WGNET_PING = 'process';
+    try {
+      const before = p.b.gatewayStats()!.counters['icmp.pingProcess'] ?? 0;
+      await p.a.ping('127.0.0.1', { timeout: 5000 });
+      assert.equal((p.b.gatewayStats()!.counters['icmp.pingProcess'] ?? 0) - before, 1);
+    } finally {
+      delete process.env.WGNET_PING;
+    }
   });
 });
 
@@ -297,5 +346,97 @@ describe('gateway: routing between peers (peerToPeer)', () => {
     await c.close();
     await a.close();
     await gw.close();
+  });
+});
+
+/**
+ * Ping sockets themselves, whatever this host's sysctl: a child process in a network namespace
+ * of its own (unshare -n), where net.ipv4.ping_group_range admits every group, runs a gateway
+ * pair on its loopback. Besides ::1 and 127.0.0.1 the namespace has 192.0.2.0/24 on one end of
+ * a veth pair, with 192.0.2.1 a permanent neighbour whose MAC address nothing has (a black
+ * hole: frames leave, nobody takes them, no ARP failure to report), and no route to
+ * 198.51.100.0/24.
+ */
+const CHILD = `
+import { Tunnel } from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))};
+import { keyPair } from ${JSON.stringify(join(ROOT, 'test', 'harness', 'tunnel-pair.ts'))};
+const ka = keyPair();
+const kb = keyPair();
+const b = await Tunnel.create(\`[Interface]\\nPrivateKey = \${kb.privateKey}\\nAddress = 10.88.0.2/24, fd88::2/64\\n[Peer]\\nPublicKey = \${ka.publicKey}\\nAllowedIPs = 10.88.0.1/32, fd88::1/128\\n\`);
+const a = await Tunnel.create(\`[Interface]\\nPrivateKey = \${ka.privateKey}\\nAddress = 10.88.0.1/24, fd88::1/64\\n[Peer]\\nPublicKey = \${kb.publicKey}\\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8, 192.0.2.0/24, 198.51.100.0/24, ::1/128\\nEndpoint = 127.0.0.1:\${b.listenPort}\\n\`);
+b.onFlow('relay', { allow: ['127.0.0.0/8', '::1/128', '192.0.2.0/24', '198.51.100.0/24'] });
+const out = {};
+const t = async (name, f) => {
+  const t0 = Date.now();
+  try { out[name] = { ok: true, value: await f(), ms: Date.now() - t0 }; } catch (e) { out[name] = { ok: false, code: e.code, ms: Date.now() - t0 }; }
+};
+await t('v4', () => a.ping('127.0.0.1', { timeout: 5000, size: 200 }));
+await t('v6', () => a.ping('::1', { timeout: 5000 }));
+// Ten at once from one peer: eight go out (the per-peer cap), two are dropped.
+await t('blackHole', async () => {
+  const all = await Promise.allSettled(Array.from({ length: 10 }, () => a.ping('192.0.2.1', { timeout: 4500 })));
+  const codes = new Set(all.map((r) => (r.status === 'rejected' ? r.reason.code : 'answered')));
+  if (codes.size !== 1 || !codes.has('ETIMEDOUT')) throw Object.assign(new Error('unexpected'), { code: [...codes].join(',') });
+  throw Object.assign(new Error('all timed out'), { code: 'ETIMEDOUT' });
+});
+await t('noRoute', () => a.ping('198.51.100.1', { timeout: 1000 }));
+const st = b.gatewayStats();
+out.counters = st.counters;
+out.flows = st.flows;
+await a.close();
+await b.close();
+console.log(JSON.stringify(out));
+`;
+
+function canUnshare(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root (unshare -n)';
+  const r = spawnSync('unshare', ['-n', 'true']);
+  return r.status === 0 ? false : 'unshare -n does not work here';
+}
+
+describe('gateway: pings through a ping socket (own network namespace)', { skip: canUnshare() }, () => {
+  test('replies via the ping socket (v4, v6); a black hole times out and is counted, 8 per peer at most; no route is unreachable at once; the child exits by itself', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgnet-ping-'));
+    try {
+      const file = join(dir, 'child.mts'); // ESM (top-level await) outside the package's "type": "module"
+      writeFileSync(file, CHILD);
+      const setup = [
+        'ip link set lo up',
+        'sysctl -qw net.ipv4.ping_group_range="0 2147483647"',
+        'ip link add wgnva type veth peer name wgnvb',
+        'ip link set wgnva up',
+        'ip link set wgnvb up',
+        'ip addr add 192.0.2.254/24 dev wgnva',
+        'ip neigh add 192.0.2.1 lladdr 02:00:5e:00:53:01 dev wgnva nud permanent',
+      ].join(' && ');
+      const t0 = Date.now();
+      const child = spawn('unshare', ['-n', 'sh', '-c', `${setup} && exec "$0" --import tsx "$1"`, process.execPath, file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(killer);
+      assert.equal(code, 0, `child: ${stderr.slice(-2000)}`);
+      const res = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, { ok: boolean; code?: string; ms: number; value?: { bytes: number } }> & { counters: Record<string, number>; flows: number };
+      assert.ok(res.v4!.ok && res.v4!.value!.bytes === 200, JSON.stringify(res.v4));
+      assert.ok(res.v6!.ok, JSON.stringify(res.v6));
+      assert.equal(res.counters['icmp.pingSocket'], 2, 'both answered through the ping socket');
+      assert.equal(res.counters['icmp.rawSocket'], undefined);
+      assert.equal(res.counters['icmp.pingProcess'], undefined);
+      // The gateway gives up after 3 s and says nothing (the path said nothing); the peer's own
+      // timeout ends its pings. At most 8 per peer are in flight: the other two are dropped.
+      assert.deepEqual([res.blackHole!.ok, res.blackHole!.code], [false, 'ETIMEDOUT']);
+      assert.equal(res.counters['icmp.timeout'], 8);
+      assert.equal(res.counters['limit.pings'], 2);
+      // No route: the send fails at once (ENETUNREACH), counted, the peer told unreachable.
+      assert.deepEqual([res.noRoute!.ok, res.noRoute!.code], [false, 'ETIMEDOUT']);
+      assert.equal(res.counters['relay.connectFailed'], 1);
+      assert.equal(res.flows, 0, 'no echo left in flight');
+      assert.ok(Date.now() - t0 < 25_000, `${Date.now() - t0} ms`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
