@@ -90,22 +90,32 @@ describe('wgnet gateway with real wireguard-go clients', { skip }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('curl: 20 MB both ways through the gateway, IPv4 and IPv6, sha256 equal', async () => {
+  test('curl: 50 MB both ways through the gateway, IPv4 and IPv6, sha256 equal, each direction within 20 s', async (t) => {
     const sink = inet.spawn('python3', [join(HERE, 'servers.py'), 'sink', '::', '9100']);
     await ready(sink, /ready/);
     const http = inet.spawn('python3', ['-m', 'http.server', '--bind', '::', '9200', '--directory', dir]);
     await ready(http, /Serving HTTP/);
-    const data = Buffer.alloc(20 * 1024 * 1024);
+    const data = Buffer.alloc(50 * 1024 * 1024);
     for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i * 2654435761 >>> 0, i);
     writeFileSync(join(dir, 'blob'), data);
     const want = createHash('sha256').update(data).digest('hex');
+    const timed = async (what: string, f: () => Promise<string>): Promise<string> => {
+      const t0 = Date.now();
+      const out = await f();
+      const ms = Date.now() - t0;
+      t.diagnostic(`${what}: ${ms} ms (${((data.length * 8) / ms / 1e3).toFixed(0)} Mbit/s)`);
+      assert.ok(ms < 20_000, `${what} took ${ms} ms`);
+      return out;
+    };
     for (const host of [inet.v4, `[${inet.v6}]`]) {
-      const down = await client.run('sh', ['-c', `curl -sS --max-time 60 http://${host}:9200/blob | sha256sum`], { timeoutMs: 90_000 });
+      const down = await timed(`download via ${host}`, () => client.run('sh', ['-c', `curl -sS --max-time 60 http://${host}:9200/blob | sha256sum`], { timeoutMs: 90_000 }));
       assert.equal(down.split(' ')[0], want, `download via ${host}`);
     }
-    const up = await client.run('sh', ['-c', `python3 -c "import sys; sys.stdout.buffer.write(open('${join(dir, 'blob')}','rb').read())" | python3 -c "
+    const up = await timed('upload', () =>
+      client.run('sh', ['-c', `python3 -c "import sys; sys.stdout.buffer.write(open('${join(dir, 'blob')}','rb').read())" | python3 -c "
 import socket,sys
-s=socket.create_connection(('${inet.v4}',9100)); s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR); print(s.makefile().read().strip())"`], { timeoutMs: 90_000 });
+s=socket.create_connection(('${inet.v4}',9100)); s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR); print(s.makefile().read().strip())"`], { timeoutMs: 90_000 }),
+    );
     assert.equal(up.split(' ')[0], want, 'upload with half-close');
   });
 
