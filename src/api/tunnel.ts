@@ -26,7 +26,7 @@ import { backends, type Backends } from '../io/backends.js';
 import { uapiGet, parseUapiSet, applyUapiSet, UapiError, type UapiHost } from '../wireguard/uapi.js';
 import { resolveEndpoint } from '../io/endpoint.js';
 import { monotonicNow, systemRng, wallClock } from '../io/clock.js';
-import { formatIp, formatPrefix, parseIp, mustParseIp } from '../util/ip.js';
+import { formatIp, formatHostPort, parseIp, mustParseIp } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { WgnetError, invalidArgument } from '../util/errors.js';
 import { noTrace, type Trace } from '../util/trace.js';
@@ -35,6 +35,7 @@ import type { TcpSocket } from './tcp-socket.js';
 import { openConnection, type ConnectOptions, type Dialer } from './connect.js';
 import { TunnelResolver, type LookupCallback, type LookupResult } from './resolver.js';
 import { TunnelPing, type PingResult } from './ping.js';
+import { peerStatus, startHandshakes, type PeerStatus } from './peers.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
 import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
@@ -64,6 +65,7 @@ export type { ConnectOptions } from './connect.js';
 export type { PingResult } from './ping.js';
 export type { LookupResult } from './resolver.js';
 export type { TunnelDispatcherOptions, TunnelConnectOptions } from './http.js';
+export type { PeerStatus } from './peers.js';
 
 export class Tunnel extends EventEmitter<TunnelEvents> {
   /** @internal */ readonly engine: Engine;
@@ -191,11 +193,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       addresses: this.addresses,
       listenPort: this.listenPort,
       closed: this.closed,
-      peers: [...this.engine.device.peers()].map((p) => ({
-        publicKey: toBase64(p.publicKey),
-        endpoint: p.endpoint ? `${p.endpoint.address.includes(':') ? `[${p.endpoint.address}]` : p.endpoint.address}:${p.endpoint.port}` : undefined,
-        allowedIps: this.engine.device.allowedIps.prefixesOf(p).map(formatPrefix),
-      })),
+      peers: this.peers().map((p) => ({ publicKey: p.publicKey, endpoint: p.endpoint && formatHostPort(p.endpoint.address, p.endpoint.port), allowedIps: p.allowedIps })),
     };
   }
 
@@ -221,9 +219,30 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     return this.engine.iface.addresses.map((a) => formatIp(a.addr));
   }
 
-  /** @internal The WireGuard device (tests and the CLI); not API. */
+  /** @internal The WireGuard device (tests); not API. */
   get device(): Device {
     return this.engine.device;
+  }
+
+  /** Each peer as `wg show` lists it: public facts only (public key, endpoint, AllowedIPs, last handshake, bytes, keepalive). */
+  peers(): PeerStatus[] {
+    return peerStatus(this.engine.device);
+  }
+
+  /**
+   * Starts a handshake with every peer that has an endpoint now, instead of at the first packet
+   * (the CLI does, so that readiness means the tunnel works; ready() also waits for one).
+   * Does nothing while paused: resume() starts them.
+   */
+  startHandshakes(): void {
+    this.assertOpen();
+    if (!this.paused) startHandshakes(this.engine);
+  }
+
+  /** The outer UDP socket in use: 'batched' (the wgnet_udp addon) or 'dgram' (node:dgram); undefined while paused or closed. */
+  get udpBackend(): 'batched' | 'dgram' | undefined {
+    const b = this.closed ? undefined : this.engine.bind;
+    return b && (b.backend === 'native' ? 'batched' : 'dgram');
   }
 
   // --- TCP ---------------------------------------------------------------

@@ -30,7 +30,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The outer socket in use, for the ready line: 'batched' (the addon) or 'dgram' (the slow path). */
 export function udpBackend(t: Tunnel): 'batched' | 'dgram' {
-  return t.engine.bind?.backend === 'native' ? 'batched' : 'dgram';
+  return t.udpBackend === 'batched' ? 'batched' : 'dgram';
 }
 
 export function parseCongestionControl(v: string): 'cubic' | 'bbr' | 'newreno' {
@@ -170,7 +170,7 @@ const watchers = new WeakMap<Tunnel, { pending(): void }>();
 export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
   const state = new Map<string, 'up' | 'down'>();
   const endpointOf = (key: string): string | undefined => {
-    const ep = [...t.device.peers()].find((p) => toBase64(p.publicKey) === key)?.endpoint;
+    const ep = t.peers().find((p) => p.publicKey === key)?.endpoint;
     return ep ? `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}` : undefined;
   };
   t.on('handshake', (e: { publicKey: string }) => {
@@ -185,9 +185,9 @@ export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
   t.on('endpoint-changed', (e: { publicKey: string }) => log('debug', 'peer endpoint changed', { peer: e.publicKey, endpoint: endpointOf(e.publicKey) }));
   const w = {
     pending: (): void => {
-      for (const p of t.device.peers()) {
-        const key = toBase64(p.publicKey);
-        if (state.has(key) || !p.endpoint || p.lastHandshakeWallMs > 0) continue;
+      for (const p of t.peers()) {
+        const key = p.publicKey;
+        if (state.has(key) || !p.endpoint || p.lastHandshakeTime > 0) continue;
         state.set(key, 'down');
         log('warn', 'no handshake yet: no answer from the peer; retrying every 5 s (check Endpoint, keys and the peer)', { peer: key, endpoint: endpointOf(key) });
       }
@@ -205,14 +205,12 @@ async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
   // Start handshakes now so readiness means "the tunnel works".
-  const now = t.engine.now();
-  for (const p of t.device.peers()) if (p.endpoint) t.device.initiateHandshake(now, p);
-  t.engine.pump();
+  t.startHandshakes();
   return t;
 }
 
 export function waitHandshake(t: Tunnel, ms: number, log?: CliLog): Promise<boolean> {
-  if ([...t.device.peers()].some((p) => p.lastHandshakeWallMs > 0)) return Promise.resolve(true);
+  if (t.peers().some((p) => p.lastHandshakeTime > 0)) return Promise.resolve(true);
   // After the wait, say which peers are silent (once), instead of 'pending' and then nothing.
   if (log) return waitHandshake(t, ms).then((ok) => (ok || watchers.get(t)?.pending(), ok));
   return new Promise((resolve) => {
@@ -435,12 +433,12 @@ export async function checkConfig(c: Common): Promise<number> {
 /** The live counters, one labelled line per peer, device, TCP, gateway and listener. */
 export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, write: CliLog): void {
   const now = Date.now();
-  for (const p of t.device.peers()) {
+  for (const p of t.peers()) {
     const ep = p.endpoint;
     write('info', 'stats peer', {
-      peer: toBase64(p.publicKey),
+      peer: p.publicKey,
       endpoint: ep ? `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}` : 'none',
-      handshake: p.lastHandshakeWallMs > 0 ? `${Math.round((now - p.lastHandshakeWallMs) / 1000)}s ago` : 'never',
+      handshake: p.lastHandshakeTime > 0 ? `${Math.round((now - p.lastHandshakeTime) / 1000)}s ago` : 'never',
       rxBytes: p.rxBytes,
       txBytes: p.txBytes,
     });

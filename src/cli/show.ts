@@ -10,7 +10,7 @@ import { toBase64 } from '../util/bytes.js';
 import { getCryptoProvider } from '../crypto/index.js';
 import { publicKeyFromPrivate } from '../crypto/keys.js';
 import { uapiSocketPath } from '../io/uapi-server.js';
-import { formatHostPort, formatPrefix } from '../util/ip.js';
+import { formatHostPort } from '../util/ip.js';
 
 /** What `wg show` prints for one interface, from a live Tunnel or from a UAPI `get` answer. */
 export interface ShowView {
@@ -38,12 +38,12 @@ export function viewOfTunnel(t: Tunnel): ShowView {
     publicKey: t.publicKey,
     listenPort: t.listenPort,
     fwmark: 0,
-    peers: [...t.device.peers()].map((p) => ({
-      publicKey: toBase64(p.publicKey),
-      presharedKey: p.presharedKey !== undefined,
+    peers: t.peers().map((p) => ({
+      publicKey: p.publicKey,
+      presharedKey: p.presharedKey,
       endpoint: p.endpoint ? formatHostPort(p.endpoint.address, p.endpoint.port) : undefined,
-      allowedIps: t.device.allowedIps.prefixesOf(p).map(formatPrefix),
-      lastHandshakeWallMs: p.lastHandshakeWallMs,
+      allowedIps: p.allowedIps,
+      lastHandshakeWallMs: p.lastHandshakeTime,
       rxBytes: p.rxBytes,
       txBytes: p.txBytes,
       persistentKeepalive: p.persistentKeepalive,

@@ -1,0 +1,43 @@
+/**
+ * What the CLI reads of a tunnel, through public methods rather than its engine and device
+ * (issue 13): peers() as `wg show` lists them (public facts only), startHandshakes(), and the
+ * outer socket's backend.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { tunnelPair } from '../harness/tunnel-pair.js';
+
+test('startHandshakes() handshakes with no packet sent; peers() lists public facts only; udpBackend', async () => {
+  const p = await tunnelPair();
+  try {
+    const [before] = p.b.peers();
+    assert.equal(before!.publicKey, p.a.publicKey);
+    assert.equal(before!.lastHandshakeTime, 0);
+    assert.deepEqual(before!.allowedIps, ['10.66.0.1/32', 'fd66::1/128']);
+    assert.deepEqual(before!.endpoint, { address: '127.0.0.1', port: p.a.listenPort });
+    assert.equal(before!.presharedKey, false);
+    assert.equal(before!.persistentKeepalive, 0);
+
+    const hs = once(p.a, 'handshake');
+    const t0 = Date.now();
+    p.b.startHandshakes();
+    await hs;
+    const [after] = p.b.peers();
+    const [onA] = p.a.peers();
+    assert.ok(onA!.lastHandshakeTime >= t0 - 1000 && onA!.lastHandshakeTime <= Date.now() + 1000, String(onA!.lastHandshakeTime));
+    assert.ok(after!.txBytes > 0);
+    // Only public keys, and exactly the fields documented.
+    assert.deepEqual(Object.keys(after!).sort(), ['allowedIps', 'endpoint', 'lastHandshakeTime', 'persistentKeepalive', 'presharedKey', 'publicKey', 'rxBytes', 'txBytes']);
+
+    assert.ok(p.a.udpBackend === 'batched' || p.a.udpBackend === 'dgram', String(p.a.udpBackend));
+    await p.a.pause();
+    assert.equal(p.a.udpBackend, undefined);
+    await p.a.resume();
+    assert.ok(p.a.udpBackend !== undefined);
+  } finally {
+    await p.close();
+  }
+  assert.equal(p.a.udpBackend, undefined);
+  assert.throws(() => p.a.startHandshakes(), (e: Error & { code?: string }) => e.code === 'ERR_WGNET_CLOSED');
+});
