@@ -19,6 +19,7 @@ import type { Deadline, Instant } from '../util/time.js';
 import type { Rng } from '../util/rng.js';
 import { randomInt } from '../util/rng.js';
 import { formatIp, parseIp, ipEqual, type IpAddr } from '../util/ip.js';
+import { increment, type Counters } from '../util/counters.js';
 import type { Interface, NetEvent, UdpSocket } from './interface.js';
 import type { TcpConnection } from './types.js';
 
@@ -33,6 +34,21 @@ export type DnsError =
   | 'EBADRESP'
   | 'ECONNREFUSED'
   | 'ECANCELLED';
+
+/**
+ * The client's counters: replies ignored (`drop.dns.*`: not parsed, not a response, wrong ID,
+ * question or source), and what the tries did (`dns.*`: TC answers, retries over TCP, TCP
+ * connections reset at the deadline).
+ */
+export type DnsCounter =
+  | 'dns.truncated'
+  | 'dns.tcpRetry'
+  | 'dns.tcpAbort'
+  | 'drop.dns.malformed'
+  | 'drop.dns.notResponse'
+  | 'drop.dns.id'
+  | 'drop.dns.question'
+  | 'drop.dns.source';
 
 export interface DnsQuery {
   readonly id: number;
@@ -108,8 +124,8 @@ export class DnsClient {
   private readonly closing = new Map<TcpConnection, Instant>();
   /** Every connection we opened, so its late events (after close) are still ours, not the API's. */
   private readonly ownConns = new WeakSet<TcpConnection>();
-  /** Replies ignored, truncations, TCP retries: `drop.dns.*` and `dns.*` counters. */
-  readonly stats: Record<string, number> = {};
+  /** Replies ignored, truncations, TCP retries (DnsCounter); a name appears once counted. */
+  readonly stats: Counters<DnsCounter> = {};
   private events: DnsResult[] = [];
   private nextId = 1;
 
@@ -166,8 +182,13 @@ export class DnsClient {
     return this.opts.servers[a.server % this.opts.servers.length]!;
   }
 
-  private count(what: string): void {
-    this.stats[what] = (this.stats[what] ?? 0) + 1;
+  private count(what: DnsCounter): void {
+    increment(this.stats, what);
+  }
+
+  /** A copy of the counters now. */
+  statsSnapshot(): Counters<DnsCounter> {
+    return { ...this.stats };
   }
 
   private query(txid: number, name: string, type: 'A' | 'AAAA'): Uint8Array {

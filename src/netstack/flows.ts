@@ -52,13 +52,30 @@ export type FlowEvent =
   | { type: 'echo-request'; request: EchoRequest } // answer with Interface.echoReply() or refuse
   | Extract<TcpEvent, { type: 'tcp-flow' }>;
 
+/**
+ * What the table counts, among the Interface's counters: flows opened and held SYNs' fates
+ * (`flow.*`), and packets for other destinations dropped (`drop.flow.*`).
+ */
+export type FlowCounter =
+  | 'flow.udpOpened'
+  | 'flow.tcpHeld'
+  | 'flow.tcpHoldExpired'
+  | 'flow.tcpResetWhileHeld'
+  | 'flow.synRetransmitWhileHeld'
+  | 'flow.echoRequests'
+  | 'drop.flow.port'
+  | 'drop.flow.tableFull'
+  | 'drop.flow.queueFull'
+  | 'drop.flow.checksum'
+  | 'drop.flow.synTableFull';
+
 /** What the table needs from its Interface: packet builders, the TcpLayer, events and counters. */
 export interface FlowHost {
   readonly tcp: TcpLayerApi;
   sendUdpFrom(src: IpAddr, sport: number, dst: IpAddr, dport: number, data: Uint8Array): void;
   sendUnreachable(now: Instant, to: IpAddr, dst: IpAddr, packet: Uint8Array, kind: UnreachableKind): void;
   emit(ev: FlowEvent): void;
-  count(what: string): void;
+  count(what: FlowCounter): void;
 }
 
 export interface FlowTableOptions {

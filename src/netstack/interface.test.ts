@@ -70,3 +70,18 @@ test('fuzz: 20,000 random and bit-flipped packets never throw', () => {
   }
   assert.ok(Object.keys(i.stats).some((k) => k.startsWith('drop.')), 'drops were counted');
 });
+
+test('counters are typed: names are checked where they are read (DESIGN §6)', () => {
+  const i = iface();
+  i.handleInput(0, echoRequest(2));
+  assert.equal(i.stats.rxPackets, 1);
+  assert.equal(i.stats['drop.icmp.checksum'], undefined, 'a name appears once counted');
+  const bad = echoRequest(2);
+  bad[27]! ^= 1;
+  i.handleInput(0, bad);
+  assert.equal(i.statsSnapshot()['drop.icmp.checksum'], 1);
+  // @ts-expect-error a misspelled counter name does not compile
+  assert.equal(i.stats['drop.icmp.chekcsum'], undefined);
+  // @ts-expect-error TCP's names are the TcpLayer's, not the Interface's
+  assert.equal(i.stats.rxSegments, undefined);
+});

@@ -13,6 +13,7 @@ import { allocPacket, WG_HEADROOM, WG_TAILROOM } from '../util/bytes.js';
 import { checksum } from '../util/checksum.js';
 import { formatIp, ipEqual, parseIp, prefixContains, type IpAddr } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
+import { increment, type Counters } from '../util/counters.js';
 import {
   IPV4_HEADER_LEN,
   IPV6_HEADER_LEN,
@@ -25,9 +26,10 @@ import {
   writeIPv4Header,
   writeIPv6Header,
   type IpInfo,
+  type IpParseError,
 } from '../wire/ip.js';
 import { TCP_HEADER_LEN, tcpDstPort, tcpSrcPort } from '../wire/tcp.js';
-import { MAX_UDP_PAYLOAD, parseUdp, UDP_HEADER_LEN, udpSrcPort, writeUdp } from '../wire/udp.js';
+import { MAX_UDP_PAYLOAD, parseUdp, UDP_HEADER_LEN, udpSrcPort, writeUdp, type UdpParseError } from '../wire/udp.js';
 import {
   echoId,
   echoSeq,
@@ -46,11 +48,11 @@ import {
   writeUnreachable,
 } from '../wire/icmp.js';
 import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
-import { FlowTable, type EchoRequest, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
+import { FlowTable, type EchoRequest, type FlowCounter, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
 
 export type { EchoRequest, UdpFlow, UnreachableKind } from './flows.js';
 import { TcpLayer, type TcpOptions } from './tcp/index.js';
-import { Reassembler, type ReassemblyOptions } from './reassembly.js';
+import { Reassembler, type ReassemblyCounter, type ReassemblyOptions } from './reassembly.js';
 import { pickEphemeralPort } from './ports.js';
 
 export interface InterfaceOptions {
@@ -71,6 +73,33 @@ export type NetEvent =
   | { type: 'udp-error'; socket: UdpSocket; error: 'ECONNREFUSED' | 'EHOSTUNREACH' | 'EMSGSIZE' }
   | { type: 'echo-reply'; from: IpAddr; id: number; seq: number; ttl: number; data: Uint8Array }
   | FlowEvent; // gateway mode
+
+/**
+ * The Interface's counters (util/counters.ts): packets in and out, and why input was dropped
+ * (`drop.*`) at the IP, ICMP and UDP layers, in reassembly (reassembly.ts) and in gateway
+ * mode's flow table (flows.ts). A name appears once counted; metrics export these names.
+ */
+export type NetCounter =
+  | 'rxPackets'
+  | 'txPackets'
+  | 'txFragments'
+  | 'txUnreachable'
+  | 'udp.noSocket'
+  | `drop.ip.${IpParseError}`
+  | 'drop.ip.notForUs'
+  | 'drop.ip.fragment'
+  | 'drop.ip.protocol'
+  | 'drop.icmp.family'
+  | 'drop.icmp.checksum'
+  | 'drop.icmp.notForUs'
+  | 'drop.icmp.rate'
+  | 'drop.icmp.type'
+  | 'drop.icmp.quote'
+  | `drop.udp.${UdpParseError}`
+  | 'drop.udp.notConnectedPeer'
+  | 'drop.udp.queueFull'
+  | ReassemblyCounter
+  | FlowCounter;
 
 export interface UdpSocket {
   readonly family: 4 | 6;
@@ -127,7 +156,8 @@ export class Interface {
   readonly mtu: number;
   readonly addresses: ReadonlyArray<{ addr: IpAddr; bits: number }>;
   readonly tcp: TcpLayerApi;
-  readonly stats: Record<string, number> = {};
+  /** Counters by name (NetCounter); read them, or take a copy with statsSnapshot(). */
+  readonly stats: Counters<NetCounter> = {};
   private readonly rng: Rng;
   private readonly trace: Trace;
   private txq: Uint8Array[] = [];
@@ -196,9 +226,14 @@ export class Interface {
     return any;
   }
 
-  private count(what: string): void {
-    this.stats[what] = (this.stats[what] ?? 0) + 1;
+  private count(what: NetCounter): void {
+    increment(this.stats, what);
     if (this.trace.enabled('debug')) this.trace.log('debug', `netstack ${what}`);
+  }
+
+  /** A copy of the counters now. */
+  statsSnapshot(): Counters<NetCounter> {
+    return { ...this.stats };
   }
 
   // --- input -------------------------------------------------------------------

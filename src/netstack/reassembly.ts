@@ -36,13 +36,18 @@ export const MAX_FRAGMENTS_PER_DATAGRAM = 256;
 export const FRAGMENT_OVERHEAD = 128;
 export const DATAGRAM_OVERHEAD = 256;
 
+/** Why a fragment or its whole datagram was dropped. */
+type RejectReason = 'tooLarge' | 'badLength' | 'afterOverlap' | 'overlap' | 'twoEnds' | 'pastEnd' | 'tooManyFragments';
+/** The names this module counts, among the Interface's counters. */
+export type ReassemblyCounter = 'ip.reassembly.evicted' | 'ip.reassembly.timeout' | `ip.reassembly.${RejectReason}`;
+
 export interface ReassemblyOptions {
   /** Cap on the bytes charged for all incomplete datagrams. */
   maxBytes?: number;
   timeoutV4Ms?: number;
   timeoutV6Ms?: number;
   /** Told about evictions, timeouts and why a fragment was dropped (the Interface's counters). */
-  count?: (what: string) => void;
+  count?: (what: ReassemblyCounter) => void;
 }
 
 interface Pending {
@@ -66,7 +71,7 @@ export class Reassembler {
   private readonly maxBytes: number;
   private readonly timeoutV4: number;
   private readonly timeoutV6: number;
-  private readonly count: (what: string) => void;
+  private readonly count: (what: ReassemblyCounter) => void;
 
   constructor(opts: ReassemblyOptions = {}) {
     this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -145,13 +150,13 @@ export class Reassembler {
     return undefined;
   }
 
-  private reject(why: string): null {
+  private reject(why: RejectReason): null {
     this.count(`ip.reassembly.${why}`);
     return null;
   }
 
   /** RFC 5722 §3: the whole datagram goes; IPv6 keeps a tombstone for its fragments still in flight. */
-  private kill(p: Pending, why: string): null {
+  private kill(p: Pending, why: RejectReason): null {
     if (p.version === 6) {
       this.bytes -= p.charged - DATAGRAM_OVERHEAD;
       p.charged = DATAGRAM_OVERHEAD;

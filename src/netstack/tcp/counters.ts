@@ -3,6 +3,8 @@
  * and a snapshot with every counter present (0 until counted). Names starting with
  * `drop.` count segments dropped without effect, as the Interface's counters do.
  */
+import { zeroCounters } from '../../util/counters.js';
+
 const TCP_COUNTERS = [
   'rxSegments',
   'txSegments',
@@ -46,7 +48,5 @@ export type TcpStats = Record<TcpCounter, number>;
 
 /** Every counter at 0: an object of one fixed shape, so counting is a plain property store. */
 export function newTcpStats(): TcpStats {
-  const s = {} as TcpStats;
-  for (const k of TCP_COUNTERS) s[k] = 0;
-  return s;
+  return zeroCounters(TCP_COUNTERS);
 }
