@@ -80,11 +80,11 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
     return undefined;
   }
   if (!(f & SYN)) {
-    t.count('drop.listenNoSyn');
+    t.drop('drop.listenNoSyn', undefined, h, src, dst);
     return undefined;
   }
   if (l.queue.length >= l.backlog) {
-    t.count('drop.acceptQueueFull');
+    t.drop('drop.acceptQueueFull', undefined, h, src, dst);
     return undefined;
   }
   if (l.synQueue >= l.backlog) {

@@ -44,6 +44,11 @@ const TCP_COUNTERS = [
 ] as const;
 
 export type TcpCounter = (typeof TCP_COUNTERS)[number];
+/**
+ * A segment dropped without effect (`drop.*`), or one for no connection answered with RST:
+ * counted and traced at debug through TcpLayer.drop (DESIGN §5), never through count().
+ */
+export type TcpDrop = Extract<TcpCounter, `drop.${string}`> | 'rstNoConnection';
 export type TcpStats = Record<TcpCounter, number>;
 
 /** Every counter at 0: an object of one fixed shape, so counting is a plain property store. */

@@ -32,7 +32,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
   const len = payload.length + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0);
   // PAWS (RFC 7323 §5.3): an old timestamp means an old duplicate.
   if (c.tsOk && h.tsVal !== undefined && !(f & RST) && seqLt(h.tsVal, c.tsRecent)) {
-    t.count('drop.paws');
+    t.drop('drop.paws', c, h);
     // Throttled as below: two ends whose TS.Recent a spoofed timestamp moved ahead would otherwise
     // trade PAWS-dropped ACKs for ever (found by test/fuzz).
     if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
@@ -47,8 +47,8 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
   if (len === 0) ok = wnd === 0 ? seq === c.rcvNxt : seqGe(seq, c.rcvNxt) && seqLt(seq, seqAdd(c.rcvNxt, wnd)) || seq === c.rcvNxt;
   else ok = wnd > 0 && ((seqGe(seq, c.rcvNxt) && seqLt(seq, seqAdd(c.rcvNxt, wnd))) || (seqGe(seqAdd(seq, len - 1), c.rcvNxt) && seqLt(seqAdd(seq, len - 1), seqAdd(c.rcvNxt, wnd))));
   if (!ok) {
-    if (f & RST) return t.count('drop.rstOutOfWindow');
-    t.count('drop.outOfWindow');
+    if (f & RST) return t.drop('drop.rstOutOfWindow', c, h);
+    t.drop('drop.outOfWindow', c, h);
     // Data wholly below RCV.NXT arrived before: an old duplicate, reported as a D-SACK.
     if (payload.length > 0 && seqLe(seqAdd(seq, payload.length), c.rcvNxt)) noteDuplicate(t, c, seq, seqAdd(seq, payload.length));
     if (c.state === 'TIME-WAIT' && f & FIN) t.timers.arm(c, 'timewait', now + t.opts.timeWaitMs);
@@ -78,7 +78,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     }
     return challengeAck(t, now, c);
   }
-  if (!(f & ACK)) return t.count('drop.noAck');
+  if (!(f & ACK)) return t.drop('drop.noAck', c, h);
   if (c.tsOk && h.tsVal !== undefined && seqLe(seq, c.rcvNxt)) c.tsRecent = h.tsVal;
   c.lastActivity = now;
   if (c.keepaliveMs > 0) {
@@ -101,7 +101,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     if (c.listener) {
       c.listener.synQueue--;
       if (c.listener.queue.length >= c.listener.backlog || c.listener.closed) {
-        t.count('drop.acceptQueueFull');
+        t.drop('drop.acceptQueueFull', c, h);
         sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.nxt, c.rcvNxt, true);
         c.listener.synQueue++; // destroy() below undoes the count once more
         c.state = 'SYN-RECEIVED';
@@ -115,7 +115,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
 
   // Segment text (RFC 9293 §3.10.7.4, seventh check).
   if (payload.length > 0 && canReceive(c.state)) receiveData(t, now, c, seq, payload);
-  else if (payload.length > 0) t.count('drop.dataAfterFin');
+  else if (payload.length > 0) t.drop('drop.dataAfterFin', c, h);
 
   // FIN, once everything before it has arrived.
   if (f & FIN && seqAdd(seq, payload.length) === c.rcvNxt && !c.finReceived) {
@@ -148,7 +148,7 @@ export function synSentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
   const f = h.flags;
   if (f & ACK && (seqLe(h.ack, c.iss) || seqGt(h.ack, c.nxt))) {
     if (!(f & RST)) sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, h.ack, 0, false);
-    return t.count('drop.synSentBadAck');
+    return t.drop('drop.synSentBadAck', c, h);
   }
   if (f & RST) {
     if (f & ACK) return t.destroy(c, 'ECONNREFUSED');

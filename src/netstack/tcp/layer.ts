@@ -19,12 +19,12 @@
  */
 import type { Deadline, Instant } from '../../util/time.js';
 import { noTrace } from '../../util/trace.js';
-import { formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
+import { formatHostPort, formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
 import { systemError, invalidArgument } from '../../util/errors.js';
-import { ACK, FIN, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, tcpChecksumOk, tcpDstPort, tcpSeq, tcpSrcPort, TCP_HEADER_LEN } from '../../wire/tcp.js';
+import { ACK, FIN, PSH, URG, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, tcpChecksumOk, tcpDstPort, tcpSeq, tcpSrcPort, TCP_HEADER_LEN, type TcpSegmentInfo } from '../../wire/tcp.js';
 import type { IcmpErrorKind, TcpConnectOptions, TcpConnection, TcpErrorCode, TcpEvent, TcpLayerApi, TcpListener, TcpListenOptions, TcpOutput } from '../types.js';
 import { IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
-import { newTcpStats, type TcpCounter, type TcpStats } from './counters.js';
+import { newTcpStats, type TcpCounter, type TcpDrop, type TcpStats } from './counters.js';
 import { TIMER_REASON, TimerHeap } from './timers.js';
 import { pickEphemeralPort } from '../ports.js';
 import { Conn, connKey } from './conn.js';
@@ -69,10 +69,23 @@ export class TcpLayer implements TcpLayerApi {
     this.opts.rng.fill(this.secret);
   }
 
-  count(what: TcpCounter): void {
+  /** Counts an event; drops go through drop() instead, which traces them. */
+  count(what: Exclude<TcpCounter, TcpDrop>): void {
     this.stats[what]++;
-    // DESIGN §5: a dropped segment is counted and traced at debug (the io/api layers publish it on wgnet:drop).
-    if (what.startsWith('drop.') && this.opts.trace.enabled('debug')) this.opts.trace.log('debug', `tcp ${what}`);
+  }
+
+  /**
+   * A segment dropped without effect (DESIGN §5), or answered with RST for want of a
+   * connection: counted and, when the trace takes debug, traced as `tcp <name>` with where
+   * it came from and what it said (the api layer publishes `tcp drop.*` on wgnet:drop). The
+   * trace is asked once per drop and the fields are built only if it says yes, so otherwise
+   * a drop costs a counter store and that one call. `c` is the connection it reached, if
+   * any; `src` and `dst` name the ends when there is none.
+   */
+  drop(what: TcpDrop, c: Conn | undefined, h?: TcpSegmentInfo, src?: IpAddr, dst?: IpAddr): void {
+    this.stats[what]++;
+    const trace = this.opts.trace;
+    if (trace.enabled('debug')) trace.log('debug', `tcp ${what}`, dropFields(c, h, src, dst));
   }
 
   /** A copy of the counters now. */
@@ -255,13 +268,13 @@ export class TcpLayer implements TcpLayerApi {
 
   handleSegment(now: Instant, src: IpAddr, dst: IpAddr, s: Uint8Array): void {
     this.count('rxSegments');
-    if (s.length < TCP_HEADER_LEN) return this.count('drop.short');
-    if (!tcpChecksumOk(s, src, dst)) return this.count('drop.checksum');
+    if (s.length < TCP_HEADER_LEN) return this.drop('drop.short', undefined, undefined, src, dst);
+    if (!tcpChecksumOk(s, src, dst)) return this.drop('drop.checksum', undefined, undefined, src, dst);
     const h = parseTcp(s);
-    if (!h) return this.count('drop.header');
+    if (!h) return this.drop('drop.header', undefined, undefined, src, dst);
     const f = h.flags;
     // Impossible combinations are dropped unanswered (SYN+RST, SYN+FIN).
-    if ((f & SYN && f & (RST | FIN)) || h.srcPort === 0 || h.dstPort === 0) return this.count('drop.flags');
+    if ((f & SYN && f & (RST | FIN)) || h.srcPort === 0 || h.dstPort === 0) return this.drop('drop.flags', undefined, h, src, dst);
     const payload = s.subarray(h.headerLen);
     const c = this.lookup(dst, h.dstPort, src, h.srcPort);
     if (c) return segmentArrives(this, now, c, h, payload);
@@ -275,7 +288,7 @@ export class TcpLayer implements TcpLayerApi {
     }
     // RFC 9293 §3.10.7.1: CLOSED. An RST is ignored; anything else gets an RST.
     if (f & RST) return;
-    this.count('rstNoConnection');
+    this.drop('rstNoConnection', undefined, h, src, dst);
     if (f & ACK) sendRst(this, dst, src, h.dstPort, h.srcPort, h.ack, 0, false);
     else sendRst(this, dst, src, h.dstPort, h.srcPort, 0, seqAdd(h.seq, payload.length + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0)), true);
   }
@@ -286,7 +299,7 @@ export class TcpLayer implements TcpLayerApi {
     if (!c) return;
     // RFC 5927 §4.1: only errors quoting a sequence number in flight are believed.
     const seq = tcpSeq(quoted);
-    if (!(seqGe(seq, c.una) && seqLt(seq, c.sndMax)) && c.state !== 'SYN-SENT') return this.count('drop.icmpSeq');
+    if (!(seqGe(seq, c.una) && seqLt(seq, c.sndMax)) && c.state !== 'SYN-SENT') return this.drop('drop.icmpSeq', c);
     if (kind === 'packet-too-big' && mtu) {
       const v4 = c.localAddr.length === 4;
       const newMss = Math.max(v4 ? 536 : 1220, mtu - (v4 ? IP4_TCP : IP6_TCP));
@@ -349,4 +362,35 @@ export class TcpLayer implements TcpLayerApi {
       }
     }
   }
+}
+
+/** What a drop trace says: the ends (remote first, as the segment travelled), the state, the header's fields. */
+function dropFields(c: Conn | undefined, h: TcpSegmentInfo | undefined, src: IpAddr | undefined, dst: IpAddr | undefined): Record<string, unknown> {
+  const from = c ? c.remoteAddr : src;
+  const to = c ? c.localAddr : dst;
+  const sport = h ? h.srcPort : c?.remotePort;
+  const dport = h ? h.dstPort : c?.localPort;
+  const f: Record<string, unknown> = {};
+  if (from) f.src = sport === undefined ? formatIp(from) : formatHostPort(from, sport);
+  if (to) f.dst = dport === undefined ? formatIp(to) : formatHostPort(to, dport);
+  if (c) f.state = c.state;
+  if (h) {
+    f.flags = flagNames(h.flags);
+    f.seq = h.seq;
+    f.ack = h.ack;
+    f.window = h.window;
+  }
+  return f;
+}
+
+/** Flags as tcpdump prints them (S, F, R, P, U, and . for ACK). */
+function flagNames(flags: number): string {
+  let s = '';
+  if (flags & SYN) s += 'S';
+  if (flags & FIN) s += 'F';
+  if (flags & RST) s += 'R';
+  if (flags & PSH) s += 'P';
+  if (flags & URG) s += 'U';
+  if (flags & ACK) s += '.';
+  return s;
 }

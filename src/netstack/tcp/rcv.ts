@@ -88,7 +88,7 @@ export function receiveData(t: TcpLayer, now: Instant, c: Conn, seq: number, dat
     noteDuplicate(t, c, s, e);
     noteRecent(c, s); // RFC 2883 §4: the block holding a D-SACKed range comes next
   } else if (c.oooRanges.length >= 2 * MAX_RANGES && findRange(c.oooRanges, seqAdd(s, -1)) < 0 && findRange(c.oooRanges, e) < 0) {
-    t.count('drop.oooRanges'); // it would open yet another range: the sender resends it
+    t.drop('drop.oooRanges', c); // it would open yet another range: the sender resends it
   } else if (c.oooBytes + d.length <= c.rbuf.max) {
     // After a hole, segments mostly arrive in order: the place is found from the end.
     let i = c.ooo.length;

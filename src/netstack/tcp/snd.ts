@@ -134,7 +134,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
   if (seqGt(ack, c.sndMax)) {
     // Acks data never sent (RFC 9293 §3.10.7.4; RFC 5961 §5 for the lower bound): an ACK back,
     // throttled (RFC 5961 §7), or two desynchronized ends trade ACKs for ever (found by test/fuzz).
-    t.count('drop.ackUnsent');
+    t.drop('drop.ackUnsent', c, h);
     challengeAck(t, now, c);
     return false;
   }
@@ -147,7 +147,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     if (dsack) onDsack(t, c, b[0]!);
     // Newly SACKed segments are delivered (rate draft §3.3): read against the scoreboard before it takes them.
     if (c.sampling) c.rate.sackBlocks(now, b, dsack ? 2 : 0, c.sack.ranges, c.una, c.sndMax);
-    if (!c.sack.update(b, c.una, c.sndMax)) t.count('drop.sackRanges');
+    if (!c.sack.update(b, c.una, c.sndMax)) t.drop('drop.sackRanges', c, h);
   }
   if (c.inRecovery && ack === c.una && c.headSeq === c.una && headLost(now, c)) resendHead(t, now, c);
   if (seqGt(ack, c.una)) {
