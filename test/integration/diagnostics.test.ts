@@ -12,6 +12,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { Tunnel, diagnosticsChannels } from '../../src/index.js';
 import { keyPair, tunnelPair } from '../harness/tunnel-pair.js';
+import { buildIPv4, buildTcp, PROTO } from '../harness/packets.js';
+import { parseIp } from '../../src/util/ip.js';
 
 const NAMES = ['wgnet:handshake', 'wgnet:handshake-failed', 'wgnet:endpoint-changed', 'wgnet:tcp:open', 'wgnet:tcp:close', 'wgnet:flow', 'wgnet:drop'] as const;
 type Name = (typeof NAMES)[number];
@@ -110,6 +112,13 @@ describe('diagnostics_channel over a tunnel pair', () => {
       await b.ping('10.66.0.99', { timeout: 300 }).catch(() => {});
       await until('an ip drop', () => sub.seen['wgnet:drop'].some((m) => m.tunnel === a && m.layer === 'ip'));
       assert.equal(sub.seen['wgnet:drop'].find((m) => m.layer === 'ip')!.reason, 'notForUs');
+      // A TCP segment with a wrong checksum, put straight into A's netstack (as if B had sent it).
+      const src = parseIp('10.66.0.2')!;
+      const dst = parseIp('10.66.0.1')!;
+      a.engine.iface.handleInput(a.engine.now(), buildIPv4(src, dst, PROTO.TCP, buildTcp(src, dst, { srcPort: 4000, dstPort: 80, seq: 1, flags: ['SYN'], badChecksum: true })));
+      const tcpDrop = sub.seen['wgnet:drop'].find((m) => m.layer === 'tcp');
+      assert.ok(tcpDrop, JSON.stringify(sub.seen['wgnet:drop'].map((m) => [m.layer, m.reason])));
+      assert.deepEqual([tcpDrop.tunnel, tcpDrop.reason], [a, 'checksum']);
 
       // A peer that gave up (90 s of retries) arrives as the tunnel's event; the channel follows it.
       a.emit('handshake-failed', { publicKey: b.publicKey });
