@@ -16,16 +16,7 @@ export function toBase64(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
 }
 
-/** Strict standard base64 (with padding) decoding; undefined on anything else. */
-export function fromBase64(s: string): Uint8Array | undefined {
-  if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) return undefined;
-  const buf = Buffer.from(s, 'base64');
-  // Reject non-canonical encodings (stray bits in the last character).
-  if (buf.toString('base64') !== s) return undefined;
-  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
-export const KEY_LEN = 32;
+const KEY_LEN = 32;
 
 /**
  * Decodes a 32-byte WireGuard key from base64, as `wg` writes them.
@@ -60,32 +51,10 @@ export function isZero(a: Uint8Array): boolean {
   return d === 0;
 }
 
-/** Overwrites a secret once it is no longer needed. */
-export function zeroize(a: Uint8Array | undefined): void {
-  if (a) a.fill(0);
-}
-
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** A DataView over exactly the bytes of `b`, honouring its byteOffset (DESIGN §3). */
-export function viewOf(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
@@ -97,7 +66,7 @@ export function viewOf(b: Uint8Array): DataView {
  */
 export const WG_HEADROOM = 16;
 export const WG_TAILROOM = 32;
-export const IP_HEADROOM = 40; // the larger of IPv4 (20, options never sent) and IPv6 (40)
+const IP_HEADROOM = 40; // the larger of IPv4 (20, options never sent) and IPv6 (40)
 export const PACKET_HEADROOM = WG_HEADROOM + IP_HEADROOM;
 
 /**

@@ -35,7 +35,7 @@ export function invalidArgument(message: string): WgnetError {
  * A Node-style system error (ECONNREFUSED, ETIMEDOUT, ...) as `net.Socket`
  * produces, so existing code that checks `err.code` keeps working.
  */
-export interface SystemError extends Error {
+interface SystemError extends Error {
   code: string;
   errno: number;
   syscall: string;
@@ -44,7 +44,7 @@ export interface SystemError extends Error {
 }
 
 /** errno values as Linux defines them; Node reports them negated. */
-export const ERRNO: Readonly<Record<string, number>> = {
+const ERRNO: Readonly<Record<string, number>> = {
   EPERM: 1,
   ENOENT: 2,
   EIO: 5,

@@ -4,7 +4,7 @@
  */
 import { invalidArgument } from './errors.js';
 
-export type IpFamily = 4 | 6;
+type IpFamily = 4 | 6;
 /** An IPv4 (4 bytes) or IPv6 (16 bytes) address. */
 export type IpAddr = Uint8Array;
 
@@ -87,10 +87,6 @@ export function mustParseIp(s: string, what = 'address'): IpAddr {
   const a = parseIp(s);
   if (!a) throw invalidArgument(`${what}: '${s}' is not an IPv4 or IPv6 address`);
   return a;
-}
-
-export function isIp(s: string): boolean {
-  return parseIp(s) !== undefined;
 }
 
 export function formatIPv4(a: Uint8Array, off = 0): string {
@@ -185,15 +181,6 @@ export function prefixContains(p: IpPrefix, a: IpAddr): boolean {
   if (rem === 0) return true;
   const mask = (0xff << (8 - rem)) & 0xff;
   return (a[full]! & mask) === p.addr[full];
-}
-
-export function isUnspecified(a: IpAddr): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return false;
-  return true;
-}
-
-export function isMulticast(a: IpAddr): boolean {
-  return a.length === 4 ? (a[0]! & 0xf0) === 0xe0 : a[0] === 0xff;
 }
 
 /** The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d), if it is one. */

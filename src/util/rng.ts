@@ -25,12 +25,6 @@ export function randomInt(rng: Rng, n: number): number {
   }
 }
 
-export function randomBytesFrom(rng: Rng, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  rng.fill(b);
-  return b;
-}
-
 /**
  * Deterministic generator for tests and simulations (xoshiro128**).
  * Not for keys: the I/O layer passes a CSPRNG to real tunnels.
