@@ -9,11 +9,12 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { interopSkipReason, sh, startWgGo, genKeyPair, waitFor, makeInet, type Inet, type WgGoPeer } from './harness.js';
+import { probeAddon } from '../../src/io/native.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const WGNET = join(HERE, '..', '..', 'bin', 'wgnet.js');
@@ -36,6 +37,18 @@ function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<string> {
   });
 }
 
+/**
+ * The counter a relayed ping must raise in the gateway (run as root here): a ping socket if
+ * net.ipv4.ping_group_range admits group 0 (icmp(7)), else a raw socket (root holds
+ * CAP_NET_RAW); the system ping only without the addon.
+ */
+function expectedPingMetric(): string {
+  const addon = probeAddon<{ pingOpen?: unknown }>('wgnet_udp');
+  if (!addon.ok || typeof addon.addon.pingOpen !== 'function') return 'wgnet_gateway_icmp_ping_process_total';
+  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+  return lo <= 0 && 0 <= hi ? 'wgnet_gateway_icmp_ping_socket_total' : 'wgnet_gateway_icmp_raw_socket_total';
+}
+
 describe('wgnet gateway with real wireguard-go clients', { skip }, () => {
   let client: WgGoPeer;
   let client2: WgGoPeer;
@@ -45,6 +58,7 @@ describe('wgnet gateway with real wireguard-go clients', { skip }, () => {
   const gwKeys = genKeyPair();
   const uapi = `wgngw${process.pid.toString(36)}`.slice(0, 15);
   let port = 0;
+  let metrics = '';
 
   /** Routes the inet subnets from a client namespace through its wireguard-go to the gateway. */
   function route(c: WgGoPeer): void {
@@ -70,8 +84,8 @@ describe('wgnet gateway with real wireguard-go clients', { skip }, () => {
         `[Peer]\nPublicKey = ${client2.publicKey}\nAllowedIPs = 10.77.${n2}.1/32, fd77:${n2}::1/128\n`,
       { mode: 0o600 },
     );
-    gw = spawn(process.execPath, [WGNET, 'gateway', '-c', conf, '--uapi', uapi, '--deny', `${inet.v4}/32:9`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await ready(gw, /ready gateway/);
+    gw = spawn(process.execPath, [WGNET, 'gateway', '-c', conf, '--uapi', uapi, '--deny', `${inet.v4}/32:9`, '--log-level', 'info', '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    metrics = /metrics=(\S+)/.exec(await ready(gw, /ready gateway[^\n]*\n/))![1]!;
     route(client);
     route(client2);
     // client2 also needs its own tunnel address on the gateway's side: 10.77.n2.0/24 routes there.
@@ -139,6 +153,10 @@ s=socket.create_connection(('${inet.v4}',9100)); s.sendall(sys.stdin.buffer.read
     assert.match(p4, /3 received/);
     const p6 = await client.run('ping', ['-6', '-c', '2', '-i', '0.2', '-W', '3', inet.v6], { timeoutMs: 20_000 });
     assert.match(p6, /2 received/);
+    // All five through the path this host allows (the kernel's ping checks identifier and sequence).
+    const text = await (await fetch(`http://${metrics}/metrics`)).text();
+    const want = expectedPingMetric();
+    assert.match(text, new RegExp(`^${want} 5$`, 'm'), text.split('\n').filter((l) => l.includes('icmp')).join('\n'));
   });
 
   test('a refused port is a RST within 1 s; a denied port is refused; loopback is refused by default', async () => {
