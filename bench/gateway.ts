@@ -6,12 +6,14 @@
  * In the server namespace either the classic setup runs (wireguard-go on a TUN + kernel IP
  * forwarding) [reference], or `wgnet gateway` (no TUN, no forwarding: flows relayed from
  * host sockets). Rows: one iperf3 stream each way, new connections per second (short
- * HTTP requests, each on a new connection, 8 clients), and the gateway's memory per relayed
- * TCP flow (a separate run: 2,000 held connections from an in-process wgnet client).
+ * HTTP requests, each on a new connection, 8 clients), and the gateway's memory (separate runs
+ * on loopback, in-process wgnet clients): per active relayed TCP flow (4,000 flows from one
+ * peer), and with 1,000 peers configured and up relaying 10,000 flows (10 each).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,48 +140,142 @@ async function connRate(s: Setup, dir: string): Promise<number> {
   return Number(out) / secs;
 }
 
-/** RSS of a `wgnet gateway` process before and while it relays `n` held TCP flows. */
-async function memoryPerFlow(dir: string, n = 2000): Promise<{ perFlowKiB: number; rssMB: number }> {
-  const ka = keyPair();
-  const kb = keyPair();
-  const conf = join(dir, 'mem.conf');
-  writeFileSync(conf, `[Interface]\nPrivateKey = ${kb.privateKey}\nAddress = 10.89.0.2/24\nListenPort = 0\n[Peer]\nPublicKey = ${ka.publicKey}\nAllowedIPs = 10.89.0.1/32\n`, { mode: 0o600 });
-  const held: net.Socket[] = [];
-  const server = net.createServer((s) => held.push(s));
+interface MemoryRun {
+  flows: number;
+  /**
+   * What one more flow costs in the gateway's RSS (KiB): the growth from half the flows to all
+   * of them, per flow. Measured from the half-way point, so steps that happen once (V8's young
+   * generation growing to 2 x 16 MiB under allocation, malloc arenas) do not count as per-flow.
+   */
+  perFlowKiB: number;
+  /** The RSS growth from no flow to all of them, per flow, those one-time steps included (KiB). */
+  avgPerFlowKiB: number;
+  /** Like perFlowKiB for V8's heap plus external memory (Buffers), after a full GC (KiB). */
+  heapPerFlowKiB: number;
+  /** The gateway process's RSS with every flow open (MB), and before them (peers' sessions up). */
+  rssMB: number;
+  baseMB: number;
+  /** Seconds to open (and exchange data on) every flow. */
+  openSecs: number;
+}
+
+/** The gateway's own view of its memory, from its /metrics (process.memoryUsage()). */
+async function gatewayMemory(metrics: string): Promise<{ rss: number; heap: number; external: number }> {
+  const text = await (await fetch(`http://${metrics}/metrics`)).text();
+  const v = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)![1]);
+  return { rss: v('process_resident_memory_bytes'), heap: v('nodejs_heap_size_used_bytes'), external: v('nodejs_external_memory_bytes') };
+}
+
+/**
+ * A `wgnet gateway` process with `peers` peers configured, `clients` of them in-process
+ * wgnet clients, relaying `flows` TCP connections (spread over the clients) to an echo server
+ * on this host's loopback. Every flow is active: 1 KiB each way through the relay, then it
+ * stays open. Memory is read after the netstack's idle-buffer trim (TRIM_MS, 1 s: an idle
+ * connection holds no send or receive ring) and a full GC in the gateway, so what is left per
+ * flow is the flow itself beyond socket buffers: netstack connection, TcpSocket, host
+ * net.Socket and their handles (the kernel's socket buffers are not in the process's RSS).
+ */
+async function relayedFlowMemory(dir: string, opts: { peers: number; clients: number; flows: number }): Promise<MemoryRun> {
+  const gwKeys = keyPair();
+  const keys = Array.from({ length: opts.peers }, () => keyPair());
+  const addr = (i: number): string => `10.90.${(i + 1) >> 8}.${(i + 1) & 255}`;
+  const conf = join(dir, `mem-${opts.peers}.conf`);
+  writeFileSync(
+    conf,
+    `[Interface]\nPrivateKey = ${gwKeys.privateKey}\nAddress = 10.90.255.254/16\nListenPort = 0\n` + keys.map((k, i) => `[Peer]\nPublicKey = ${k.publicKey}\nAllowedIPs = ${addr(i)}/32\n`).join(''),
+    { mode: 0o600 },
+  );
+  const held = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => {});
+    s.on('data', (d) => s.write(d));
+    s.on('close', () => held.delete(s));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const sport = (server.address() as net.AddressInfo).port;
-  const gw = spawn(process.execPath, [WGNET, 'gateway', '-c', conf, '--allow', '127.0.0.0/8'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // SIGUSR2 runs a full GC in the gateway, so the heap read after it is live memory, not garbage.
+  const gw = spawn(process.execPath, ['--expose-gc', '--import', 'data:text/javascript,process.on("SIGUSR2",()=>globalThis.gc())', WGNET, 'gateway', '-c', conf, '--allow', '127.0.0.0/8', '--metrics', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   gw.stdout!.on('data', (d: Buffer) => (out += d));
-  await waitFor(() => /ready gateway listen=(\d+)/.exec(out), 15_000, 'gateway');
-  const gport = Number(/listen=(\d+)/.exec(out)![1]);
-  const rss = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.pid}/status`, 'utf8'))![1]) * 1024;
-  const a = await Tunnel.create(`[Interface]\nPrivateKey = ${ka.privateKey}\nAddress = 10.89.0.1/24\n[Peer]\nPublicKey = ${kb.publicKey}\nAllowedIPs = 10.89.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gport}\n`);
+  gw.stderr!.on('data', (d: Buffer) => (out += d));
+  const clients: Tunnel[] = [];
   const socks: { destroy(): void }[] = [];
   try {
-    // Warm up the path (handshake, JIT), then measure.
-    for (let i = 0; i < 50; i++) {
-      const c = a.connect(sport, '127.0.0.1');
-      await new Promise((r, j) => c.once('connect', r).once('error', j));
-      c.destroy();
+    await waitFor(() => /ready gateway listen=(\d+).* metrics=(\S+)/.exec(out), 30_000, 'gateway');
+    const m = /ready gateway listen=(\d+).* metrics=(\S+)/.exec(out)!;
+    const gport = Number(m[1]);
+    const metrics = m[2]!;
+    const settle = async (): Promise<{ rss: number; heap: number; external: number }> => {
+      await sleep(2000); // > TRIM_MS: drained rings released
+      gw.kill('SIGUSR2');
+      await sleep(500);
+      return gatewayMemory(metrics);
+    };
+    for (let i = 0; i < opts.clients; i++) {
+      clients.push(await Tunnel.create(`[Interface]\nPrivateKey = ${keys[i]!.privateKey}\nAddress = ${addr(i)}/32\n[Peer]\nPublicKey = ${gwKeys.publicKey}\nAllowedIPs = 127.0.0.0/8\nEndpoint = 127.0.0.1:${gport}\n`));
     }
-    await new Promise((r) => setTimeout(r, 1500));
-    const before = rss();
-    for (let i = 0; i < n; i += 200) {
-      const batch = Array.from({ length: Math.min(200, n - i) }, () => a.connect(sport, '127.0.0.1'));
-      await Promise.all(batch.map((c) => new Promise((r, j) => c.once('connect', r).once('error', j))));
-      socks.push(...batch);
+    const payload = Buffer.alloc(1024, 0x5a);
+    /** One relayed flow: connected, 1 KiB echoed back through the host server. */
+    const open = (c: Tunnel): Promise<{ destroy(): void }> =>
+      new Promise((resolve, reject) => {
+        const s = c.connect(sport, '127.0.0.1');
+        let got = 0;
+        s.once('error', reject);
+        s.once('connect', () => s.write(payload));
+        s.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got >= payload.length) resolve(s);
+        });
+      });
+    // Warm-up: every client's session (a handshake each, 50 at a time: below the gateway's
+    // under-load backlog) and the relay's code paths, then the baseline.
+    for (let i = 0; i < clients.length; i += 50) {
+      const batch = await Promise.all(clients.slice(i, i + 50).map((c) => open(c)));
+      for (const s of batch) s.destroy();
     }
-    await new Promise((r) => setTimeout(r, 1500)); // drained buffers trimmed
-    const after = rss();
-    return { perFlowKiB: (after - before) / n / 1024, rssMB: after / 2 ** 20 };
+    for (let i = 0; i < 50; i++) (await open(clients[i % clients.length]!)).destroy();
+    const before = await settle();
+    // The flows, round-robin over the clients, 500 in flight (pending limits: 4,096 total, 128
+    // per peer), in two halves with the memory read after each.
+    let openMs = 0;
+    const openUpTo = async (total: number): Promise<void> => {
+      const t0 = performance.now();
+      for (let i = socks.length; i < total; i += 500) {
+        const n = Math.min(500, total - i);
+        socks.push(...(await Promise.all(Array.from({ length: n }, (_, k) => open(clients[(i + k) % clients.length]!)))));
+      }
+      openMs += performance.now() - t0;
+    };
+    const half = Math.floor(opts.flows / 2);
+    await openUpTo(half);
+    const mid = await settle();
+    await openUpTo(opts.flows);
+    const after = await settle();
+    if (held.size < opts.flows) throw new Error(`only ${held.size} of ${opts.flows} flows reached the server`);
+    const n = opts.flows - half;
+    return {
+      flows: opts.flows,
+      perFlowKiB: (after.rss - mid.rss) / n / 1024,
+      avgPerFlowKiB: (after.rss - before.rss) / opts.flows / 1024,
+      heapPerFlowKiB: (after.heap + after.external - mid.heap - mid.external) / n / 1024,
+      rssMB: after.rss / 2 ** 20,
+      baseMB: before.rss / 2 ** 20,
+      openSecs: openMs / 1000,
+    };
   } finally {
     for (const s of socks) s.destroy();
     for (const s of held) s.destroy();
-    await a.close();
+    await Promise.all(clients.map((c) => c.close()));
     gw.kill('SIGKILL');
     server.close();
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 export async function benchGateway(): Promise<BenchRow[]> {
@@ -209,13 +305,40 @@ export async function benchGateway(): Promise<BenchRow[]> {
       rows.push({ name: 'classic server, new connections/s (8 clients, HTTP/1.0) [reference]', value: c.cps, unit: 'conn/s' });
       rows.push({ name: 'wgnet gateway, new connections/s', value: w.cps, unit: 'conn/s', ref: 'classic', ratio: w.cps / c.cps });
     }
-    const m = await memoryPerFlow(dir);
-    rows.push({ name: 'wgnet gateway memory per relayed TCP flow (2,000 held)', value: m.perFlowKiB, unit: 'KiB', ref: 'target ≤ 32 KiB', ratio: m.perFlowKiB / 32 });
-    rows.push({ name: '  gateway process RSS with 2,000 relayed flows', value: m.rssMB, unit: 'MB' });
+    rows.push(...(await memoryRows(dir)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) for (const r of await benchGateway()) console.log(r);
+/** The memory rows alone (`npx tsx bench/gateway.ts memory`): loopback only, no namespaces. */
+async function memoryRows(dir: string): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  // The target rows take the whole growth from no flow to all (an upper bound: one-time steps
+  // included); the marginal cost from half to all is lower but noisier (RSS does not follow the
+  // live heap page for page).
+  const m = await relayedFlowMemory(dir, { peers: 1, clients: 1, flows: 4000 });
+  rows.push({ name: 'wgnet gateway memory per active relayed TCP flow (RSS growth / 4,000 flows)', value: m.avgPerFlowKiB, unit: 'KiB', ref: 'target ≤ 32 KiB', ratio: m.avgPerFlowKiB / 32 });
+  rows.push({ name: '  marginal, 2,000 -> 4,000 flows: RSS', value: m.perFlowKiB, unit: 'KiB' });
+  rows.push({ name: '  marginal: V8 heap + external, after a full GC', value: m.heapPerFlowKiB, unit: 'KiB' });
+  rows.push({ name: '  gateway process RSS with 4,000 relayed flows', value: m.rssMB, unit: 'MB' });
+  const big = await relayedFlowMemory(dir, { peers: 1000, clients: 1000, flows: 10_000 });
+  rows.push({ name: 'wgnet gateway RSS, 1,000 peers (all up) and 10,000 relayed TCP flows', value: big.rssMB, unit: 'MB', ref: 'target ≤ 1 GB', ratio: big.rssMB / 1024 });
+  rows.push({ name: "  RSS with the 1,000 peers' sessions and no flow", value: big.baseMB, unit: 'MB' });
+  rows.push({ name: '  per flow (RSS growth / 10,000 flows)', value: big.avgPerFlowKiB, unit: 'KiB', ref: 'target ≤ 32 KiB', ratio: big.avgPerFlowKiB / 32 });
+  rows.push({ name: '  marginal, 5,000 -> 10,000 flows: RSS', value: big.perFlowKiB, unit: 'KiB' });
+  rows.push({ name: '  marginal: V8 heap + external, after a full GC', value: big.heapPerFlowKiB, unit: 'KiB' });
+  rows.push({ name: '  10,000 flows opened (1 KiB echoed on each) in', value: big.openSecs, unit: 's' });
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const only = process.argv[2] === 'memory';
+  const dir = mkdtempSync(join(tmpdir(), 'wgnet-gwbench-'));
+  try {
+    for (const r of only ? await memoryRows(dir) : await benchGateway()) console.log(r);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
