@@ -129,7 +129,14 @@ export class TcpServer extends EventEmitter {
         this.maybeClosed();
       });
       if (this.opts.pauseOnConnect) sock.pause();
-      this.emit('connection', sock);
+      // A throwing listener must not end this loop: the listener's queue would keep the rest,
+      // and no new 'tcp-accept' comes while it is not empty, so the server would accept no
+      // more. The exception goes to 'uncaughtException', as from net.Server (engine.ts).
+      try {
+        this.emit('connection', sock);
+      } catch (err) {
+        this.host.engine.callbackError(err);
+      }
     }
     this.host.engine.schedule();
   }

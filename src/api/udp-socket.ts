@@ -191,7 +191,13 @@ export class TunnelUdpSocket extends EventEmitter<UdpSocketEvents> {
         port: m.port,
         size: m.data.length,
       };
-      this.emit('message', Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), rinfo);
+      // As in TcpServer.onAccept: a throwing listener must not leave datagrams queued with no
+      // 'udp-readable' to come; the exception goes to 'uncaughtException', as from dgram.
+      try {
+        this.emit('message', Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), rinfo);
+      } catch (err) {
+        this.host.engine.callbackError(err);
+      }
     }
   }
 

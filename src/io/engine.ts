@@ -14,6 +14,16 @@
  * drain() serves them last, for at most HANDSHAKE_SLICE_MS per turn of the event loop, then
  * yields so the socket is read again. An established peer's packet waits at most one slice
  * behind a handshake flood, never behind the flood's backlog.
+ *
+ * Application code runs inside pump(): the handlers turn events into 'data', 'connection',
+ * 'message' and 'handshake' events whose listeners are the user's. Node's rule for a listener
+ * that throws is that the exception becomes 'uncaughtException' and the emitter carries on
+ * (a net.Socket whose 'data' listener threw still reads its next chunk). An exception that
+ * unwound through pump() would instead leave the other events of this pass undelivered and
+ * the timer unarmed, so one faulty callback could stall every connection of the tunnel. So
+ * each event is delivered on its own, an exception is caught, counted and rethrown on the
+ * next tick (callbackError()), where it reaches 'uncaughtException' as Node's own would,
+ * after the cores are drained and the timer is armed.
  */
 import type { Device, DeviceEvent } from '../wireguard/device.js';
 import type { Interface, NetEvent } from '../netstack/interface.js';
@@ -69,6 +79,8 @@ export class Engine<L extends PacketLayer = Interface> {
   /** Components that see each network event before the API layer (DNS client). */
   private readonly interceptors: ((now: Instant, ev: NetEvent) => boolean)[] = [];
   handlers: EngineHandlers = { onNetEvent: () => {}, onDeviceEvent: () => {} };
+  /** Exceptions thrown by application callbacks during a pump (see callbackError()). */
+  callbackErrors = 0;
   /**
    * Sees every inner IP packet where it crosses between the Device and the packet layer
    * (`inbound`: from a peer), before the Device encrypts an outgoing one in place: the
@@ -138,8 +150,41 @@ export class Engine<L extends PacketLayer = Interface> {
     } finally {
       this.pumping = false;
       this.bind?.flush();
+      // Armed even if a core threw (a bug, never network input): a tunnel without its
+      // timer would stop retransmitting, rekeying and expiring for good.
+      this.arm();
     }
-    this.arm();
+  }
+
+  /**
+   * An exception from application code met while delivering events (a listener of 'data',
+   * 'connection', 'message', 'handshake'...): counted and rethrown on the next tick, where it
+   * is an 'uncaughtException' as from any Node event listener. The process dies of it unless
+   * the application handles 'uncaughtException'; if it does, the tunnel and every other
+   * connection go on, because the pump that met the exception finished its work first.
+   * The API layer calls this too, for loops that deliver several items per event.
+   */
+  callbackError(err: unknown): void {
+    this.callbackErrors++;
+    process.nextTick(() => {
+      throw err;
+    });
+  }
+
+  private deliverNet(ev: NetEvent): void {
+    try {
+      this.handlers.onNetEvent(ev);
+    } catch (err) {
+      this.callbackError(err);
+    }
+  }
+
+  private deliverDevice(ev: DeviceEvent): void {
+    try {
+      this.handlers.onDeviceEvent(ev);
+    } catch (err) {
+      this.callbackError(err);
+    }
   }
 
   /**
@@ -180,12 +225,12 @@ export class Engine<L extends PacketLayer = Interface> {
         progress = true;
         let taken = false;
         for (const f of this.interceptors) if ((taken = f(now, ne))) break;
-        if (!taken) this.handlers.onNetEvent(ne);
+        if (!taken) this.deliverNet(ne);
       }
       let de: DeviceEvent | undefined;
       while ((de = device.pollEvent()) !== undefined) {
         progress = true;
-        this.handlers.onDeviceEvent(de);
+        this.deliverDevice(de);
       }
       if (progress) continue;
       // Quiet: now the queued handshake messages, for one slice; their answers (and data
@@ -230,10 +275,13 @@ export class Engine<L extends PacketLayer = Interface> {
     this.timerAt = Infinity;
     if (this.closed) return;
     const now = this.now();
-    this.device.handleTimeout(now);
-    this.iface.handleTimeout(now);
-    for (const c of this.extra) c.handleTimeout(now);
-    this.pump();
+    try {
+      this.device.handleTimeout(now);
+      this.iface.handleTimeout(now);
+      for (const c of this.extra) c.handleTimeout(now);
+    } finally {
+      this.pump(); // drains and re-arms, even after an exception
+    }
   };
 
   private nextDeadline(): Deadline | undefined {
