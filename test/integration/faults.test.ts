@@ -21,7 +21,6 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tunnel } from '../../src/index.js';
 import type { TcpSocket } from '../../src/api/tcp-socket.js';
 import { tunnelPair } from '../harness/tunnel-pair.js';
 import { waitFor } from '../harness/churn.js';
