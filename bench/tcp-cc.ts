@@ -1,95 +1,439 @@
 /**
- * Congestion control through a whole tunnel on a lossy path: wgnet uploads to a kernel
- * TCP sink behind the real wireguard-go (in a network namespace), with CUBIC, CUBIC paced
- * and BBR, in the same run. Loss: nftables drops that share of the outer UDP each way
- * (test/interop/harness.ts setUdpLoss). Reordering: a seeded relay (test/harness/lossy-
- * relay.ts) between wgnet and wireguard-go holds back a share of the datagrams for 5 ms;
- * it runs in this process, so those rows also pay its CPU.
+ * Congestion control through whole tunnels, wgnet next to the kernel, in the same run (issue 14).
  *
- * Needs root, wireguard-go and nft. Run: node --expose-gc --import tsx bench/tcp-cc.ts [ROUNDS]
+ *   root namespace                                         namespace S (test/interop/harness.ts)
+ *   wgnet tunnels (CUBIC, BBR) ──lo──┐                      wireguard-go 10.77.N.1, kernel TCP:
+ *                                    ├─ relay ── veth ──▶   iperf3 servers, a sink (bench/cc-sink.ts),
+ *   namespace C: wireguard-go TUN ───┘  (bench/cc-relay.ts,  a source (SOURCE_PY below)
+ *   10.77.N.3, iperf3 -C cubic|bbr       its own process)
+ *
+ * Every outer datagram of both clients goes through the same relay, which drops, holds back
+ * (reorders) and delays them (nftables can only drop; this kernel has no sch_netem).
+ *
+ * 1. Lossy paths (no added delay; 0 / 1 / 3 % loss each way, 3 % + 25 % held back 5 ms):
+ *    upload: wgnet CUBIC, CUBIC paced, BBR -> kernel sink, next to kernel CUBIC and BBR
+ *    (iperf3 -C from C over wireguard-go TUN); download: the kernel in S sends with CUBIC or
+ *    BBR to wgnet and to the kernel in C. Goodput measured at the receiver, SECONDS each.
+ * 2. A bottleneck: tc tbf on the veth into S (upload direction), 100 Mbit/s with a one-BDP
+ *    queue, and 10 ms each way in the relay (20 ms RTT). Two uploads share it for 10 s
+ *    (wgnet vs kernel, and kernel vs kernel for reference): each flow's goodput and share.
+ *    Then ping from the root namespace to S across the same tbf queue while one upload
+ *    runs: the queueing delay each sender builds (the relay's 20 ms is not on ping's path).
+ *
+ * Needs root, wireguard-go, wg, iperf3, tc (tbf) and kernel bbr/cubic; otherwise one
+ * 'skipped (why)' row. Run: npm run bench -- tcp-cc, or
+ * node --expose-gc --import tsx bench/tcp-cc.ts [ROUNDS] (WGNET_TCP_CC=lossy|fair for one part).
  */
-import { performance } from 'node:perf_hooks';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../src/index.js';
 import { setLossBasedPacing } from '../src/netstack/tcp/congestion.js';
-import { LossyRelay } from '../test/harness/lossy-relay.js';
-import { interopUnavailable, startWgGo, genKeyPair, type WgGoPeer } from '../test/interop/harness.js';
+import { interopUnavailable, startWgGo, makeInet, genKeyPair, secretFile, shAsync, sh, waitFor, type Inet, type WgGoPeer } from '../test/interop/harness.js';
+import type { LinkShape } from './cc-relay.js';
 import type { BenchRow } from './common.js';
 
-const MB = 1024 * 1024;
-const SERVERS = join(dirname(fileURLToPath(import.meta.url)), '../test/interop/servers.py');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SINK = 9000;
+const SOURCE = 9001;
+const SECONDS = 5;
+const FAIR_SECONDS = 10;
+/** The bottleneck: rate, base RTT from the relay, queue of one BDP. */
+const BOTTLENECK = { mbit: 100, oneWayMs: 10 };
+const BDP = Math.round((BOTTLENECK.mbit * 1e6 * (2 * BOTTLENECK.oneWayMs)) / 1000 / 8);
 
-type Cc = 'cubic' | 'cubic-paced' | 'bbr';
+type Kcc = 'cubic' | 'bbr';
 
-function waitLine(c: ReturnType<WgGoPeer['spawn']>, re: RegExp): Promise<void> {
-  return new Promise((resolve) => {
-    let out = '';
-    const on = (d: Buffer): void => {
-      out += d;
-      if (re.test(out)) resolve();
-    };
-    c.stdout!.on('data', on);
-    c.stderr!.on('data', on);
-  });
+/**
+ * The download source in S. Python, because Node cannot set TCP_CONGESTION, and the
+ * namespace's default cannot be CUBIC: outside the initial namespace only the algorithms
+ * in net.ipv4.tcp_allowed_congestion_control may be the default (here 'reno bbr').
+ * Reads "<seconds> <cc>", sends with that congestion control for that long, then FIN.
+ */
+const SOURCE_PY = `
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+print('ready', flush=True)
+buf = b'\\x07' * 65536
+def one(c):
+    line = b''
+    while not line.endswith(b'\\n'):
+        b = c.recv(64)
+        if not b: c.close(); return
+        line += b
+    secs, cc = line.split()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
+    until = time.monotonic() + float(secs)
+    while time.monotonic() < until: c.sendall(buf)
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(65536): pass
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=one, args=(c,), daemon=True).start()
+`;
+type Wcc = 'cubic' | 'cubic-paced' | 'bbr';
+
+const PATHS: { name: string; loss: number; reorder: number }[] = [
+  { name: 'no loss', loss: 0, reorder: 0 },
+  { name: '1 % loss', loss: 0.01, reorder: 0 },
+  { name: '3 % loss', loss: 0.03, reorder: 0 },
+  { name: '3 % loss + 25 % reordered 5 ms', loss: 0.03, reorder: 0.25 },
+];
+
+function unavailable(): string | undefined {
+  const why = interopUnavailable();
+  if (why) return why;
+  for (const bin of ['iperf3', 'tc', 'ping']) {
+    if (spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status !== 0) return `needs '${bin}' (Debian packages iperf3, iproute2, iputils-ping)`;
+  }
+  const have = readFileSync('/proc/sys/net/ipv4/tcp_available_congestion_control', 'utf8').split(/\s+/);
+  for (const cc of ['cubic', 'bbr']) if (!have.includes(cc)) return `needs the kernel's tcp_${cc} (modprobe tcp_${cc})`;
+  return undefined;
 }
 
-/** wgnet -> kernel sink behind wireguard-go: `mb` MB, Mbit/s from the first write to the sink's digest. */
-async function upload(cc: Cc, loss: number, reorder: number, mb: number): Promise<number> {
-  setLossBasedPacing(cc === 'cubic-paced');
-  const peer = await startWgGo();
-  const me = genKeyPair();
-  const n = peer.inner4.split('.')[2];
-  const relay = reorder > 0 ? await LossyRelay.start({ target: { address: peer.outer4, port: peer.listenPort }, loss, reorder, delayMs: 5, seed: 7 }) : undefined;
-  const endpoint = relay ? `127.0.0.1:${relay.port}` : `${peer.outer4}:${peer.listenPort}`;
-  const t = await Tunnel.create(`[Interface]\nPrivateKey = ${me.privateKey}\nAddress = ${peer.peerInner4}/24\n\n[Peer]\nPublicKey = ${peer.publicKey}\nAllowedIPs = 10.77.${n}.0/24\nEndpoint = ${endpoint}\n`, {
-    congestionControl: cc === 'bbr' ? 'bbr' : 'cubic',
-  });
-  const back = peer.outer4.replace(/\.2$/, '.1');
-  peer.addPeer(t.publicKey, { endpoint: `${back}:${relay ? relay.port : t.listenPort}` });
-  try {
-    await t.ping(peer.inner4, { timeout: 5000 });
-    if (!relay) peer.setUdpLoss(loss);
-    const srv = peer.spawn('python3', ['-u', SERVERS, 'sink', peer.inner4, '9000']);
-    await waitLine(srv, /ready/);
-    const s = t.connect(9000, peer.inner4);
-    await new Promise((r) => s.once('connect', r));
-    const chunk = Buffer.alloc(MB, 3);
-    const start = performance.now();
-    for (let i = 0; i < mb; i++) if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
-    s.end();
-    const answer = await new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
-    if (!answer.trim().endsWith(` ${mb * MB}`)) throw new Error(`sink answered ${answer.trim()}`);
-    return (mb * MB * 8) / 1e6 / ((performance.now() - start) / 1000);
-  } finally {
-    setLossBasedPacing(false);
-    await t.close();
-    relay?.close();
-    peer.close();
+/** Lines from a child's stdout, awaited one at a time. */
+class Lines {
+  private buf = '';
+  private readonly queue: string[] = [];
+  private waiter: ((l: string) => void) | undefined;
+  constructor(stream: NodeJS.ReadableStream) {
+    stream.on('data', (d: Buffer) => {
+      this.buf += d.toString();
+      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const w = this.waiter;
+        this.waiter = undefined;
+        if (w) w(line);
+        else this.queue.push(line);
+      }
+    });
+  }
+  next(ms = 15_000): Promise<string> {
+    const l = this.queue.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no answer from child process')), ms);
+      this.waiter = (x) => {
+        clearTimeout(t);
+        resolve(x);
+      };
+    });
   }
 }
 
-export async function benchTcpCc(rounds = 2): Promise<BenchRow[]> {
-  const why = interopUnavailable();
-  if (why) return [{ name: `skipped: ${why}`, value: 0, unit: '' }];
-  const rows: BenchRow[] = [];
-  const paths: { name: string; loss: number; reorder: number; mb: number }[] = [
-    { name: 'no loss', loss: 0, reorder: 0, mb: 100 },
-    { name: '1 % loss', loss: 0.01, reorder: 0, mb: 32 },
-    { name: '3 % loss', loss: 0.03, reorder: 0, mb: 16 },
-    { name: '3 % loss + 25 % reordered 5 ms (relay)', loss: 0.03, reorder: 0.25, mb: 16 },
-  ];
-  for (const p of paths) {
-    for (const cc of ['cubic', 'cubic-paced', 'bbr'] as const) {
-      const runs: number[] = [];
-      for (let i = 0; i < rounds; i++) runs.push(await upload(cc, p.loss, p.reorder, p.mb));
-      const lo = Math.min(...runs);
-      const hi = Math.max(...runs);
-      rows.push({ name: `wgnet ${cc} upload, ${p.name} (${runs.map((r) => r.toFixed(0)).join(', ')})`, value: (lo + hi) / 2, unit: 'Mbit/s' });
-      console.log(rows[rows.length - 1]!.name, `${lo.toFixed(0)}-${hi.toFixed(0)} Mbit/s`);
+interface Receipt {
+  /** Receiver-side goodput over the whole transfer. */
+  mbps: number;
+  /** Bytes received by `ms` after the first byte (sink reports every 250 ms). */
+  samples: [number, number][];
+}
+
+function bytesBy(samples: [number, number][], ms: number): number {
+  let best = samples[0]!;
+  for (const s of samples) if (Math.abs(s[0] - ms) < Math.abs(best[0] - ms)) best = s;
+  return (best[1] * ms) / best[0];
+}
+
+class Lab {
+  private readonly kids: ChildProcess[] = [];
+  private relayLines!: Lines;
+  private relay!: ChildProcess;
+  relayPort = 0;
+  tunnels = new Map<'cubic' | 'bbr', Tunnel>();
+  client!: Inet;
+  private vethRoot = '';
+  private bottleneckOn = false;
+
+  private constructor(readonly peer: WgGoPeer) {}
+
+  static async start(): Promise<Lab> {
+    const lab = new Lab(await startWgGo());
+    try {
+      await lab.setup();
+      return lab;
+    } catch (err) {
+      await lab.close();
+      throw err;
     }
+  }
+
+  private get n(): string {
+    return this.peer.inner4.split('.')[2]!;
+  }
+
+  private async setup(): Promise<void> {
+    const { peer } = this;
+    const n = this.n;
+    this.vethRoot = sh('ip', ['-o', 'addr', 'show', 'to', peer.outer4.replace(/\.2$/, '.1')]).split(/\s+/)[1]!;
+
+    this.relay = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/cc-relay.ts'), peer.outer4, String(peer.listenPort)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.relayLines = new Lines(this.relay.stdout!);
+    this.relayPort = Number(/ready (\d+)/.exec(await this.relayLines.next(30_000))?.[1]);
+
+    const sink = peer.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/cc-sink.ts'), peer.inner4, String(SINK)]);
+    if ((await new Lines(sink.stdout!).next(30_000)) !== 'ready') throw new Error('cc-sink did not start');
+    const source = peer.spawn('python3', ['-u', '-c', SOURCE_PY, peer.inner4, String(SOURCE)]);
+    if ((await new Lines(source.stdout!).next(30_000)) !== 'ready') throw new Error('the download source did not start');
+    for (const port of [5201, 5202]) peer.spawn('iperf3', ['-s', '-B', peer.inner4, '-p', String(port)]);
+
+    // wgnet: one tunnel per congestion control, 10.77.N.2 (CUBIC) and 10.77.N.4 (BBR).
+    for (const [cc, host] of [['cubic', 2], ['bbr', 4]] as const) {
+      const k = genKeyPair();
+      peer.exec('wg', ['set', peer.ifname, 'peer', k.publicKey, 'allowed-ips', `10.77.${n}.${host}/32`]);
+      const t = await Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = 10.77.${n}.${host}/24\n\n[Peer]\nPublicKey = ${peer.publicKey}\nAllowedIPs = 10.77.${n}.0/24\nEndpoint = 127.0.0.1:${this.relayPort}\n`, { congestionControl: cc });
+      this.tunnels.set(cc, t);
+      await t.ping(peer.inner4, { timeout: 5000 });
+    }
+
+    // The kernel client: wireguard-go on a TUN in namespace C, 10.77.N.3, through the relay.
+    this.client = makeInet();
+    const name = `wgc${process.pid.toString(36)}`.slice(0, 15);
+    const wg = spawn('ip', ['netns', 'exec', this.client.ns, 'wireguard-go', '-f', name], { env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1', LOG_LEVEL: 'error' }, stdio: 'ignore' });
+    this.kids.push(wg);
+    await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 10_000, 'wireguard-go in the client namespace');
+    const k = genKeyPair();
+    peer.exec('wg', ['set', peer.ifname, 'peer', k.publicKey, 'allowed-ips', `10.77.${n}.3/32`]);
+    this.client.exec('wg', ['set', name, 'private-key', secretFile(k.privateKey), 'peer', peer.publicKey, 'endpoint', `${this.client.gw4}:${this.relayPort}`, 'allowed-ips', `10.77.${n}.0/24`]);
+    this.client.exec('ip', ['addr', 'add', `10.77.${n}.3/24`, 'dev', name]);
+    this.client.exec('ip', ['link', 'set', name, 'up']);
+    this.client.exec('ping', ['-c', '3', '-i', '0.2', '-W', '5', peer.inner4]);
+  }
+
+  /** The relay's loss, reordering (held back 5 ms) and one-way delay; the same seed each time. */
+  async shape(s: Pick<LinkShape, 'loss' | 'reorder' | 'delayMs'>): Promise<void> {
+    const full: LinkShape = { ...s, holdMs: 5, seed: 7 };
+    this.relay.stdin!.write(JSON.stringify(full) + '\n');
+    if ((await this.relayLines.next()) !== 'ok') throw new Error('relay did not take the new shape');
+  }
+
+  /** tbf on the root end of S's veth: what goes into S (uploads) queues there, pings too. */
+  bottleneck(on: boolean): void {
+    if (on === this.bottleneckOn) return;
+    if (on) sh('tc', ['qdisc', 'add', 'dev', this.vethRoot, 'root', 'tbf', 'rate', `${BOTTLENECK.mbit}mbit`, 'burst', '32kb', 'limit', String(BDP)]);
+    else sh('tc', ['qdisc', 'del', 'dev', this.vethRoot, 'root'], { allowFail: true });
+    this.bottleneckOn = on;
+  }
+
+  /** wgnet -> kernel sink in S for `seconds`: goodput at the receiver. */
+  async wgnetUpload(cc: Wcc, seconds: number): Promise<Receipt> {
+    const t = this.tunnels.get(cc === 'bbr' ? 'bbr' : 'cubic')!;
+    setLossBasedPacing(cc === 'cubic-paced');
+    try {
+      const s = t.connect(SINK, this.peer.inner4);
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('error', reject);
+      });
+      const samples: [number, number][] = [];
+      let done: [number, number] | undefined;
+      let text = '';
+      const finished = new Promise<void>((resolve, reject) => {
+        s.on('data', (d: Buffer) => {
+          text += d.toString();
+          for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
+            const f = text.slice(0, i).split(' ');
+            text = text.slice(i + 1);
+            if (f[0] === 'end') {
+              done = [Number(f[1]), Number(f[2])];
+              resolve();
+            } else samples.push([Number(f[0]), Number(f[1])]);
+          }
+        });
+        s.once('error', reject);
+        s.once('close', () => (done ? resolve() : reject(new Error('sink closed without a report'))));
+      });
+      const chunk = Buffer.alloc(256 * 1024, 3);
+      const until = performance.now() + seconds * 1000;
+      let sent = 0;
+      while (performance.now() < until) {
+        sent += chunk.length;
+        if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
+      }
+      s.end();
+      await withTimeout(finished, 120_000, 'upload report');
+      s.destroy();
+      const [ms, bytes] = done!;
+      if (bytes !== sent) throw new Error(`sink got ${bytes} of ${sent} bytes`);
+      samples.push([ms, bytes]);
+      return { mbps: (bytes * 8) / 1e3 / ms, samples };
+    } finally {
+      setLossBasedPacing(false);
+    }
+  }
+
+  /** Kernel source in S with `cc` -> wgnet for `seconds`: goodput from the first byte to the FIN. */
+  async wgnetDownload(cc: Kcc, seconds: number): Promise<number> {
+    const s = this.tunnels.get('cubic')!.connect(SOURCE, this.peer.inner4);
+    let n = 0;
+    let first = 0;
+    const done = new Promise<number>((resolve, reject) => {
+      s.on('data', (d: Buffer) => {
+        if (n === 0) first = performance.now();
+        n += d.length;
+      });
+      s.once('end', () => resolve(performance.now()));
+      s.once('error', reject);
+    });
+    s.write(`${seconds} ${cc}\n`);
+    const end = await withTimeout(done, 120_000, 'download');
+    if (n === 0) throw new Error(`the ${cc} source sent nothing`);
+    s.destroy();
+    return (n * 8) / 1e3 / (end - first);
+  }
+
+  /** Kernel TCP from C over wireguard-go, iperf3: receiver goodput and the sender's congestion control. */
+  async iperf(cc: Kcc, seconds: number, opts: { reverse?: boolean; port?: number } = {}): Promise<number> {
+    const out = await shAsync('ip', ['netns', 'exec', this.client.ns, 'iperf3', '-c', this.peer.inner4, '-p', String(opts.port ?? 5201), '-t', String(seconds), '-C', cc, '-J', ...(opts.reverse ? ['-R'] : [])], { timeoutMs: (seconds + 60) * 1000 });
+    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number }; sender_tcp_congestion?: string } };
+    const used = j.end.sender_tcp_congestion;
+    if (used && used !== cc) throw new Error(`iperf3 sender used ${used}, not ${cc}`);
+    return j.end.sum_received.bits_per_second / 1e6;
+  }
+
+  /** ping from the root namespace to S across the bottleneck queue: RTTs (ms) of replies sent after `skipS`. */
+  async ping(seconds: number, skipS: number): Promise<number[]> {
+    const out = await shAsync('ping', ['-n', '-i', '0.1', '-c', String(seconds * 10), '-W', '2', this.peer.outer4], { allowFail: true, timeoutMs: (seconds + 10) * 1000 });
+    const rtts: number[] = [];
+    for (const m of out.matchAll(/icmp_seq=(\d+) .*time=([\d.]+) ms/g)) if (Number(m[1]) > skipS * 10) rtts.push(Number(m[2]));
+    return rtts;
+  }
+
+  async close(): Promise<void> {
+    setLossBasedPacing(false);
+    for (const t of this.tunnels.values()) await t.close().catch(() => {});
+    for (const k of this.kids) k.kill('SIGTERM');
+    this.client?.close();
+    for (const k of this.kids) if (k.exitCode === null) k.kill('SIGKILL');
+    if (this.relay) {
+      this.relay.stdin!.end();
+      this.relay.kill();
+    }
+    this.bottleneck(false);
+    this.peer.close();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+};
+const f0 = (x: number): string => x.toFixed(x < 10 ? 1 : 0);
+const span = (xs: number[]): string => {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return xs.length === 1 || f0(lo) === f0(hi) ? f0(lo) : `${f0(lo)}–${f0(hi)}`;
+};
+const mid = (xs: number[]): number => (Math.min(...xs) + Math.max(...xs)) / 2;
+
+/** `rounds` measurements of each, interleaved so that each round compares like with like. */
+async function repeat<K extends string>(rounds: number, fns: Record<K, () => Promise<number>>): Promise<Record<K, number[]>> {
+  const out = {} as Record<K, number[]>;
+  for (const k of Object.keys(fns) as K[]) out[k] = [];
+  for (let i = 0; i < rounds; i++) for (const k of Object.keys(fns) as K[]) out[k].push(await fns[k]());
+  return out;
+}
+
+async function lossyRows(lab: Lab, rounds: number, rows: BenchRow[]): Promise<void> {
+  lab.bottleneck(false);
+  for (const p of PATHS) {
+    await lab.shape({ loss: p.loss, reorder: p.reorder, delayMs: 0 });
+    const up = await repeat(rounds, {
+      'kernel cubic': () => lab.iperf('cubic', SECONDS),
+      'kernel bbr': () => lab.iperf('bbr', SECONDS),
+      'wgnet cubic': async () => (await lab.wgnetUpload('cubic', SECONDS)).mbps,
+      'wgnet cubic-paced': async () => (await lab.wgnetUpload('cubic-paced', SECONDS)).mbps,
+      'wgnet bbr': async () => (await lab.wgnetUpload('bbr', SECONDS)).mbps,
+    });
+    for (const [who, ref] of [['kernel cubic', undefined], ['kernel bbr', undefined], ['wgnet cubic', 'kernel cubic'], ['wgnet cubic-paced', 'kernel cubic'], ['wgnet bbr', 'kernel bbr']] as const) {
+      const v = up[who];
+      const row: BenchRow = { name: `upload, ${p.name}: ${who} (${span(v)})`, value: mid(v), unit: 'Mbit/s' };
+      if (ref) Object.assign(row, { ref: ref, ratio: mid(v) / mid(up[ref]) });
+      rows.push(row);
+    }
+    for (const cc of ['cubic', 'bbr'] as const) {
+      const down = await repeat(rounds, {
+        kernel: () => lab.iperf(cc, SECONDS, { reverse: true }),
+        wgnet: () => lab.wgnetDownload(cc, SECONDS),
+      });
+      rows.push({ name: `download, ${p.name}: kernel ${cc} sender -> kernel receiver (${span(down.kernel)})`, value: mid(down.kernel), unit: 'Mbit/s' });
+      rows.push({ name: `download, ${p.name}: kernel ${cc} sender -> wgnet (${span(down.wgnet)})`, value: mid(down.wgnet), unit: 'Mbit/s', ref: `kernel receiver`, ratio: mid(down.wgnet) / mid(down.kernel) });
+    }
+  }
+  await lab.shape({ loss: 0, reorder: 0, delayMs: 0 });
+}
+
+async function fairRows(lab: Lab, rows: BenchRow[]): Promise<void> {
+  await lab.shape({ loss: 0, reorder: 0, delayMs: BOTTLENECK.oneWayMs });
+  lab.bottleneck(true);
+  const where = `${BOTTLENECK.mbit} Mbit/s tbf, ${2 * BOTTLENECK.oneWayMs} ms RTT, ${Math.round(BDP / 1000)} kB queue`;
+  const ms = FAIR_SECONDS * 1000;
+  try {
+    // Two flows started together for FAIR_SECONDS; each one's goodput at its receiver over that time.
+    const wgnetFlow = (w: Wcc): (() => Promise<number>) => async () => {
+      const r = await lab.wgnetUpload(w, FAIR_SECONDS + 0.5);
+      return (bytesBy(r.samples, ms) * 8) / 1e3 / ms;
+    };
+    const flows: [string, () => Promise<number>, string, () => Promise<number>][] = [
+      ['wgnet cubic', wgnetFlow('cubic'), 'kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS)],
+      ['wgnet bbr', wgnetFlow('bbr'), 'kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS)],
+      ['wgnet bbr', wgnetFlow('bbr'), 'kernel bbr', () => lab.iperf('bbr', FAIR_SECONDS)],
+      ['kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS, { port: 5202 }), 'kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS)],
+      ['kernel bbr', () => lab.iperf('bbr', FAIR_SECONDS, { port: 5202 }), 'kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS)],
+    ];
+    for (const [an, a, bn, b] of flows) {
+      const [x, y] = await Promise.all([a(), b()]);
+      rows.push({ name: `shared ${where}: ${an} ${f0(x)} / ${bn} ${f0(y)} Mbit/s, share of the first`, value: (100 * x) / (x + y), unit: '%' });
+      await new Promise((r) => setTimeout(r, 1000)); // let the queue empty
+    }
+
+    // Queueing delay: ping across the same queue while one upload runs.
+    const idle = await lab.ping(3, 0);
+    rows.push({ name: `ping across the bottleneck, idle, median (p95 ${f0(quantile(idle, 0.95))} ms)`, value: quantile(idle, 0.5), unit: 'ms' });
+    const loads: [string, () => Promise<number>][] = [
+      ['wgnet cubic', wgnetFlow('cubic')],
+      ['wgnet bbr', wgnetFlow('bbr')],
+      ['kernel cubic', () => lab.iperf('cubic', FAIR_SECONDS)],
+      ['kernel bbr', () => lab.iperf('bbr', FAIR_SECONDS)],
+    ];
+    for (const [name, load] of loads) {
+      const [rate, rtts] = await Promise.all([load(), lab.ping(FAIR_SECONDS, 2)]);
+      rows.push({ name: `ping across the bottleneck during a ${name} upload (${f0(rate)} Mbit/s), median (p95 ${f0(quantile(rtts, 0.95))} ms)`, value: quantile(rtts, 0.5), unit: 'ms' });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    lab.bottleneck(false);
+    await lab.shape({ loss: 0, reorder: 0, delayMs: 0 });
+  }
+}
+
+export async function benchTcpCc(rounds = Number(process.env.WGNET_TCP_CC_ROUNDS ?? 1)): Promise<BenchRow[]> {
+  const why = unavailable();
+  if (why) return [{ name: `skipped (${why})`, value: 0, unit: '' }];
+  const only = process.env.WGNET_TCP_CC;
+  const rows: BenchRow[] = [];
+  const lab = await Lab.start();
+  try {
+    if (!only || only === 'lossy') await lossyRows(lab, rounds, rows);
+    if (!only || only === 'fair') await fairRows(lab, rows);
+  } finally {
+    await lab.close();
   }
   return rows;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await benchTcpCc(Number(process.argv[2] ?? 2));
+if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const r of await benchTcpCc(Number(process.argv[2] ?? 1))) {
+    const ratio = r.ratio !== undefined ? `  ${r.ratio.toFixed(2)}× ${r.ref ?? ''}` : '';
+    console.log(`${r.name.padEnd(90)} ${r.value.toFixed(1).padStart(8)} ${r.unit}${ratio}`);
+  }
+}
