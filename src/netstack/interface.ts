@@ -28,7 +28,7 @@ import {
   type IpInfo,
   type IpParseError,
 } from '../wire/ip.js';
-import { TCP_HEADER_LEN, tcpDstPort, tcpSrcPort } from '../wire/tcp.js';
+import { TCP_HEADER_LEN } from '../wire/tcp.js';
 import { MAX_UDP_PAYLOAD, parseUdp, UDP_HEADER_LEN, udpSrcPort, writeUdp, type UdpParseError } from '../wire/udp.js';
 import {
   echoId,
@@ -255,7 +255,7 @@ export class Interface {
       case PROTO_TCP:
         if (this.forwarding && ip.payload.length >= TCP_HEADER_LEN) {
           const t = ip.payload;
-          if (!this.tcp.claims(ip.src, ip.dst, tcpSrcPort(t), tcpDstPort(t))) return this.flows.tcpSegment(now, ip);
+          if (!this.tcp.claims(ip.src, ip.dst, t)) return this.flows.tcpSegment(now, ip);
         }
         return this.tcp.handleSegment(now, ip.src, ip.dst, ip.payload);
       case PROTO_UDP:

@@ -146,8 +146,12 @@ export interface TcpLayerApi {
   pollEvent(): TcpEvent | undefined;
   connect(now: Instant, opts: TcpConnectOptions): TcpConnection;
   listen(opts: TcpListenOptions): TcpListener;
-  /** Whether a segment from src:sport to dst:dport belongs to a connection here, or to a listener on one of our addresses. */
-  claims(src: IpAddr, dst: IpAddr, srcPort: number, dstPort: number): boolean;
+  /**
+   * Whether a TCP segment (at least a header) from src to dst belongs to a connection here, or
+   * to a listener on one of our addresses. A SYN that may reuse a TIME-WAIT 4-tuple (RFC 6191)
+   * ends that TIME-WAIT here, so it reaches a listener or the gateway as a new flow.
+   */
+  claims(src: IpAddr, dst: IpAddr, segment: Uint8Array): boolean;
   /**
    * Opens the passive side of a connection from a SYN (a whole TCP segment, checksum
    * verified) as a listener would, but with no listener: SYN-RECEIVED, the SYN-ACK sent,

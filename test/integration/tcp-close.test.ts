@@ -33,12 +33,13 @@ function events(t: TcpLayer): TcpEvent[] {
 class Peer {
   readonly t = new TcpLayer({ rng: new SeededRng(9), mtu: 1420, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
   conn!: TcpConnection;
+  readonly listener;
   iss = 0; // our side's ISS
   snd = 5001; // the peer's next sequence number
   closed: TcpEvent[] = [];
-  constructor() {
-    const l = this.t.listen({ port: PORT });
-    const [sa] = this.send(0, { seq: 5000, flags: ['SYN'], options: [2, 4, 0x05, 0x78] });
+  constructor(synOptions: number[] = [2, 4, 0x05, 0x78]) {
+    const l = (this.listener = this.t.listen({ port: PORT }));
+    const [sa] = this.send(0, { seq: 5000, flags: ['SYN'], options: synOptions });
     this.iss = tcpFields(sa!).seq;
     this.send(1, { seq: this.snd, ack: this.iss + 1, flags: ['ACK'] });
     events(this.t);
@@ -159,6 +160,62 @@ describe('closing (RFC 9293 §3.6)', () => {
     assert.equal(p.t.connectionCount, 0);
     const [r2] = p.send(20, { seq: p.snd, ack: p.iss + 1, flags: ['ACK'], payload: new Uint8Array(5) });
     expectTcp(r2, { flags: ['RST'], seq: p.iss + 1 });
+  });
+});
+
+/** MSS 1400, then NOP NOP and a timestamps option (RFC 7323 §3) with TSval `val`. */
+const withTs = (val: number): number[] => [2, 4, 0x05, 0x78, 1, 1, 8, 10, val >>> 24, (val >>> 16) & 255, (val >>> 8) & 255, val & 255, 0, 0, 0, 0];
+
+/** We close first and the peer's FIN puts the connection in TIME-WAIT (the peer's next seq is p.snd + 1). */
+function toTimeWait(p: Peer): void {
+  p.conn.shutdown(10);
+  drain(p.t, 10);
+  p.send(20, { seq: p.snd, ack: p.iss + 2, flags: ['FIN', 'ACK'] });
+  assert.equal(p.conn.state, 'TIME-WAIT');
+}
+
+describe('a new SYN in TIME-WAIT (RFC 6191, RFC 1122 §4.2.2.13)', () => {
+  test('without timestamps: a SYN beyond the last sequence number seen opens a new connection at once', () => {
+    const p = new Peer();
+    toTimeWait(p);
+    const [sa] = p.send(30, { seq: p.snd + 100_000, flags: ['SYN'], options: [2, 4, 0x05, 0x78] });
+    expectTcp(sa, { flags: ['SYN', 'ACK'], ack: p.snd + 100_001 });
+    assert.equal(p.t.stats.timeWaitReused, 1);
+  });
+
+  test('without timestamps: a SYN at or below it stays refused (challenge ACK, TIME-WAIT kept)', () => {
+    const p = new Peer();
+    toTimeWait(p);
+    const out = p.send(30, { seq: p.snd - 10, flags: ['SYN'], options: [2, 4, 0x05, 0x78] });
+    assert.ok(out.every((s) => !(tcpFields(s).flags & TCP_FLAG.SYN)), 'no SYN-ACK');
+    assert.equal(p.conn.state, 'TIME-WAIT');
+    assert.equal(p.t.stats.timeWaitReused, 0);
+  });
+
+  test('with timestamps: a newer TSval decides even when the sequence number is lower; an older one is refused', () => {
+    const p = new Peer(withTs(1000));
+    toTimeWait(p);
+    const old = p.send(30, { seq: p.snd + 100_000, flags: ['SYN'], options: withTs(999) });
+    assert.ok(old.every((s) => !(tcpFields(s).flags & TCP_FLAG.SYN)), 'an older timestamp is an old duplicate');
+    assert.equal(p.conn.state, 'TIME-WAIT');
+    const [sa] = p.send(40, { seq: p.snd - 50_000, flags: ['SYN'], options: withTs(2000) });
+    expectTcp(sa, { flags: ['SYN', 'ACK'], ack: p.snd - 49_999 });
+    assert.equal(p.t.stats.timeWaitReused, 1);
+  });
+
+  test('a reused 4-tuple completes its handshake and carries data', () => {
+    const p = new Peer();
+    toTimeWait(p);
+    const isn2 = p.snd + 100_000;
+    const [sa] = p.send(30, { seq: isn2, flags: ['SYN'], options: [2, 4, 0x05, 0x78] });
+    const iss2 = tcpFields(sa!).seq;
+    p.send(31, { seq: isn2 + 1, ack: iss2 + 1, flags: ['ACK'] });
+    const c2 = p.listener.accept();
+    assert.ok(c2 && c2 !== p.conn);
+    assert.equal(c2.state, 'ESTABLISHED');
+    p.send(32, { seq: isn2 + 1, ack: iss2 + 1, flags: ['PSH', 'ACK'], payload: new Uint8Array([1, 2, 3]) });
+    assert.deepEqual([...(c2.recv() ?? [])], [1, 2, 3]);
+    assert.equal(p.t.connectionCount, 1, 'the old incarnation is gone, the new one open');
   });
 });
 

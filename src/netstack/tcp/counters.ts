@@ -13,6 +13,7 @@ const TCP_COUNTERS = [
   'rstReceived',
   'challengeAcks',
   'challengeAckLimited',
+  'timeWaitReused',
   'synCookiesSent',
   'synCookiesAccepted',
   'oooSegments',

@@ -26,6 +26,22 @@ export function challengeAck(t: TcpLayer, now: Instant, c: Conn): void {
   t.markDirty(c);
 }
 
+/**
+ * May this SYN start a new incarnation of a connection in TIME-WAIT (RFC 6191 §2, and
+ * RFC 1122 §4.2.2.13 without timestamps)? Yes when its timestamp is newer than the last
+ * one seen, or (timestamps equal, or not used by the new SYN) its sequence number lies
+ * beyond the last one seen: no old duplicate can then be taken for new data. Without
+ * this, a client that reuses its port soon after a close waits a SYN timeout (~1 s).
+ */
+export function timeWaitReusable(c: Conn, h: TcpSegmentInfo): boolean {
+  if (c.state !== 'TIME-WAIT' || (h.flags & (SYN | ACK | RST | FIN)) !== SYN) return false;
+  if (c.tsOk && h.tsVal !== undefined) {
+    if (seqGt(h.tsVal, c.tsRecent)) return true; // timestamps compare modulo 2^32 (RFC 7323 §5.2)
+    if (h.tsVal !== c.tsRecent) return false;
+  }
+  return seqGt(h.seq, c.rcvNxt);
+}
+
 export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo, payload: Uint8Array): void {
   const f = h.flags;
   if (c.state === 'SYN-SENT') return synSentArrives(t, now, c, h);

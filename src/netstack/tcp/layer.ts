@@ -29,7 +29,7 @@ import { TIMER_REASON, TimerHeap } from './timers.js';
 import { pickEphemeralPort } from '../ports.js';
 import { Conn, connKey } from './conn.js';
 import { isn, Listener, listenArrives, openPassive } from './accept.js';
-import { segmentArrives } from './input.js';
+import { segmentArrives, timeWaitReusable } from './input.js';
 import { flush, onKeepalive, onPersist } from './snd.js';
 import { onReoTimer, onRto } from './recovery.js';
 import { sendRst, sendSyn } from './output.js';
@@ -254,9 +254,22 @@ export class TcpLayer implements TcpLayerApi {
     return c;
   }
 
-  claims(src: IpAddr, dst: IpAddr, srcPort: number, dstPort: number): boolean {
-    if (this.lookup(dst, dstPort, src, srcPort) !== undefined) return true;
+  claims(src: IpAddr, dst: IpAddr, segment: Uint8Array): boolean {
+    const srcPort = tcpSrcPort(segment);
+    const dstPort = tcpDstPort(segment);
+    const c = this.lookup(dst, dstPort, src, srcPort);
+    // Only a segment whose checksum holds may end a TIME-WAIT (handleSegment checks its own).
+    const h = c?.state === 'TIME-WAIT' && tcpChecksumOk(segment, src, dst) ? parseTcp(segment) : undefined;
+    if (c !== undefined && !(h && this.endTimeWaitFor(c, h))) return true;
     return this.opts.isLocal(dst) && this.findListener(dst, dstPort) !== undefined;
+  }
+
+  /** Ends `c`'s TIME-WAIT when `h` is a SYN that may reuse its 4-tuple (input.ts). */
+  private endTimeWaitFor(c: Conn, h: TcpSegmentInfo): boolean {
+    if (!timeWaitReusable(c, h)) return false;
+    this.count('timeWaitReused');
+    this.destroy(c, undefined);
+    return true;
   }
 
   acceptSyn(now: Instant, src: IpAddr, dst: IpAddr, syn: Uint8Array): TcpConnection {
@@ -277,7 +290,7 @@ export class TcpLayer implements TcpLayerApi {
     if ((f & SYN && f & (RST | FIN)) || h.srcPort === 0 || h.dstPort === 0) return this.drop('drop.flags', undefined, h, src, dst);
     const payload = s.subarray(h.headerLen);
     const c = this.lookup(dst, h.dstPort, src, h.srcPort);
-    if (c) return segmentArrives(this, now, c, h, payload);
+    if (c && !this.endTimeWaitFor(c, h)) return segmentArrives(this, now, c, h, payload);
     // Listeners serve our own addresses; in gateway mode other destinations arrive here too.
     const l = this.opts.isLocal(dst) ? this.findListener(dst, h.dstPort) : undefined;
     if (l) {
