@@ -478,7 +478,7 @@ export class Device {
     if (!kp.replay.accept(counter, K.REJECT_AFTER_MESSAGES)) return this.drop('replay');
 
     if (kp === peer.next) {
-      // §5.4.7: the initiator used the new session; it becomes current.
+      // §5.4.6: the initiator used the new session (key confirmation); it becomes current.
       if (peer.previous) {
         this.index.delete(peer.previous.localIndex);
         peer.previous.wipe();

@@ -248,7 +248,7 @@ function handleInitiation(d: Device, now: Instant, msg: Uint8Array, from: Endpoi
   writeU32(resp, Response.sender, localIndex);
   const kp = new Keypair(r.keys.send, r.keys.recv, localIndex, sender, now, false);
   entry.keypair = kp;
-  // §5.4.7: the responder keeps the new session as `next` until the initiator uses it.
+  // §5.4.6: the responder keeps the new session as `next` until the initiator uses it (key confirmation).
   if (peer.next) {
     d.index.delete(peer.next.localIndex);
     peer.next.wipe();

@@ -80,7 +80,7 @@ export class Peer implements PeerTimed {
   /** @internal */ next: Keypair | undefined;
   /** @internal */ staged: Uint8Array[] = [];
   /** @internal */ attempts = 0;
-  /** @internal The §6 timers as deadlines in `now` units, NEVER when off; written only through the Device's timers* hooks. */
+  /** @internal The §6 timers as deadlines in `now` units, NEVER when off; written only through the hooks in peer-timers.ts. */
   readonly timers: PeerTimers = noPeerTimers();
   /** @internal Their entries in the Device's timer heap (timers.ts). */
   readonly queued: PeerTimers = noPeerTimers();
