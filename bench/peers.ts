@@ -366,7 +366,11 @@ async function floodLatency(port: number, serverPub: Uint8Array, live: KeyPair, 
   dev.initiateHandshake(now(), peer);
   flush();
   for (let i = 0; i < 50 && dev.stats.handshakesCompleted === 0; i++) await new Promise((r) => setTimeout(r, 20));
-  if (dev.stats.handshakesCompleted === 0) throw new Error('no session with the server');
+  if (dev.stats.handshakesCompleted === 0) {
+    sock.close(); // open sockets would keep the bench process alive after its last row
+    fsock.close();
+    throw new Error('no session with the server');
+  }
   ping(0);
   await new Promise((r) => setTimeout(r, 100));
   rtts.length = 0;
