@@ -197,8 +197,10 @@ describe('many peers', () => {
     assert.ok(fired >= peers.length - 1, `${fired} retries sent`);
   });
 
-  test('the engine: a batch of data and 300 initiations delivers the data first, then serves handshakes a slice per turn of the event loop', async () => {
-    const { server, se, clients } = world(400, 301);
+  test('the engine: a batch of data and 1,000 initiations delivers the data first, then serves handshakes a slice per turn of the event loop', async () => {
+    // 1,000 (below the queue's 1,024): enough that no 2 ms slice can serve them all, even as
+    // cookie replies at ~10 µs each.
+    const { server, se, clients } = world(1001, 1001);
     const live = clients[0]!;
     const delivered: number[] = [];
     const layer: PacketLayer = {
