@@ -10,6 +10,16 @@
  *   - 'dgram': node:dgram, one datagram per call; works everywhere.
  * Sends are queued until flush() (the engine flushes after each drain), so a
  * burst of datagrams leaves in one batch.
+ *
+ * A send that fails is dropped and counted (sendErrors, lastSendError), never thrown: the
+ * engine sends from inside pump(), and an exception there would unwind through the
+ * datagram handler that called it. What fails is the host's business, not the peer's:
+ * ENOBUFS/EAGAIN (a full queue) are waited out (libuv queues the datagram; the addon
+ * polls for POLLOUT a bounded number of times), EPERM (a firewall), ENETUNREACH /
+ * EHOSTUNREACH (the network is down), EMSGSIZE and Node's own refusals (port 0, a socket
+ * closed under us) drop the datagram. Nothing is resent here: as in wireguard-go, which
+ * logs a failed send and goes on, WireGuard's handshake retries (whitepaper §6.4) and
+ * TCP's retransmissions above recover once the host can send again.
  */
 import dgram from 'node:dgram';
 import { WgnetError } from '../util/errors.js';
@@ -62,6 +72,7 @@ class DgramSocket implements OuterSocket {
   private constructor(
     private readonly s: dgram.Socket,
     readonly port: number,
+    private readonly owner: UdpBind,
   ) {}
 
   static async open(family: 4 | 6, host: string, port: number, o: UdpBindOptions, owner: UdpBind): Promise<DgramSocket> {
@@ -84,16 +95,22 @@ class DgramSocket implements OuterSocket {
       s.close();
       throw err;
     });
-    bound = new DgramSocket(s, p);
+    bound = new DgramSocket(s, p, owner);
     return bound;
   }
 
   queue(data: Uint8Array, address: string, port: number): void {
-    // No callback: with one, Node defers a closure to the next tick for every
-    // datagram even when the send completed synchronously (the common case).
-    // UDP gives no delivery guarantee anyway; TCP above recovers what is lost.
-    this.s.send(data, port, address);
+    // With no callback, node:dgram drops a failed send without a word (no 'error' either):
+    // EPERM from a firewall would be invisible. The callback is one shared function (no
+    // closure per datagram); Node still queues a tick per send for it, which cost 2-8 %
+    // of this slow path's send rate (loopback, 1400 B), and the batched backend nothing.
+    this.s.send(data, port, address, this.sent);
   }
+
+  /** send()'s callback: counts failures on the owning bind. */
+  private readonly sent = (err: Error | null): void => {
+    if (err) this.owner.sendFailed(err);
+  };
 
   flush(): void {}
 
@@ -139,12 +156,20 @@ class NativeSocket implements OuterSocket {
   flush(): void {
     const n = this.data.length;
     if (n === 0 || this.closed) return;
-    const r = this.a.send(this.fd, this.family, this.data, this.addrs, this.ports, n, this.gso);
-    if (r.gsoFailed) this.gso = false; // the route's device cannot segment; the addon resent them singly
-    this.owner.sendErrors += n - r.sent;
-    this.data = [];
-    this.addrs = [];
-    this.ports = [];
+    try {
+      const r = this.a.send(this.fd, this.family, this.data, this.addrs, this.ports, n, this.gso);
+      if (r.gsoFailed) this.gso = false; // the route's device cannot segment; the addon resent them singly
+      // The addon skips a datagram the kernel refuses (after waiting out ENOBUFS/EAGAIN) and
+      // sends the rest; it reports how many went, not why the others did not.
+      if (r.sent < n) this.owner.sendFailed(undefined, n - r.sent);
+    } catch (err) {
+      // Only a misuse of the addon throws (a bad argument): count the batch, keep the tunnel.
+      this.owner.sendFailed(err as Error, n);
+    } finally {
+      this.data = [];
+      this.addrs = [];
+      this.ports = [];
+    }
   }
 
   close(): Promise<void> {
@@ -183,8 +208,10 @@ export class UdpBind {
   private _port = 0;
   private closed = false;
   private readonly addon: UdpAddon | undefined;
-  /** Datagrams the kernel refused (buffer full, no route): counted, as wireguard-go logs them. */
+  /** Datagrams that could not be sent (refused by the kernel or by node:dgram): dropped and counted. */
   sendErrors = 0;
+  /** The code of the latest failure that said why (node:dgram's; the batched addon reports only a count). */
+  lastSendError: string | undefined = undefined;
 
   private constructor(private readonly opts: UdpBindOptions) {
     this.addon = nativeAddon(opts.backend ?? 'auto');
@@ -278,10 +305,24 @@ export class UdpBind {
       } else sock = this.v6;
     } else sock = this.v4;
     if (!sock) {
-      this.sendErrors++;
+      this.sendFailed(undefined);
       return;
     }
-    sock.queue(data, addr, port);
+    try {
+      sock.queue(data, addr, port);
+    } catch (err) {
+      // node:dgram throws at once for what it refuses before the kernel sees it: port 0
+      // (ERR_SOCKET_BAD_PORT: a handshake from source port 0 would be answered there),
+      // a socket closed under us (ERR_SOCKET_DGRAM_NOT_RUNNING).
+      this.sendFailed(err as Error);
+    }
+  }
+
+  /** @internal A send failed: `n` datagrams dropped, counted, with why when known. */
+  sendFailed(err: Error | undefined, n = 1): void {
+    this.sendErrors += n;
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code) this.lastSendError = code;
   }
 
   /** Sends what send() queued. */

@@ -21,6 +21,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import type { Tunnel } from '../../src/index.js';
+import { UdpBind } from '../../src/io/udp-bind.js';
 import type { TcpSocket } from '../../src/api/tcp-socket.js';
 import { tunnelPair } from '../harness/tunnel-pair.js';
 import { waitFor } from '../harness/churn.js';
@@ -194,6 +198,103 @@ describe('faults: an exception in an application callback', () => {
       assert.equal(b.gatewayStats()!.counters['refused.handler'], 1);
     } finally {
       await pair.close();
+    }
+  });
+});
+
+const nativeBuilt = existsSync(new URL('../../native/build/Release/wgnet_udp.node', import.meta.url));
+
+/** A tunnel pair on one outer socket backend (the WGNET_UDP switch, read when a bind opens). */
+async function pairOn(backend: 'dgram' | 'native', opts: Parameters<typeof tunnelPair>[0] = {}): Promise<Awaited<ReturnType<typeof tunnelPair>>> {
+  const old = process.env.WGNET_UDP;
+  process.env.WGNET_UDP = backend;
+  try {
+    return await tunnelPair(opts);
+  } finally {
+    if (old === undefined) delete process.env.WGNET_UDP;
+    else process.env.WGNET_UDP = old;
+  }
+}
+
+/**
+ * Makes every send of `t`'s IPv4 outer socket fail as the host would, until the returned
+ * function is called: node:dgram reports the errno to send()'s callback on a later tick;
+ * the batched addon's send() reports how many datagrams went (none).
+ */
+function failOuterSends(t: Tunnel, code: string): () => void {
+  const bind = t.engine.bind!;
+  const v4 = (bind as unknown as { v4: { s?: dgram.Socket; a?: { send: (...args: unknown[]) => { sent: number; gsoFailed: boolean } } } }).v4;
+  if (bind.backend === 'dgram') {
+    const s = v4.s!;
+    const fail = (_msg: unknown, port: number, address: string, cb?: (err: Error | null) => void): void => {
+      const err = Object.assign(new Error(`send ${code} ${address}:${port}`), { code, syscall: 'send' });
+      if (cb) process.nextTick(cb, err);
+    };
+    Object.defineProperty(s, 'send', { value: fail, configurable: true, writable: true });
+    return () => void delete (s as unknown as { send?: unknown }).send;
+  }
+  const addon = v4.a!;
+  // The addon's own properties are read-only: a new object that inherits the rest.
+  v4.a = Object.create(addon, { send: { value: () => ({ sent: 0, gsoFailed: false }) } }) as typeof addon;
+  return () => void (v4.a = addon);
+}
+
+describe('faults: the outer socket fails', () => {
+  for (const backend of ['dgram', 'native'] as const) {
+    const skip = backend === 'native' && !nativeBuilt ? 'native/udp.c is not built' : false;
+    test(`${backend}: EPERM, then ENETUNREACH, then ENOBUFS from send for 0.5 s each mid-transfer: counted, never thrown, the transfer completes byte-exact`, { skip, timeout: 60_000 }, async () => {
+      const pair = await pairOn(backend);
+      const { a, b } = pair;
+      const errors: Error[] = [];
+      a.on('error', (e: Error) => errors.push(e));
+      b.on('error', (e: Error) => errors.push(e));
+      try {
+        assert.equal(a.engine.bind!.backend, backend);
+        const srv = b.createServer((c) => {
+          c.on('error', () => {});
+          c.pipe(c);
+        });
+        await new Promise<void>((r) => srv.listen(7100, () => r()));
+        const s = a.connect({ host: '10.66.0.2', port: 7100 });
+        const total = 8 << 20;
+        const done = echoRoundTrip(s, total);
+        await sleep(100);
+        for (const [side, code] of [[a, 'EPERM'], [b, 'ENETUNREACH'], [a, 'ENOBUFS']] as const) {
+          const heal = failOuterSends(side, code);
+          await sleep(500);
+          heal();
+        }
+        assert.deepEqual(await done, { ok: true, n: total });
+        const bindA = a.engine.bind!;
+        const bindB = b.engine.bind!;
+        assert.ok(bindA.sendErrors > 0 && bindB.sendErrors > 0, `send errors counted: ${bindA.sendErrors}, ${bindB.sendErrors}`);
+        if (backend === 'dgram') {
+          assert.match(bindA.lastSendError ?? '', /^(EPERM|ENOBUFS)$/); // A may be waiting out an RTO, sending nothing, in the second
+          assert.equal(bindB.lastSendError, 'ENETUNREACH');
+        }
+        assert.deepEqual(errors, [], 'no error event: a failed send is not the application\'s error');
+        // Still a working tunnel: a fresh connection echoes.
+        assert.deepEqual(await echoRoundTrip(a.connect({ host: '10.66.0.2', port: 7100 }), 100_000), { ok: true, n: 100_000 });
+        s.destroy();
+        srv.close();
+      } finally {
+        await pair.close();
+      }
+    });
+  }
+
+  test('dgram: a send node:dgram refuses at once (port 0: ERR_SOCKET_BAD_PORT) is counted, not thrown into the engine', async () => {
+    // An initiation from source port 0 under load is answered with a cookie reply to port 0.
+    const bind = await UdpBind.open({ backend: 'dgram', host4: '127.0.0.1', host6: '::1', onMessage: () => {} });
+    try {
+      assert.doesNotThrow(() => {
+        bind.send(new Uint8Array(32), '127.0.0.1', 0);
+        bind.flush();
+      });
+      assert.equal(bind.sendErrors, 1);
+      assert.equal(bind.lastSendError, 'ERR_SOCKET_BAD_PORT');
+    } finally {
+      await bind.close();
     }
   });
 });
