@@ -2,7 +2,8 @@
  * Loss recovery details at packet level against one TcpLayer: D-SACK (RFC 2883), undoing
  * a spurious recovery (RFC 3708 detection, RFC 4015 response), the reordering window
  * (RFC 8985 §6.2), SACK block order (RFC 2018 §4), a window that does not shrink under
- * out-of-order data, what counts as a duplicate ACK (RFC 6675 §2), lost retransmissions.
+ * out-of-order data, what counts as a duplicate ACK (RFC 6675 §2), lost retransmissions
+ * (RFC 8985 §6.2, and the tail loss probe when nothing later can show one lost).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -197,17 +198,34 @@ test('a lost retransmission is sent again once data sent after it is SACKed, bef
   assert.equal(r.t.stats.rtoExpired, 0);
 });
 
-test('a retransmission still unacknowledged an RTT (+ 4 RTTVAR + reordering window) later is sent again, without waiting for the RTO', () => {
-  const r = rig(); // SRTT 20 ms, RTTVAR 10 ms from the one sample
+test('a retransmission that draws no ACK is found lost from a tail loss probe\'s SACK, before the RTO (RFC 8985 §6.2, §7.3)', () => {
+  const r = rig(); // SRTT 20 ms
   const segs = flight(r, 50, 8);
   const una = segs[0]![0];
   r.seg(60, { ack: una, sack: [segs[1]![0], segs[2]![0]] });
   r.seg(61, { ack: una, sack: [segs[1]![0], segs[3]![0]] });
   expectTcp(r.seg(62, { ack: una, sack: [segs[1]![0], segs[4]![0]] })[0], { seq: una });
-  // No ACK comes back at all. The retransmission is due by 62 + 20 + 40 + 5 = 127 ms.
-  let again = -1;
-  for (let now = 63; now < 300 && again < 0; now++) for (const s of r.tick(now)) if (tcpFields(s).seq === una) again = now;
-  assert.ok(again >= 127 && again < 140, `sent again at ${again} ms`);
+  // Nothing comes back, neither for the retransmission nor the segments above the SACKed ones:
+  // no later delivery shows them lost, so 2 × SRTT after the retransmission a probe resends
+  // the highest segment in flight.
+  let probe = -1;
+  let at = -1;
+  for (let now = 63; now < 250 && at < 0; now++) {
+    for (const s of r.tick(now)) {
+      const f = tcpFields(s);
+      if (f.payloadLength > 0) {
+        probe = f.seq;
+        at = now;
+      }
+    }
+  }
+  assert.equal(at, 62 + 2 * 20, 'the probe, 2 × SRTT after the retransmission');
+  assert.equal(probe, segs[7]![0]);
+  assert.equal(r.t.stats.tailLossProbes, 1);
+  // Its SACK comes back: what was sent before it and is still missing, the retransmission
+  // included, is lost, and goes again at once.
+  const again = r.seg(at + 20, { ack: una, sack: [segs[7]![0], segs[7]![1], segs[1]![0], segs[4]![0]] }).map((s) => tcpFields(s));
+  assert.ok(again.some((f) => f.seq === una && f.payloadLength > 0), 'the lost retransmission is sent again');
   assert.equal(r.t.stats.lostRetransmits, 1);
   assert.equal(r.t.stats.rtoExpired, 0, 'before the 200 ms RTO');
 });

@@ -10,11 +10,13 @@ import { ByteRing } from './ring.js';
 import { createCongestionControl, type CcState, type CongestionControl } from './congestion.js';
 import { HyStart } from './hystart.js';
 import { CHALLENGE_ACKS_PER_SEC, DEFAULT_MSS, IP4_TCP, IP6_TCP, NEVER, TS_OPTION_LEN } from './constants.js';
+import { seqDiff } from '../../wire/tcp.js';
 import { noTimers } from './timers.js';
 import { RttEstimator } from './rtt.js';
 import { RateSampler } from './rate.js';
 import { randomInt } from '../../util/rng.js';
 import { Scoreboard } from './sack.js';
+import { Rack } from './rack.js';
 import { sendRst } from './output.js';
 import type { Listener } from './accept.js';
 import type { TcpLayer } from './layer.js';
@@ -76,14 +78,27 @@ export class Conn implements TcpConnection {
   wscaleOk = false;
   // Loss recovery (RFC 6675): what the peer SACKed above una.
   readonly sack = new Scoreboard();
+  /** Fast recovery (RFC 6675 §5, entered when RACK or, without SACK, three duplicate ACKs find a loss). */
   inRecovery = false;
+  /** RTO recovery (RFC 8985 §6.3): after a timeout, until everything outstanding then is acknowledged. */
+  rtoRecovery = false;
   /** Slow-start exit on rising delay (RFC 9406), fed the last RTT sample (rtt.lastRtt). */
   readonly hystart = new HyStart();
-  /** Tail loss probe (RFC 8985 §7): the armed 'rto' deadline is a probe timeout; one probe per flight. */
-  tlpArmed = false;
-  tlpDone = false;
+  /** RACK-TLP (rack.ts, RFC 8985): the connection's RACK and TLP variables. */
+  readonly rack = new Rack();
+  /**
+   * The retransmission timer (RFC 6298) as data: rtoAt is when it expires (NEVER when it is
+   * not running) and ptoFrom when the tail loss probe's timer was last (re)started (RFC 8985
+   * §7.2). The 'rto' deadline is never later than the earlier of the two that applies; it may
+   * be earlier, and then recovery.ts onRto finds nothing due and re-arms it. So restarting
+   * them on every ACK and every send writes two numbers, not a timer heap entry.
+   */
+  rtoAt = NEVER;
+  ptoFrom = NEVER;
   partialAcks = 0;
   recoverSeq = 0;
+  /** SND.UNA must reach this before a lost retransmission cuts the window again (RFC 8985 §9.3: once per window). */
+  rexmitLossRound = 0;
   /** RFC 2883 D-SACK: a duplicate range received, reported first in the next ACK. */
   dsackL = 0;
   dsackR = 0;
@@ -95,35 +110,20 @@ export class Conn implements TcpConnection {
   undoState: CcState | undefined;
   /** Starts of this recovery's retransmissions not yet reported back as duplicates. */
   undoPending: Set<number> | undefined; // made at the first recovery: idle connections hold none
-  /**
-   * Reordering (RFC 8985 §6.2): once seen, a hole counts as lost only when the first SACK
-   * above it is reoMult × minRtt/4 old (at most SRTT); holeSince is when that SACK came.
-   */
-  reorderSeen = false;
-  reoMult = 1;
-  holeSince = NEVER;
-  /**
-   * Lost retransmissions (RFC 8985 §6.3): headSeq is the retransmitted segment at una,
-   * headMark what had been sent and headTime the time when it went out. Once SACKs cover
-   * data well above the mark, or ACKs still come an RTT (with its variance and the
-   * reordering window) after it while una stays, the retransmission was lost.
-   */
-  headSeq = -1;
-  headMark = 0;
-  headTime = 0;
+  /** Without SACK (RFC 6582): the end of what fast recovery has resent from una. */
   rexmitNext = 0;
   dupAcks = 0;
   // RTT (RFC 6298).
   readonly rtt = new RttEstimator();
   retries = 0;
   cc: CongestionControl;
+  /** The controller takes delivery-rate samples (BBR); CUBIC and NewReno take none. */
+  readonly ccSamples: boolean;
   /**
-   * Delivery-rate samples (rate.ts) for a model-based controller; `sampling` is false for
-   * CUBIC and NewReno, which need none, so their hot path pays nothing for it and they share
-   * one sampler that is never fed (memory per idle connection).
+   * The per-segment send records (rate.ts): made when the first is kept, so an idle
+   * connection holds none and connections that keep none share one that is never fed.
    */
-  readonly rate: RateSampler;
-  readonly sampling: boolean;
+  private rateRecords: RateSampler = UNUSED_SAMPLER;
   /** Pacing (snd.ts): the time the next segment is due at the pacing rate. */
   paceNext = 0;
   // Timers.
@@ -155,8 +155,22 @@ export class Conn implements TcpConnection {
     const v4 = localAddr.length === 4;
     this.mss = layer.opts.mtu - (v4 ? IP4_TCP : IP6_TCP);
     this.cc = this.newCongestionControl();
-    this.sampling = this.cc.onRateSample !== undefined;
-    this.rate = this.sampling ? new RateSampler() : UNUSED_SAMPLER;
+    this.ccSamples = this.cc.onRateSample !== undefined;
+  }
+
+  /**
+   * Whether every segment sent is recorded (output.ts feeds the records): for RACK, which
+   * SACK makes possible (RFC 8985 §4, §6.1), and for BBR's delivery-rate samples.
+   */
+  get sampling(): boolean {
+    return this.sackOk || this.ccSamples;
+  }
+
+  /** The send records, made on first use by a connection that keeps them. */
+  get rate(): RateSampler {
+    let r = this.rateRecords;
+    if (r === UNUSED_SAMPLER && this.sampling) r = this.rateRecords = new RateSampler();
+    return r;
   }
 
   // --- TcpConnection --------------------------------------------------------------
@@ -271,9 +285,19 @@ export class Conn implements TcpConnection {
     return this.mss - (this.tsOk ? TS_OPTION_LEN : 0);
   }
 
-  /** RFC 6675 pipe (sack.ts) for this connection now. */
+  /**
+   * RFC 6675 §4 pipe: bytes sent up to SND.NXT and neither acknowledged, SACKed nor marked
+   * lost (RFC 8985's Segment.lost standing for IsLost). A lost segment counts again once
+   * resent, since its record is then in flight again. After a timeout rewinds SND.NXT to
+   * SND.UNA, what was in flight before no longer counts (RFC 6675 §5.1).
+   */
   pipe(): number {
-    return this.sack.pipe(this.una, this.nxt, this.rexmitNext, this.inRecovery, this.mss);
+    let p = seqDiff(this.nxt, this.una) - this.sack.sackedBelow(this.nxt);
+    if (this.sampling) {
+      const r = this.rate;
+      if (r.lostBytes > 0) p -= this.nxt === this.sndMax ? r.lostBytes : r.lostBelow(this.nxt);
+    }
+    return p > 0 ? p : 0;
   }
 }
 

@@ -10,6 +10,14 @@
  * retransmission finds its slots by binary search. The arrays are made on the first send
  * (an idle connection holds none) and grow by doubling.
  *
+ * The same slots are RACK's per-segment state (RFC 8985 §6.1: Segment.xmit_ts is the send
+ * time, Segment.end_seq the slot's end, Segment.retransmitted and Segment.lost are flags), so
+ * one record per segment serves both the rate samples and loss detection (rack.ts). They are
+ * kept for every connection that negotiated SACK, which RACK-TLP requires (RFC 8985 §4), and
+ * for BBR. What is RACK's here is bookkeeping over the slots: which segments an ACK newly
+ * delivers (and the newest of them that is no retransmission ambiguity, §6.2 step 2), whether
+ * one arrived below RACK.fack (step 3), and the walk that marks segments lost by time (step 5).
+ *
  * Times are the caller's `now` in milliseconds (fractional where the clock is), rates in
  * bytes per millisecond. Sequence numbers compare modulo 2^32 (RFC 9293 §3.4).
  */
@@ -33,6 +41,8 @@ const NO_FLAGS = new Uint8Array(0);
 const APP_LIMITED = 1;
 const SACKED = 2;
 const RETRANSMITTED = 4;
+/** RFC 8985 §6.1 Segment.lost: marked lost and not sent again since. */
+const LOST = 8;
 
 /** One rate sample (the draft §3.1 "rs"); a single object per connection, refilled per ACK. */
 export class RateSample {
@@ -74,6 +84,32 @@ export class RateSampler {
   /** The smallest RTT any sample showed, ms; Infinity before the first (precise, unlike the ms timestamps). */
   minRtt = Infinity;
   readonly rs = new RateSample();
+
+  // RACK-TLP's view of the slots (RFC 8985 §6.1-6.2; rack.ts holds the connection state).
+  /** Bytes of slots marked lost and not yet sent again: RFC 6675's pipe leaves them out. */
+  lostBytes = 0;
+  /** Slots SACKed (RACK.segs_sacked). */
+  sackedSegs = 0;
+  /** RACK.fack: the highest end of any segment delivered so far; valid once fackSet. */
+  fack = 0;
+  private fackSet = false;
+  /**
+   * Per ACK (beginAck to the end of processing): the newest segment it delivered that is no
+   * retransmission ambiguity (RFC 8985 §6.2 step 2; ackXmit -Infinity when none), and whether
+   * a never-retransmitted segment below RACK.fack was delivered (step 3).
+   */
+  ackXmit = -Infinity;
+  ackEnd = 0;
+  ackReordered = false;
+  /** Set by detectLoss: bytes it marked lost, and whether any of them was a retransmission. */
+  newlyLost = 0;
+  lostRetransmit = false;
+  /** The next send is a tail loss probe (RFC 8985 §7.3): a retransmission that is no verdict of loss. */
+  probing = false;
+  private ackEcr = -1;
+  private ackMinRtt = Infinity;
+  private ackFack = 0;
+  private ackFackSet = false;
 
   // The slot ring: slot i (physical (head + i) % cap) covers [start, start + len).
   private cap = 0;
@@ -117,12 +153,16 @@ export class RateSampler {
     if (inFlight === 0) this.firstSentTime = this.deliveredTime = now;
     this.sendInFlight = inFlight + len;
     if (seqGe(seq, sndMax) || this.count === 0 || seqGe(seq, this.endOf(this.count - 1))) {
+      // A one-byte zero-window probe (RFC 9293 §3.8.6.1) is recorded beyond SND.MAX without
+      // moving it; what is sent there next replaces that record.
+      if (this.count > 0 && seqGt(this.endOf(this.count - 1), seq)) this.truncate(seq);
       this.append(now, seq, len);
       return;
     }
     // A retransmission: every slot it covers takes the new send state (the draft sends the
-    // same per-packet fields again for a retransmitted packet). Our segments are cut from the
-    // same byte stream at the same MSS, so a retransmission lines up with the originals.
+    // same per-packet fields again for a retransmitted packet; RFC 8985 §6.1 records the new
+    // xmit_ts, sets Segment.retransmitted and clears Segment.lost). Our segments are cut from
+    // the same byte stream at the same MSS, so a retransmission lines up with the originals.
     const end = seqAdd(seq, len);
     const last = this.endOf(this.count - 1);
     let i = this.find(seq);
@@ -130,17 +170,32 @@ export class RateSampler {
     for (; i < this.count; i++) {
       const p = this.phys(i);
       if (!seqLt(this.start[p]!, end)) break;
-      this.lost += this.len[p]!;
+      const f = this.flags[p]!;
+      // C.lost counts a segment once, when it is found lost (markLost); a resend without that
+      // verdict (after a timeout's rewind, without SACK) is the verdict. A probe is neither.
+      if ((f & LOST) !== 0) this.lostBytes -= this.len[p]!;
+      else if (!this.probing) this.lost += this.len[p]!;
       this.stamp(p, now);
-      this.flags[p] = (this.flags[p]! & ~APP_LIMITED) | RETRANSMITTED | (this.appLimited !== 0 ? APP_LIMITED : 0);
+      this.flags[p] = (f & ~(APP_LIMITED | LOST)) | RETRANSMITTED | (this.appLimited !== 0 ? APP_LIMITED : 0);
     }
+    this.probing = false;
     // A segment reaching past everything recorded (a probe grown into a full segment) records the rest.
     if (seqGt(end, last)) this.append(now, last, seqDiff(end, last));
   }
 
-  /** Starts the sample for one ACK (rs reset; §3.3 "Upon receiving ACK"). */
-  beginAck(): void {
+  /**
+   * Starts the sample for one ACK (rs reset; §3.3 "Upon receiving ACK"). `tsEcr` is the
+   * ACK's timestamp echo (-1 without timestamps) and `minRtt` RACK.min_RTT: what RFC 8985
+   * §6.2 step 2 needs to tell whether a retransmitted segment's ACK answers that retransmission.
+   */
+  beginAck(tsEcr = -1, minRtt = Infinity): void {
     this.hasData = false;
+    this.ackXmit = -Infinity;
+    this.ackReordered = false;
+    this.ackEcr = tsEcr;
+    this.ackMinRtt = minRtt;
+    this.ackFack = this.fack;
+    this.ackFackSet = this.fackSet;
     const rs = this.rs;
     rs.newlyDelivered = 0;
     rs.rtt = -1;
@@ -180,9 +235,13 @@ export class RateSampler {
       const p = this.phys(i);
       const s = this.start[p]!;
       if (!seqLe(seqAdd(s, this.len[p]!), r)) break;
-      if ((this.flags[p]! & SACKED) === 0) {
-        this.flags[p] = this.flags[p]! | SACKED;
-        this.deliver(now, p);
+      const f = this.flags[p]!;
+      if ((f & SACKED) === 0) {
+        // The original arrived after all: it is not to be sent again.
+        if ((f & LOST) !== 0) this.lostBytes -= this.len[p]!;
+        this.flags[p] = (f & ~LOST) | SACKED;
+        this.sackedSegs++;
+        this.deliver(now, p, true);
       }
     }
   }
@@ -192,7 +251,10 @@ export class RateSampler {
     while (this.count > 0) {
       const p = this.head;
       if (!seqLe(seqAdd(this.start[p]!, this.len[p]!), una)) break;
-      if ((this.flags[p]! & SACKED) === 0) this.deliver(now, p);
+      const f = this.flags[p]!;
+      if ((f & SACKED) === 0) this.deliver(now, p, false);
+      else this.sackedSegs--;
+      if ((f & LOST) !== 0) this.lostBytes -= this.len[p]!;
       this.head = this.head + 1 === this.cap ? 0 : this.head + 1;
       this.count--;
     }
@@ -260,6 +322,166 @@ export class RateSampler {
   clear(): void {
     this.count = 0;
     this.head = 0;
+    this.lostBytes = 0;
+    this.sackedSegs = 0;
+  }
+
+  // --- RACK (RFC 8985) over the slots ----------------------------------------------
+
+  /**
+   * RFC 8985 §6.2 step 5, RACK_detect_loss: every segment below `nxt` not yet delivered nor
+   * marked, sent before the RACK segment (xmit `rXmit`, end `rEnd`), is lost once `lostAfter`
+   * (RACK.rtt + RACK.reo_wnd) has passed since it was sent. Returns the earliest time at which
+   * a segment still waiting would be lost (Infinity when none): rack.ts arms the one reordering
+   * timer there. newlyLost and lostRetransmit say what was marked.
+   *
+   * The walk visits only the holes between the SACKed ranges (`ranges`, the scoreboard), and
+   * stops at the first segment never retransmitted that is not lost yet: new data is sent in
+   * sequence order, so every segment above it was sent no earlier (a retransmission is sent
+   * later than its original), is no candidate either and expires no sooner. So an ACK in a
+   * loss-free flight costs one slot, and one in recovery the segments still in the holes.
+   */
+  detectLoss(now: number, rXmit: number, rEnd: number, lostAfter: number, nxt: number, ranges: number[]): number {
+    this.newlyLost = 0;
+    this.lostRetransmit = false;
+    let earliest = Infinity;
+    let k = 0;
+    for (let i = 0; i < this.count; ) {
+      const p = this.phys(i);
+      const s = this.start[p]!;
+      if (!seqLt(s, nxt)) break;
+      // Inside a SACKed range: jump to the first slot past it.
+      while (k < ranges.length && seqLe(ranges[k + 1]!, s)) k += 2;
+      if (k < ranges.length && seqGe(s, ranges[k]!)) {
+        const j = this.find(ranges[k + 1]!);
+        i = j > i ? j : i + 1;
+        k += 2;
+        continue;
+      }
+      const f = this.flags[p]!;
+      i++;
+      if ((f & (SACKED | LOST)) !== 0) continue;
+      const st = this.sentTime[p]!;
+      // RACK_sent_after(RACK.xmit_ts, RACK.end_seq, Segment.xmit_ts, Segment.end_seq)
+      if (rXmit > st || (rXmit === st && seqGt(rEnd, seqAdd(s, this.len[p]!)))) {
+        const at = st + lostAfter;
+        if (at <= now) {
+          this.markLost(p);
+          if ((f & RETRANSMITTED) !== 0) this.lostRetransmit = true;
+          continue;
+        }
+        if (at < earliest) earliest = at;
+      }
+      if ((f & RETRANSMITTED) === 0) break;
+    }
+    return earliest;
+  }
+
+  /**
+   * RFC 8985 §6.3, on a retransmission timeout: the first segment not yet delivered is lost
+   * (it was sent an RTO ago), and every other one sent at least `lostAfter` (RACK.rtt +
+   * RACK.reo_wnd) ago. Segments sent more recently stay in flight.
+   */
+  markLostOnRto(now: number, lostAfter: number, nxt: number): void {
+    this.newlyLost = 0;
+    this.lostRetransmit = false;
+    let first = true;
+    for (let i = 0; i < this.count; i++) {
+      const p = this.phys(i);
+      if (!seqLt(this.start[p]!, nxt)) break;
+      const f = this.flags[p]!;
+      if ((f & SACKED) !== 0) continue;
+      if ((f & LOST) === 0 && (first || this.sentTime[p]! + lostAfter <= now)) this.markLost(p);
+      first = false;
+    }
+  }
+
+  /**
+   * The lowest slot marked lost that starts at or above `from` and below `nxt`: its start,
+   * and its length in lostLen; -1 when there is none (RFC 6675 NextSeg rule 1 with RACK's
+   * Segment.lost as IsLost, RFC 8985 §6.2).
+   */
+  nextLost(from: number, nxt: number): number {
+    if (this.lostBytes <= 0 || this.count === 0) return -1;
+    let i = this.find(from);
+    if (i > 0 && seqGt(this.endOf(i - 1), from)) i--;
+    for (; i < this.count; i++) {
+      const p = this.phys(i);
+      const s = this.start[p]!;
+      if (!seqLt(s, nxt)) break;
+      if ((this.flags[p]! & LOST) !== 0 && seqGe(s, from)) {
+        this.lostLen = this.len[p]!;
+        return s;
+      }
+    }
+    return -1;
+  }
+  /** The length of the slot nextLost or lastInFlight found (or resendLost sent). */
+  lostLen = 0;
+
+  /**
+   * The start of the highest slot below `nxt` still in flight (neither SACKed nor marked
+   * lost), its length in lostLen; -1 with none. What a tail loss probe resends (RFC 8985 §7.3).
+   */
+  lastInFlight(nxt: number): number {
+    for (let i = this.count - 1; i >= 0; i--) {
+      const p = this.phys(i);
+      const s = this.start[p]!;
+      if (!seqLt(s, nxt) || (this.flags[p]! & (SACKED | LOST)) !== 0) continue;
+      this.lostLen = this.len[p]!;
+      return s;
+    }
+    return -1;
+  }
+
+  /** Bytes marked lost below `nxt` (the pipe after SND.NXT was rewound below SND.MAX). */
+  lostBelow(nxt: number): number {
+    if (this.lostBytes <= 0) return 0;
+    let n = 0;
+    for (let i = 0; i < this.count; i++) {
+      const p = this.phys(i);
+      if (!seqLt(this.start[p]!, nxt)) break;
+      if ((this.flags[p]! & LOST) !== 0) n += this.len[p]!;
+    }
+    return n;
+  }
+
+  /** Forgets every lost mark: after a timeout rewinds SND.NXT, everything from it is sent again anyway. */
+  clearLost(): void {
+    if (this.lostBytes === 0) return;
+    for (let i = 0; i < this.count; i++) {
+      const p = this.phys(i);
+      this.flags[p] = this.flags[p]! & ~LOST;
+    }
+    this.lostBytes = 0;
+  }
+
+  /** RFC 8985 §6.2 step 5 "Segment.lost = TRUE"; C.lost counts the bytes (draft-ietf-ccwg-bbr). */
+  private markLost(p: number): void {
+    this.flags[p] = this.flags[p]! | LOST;
+    const len = this.len[p]!;
+    this.lostBytes += len;
+    this.newlyLost += len;
+    this.lost += len;
+  }
+
+  /** Drops the records at or above `seq` and cuts the one that reaches past it. */
+  private truncate(seq: number): void {
+    while (this.count > 0) {
+      const p = this.phys(this.count - 1);
+      const s = this.start[p]!;
+      if (seqLt(s, seq)) {
+        if (seqGt(seqAdd(s, this.len[p]!), seq)) {
+          if ((this.flags[p]! & LOST) !== 0) this.lostBytes -= seqDiff(seqAdd(s, this.len[p]!), seq);
+          this.len[p] = seqDiff(seq, s);
+        }
+        return;
+      }
+      const f = this.flags[p]!;
+      if ((f & SACKED) !== 0) this.sackedSegs--;
+      if ((f & LOST) !== 0) this.lostBytes -= this.len[p]!;
+      this.count--;
+    }
   }
 
   /** Frees the arrays when nothing is in flight (the layer's 'trim' timer). */
@@ -273,10 +495,33 @@ export class RateSampler {
 
   // --- internals -------------------------------------------------------------------
 
-  /** UpdateRateSample(P) (§3.3) for the packet in slot `p`, newly delivered. */
-  private deliver(now: number, p: number): void {
+  /** UpdateRateSample(P) (§3.3) for the packet in slot `p`, newly delivered; and RACK's steps 2-3 for it. */
+  private deliver(now: number, p: number, sacked: boolean): void {
     const rs = this.rs;
     const len = this.len[p]!;
+    const f = this.flags[p]!;
+    const sent = this.sentTime[p]!;
+    const end = seqAdd(this.start[p]!, len);
+    // RFC 8985 §6.2 step 2: a retransmitted segment counts only if the ACK answers that
+    // retransmission: it came at least RACK.min_RTT after it, and the timestamp echo is not
+    // older than it (the echo is our millisecond clock, output.ts tsVal). The echo says
+    // which copy arrived only for the cumulative ACK: for data above a hole the receiver
+    // echoes the last in-order segment's timestamp (RFC 7323 §4.3), older than any segment
+    // SACKed, so for a SACK the RTT check alone decides (as Linux's tcp_rack_advance does).
+    if ((f & RETRANSMITTED) === 0 || (now - sent >= this.ackMinRtt && (sacked || this.ackEcr < 0 || !seqLt(this.ackEcr, Math.floor(sent) >>> 0)))) {
+      if (sent > this.ackXmit || (sent === this.ackXmit && seqGt(end, this.ackEnd))) {
+        this.ackXmit = sent;
+        this.ackEnd = end;
+      }
+    }
+    // Step 3: a never-retransmitted segment delivered below RACK.fack arrived out of order.
+    // The step takes an ACK's segments in ascending order, so each is compared with RACK.fack
+    // as it was before this ACK (ackFack); SACK blocks come newest first, not in order.
+    if (this.ackFackSet && seqLt(end, this.ackFack) && (f & RETRANSMITTED) === 0) this.ackReordered = true;
+    if (!this.fackSet || seqGt(end, this.fack)) {
+      this.fackSet = true;
+      this.fack = end;
+    }
     this.delivered += len;
     this.deliveredTime = now;
     rs.newlyDelivered += len;

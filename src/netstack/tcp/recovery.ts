@@ -1,29 +1,47 @@
 /**
- * Loss recovery: fast retransmit and SACK-based recovery (RFC 5681 §3.2, RFC 6582,
- * RFC 6675 §5), lost retransmissions and the reordering window (RFC 8985 §6.2-6.3),
- * undo of a spurious recovery on D-SACK (RFC 2883, RFC 3708, RFC 4015), the tail loss
- * probe (RFC 8985 §7) and the retransmission timeout (RFC 6298 §5, RFC 5681 §3.1).
+ * Loss recovery: what the sender does once a loss is known. With SACK, RACK-TLP (RFC 8985,
+ * rack.ts) finds the losses: fast recovery (RFC 6675 §5) retransmits the segments it marks,
+ * lost retransmissions included (§6.2, with the extra window cut of §9.3), the tail loss
+ * probe (§7) turns a silent tail into ACKs, and a timeout marks only what is overdue (§6.3).
+ * Without SACK: fast retransmit on three duplicate ACKs and NewReno's partial ACKs (RFC 5681
+ * §3.2, RFC 6582). Both: undo of a spurious recovery on D-SACK (RFC 2883, RFC 3708,
+ * RFC 4015) and the retransmission timeout (RFC 6298 §5, RFC 5681 §3.1).
  */
 import type { Instant } from '../../util/time.js';
-import { ACK, FIN, seqAdd, seqDiff, seqGe, seqGt, seqLt } from '../../wire/tcp.js';
-import { DUP_THRESH, MAX_UNDO_TRACKED, NEVER } from './constants.js';
-import { canSend, type Conn } from './conn.js';
+import { ACK, FIN, seqAdd, seqDiff, seqGe, seqLt } from '../../wire/tcp.js';
+import { MAX_UNDO_TRACKED, NEVER } from './constants.js';
+import type { Conn } from './conn.js';
 import { emitSegment, sendRst, sendSyn } from './output.js';
+import { ptoDeadline, rackDetectLoss, rackMarkLossesOnRto, rackOnDsack, rackRecoveryExit } from './rack.js';
 import type { TcpLayer } from './layer.js';
 
-/** Fast retransmit (RFC 5681 §3.2, RFC 6675 §5): recovery starts with the segment at una. */
+/**
+ * Fast recovery begins (RFC 5681 §3.2, RFC 6675 §5): the window is cut once for the losses
+ * of this flight, and the first lost segment goes out at once, whatever the window (RFC 6675
+ * §5 step 4.3, the fast retransmit). With SACK, the rest of what RACK marked follows as the
+ * pipe allows (snd.ts flush).
+ */
 export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
   c.inRecovery = true;
   c.partialAcks = 0;
   c.recoverSeq = c.sndMax;
   c.rexmitNext = c.una;
-  t.timers.cancel(c, 'reo');
+  c.rexmitLossRound = c.sndMax;
   c.undoState = c.cc.save();
   if (c.undoPending) c.undoPending.clear();
   else c.undoPending = new Set();
   c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
   t.count('fastRetransmits');
-  resendUna(t, now, c);
+  if (c.sackOk) resendFirstLost(t, now, c);
+  else resendUna(t, now, c);
+  c.ptoFrom = now; // a probe in recovery waits from the last retransmission (rack.ts tlpEligible)
+}
+
+/** Leaves fast recovery: everything outstanding at its start is acknowledged (RFC 6582 §3.2 step 3). */
+export function exitRecovery(c: Conn): void {
+  c.inRecovery = false;
+  c.cc.onRecoveryExit();
+  rackRecoveryExit(c);
 }
 
 /** Sends the segment at una again and notes it as a retransmission of this recovery. */
@@ -32,42 +50,35 @@ export function resendUna(t: TcpLayer, now: Instant, c: Conn): void {
   if (len <= 0) return;
   emitSegment(t, now, c, ACK, c.una, 0, len);
   if (seqLt(c.rexmitNext, seqAdd(c.una, len))) c.rexmitNext = seqAdd(c.una, len);
-  noteRetransmit(t, now, c, c.una);
-}
-
-export function headLost(now: Instant, c: Conn): boolean {
-  const b = c.sack.ranges;
-  if (b.length > 0 && seqGt(b[b.length - 1]!, seqAdd(c.headMark, (DUP_THRESH - 1) * c.mss))) return true;
-  return c.rtt.srtt > 0 && now >= headDeadline(c);
-}
-
-/** When the retransmission at una should have been acknowledged (RFC 8985 §6.3, with RTTVAR for queueing). */
-export function headDeadline(c: Conn): number {
-  return c.headTime + c.rtt.srtt + 4 * c.rtt.rttvar + reoWnd(c);
+  c.rtt.resent(c.una, seqAdd(c.una, len));
+  noteRetransmit(c, c.una);
 }
 
 /**
- * Starts watching the retransmitted segment at una from now: by order (what has been sent
- * so far) and by time, with the timer so a lost one is found when no ACK comes either.
+ * Sends the lowest segment RACK marked lost at or above `from`: its end, or -1 when there is
+ * none (its length is then c.rate.lostLen). Its record (rate.ts) is then in flight again,
+ * with this send's time.
  */
-export function watchHead(t: TcpLayer, now: Instant, c: Conn): void {
-  c.headSeq = c.una;
-  c.headMark = c.sndMax;
-  c.headTime = now;
-  if (c.rtt.srtt > 0) t.timers.arm(c, 'reo', headDeadline(c));
+export function resendLost(t: TcpLayer, now: Instant, c: Conn, from: number): number {
+  const r = c.rate;
+  const seq = r.nextLost(from, c.nxt);
+  if (seq < 0) return -1;
+  const off = seqDiff(seq, c.una);
+  const len = Math.min(r.lostLen, c.effMss, c.sbuf.length - off);
+  if (len <= 0) return -1;
+  emitSegment(t, now, c, ACK, seq, off, len);
+  c.rtt.resent(seq, seqAdd(seq, len));
+  noteRetransmit(c, seq);
+  r.lostLen = len;
+  return seqAdd(seq, len);
 }
 
-/** The retransmission at una was lost: send it again, within the same recovery (no new window cut). */
-export function resendHead(t: TcpLayer, now: Instant, c: Conn): void {
-  if (c.sbuf.length === 0) return;
-  c.undoState = undefined; // a retransmission was lost: this recovery was real
-  resendUna(t, now, c);
-  t.count('lostRetransmits');
+function resendFirstLost(t: TcpLayer, now: Instant, c: Conn): void {
+  resendLost(t, now, c, c.una);
 }
 
-/** A retransmission in recovery; past a bound the episode is simply not undone. */
-export function noteRetransmit(t: TcpLayer, now: Instant, c: Conn, seq: number): void {
-  if (seq === c.una) watchHead(t, now, c);
+/** A retransmission in recovery, tracked for undo; past a bound the episode is simply not undone. */
+export function noteRetransmit(c: Conn, seq: number): void {
   const p = c.undoPending;
   if (c.undoState === undefined || p === undefined) return;
   if (p.size >= MAX_UNDO_TRACKED) {
@@ -76,95 +87,175 @@ export function noteRetransmit(t: TcpLayer, now: Instant, c: Conn, seq: number):
   } else p.add(seq);
 }
 
-/** RFC 8985 §6.2: the reordering window, a quarter of the minimum RTT per step, at most SRTT. */
-export function reoWnd(c: Conn): number {
-  // Samples are whole milliseconds (the timestamp clock), so a sub-millisecond path counts as 1 ms.
-  return Math.min((c.reoMult * Math.max(c.rtt.minRtt, 1)) / 4, Math.max(c.rtt.srtt, 1));
-}
-
 /**
- * The reordering timer: outside recovery, the hole at una has waited out the window with
- * SACKs above it; in recovery, the retransmission at una is overdue.
+ * RACK marked segments lost (RFC 8985 §6.2 step 5, from an ACK or the reordering timer).
+ * Open: fast recovery starts, unless a recovery or timeout of the same flight is still
+ * under way (RFC 6582 §3.2 step 1: one window cut per flight). In fast recovery, a lost
+ * retransmission is a loss in a later window: it cuts the window again, once per window
+ * (RFC 8985 §9.3 asks for it when there is no PRR, as RFC 5681 §4.3 does), and proves the
+ * recovery was no reordering. The marked segments go out from flush.
  */
-export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
-  if (c.inRecovery) {
-    if (c.headSeq === c.una && canSend(c.state) && headLost(now, c)) {
-      resendHead(t, now, c);
-      t.markDirty(c);
+export function onRackLoss(t: TcpLayer, now: Instant, c: Conn): void {
+  const r = c.rate;
+  if (!c.inRecovery && !c.rtoRecovery && seqGe(c.una, c.recoverSeq)) {
+    enterRecovery(t, now, c);
+  } else if (r.lostRetransmit) {
+    t.count('lostRetransmits');
+    c.undoState = undefined; // a retransmission was lost: this recovery was real
+    if (c.inRecovery && seqGe(c.una, c.rexmitLossRound)) {
+      c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), r.delivered);
+      c.rexmitLossRound = c.sndMax;
+      c.recoverSeq = c.sndMax;
     }
-    return;
   }
-  if (c.holeSince === NEVER || c.sack.ranges.length === 0 || !seqGe(c.una, c.recoverSeq) || !canSend(c.state)) return;
-  enterRecovery(t, now, c);
   t.markDirty(c);
 }
 
+/** The reordering timer (RFC 8985 §6.2): segments waiting out the window are judged again. */
+export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
+  if (!c.sackOk || !c.sampling || c.state === 'CLOSED') return;
+  if (rackDetectLoss(t, now, c)) onRackLoss(t, now, c);
+  armRetransmitTimer(t, c); // a probe may be due now that RACK has nothing left to time
+}
+
 /**
- * A D-SACK arrived: something reached the receiver twice. If every retransmission of
- * the last recovery is reported so, the originals were only late: the window cut is
- * undone (RFC 3708 §3, RFC 4015 §3.2), reordering is known to happen, and the
- * reordering window widens (RFC 8985 §6.2). Duplicates of anything else (a tail probe,
- * data resent after a timeout) prove nothing and only count.
+ * A D-SACK arrived (`l`, `r` its block): something reached the receiver twice. The
+ * reordering window widens for it (RFC 8985 §6.2 step 4). If every retransmission of the
+ * last recovery is reported so, the originals were only late: the window cut is undone
+ * (RFC 3708 §3, RFC 4015 §3.2) and reordering is known to happen. Duplicates of anything
+ * else (a tail probe, data resent after a timeout) prove nothing more.
  */
-export function onDsack(t: TcpLayer, c: Conn, l: number): void {
+export function onDsack(t: TcpLayer, c: Conn, l: number, r: number): void {
   t.count('dsackReceived');
+  if (c.sackOk) rackOnDsack(t, c, r);
   const p = c.undoPending;
   if (c.undoState === undefined || p === undefined || !p.delete(l) || p.size > 0) return;
   c.cc.undo(c.undoState);
   c.undoState = undefined;
   c.inRecovery = false;
-  c.reorderSeen = true;
-  c.reoMult = Math.min(c.reoMult + 1, 16);
+  c.rack.reorderingSeen = true;
   t.count('spuriousRecoveries');
 }
 
 /**
- * Arms the retransmission timer, or the earlier probe timeout of RFC 8985 §7.2
- * (PTO = 2 × SRTT, plus a delayed-ACK allowance when one segment is in flight) so a
- * lost tail is found in about two RTTs instead of a full RTO.
+ * The RFC 8985 §7.4.2 answer when a tail loss probe repaired a loss: the window is cut as
+ * for any loss, and the recovery is over at once (the probe was its only retransmission).
+ * A probe sent in fast recovery (rack.ts tlpEligible) repaired a lost retransmission: the
+ * answer is that of onRackLoss for one.
  */
-export function armRto(t: TcpLayer, now: Instant, c: Conn): void {
-  const flight = seqDiff(c.sndMax, c.una);
-  if (c.rtt.srtt > 0 && !c.tlpDone && !c.inRecovery && c.sbuf.length > 0 && (c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT')) {
-    const pto = Math.max(10, 2 * c.rtt.srtt + (flight <= c.mss ? t.opts.delayedAckMs : 0));
-    if (pto < c.rtt.rto) {
-      c.tlpArmed = true;
-      t.timers.arm(c, 'rto', now + pto);
-      return;
+export function tlpLossResponse(t: TcpLayer, now: Instant, c: Conn): void {
+  if (c.inRecovery) {
+    t.count('lostRetransmits');
+    c.undoState = undefined;
+    if (seqGe(c.una, c.rexmitLossRound)) {
+      c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
+      c.rexmitLossRound = c.sndMax;
     }
+    return;
   }
-  c.tlpArmed = false;
-  t.timers.arm(c, 'rto', now + c.rtt.rto);
+  c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
+  c.cc.onRecoveryExit();
 }
 
-/** RFC 8985 §7.3: resend the last segment sent, to draw a SACK that reveals any tail loss. */
-export function sendProbe(t: TcpLayer, now: Instant, c: Conn): void {
-  c.tlpArmed = false;
-  c.tlpDone = true;
-  c.undoState = undefined; // a D-SACK of the probe must not count as one for the last recovery
-  const dataEnd = seqAdd(c.una, c.sbuf.length);
-  const end = seqLt(c.sndMax, dataEnd) ? c.sndMax : dataEnd;
-  const len = Math.min(c.effMss, seqDiff(end, c.una));
-  if (len > 0) {
-    const seq = seqAdd(end, -len);
-    emitSegment(t, now, c, ACK, seq, seqDiff(seq, c.una), len);
-    t.count('tailLossProbes');
-  }
-  t.timers.arm(c, 'rto', now + c.rtt.rto);
+/** RFC 6298 §5.3: restart the retransmission timer (and the probe timer, RFC 8985 §7.2) from now. */
+export function restartRto(t: TcpLayer, now: Instant, c: Conn): void {
+  c.rtoAt = now + c.rtt.rto;
+  c.ptoFrom = now;
+  armRetransmitTimer(t, c);
+}
+
+/** RFC 6298 §5.1: a segment with data went out; start the timer if it is not running. */
+export function startRto(t: TcpLayer, now: Instant, c: Conn): void {
+  if (c.rtoAt !== NEVER) return;
+  c.rtoAt = now + c.rtt.rto;
+  armRetransmitTimer(t, c);
+}
+
+/** RFC 6298 §5.2: everything is acknowledged; the timer stops. */
+export function stopRto(t: TcpLayer, c: Conn): void {
+  c.rtoAt = NEVER;
+  c.ptoFrom = NEVER;
+  t.timers.cancel(c, 'rto');
 }
 
 /**
- * The retransmission timer fired. True when the connection is to resend from una now: the
- * caller flushes (snd.ts depends on this file, not the other way round).
+ * Keeps the 'rto' deadline no later than what is due: the RTO, or the probe timeout when a
+ * probe may be sent (RFC 8985 §7.2, bounded by the RTO's expiry). Only an earlier deadline
+ * is written to the heap; a later one is found when the earlier wakes (onRto).
+ */
+export function armRetransmitTimer(t: TcpLayer, c: Conn): void {
+  const pto = ptoDeadline(t, c);
+  const due = pto < c.rtoAt ? pto : c.rtoAt;
+  if (due < c.timers.rto) t.timers.arm(c, 'rto', due);
+}
+
+/**
+ * RFC 8985 §7.3, the probe timeout expired: send one segment to draw an ACK that shows any
+ * tail loss. New data if there is some the peer's window takes (it extends the flight and
+ * is RACK-timed like any), else the highest segment sent again (the highest still in
+ * flight: in recovery the ones above it are SACKed). Either goes out whatever the
+ * congestion window. Then the RTO, not another probe, guards the flight.
+ */
+export function sendProbe(t: TcpLayer, now: Instant, c: Conn): void {
+  const r = c.rack;
+  const dataEnd = seqAdd(c.una, c.sbuf.length);
+  const unsent = seqDiff(dataEnd, c.nxt);
+  const wndLeft = seqDiff(seqAdd(c.una, c.sndWnd), c.nxt);
+  let sent = false;
+  if (unsent > 0 && wndLeft > 0 && c.nxt === c.sndMax) {
+    const len = Math.min(c.effMss, unsent, wndLeft);
+    emitSegment(t, now, c, ACK, c.nxt, seqDiff(c.nxt, c.una), len);
+    c.nxt = c.sndMax = seqAdd(c.nxt, len);
+    r.tlpRetrans = false;
+    sent = true;
+  } else {
+    const seq = c.rate.lastInFlight(c.nxt);
+    if (seq >= 0 && seqGe(seq, c.una)) {
+      const off = seqDiff(seq, c.una);
+      const len = Math.min(c.rate.lostLen, c.effMss, c.sbuf.length - off);
+      if (len > 0) {
+        c.undoState = undefined; // the probe's D-SACK must not read as one for the last recovery
+        c.rate.probing = true;
+        emitSegment(t, now, c, ACK, seq, off, len);
+        c.rate.probing = false;
+        c.rtt.resent(seq, seqAdd(seq, len));
+        r.tlpRetrans = true;
+        sent = true;
+      }
+    }
+  }
+  if (sent) {
+    r.tlpOn = true;
+    r.tlpEnd = c.sndMax;
+    t.count('tailLossProbes');
+  }
+  c.rtoAt = now + c.rtt.rto;
+  t.timers.arm(c, 'rto', c.rtoAt);
+}
+
+/**
+ * The 'rto' deadline came. It may be early (armRetransmitTimer): then it is re-armed for
+ * what is due. Due and a probe may be sent: the probe (RFC 8985 §7.3). Otherwise the
+ * retransmission timeout. True when the connection is to send now: the caller flushes
+ * (snd.ts depends on this file, not the other way round).
  */
 export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
-  if (c.tlpArmed) {
-    sendProbe(t, now, c);
-    return false;
+  const handshake = c.state === 'SYN-SENT' || c.state === 'SYN-RECEIVED';
+  if (!handshake) {
+    const pto = ptoDeadline(t, c);
+    const due = pto < c.rtoAt ? pto : c.rtoAt;
+    if (due > now) {
+      if (due !== NEVER) t.timers.arm(c, 'rto', due);
+      return false;
+    }
+    if (pto !== NEVER) {
+      sendProbe(t, now, c);
+      return false;
+    }
   }
   c.retries++;
   t.count('rtoExpired');
-  if (c.state === 'SYN-SENT' || c.state === 'SYN-RECEIVED') {
+  if (handshake) {
     if (c.retries > t.opts.synRetries) {
       t.destroy(c, 'ETIMEDOUT');
       return false;
@@ -174,7 +265,10 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
     sendSyn(t, now, c, c.state === 'SYN-RECEIVED');
     return false;
   }
-  if (seqDiff(c.sndMax, c.una) === 0) return false;
+  if (seqDiff(c.sndMax, c.una) === 0) {
+    c.rtoAt = NEVER;
+    return false;
+  }
   if (c.retries > t.opts.maxRetries) {
     sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.nxt, c.rcvNxt, true);
     t.destroy(c, 'ETIMEDOUT');
@@ -184,14 +278,32 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
   c.cc.onTimeout(now, seqDiff(c.sndMax, c.una), c.rate.delivered);
   c.rtt.backoff();
   c.inRecovery = false;
+  c.rtoRecovery = true; // until everything outstanding now is acknowledged (RFC 6582 §3.2 step 1)
   c.undoState = undefined; // a timeout is not undone here
-  c.holeSince = NEVER;
-  t.timers.cancel(c, 'reo');
+  c.rack.tlpOn = false;
   c.recoverSeq = c.sndMax;
   // The scoreboard is kept: SACKed data is skipped when resending (our receivers never renege).
   c.dupAcks = 0;
   c.rtt.discard();
+  if (c.sackOk && c.sampling && !c.finSent) {
+    // RFC 8985 §6.3: only what is overdue is lost; the first segment goes again now
+    // (RFC 6298 §5.4), whatever the pipe says, and the rest as the window opens.
+    rackMarkLossesOnRto(now, c);
+    resendFirstLost(t, now, c);
+  } else rewindToUna(t, now, c);
+  c.rtoAt = now + c.rtt.rto;
+  c.ptoFrom = NEVER;
+  t.timers.arm(c, 'rto', c.rtoAt);
+  return true;
+}
+
+/**
+ * Go-back-N after a timeout (RFC 5681 §3.1), without SACK or with a FIN outstanding: the
+ * sender resends everything from una (skipping what was SACKed), the FIN after it.
+ */
+function rewindToUna(t: TcpLayer, now: Instant, c: Conn): void {
   c.nxt = c.una;
+  if (c.sampling) c.rate.clearLost(); // everything from una is sent again anyway
   if (c.finSent && c.sbuf.length === 0) {
     // Only the FIN is outstanding.
     c.finSent = false;
@@ -208,6 +320,4 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
     if (c.state === 'FIN-WAIT-1') c.state = 'ESTABLISHED';
     else if (c.state === 'LAST-ACK') c.state = 'CLOSE-WAIT';
   }
-  t.timers.arm(c, 'rto', now + c.rtt.rto);
-  return true;
 }

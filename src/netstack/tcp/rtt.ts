@@ -4,19 +4,31 @@
  * tell which transmission it answers. Timestamps (RFC 7323 §4) give samples for any
  * segment, retransmitted or not, because the echo names the transmission.
  */
-import { seqGt } from '../../wire/tcp.js';
+import { seqGe, seqGt, seqLt } from '../../wire/tcp.js';
 import { INITIAL_RTO, MAX_RTO, MIN_RTO } from './constants.js';
 
 /** Samples above this are taken as bogus (a wrapped or forged echo) and ignored. */
 const MAX_SAMPLE_MS = 120_000;
+/**
+ * RFC 8985 §6.2 step 1 wants the minimum RTT windowed, so it follows a move to a longer
+ * path; the window is Linux's tcp_min_rtt_wlen default, 300 s.
+ */
+export const MIN_RTT_WINDOW_MS = 300_000;
 
 export class RttEstimator {
   /** Smoothed RTT and its variance in ms; srtt 0 until the first sample. */
   srtt = 0;
   rttvar = 0;
   rto = INITIAL_RTO;
-  /** The smallest sample seen; feeds the reordering window (RFC 8985 §6.2). 0 when none. */
+  /**
+   * The smallest sample of the last MIN_RTT_WINDOW_MS or so (RACK.min_RTT, RFC 8985 §6.2):
+   * it bounds the reordering window and tells a retransmission's ACK from the original's.
+   * 0 when none. A minimum older than the window gives way to the next sample.
+   */
   minRtt = 0;
+  private minRttAt = 0;
+  /** Whether any sample was taken (srtt and minRtt may be 0 after one, on a sub-ms path). */
+  sampled = false;
   /** The last sample, for HyStart (RFC 9406); -1 when none since it was read. */
   lastRtt = -1;
   /** The timed segment's sequence number (-1: none) and when it was sent. */
@@ -35,19 +47,28 @@ export class RttEstimator {
     this.timedSeq = -1;
   }
 
+  /** Karn (RFC 6298 §3): [seq, end) was sent again; if it holds the timed segment, its timing is void. */
+  resent(seq: number, end: number): void {
+    if (this.timedSeq >= 0 && seqGe(this.timedSeq, seq) && seqLt(this.timedSeq, end)) this.timedSeq = -1;
+  }
+
   /** An ACK up to `ack`: a sample if it covers the timed segment. */
   acked(ack: number, now: number): void {
     if (this.timedSeq >= 0 && seqGt(ack, this.timedSeq)) {
-      this.sample(now - this.timedAt);
+      this.sample(now - this.timedAt, now);
       this.timedSeq = -1;
     }
   }
 
-  /** RFC 6298 §2. */
-  sample(ms: number): void {
+  /** RFC 6298 §2; `now` dates the sample for the windowed minimum. */
+  sample(ms: number, now = 0): void {
     if (!(ms >= 0) || ms > MAX_SAMPLE_MS) return;
     this.lastRtt = ms;
-    if (this.minRtt === 0 || ms < this.minRtt) this.minRtt = ms;
+    this.sampled = true;
+    if (this.minRtt === 0 || ms < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
+      this.minRtt = ms;
+      this.minRttAt = now;
+    }
     if (this.srtt === 0) {
       this.srtt = ms;
       this.rttvar = ms / 2;

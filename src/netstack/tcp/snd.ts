@@ -11,7 +11,8 @@ import { DUP_THRESH, MAX_RTO, NEVER } from './constants.js';
 import { canSend, type Conn } from './conn.js';
 import { emitSegment, sendRst, sendSyn, tsVal } from './output.js';
 import { isDsack } from './sack.js';
-import { armRto, enterRecovery, headLost, noteRetransmit, onDsack, reoWnd, resendHead, resendUna, watchHead } from './recovery.js';
+import { armRetransmitTimer, enterRecovery, exitRecovery, onDsack, onRackLoss, resendLost, resendUna, restartRto, startRto, stopRto, tlpLossResponse } from './recovery.js';
+import { rackDetectLoss, rackRecoveryExit, rackUpdate, tlpOnAck } from './rack.js';
 import type { TcpLayer } from './layer.js';
 import { sendQuantum } from './bbr.js';
 import { challengeAck } from './input.js';
@@ -50,6 +51,7 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     return;
   }
   let sent = false;
+  let newData = false;
   const mss = Math.max(64, c.effMss);
   const cwnd = c.cc.cwnd;
   // Pacing (bbr.ts; CUBIC and NewReno when PACE_LOSS_BASED): 0 means unpaced.
@@ -58,19 +60,17 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   let rate = c.cc.pacingRate(c.rtt.srtt);
   if (rate > 0) rate = Math.max(rate, (2 * mss) / Math.max(c.rtt.srtt, 1));
   const slack = rate > 0 ? paceSlack(rate, mss) : 0;
-  // RFC 6675 §5 step (C): fill holes below the highest SACKed sequence first.
-  if (c.inRecovery && c.sack.ranges.length > 0) {
-    // Retransmissions count toward the pipe until acknowledged (RFC 6675 §4 "HighRxt").
-    // pipe() counts what lies below rexmitNext as in flight again, so it grows as we resend.
+  // RFC 6675 §5 step (C): resend what is lost first, lowest first (NextSeg rule 1, with
+  // RACK's per-segment verdict as IsLost, RFC 8985 §6.2). A resent segment is in flight
+  // again, so the pipe grows as they go.
+  if (c.sackOk && c.sampling && c.rate.lostBytes > 0) {
+    let from = c.una;
     for (let guard = 0; guard < 256 && c.pipe() < cwnd; guard++) {
-      const seq = c.sack.nextSeg(c.una, c.rexmitNext, c.mss, mss);
-      if (seq < 0) break;
       if (rate > 0 && paceHold(t, now, c, slack)) break;
-      const len = c.sack.segLen;
-      emitSegment(t, now, c, ACK, seq, seqDiff(seq, c.una), len);
-      if (rate > 0) paceSent(c, now, len, rate, slack);
-      c.rexmitNext = seqAdd(seq, len);
-      noteRetransmit(t, now, c, seq);
+      const end = resendLost(t, now, c, from);
+      if (end < 0) break;
+      if (rate > 0) paceSent(c, now, c.rate.lostLen, rate, slack);
+      from = end;
       sent = true;
     }
   }
@@ -82,7 +82,7 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     if (unsent <= 0) {
       // Nothing left to send with room in the window: the application is the limit, and
       // rate samples until this flight is delivered say so (rate draft §3.4).
-      if (c.sampling) {
+      if (c.ccSamples) {
         const p = c.pipe();
         if (p < cwnd) c.rate.markAppLimited(p);
       }
@@ -110,10 +110,16 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     if (rate > 0) paceSent(c, now, len, rate, slack);
     if (c.rtt.timedSeq < 0 && !c.tsOk && seqGe(seq, c.sndMax)) c.rtt.time(seq, now);
     c.nxt = seqAdd(c.nxt, len);
-    if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
-    if (c.timers.rto === NEVER) armRto(t, now, c);
+    if (seqGt(c.nxt, c.sndMax)) {
+      c.sndMax = c.nxt;
+      newData = true;
+    }
     sent = true;
   }
+  // RFC 8985 §7.2: new data (re)starts the probe timer (and in fast recovery, where a probe
+  // waits for the last retransmission, so does a retransmission); RFC 6298 §5.1 starts the RTO.
+  if (newData || (sent && c.inRecovery)) c.ptoFrom = now;
+  if (sent) startRto(t, now, c);
   // FIN once everything queued is sent (RFC 9293 §3.10.4).
   if (c.finQueued && !c.finSent && seqDiff(dataEnd, c.nxt) <= 0) {
     emitSegment(t, now, c, FIN | ACK, c.nxt, 0, 0);
@@ -122,7 +128,7 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
     if (seqGt(c.nxt, c.sndMax)) c.sndMax = c.nxt;
     if (c.state === 'ESTABLISHED') c.state = 'FIN-WAIT-1';
     else if (c.state === 'CLOSE-WAIT') c.state = 'LAST-ACK';
-    if (c.timers.rto === NEVER) t.timers.arm(c, 'rto', now + c.rtt.rto);
+    startRto(t, now, c);
     sent = true;
   }
   if (!sent && c.ackNow) emitSegment(t, now, c, ACK, c.nxt, 0, 0);
@@ -140,22 +146,27 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
   }
   const win = h.window << c.sndScale;
   const sackedBefore = c.sack.bytes;
-  if (c.sampling) c.rate.beginAck();
+  // RACK-TLP (RFC 8985) needs SACK (§4); the send records are kept then (conn.ts sampling).
+  const rack = c.sackOk && c.sampling;
+  if (c.sampling) c.rate.beginAck(c.tsOk && h.tsEcr !== undefined ? h.tsEcr : -1, c.rtt.minRtt);
+  let dsackRight = -1;
+  c.rack.grew = false;
   if (c.sackOk && h.sack) {
     const b = h.sack;
     const dsack = isDsack(b, ack);
-    if (dsack) onDsack(t, c, b[0]!);
-    // Newly SACKed segments are delivered (rate draft §3.3): read against the scoreboard before it takes them.
+    if (dsack) {
+      dsackRight = b[1]!;
+      onDsack(t, c, b[0]!, dsackRight);
+    }
+    // Newly SACKed segments are delivered (rate draft §3.3, RFC 8985 §6.2): read against the
+    // scoreboard before it takes them.
     if (c.sampling) c.rate.sackBlocks(now, b, dsack ? 2 : 0, c.sack.ranges, c.una, c.sndMax);
     if (!c.sack.update(b, c.una, c.sndMax)) t.drop('drop.sackRanges', c, h);
   }
-  if (c.inRecovery && ack === c.una && c.headSeq === c.una && headLost(now, c)) resendHead(t, now, c);
+  const priorUna = c.una;
+  // RFC 8985 §7.4: what the ACK says of an outstanding tail loss probe (before SND.UNA moves).
+  if (rack && tlpOnAck(c, ack, priorUna, dsackRight, h.sack !== undefined)) tlpLossResponse(t, now, c);
   if (seqGt(ack, c.una)) {
-    // A hole that filled without a retransmission was reordering, not loss (RFC 8985 §6.2).
-    if (c.holeSince !== NEVER && !c.inRecovery && !c.reorderSeen) {
-      c.reorderSeen = true;
-      t.count('reorderingSeen');
-    }
     const acked = seqDiff(ack, c.una);
     // Our FIN takes one sequence number but no byte of the ring.
     const ringAcked = Math.min(acked, c.sbuf.length);
@@ -167,47 +178,36 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     c.retries = 0;
     c.persistBackoff = 0;
     c.sack.prune(c.una);
-    // The SACKs above the next hole came no later than those above this one.
-    if (c.sack.ranges.length === 0) {
-      c.holeSince = NEVER;
-      t.timers.cancel(c, 'reo');
-    }
     // RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn's rule).
-    if (c.tsOk && h.tsEcr !== 0) c.rtt.sample(Math.max(0, tsVal(now) - h.tsEcr));
+    if (c.tsOk && h.tsEcr !== 0) c.rtt.sample(Math.max(0, tsVal(now) - h.tsEcr), now);
     else c.rtt.acked(ack, now);
     if (c.inRecovery) {
-      if (seqGe(ack, c.recoverSeq)) {
-        c.inRecovery = false; // RFC 6582 §3.2 step 3: full acknowledgment
-        c.cc.onRecoveryExit();
-      } else if (c.sackOk && seqGt(c.rexmitNext, c.una) && c.headSeq !== c.una) {
-        // The new head was retransmitted already: watch it as above, from what is sent now.
-        watchHead(t, now, c);
-      } else if (!c.sackOk && seqLe(c.rexmitNext, c.una)) {
-        // A partial ACK (RFC 6582 §3.2 step 5): the segment at una is lost too; resend it now.
-        // With SACK the scoreboard says what is lost (flush, RFC 6675 NextSeg): a partial ACK
-        // that only reflects delayed ACKs or reordering is no proof, and resending on it sent
-        // duplicates of segments still in flight.
+      if (seqGe(ack, c.recoverSeq)) exitRecovery(c); // RFC 6582 §3.2 step 3: full acknowledgment
+      else if (!c.sackOk && seqLe(c.rexmitNext, c.una)) {
+        // A partial ACK without SACK (RFC 6582 §3.2 step 5): the segment at una is lost too;
+        // resend it now. With SACK, RACK says what is lost: a partial ACK that only reflects
+        // delayed ACKs or reordering is no proof.
         resendUna(t, now, c);
       }
     } else {
-      if (!c.sampling && c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.rtt.lastRtt)) {
+      if (!c.ccSamples && c.cc.cwnd < c.cc.ssthresh && c.hystart.onAck(ack, c.sndMax, c.rtt.lastRtt)) {
         c.cc.ssthresh = c.cc.cwnd;
         t.count('hystartExits');
       }
       c.rtt.lastRtt = -1;
       c.cc.onAck(now, acked, c.rtt.srtt, seqDiff(c.sndMax, c.una));
     }
+    if (c.rtoRecovery && seqGe(ack, c.recoverSeq)) {
+      c.rtoRecovery = false;
+      rackRecoveryExit(c);
+    }
     c.dupAcks = 0;
-    c.tlpDone = false; // new data acknowledged: the next tail may be probed again
-    // RFC 6582 §4 "impatient": in recovery only the first partial ACK re-arms the timer, so a
-    // long run of losses beyond the SACKed data ends in a timeout instead of one segment per RTT.
-    if (!c.inRecovery) {
-      if (seqDiff(c.sndMax, c.una) > 0) armRto(t, now, c);
-      else {
-        c.tlpArmed = false;
-        t.timers.arm(c, 'rto', NEVER);
-      }
-    } else if (c.partialAcks++ === 0) t.timers.arm(c, 'rto', seqDiff(c.sndMax, c.una) > 0 ? now + c.rtt.rto : NEVER);
+    // RFC 6298 §5.2-5.3: stop the timer when all is acknowledged, else restart it (with the
+    // probe timer, RFC 8985 §7.2). Without SACK, RFC 6582 §4 "impatient": in recovery only the
+    // first partial ACK restarts it, so a long run of losses beyond what one retransmission per
+    // RTT repairs ends in a timeout. With SACK, RACK finds every lost segment at once.
+    if (seqDiff(c.sndMax, c.una) === 0) stopRto(t, c);
+    else if (c.sackOk || !c.inRecovery || c.partialAcks++ === 0) restartRto(t, now, c);
     if (c.wantWritable && c.sbuf.space > 0 && canSend(c.state)) {
       c.wantWritable = false;
       t.emit({ type: 'tcp-writable', conn: c });
@@ -218,19 +218,22 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     // "DupAck"), whatever its window (a receiver that autotunes its buffer changes the window
     // in every ACK); an ACK for a duplicate segment, carrying only a D-SACK, is no sign of loss.
     c.dupAcks++;
-    if (c.holeSince === NEVER && c.sack.bytes > 0) c.holeSince = now;
-    // RFC 6675 §5: DupThresh duplicate ACKs, or that many segments' worth of SACKed data.
-    const lostBySack = c.sackOk && c.sack.bytes > DUP_THRESH * c.mss;
-    // RFC 6582 §3.2 step 1: no new recovery until everything outstanding at the last loss is acknowledged.
-    if (!c.inRecovery && (c.dupAcks >= DUP_THRESH || lostBySack) && seqGe(c.una, c.recoverSeq)) {
-      const wait = c.reorderSeen && c.holeSince !== NEVER ? c.holeSince + reoWnd(c) - now : 0;
-      if (wait <= 0) enterRecovery(t, now, c);
-      else if (c.timers.reo === NEVER) t.timers.arm(c, 'reo', now + wait);
-    }
+    // Without SACK, RFC 5681 §3.2: the third duplicate ACK means loss, unless a recovery of
+    // this flight is still under way (RFC 6582 §3.2 step 1). With SACK, RACK decides below.
+    if (!c.sackOk && !c.inRecovery && c.dupAcks >= DUP_THRESH && seqGe(c.una, c.recoverSeq)) enterRecovery(t, now, c);
     t.markDirty(c);
   }
+  if (rack) {
+    // RFC 8985 §6.2: the RACK segment, RTT and reordering from what this ACK delivered, then
+    // every outstanding segment judged by time (step 5), the reordering timer armed for the rest.
+    rackUpdate(t, now, c);
+    if (rackDetectLoss(t, now, c)) onRackLoss(t, now, c);
+    // Whether a probe may go changes with what this ACK did (RFC 8985 §7.2): the timer is
+    // moved earlier if so (a later deadline is found when the earlier one wakes).
+    armRetransmitTimer(t, c);
+  }
   // A model-based controller sees every ACK that delivered data, in recovery too (BBR).
-  if (c.sampling && c.rate.rs.newlyDelivered > 0) {
+  if (c.ccSamples && c.rate.rs.newlyDelivered > 0) {
     c.rate.endAck();
     c.cc.onRateSample!(now, c.rate.rs, c.rate, c.pipe(), c.rtt.srtt);
     t.markDirty(c);
