@@ -23,10 +23,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
-import type { Tunnel } from '../../src/index.js';
+import { Tunnel } from '../../src/index.js';
 import { UdpBind } from '../../src/io/udp-bind.js';
 import type { TcpSocket } from '../../src/api/tcp-socket.js';
-import { tunnelPair } from '../harness/tunnel-pair.js';
+import { tunnelPair, keyPair } from '../harness/tunnel-pair.js';
 import { waitFor } from '../harness/churn.js';
 import { fillPattern } from '../harness/tcp-sim.js';
 
@@ -37,6 +37,15 @@ function pattern(offset: number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
   fillPattern(b, offset);
   return b;
+}
+
+/** A TCP echo server on the tunnel. */
+function echoServer(t: Tunnel, port: number): Promise<ReturnType<Tunnel['createServer']>> {
+  const s = t.createServer((c) => {
+    c.on('error', () => {});
+    c.pipe(c);
+  });
+  return new Promise((r) => s.listen(port, () => r(s)));
 }
 
 /**
@@ -295,6 +304,359 @@ describe('faults: the outer socket fails', () => {
       assert.equal(bind.lastSendError, 'ERR_SOCKET_BAD_PORT');
     } finally {
       await bind.close();
+    }
+  });
+});
+
+/** Two tunnels with known keys and ports, so either can be restarted as itself. */
+interface Side {
+  key: { privateKey: string; publicKey: string };
+  port: number;
+  config: (peers: string) => string;
+}
+
+/** `port` is 0 until the first start sets it; a restart then binds the same port. */
+function side(address: string): Side {
+  const key = keyPair();
+  const s: Side = { key, port: 0, config: (peers) => `[Interface]\nPrivateKey = ${key.privateKey}\nAddress = ${address}/24\n${s.port ? `ListenPort = ${s.port}\n` : ''}${peers}` };
+  return s;
+}
+
+function peerSection(s: Side, allowed: string, endpoint?: string, keepalive?: number): string {
+  return `[Peer]\nPublicKey = ${s.key.publicKey}\nAllowedIPs = ${allowed}\n${endpoint ? `Endpoint = ${endpoint}\n` : ''}${keepalive ? `PersistentKeepalive = ${keepalive}\n` : ''}`;
+}
+
+const hexKey = (b64: string): string => Buffer.from(b64, 'base64').toString('hex');
+
+function nextHandshake(t: Tunnel, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no handshake')), ms);
+    t.once('handshake', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+describe('faults: the peer restarts mid-transfer', () => {
+  test('a connection the restarted netstack terminated: a new session at once, then ECONNRESET on the next segment; a new connection is byte-exact', { timeout: 30_000 }, async (t) => {
+    // B restarts as itself (same key, same port). B has an Endpoint and a PersistentKeepalive,
+    // as a roaming client does, so it initiates as soon as it is up (whitepaper §6.5); its
+    // initiation's timestamp is newer than any before it (§5.1), so A accepts it at once.
+    const A = side('10.66.0.1');
+    const a = await Tunnel.create(A.config(''));
+    const B = side('10.66.0.2');
+    const bConfig = (): string => B.config(peerSection(A, '10.66.0.1/32', `127.0.0.1:${a.listenPort}`, 25));
+    let b = await Tunnel.create(bConfig());
+    B.port = b.listenPort;
+    await a.ipcSet(`public_key=${hexKey(B.key.publicKey)}\nallowed_ip=10.66.0.2/32\n`);
+    const serve = async (t: Tunnel): Promise<void> => void (await echoServer(t, 7200));
+    try {
+      await serve(b);
+      const s = a.connect({ host: '10.66.0.2', port: 7200 });
+      const outcome = echoRoundTrip(s, 64 << 20).then(
+        (r) => ({ r }),
+        (e: NodeJS.ErrnoException) => ({ code: e.code }),
+      );
+      await waitFor(() => s.bytesRead > 1 << 20, 10_000, 'the transfer under way');
+      await b.close();
+      const handshake = nextHandshake(a);
+      const restartedAt = performance.now();
+      b = await Tunnel.create(bConfig());
+      assert.equal(b.listenPort, B.port);
+      await serve(b);
+      await handshake;
+      const handshakeMs = performance.now() - restartedAt;
+      assert.deepEqual(await outcome, { code: 'ECONNRESET' }, 'the survivor learns the connection is gone: the new netstack answers its next segment with a RST');
+      const resetMs = performance.now() - restartedAt;
+      t.diagnostic(`after the restart: new session in ${handshakeMs.toFixed(0)} ms, ECONNRESET in ${resetMs.toFixed(0)} ms`);
+      assert.ok(handshakeMs < 1000, `new session after ${handshakeMs.toFixed(0)} ms`);
+      // The RST comes with A's next retransmission (its RTO backed off while B was away).
+      assert.ok(resetMs < 8000, `ECONNRESET after ${resetMs.toFixed(0)} ms`);
+      const again = a.connect({ host: '10.66.0.2', port: 7200 });
+      assert.deepEqual(await echoRoundTrip(again, 4 << 20), { ok: true, n: 4 << 20 });
+      again.destroy();
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+
+  test('a connection that only passes through the restarted tunnel (peer-to-peer routing) survives, byte-exact', { timeout: 30_000 }, async () => {
+    // A -- H -- C: H routes between its peers at the IP level (onFlow peerToPeer); TCP runs
+    // between A and C. H restarts as itself: the connection's state is in A and C, which
+    // retransmit what H dropped while it was away.
+    const A = side('10.88.0.1');
+    const C = side('10.88.0.3');
+    const H = side('10.88.0.2');
+    const a = await Tunnel.create(A.config(''));
+    const c = await Tunnel.create(C.config(''));
+    const hConfig = (): string => H.config(peerSection(A, '10.88.0.1/32', `127.0.0.1:${a.listenPort}`, 25) + peerSection(C, '10.88.0.3/32', `127.0.0.1:${c.listenPort}`, 25));
+    const startHub = async (): Promise<Tunnel> => {
+      const h = await Tunnel.create(hConfig());
+      h.onFlow(() => 'reject', { peerToPeer: true });
+      return h;
+    };
+    let h = await startHub();
+    H.port = h.listenPort;
+    for (const t of [a, c]) await t.ipcSet(`public_key=${hexKey(H.key.publicKey)}\nallowed_ip=10.88.0.0/24\nendpoint=127.0.0.1:${H.port}\n`);
+    try {
+      await echoServer(c, 7300);
+      const s = a.connect({ host: '10.88.0.3', port: 7300 });
+      const total = 24 << 20;
+      const done = echoRoundTrip(s, total);
+      await waitFor(() => s.bytesRead > 2 << 20, 10_000, 'the transfer under way');
+      const handshakes = Promise.all([nextHandshake(a), nextHandshake(c)]);
+      await h.close();
+      await sleep(300); // both ends retransmit into the void meanwhile
+      h = await startHub();
+      assert.equal(h.listenPort, H.port);
+      await handshakes;
+      assert.deepEqual(await done, { ok: true, n: total });
+      s.destroy();
+    } finally {
+      await h.close();
+      await c.close();
+      await a.close();
+    }
+  });
+});
+
+/**
+ * A UDP relay between a client and a server whose outgoing socket can change (a NAT that
+ * rebinds, a phone that moves from Wi-Fi to LTE): the server sees the same peer from a new
+ * address and port.
+ */
+class RoamingRelay {
+  private client: { address: string; port: number } | undefined;
+  private out: { sock: dgram.Socket; target: string } | undefined;
+  private readonly all: dgram.Socket[] = [];
+  private constructor(
+    private readonly front: dgram.Socket,
+    private readonly targetPort: number,
+  ) {
+    front.on('message', (m, r) => {
+      this.client = { address: r.address, port: r.port };
+      if (this.out) this.out.sock.send(m, this.targetPort, this.out.target);
+    });
+  }
+
+  static async start(targetPort: number): Promise<RoamingRelay> {
+    const front = dgram.createSocket('udp4');
+    await new Promise<void>((r) => front.bind(0, '127.0.0.1', () => r()));
+    return new RoamingRelay(front, targetPort);
+  }
+
+  get port(): number {
+    return this.front.address().port;
+  }
+
+  /** From now on, sends from a new socket bound to `bindAddress` (to the server's address of that family). */
+  async roam(bindAddress: string): Promise<{ address: string; port: number }> {
+    const v6 = bindAddress.includes(':');
+    const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, bindAddress, () => resolve());
+    });
+    // Replies to an old socket still reach the client: the server learns the new address only
+    // from the next datagram it authenticates (whitepaper §2).
+    sock.on('message', (m) => {
+      if (this.client) this.front.send(m, this.client.port, this.client.address);
+    });
+    this.all.push(sock);
+    this.out = { sock, target: v6 ? '::1' : '127.0.0.1' };
+    return { address: bindAddress, port: sock.address().port };
+  }
+
+  close(): void {
+    for (const s of [this.front, ...this.all]) s.close();
+  }
+}
+
+async function ipv6Loopback(): Promise<boolean> {
+  const s = dgram.createSocket('udp6');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(0, '::1', () => resolve());
+    });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    try {
+      s.close();
+    } catch {
+      /* never bound */
+    }
+  }
+}
+
+describe("faults: the peer's endpoint roams mid-transfer", () => {
+  test('new address and port, then a new address family: the endpoint follows the latest authenticated datagram and the transfer completes byte-exact', { timeout: 30_000 }, async (t) => {
+    const A = side('10.66.0.1');
+    const B = side('10.66.0.2');
+    // B knows no endpoint for A: it learns it from A's datagrams, through the relay.
+    const b = await Tunnel.create(B.config(peerSection(A, '10.66.0.1/32')));
+    const relay = await RoamingRelay.start(b.listenPort);
+    const first = await relay.roam('127.0.0.1');
+    const a = await Tunnel.create(A.config(peerSection(B, '10.66.0.2/32', `127.0.0.1:${relay.port}`)));
+    const endpointOfA = (): string => {
+      const p = [...b.device.peers()][0]!;
+      return p.endpoint ? `${p.endpoint.address}:${p.endpoint.port}` : 'none';
+    };
+    const changes: string[] = [];
+    b.on('endpoint-changed', () => changes.push(endpointOfA()));
+    try {
+      await echoServer(b, 7400);
+      const s = a.connect({ host: '10.66.0.2', port: 7400 });
+      const total = 24 << 20;
+      const done = echoRoundTrip(s, total);
+      await waitFor(() => endpointOfA() === `127.0.0.1:${first.port}`, 5000, 'B learns the first endpoint');
+      const hops = [await relay.roam('127.0.0.2').catch(() => undefined)].filter((x) => x !== undefined);
+      if (hops.length) {
+        await waitFor(() => endpointOfA() === `127.0.0.2:${hops[0]!.port}`, 5000, `B follows to 127.0.0.2 (now ${endpointOfA()})`);
+        await waitFor(() => s.bytesRead > 8 << 20, 20_000, 'the transfer goes on');
+      }
+      if (await ipv6Loopback()) {
+        const v6 = await relay.roam('::1');
+        await waitFor(() => endpointOfA() === `::1:${v6.port}`, 5000, `B follows to [::1] (now ${endpointOfA()})`);
+        hops.push(v6);
+      }
+      assert.deepEqual(await done, { ok: true, n: total });
+      t.diagnostic(`A's endpoint as B saw it: ${changes.join(' -> ')}`);
+      assert.ok(hops.length > 0, 'this host can bind neither 127.0.0.2 nor ::1');
+      assert.deepEqual(changes.slice(-hops.length), hops.map((h) => `${h.address}:${h.port}`), "an 'endpoint-changed' per move");
+      s.destroy();
+    } finally {
+      relay.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+/** Counts the datagrams `t` hands to its outer socket, by WireGuard message type (1-4). */
+function countSends(t: Tunnel): { total: number; byType: number[]; stop(): void } {
+  const bind = t.engine.bind!;
+  const c = { total: 0, byType: [0, 0, 0, 0, 0], stop: () => void delete (bind as unknown as { send?: unknown }).send };
+  const send = bind.send.bind(bind);
+  Object.defineProperty(bind, 'send', {
+    configurable: true,
+    writable: true,
+    value: (data: Uint8Array, address: string, port: number) => {
+      c.total++;
+      c.byType[data[0]! <= 4 ? data[0]! : 0]!++;
+      send(data, address, port);
+    },
+  });
+  return c;
+}
+
+/** Moves `t`'s monotonic clock (what its cores see) `ms` ahead, as after a stall of that long, and runs its timer at once. */
+function jumpMonotonic(t: Tunnel, ms: number): void {
+  const e = t.engine as unknown as { now: () => number; onTimer: () => void; skew?: number };
+  if (e.skew === undefined) {
+    const real = t.engine.now.bind(t.engine);
+    e.skew = 0;
+    e.now = () => real() + e.skew!;
+  }
+  e.skew += ms;
+  e.onTimer(); // the armed setTimeout would fire at its old real-time delay; a resumed process runs it now
+}
+
+describe('faults: the clock jumps', () => {
+  test('a long stall (1 h on the monotonic clock): every expired deadline fires once, no catch-up storm; the session is renewed and the idle connection carries data again', { timeout: 30_000 }, async (t) => {
+    // What a process sees after SIGSTOP/SIGCONT or a paused VM: the monotonic clock moved on
+    // while nothing ran. Deadlines are absolute instants (DESIGN §2), so handleTimeout runs
+    // each one that passed, once: a persistent keepalive, a TCP keepalive probe, a new
+    // handshake because the session is past RejectAfterTime (180 s, whitepaper §6.2).
+    // A storm would be one event per missed period: 360 keepalives at 10 s.
+    const pair = await tunnelPair();
+    const { a, b } = pair;
+    try {
+      await a.ipcSet(`public_key=${hexKey(b.publicKey)}\npersistent_keepalive_interval=10\n`);
+      await echoServer(b, 7500);
+      const s = a.connect({ host: '10.66.0.2', port: 7500 });
+      s.setKeepAlive(true, 5000);
+      const idle = new Promise<void>((resolve) => {
+        let got = 0;
+        s.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got === 1000) resolve();
+        });
+      });
+      s.write(pattern(0, 1000));
+      await idle;
+      await sleep(200); // delayed ACKs out
+      const sends = countSends(a);
+      jumpMonotonic(a, 3_600_000);
+      await sleep(1000);
+      const burst = sends.total;
+      t.diagnostic(`datagrams in the second after a 1 h jump: ${burst} (by type 1-4: ${sends.byType.slice(1).join(', ')}; data ${sends.byType[4]})`);
+      assert.ok(burst <= 12, `${burst} datagrams in the second after the jump`);
+      assert.ok(sends.byType[1]! <= 2, `${sends.byType[1]} handshake initiations`);
+      assert.ok(sends.byType[1]! >= 1, 'the expired session was renewed');
+      // The idle connection still works, through the new session.
+      let echoed = 0;
+      const back = new Promise<void>((resolve) => s.on('data', (d: Buffer) => ((echoed += d.length), echoed >= 100_000 && resolve())));
+      s.write(pattern(1000, 100_000));
+      await back;
+      sends.stop();
+      s.destroy();
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('a jump mid-transfer: the transfer completes byte-exact', { timeout: 30_000 }, async () => {
+    const pair = await tunnelPair();
+    const { a, b } = pair;
+    try {
+      await echoServer(b, 7501);
+      const s = a.connect({ host: '10.66.0.2', port: 7501 });
+      const total = 16 << 20;
+      const done = echoRoundTrip(s, total);
+      await waitFor(() => s.bytesRead > 2 << 20, 10_000, 'the transfer under way');
+      jumpMonotonic(a, 600_000);
+      await waitFor(() => s.bytesRead > 6 << 20, 10_000, 'the transfer goes on');
+      jumpMonotonic(b, 3_600_000);
+      assert.deepEqual(await done, { ok: true, n: total });
+      s.destroy();
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('the wall clock steps back 1 h (NTP, a dead RTC battery): our new handshakes are still accepted by the peer, which refuses a timestamp not newer than the last (whitepaper §5.1)', { timeout: 30_000 }, async () => {
+    const pair = await tunnelPair();
+    const { a, b } = pair;
+    const realNow = Date.now;
+    try {
+      // A initiates (it sends first): B keeps A's timestamp.
+      await echoServer(b, 7502);
+      const first = a.connect({ host: '10.66.0.2', port: 7502 });
+      assert.deepEqual(await echoRoundTrip(first, 1000), { ok: true, n: 1000 });
+      first.destroy();
+      // B takes at most one initiation per 20 ms from a peer (whitepaper §5.3); on loopback the
+      // round trip above can take less, and a refused initiation is retried only after 5 s.
+      await sleep(50);
+      Date.now = () => realNow.call(Date) - 3_600_000;
+      // A forgets its session (the peer removed and added again), so its next packet needs a
+      // new handshake, whose timestamp comes from the wall clock that just stepped back.
+      const key = hexKey(b.publicKey);
+      await a.ipcSet(`public_key=${key}\nremove=true\n`);
+      await a.ipcSet(`public_key=${key}\nallowed_ip=10.66.0.2/32\nendpoint=127.0.0.1:${b.listenPort}\n`);
+      const replays = b.device.stats.dropped.replayedTimestamp ?? 0;
+      const again = a.connect({ host: '10.66.0.2', port: 7502 });
+      again.on('error', () => {});
+      const r = await Promise.race([echoRoundTrip(again, 1000), sleep(4000).then(() => 'timeout' as const)]);
+      assert.deepEqual(r, { ok: true, n: 1000 }, `B refused A's initiations as replays: ${(b.device.stats.dropped.replayedTimestamp ?? 0) - replays}`);
+      again.destroy();
+    } finally {
+      Date.now = realNow;
+      await pair.close();
     }
   });
 });
