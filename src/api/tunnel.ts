@@ -135,6 +135,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       rng: systemRng,
       trace: core,
       ...(opts.congestionControl ? { tcp: { congestionControl: opts.congestionControl } } : {}),
+      // Per-peer limits in the netstack count a peer's whole AllowedIPs as one (whitepaper §2).
+      peerOf: (a) => device.allowedIps.lookup(a.length === 4 ? 4 : 6, a),
     });
     const engine = new Engine(device, iface, undefined, trace);
     const dns =

@@ -47,7 +47,7 @@ import {
   writeEcho,
   writeUnreachable,
 } from '../wire/icmp.js';
-import type { IcmpErrorKind, TcpEvent, TcpLayerApi } from './types.js';
+import { addressKey, type IcmpErrorKind, type PeerKey, type PeerOf, type TcpEvent, type TcpLayerApi } from './types.js';
 import { FlowTable, type EchoRequest, type FlowCounter, type FlowEvent, type FlowTableOptions, type UnreachableKind } from './flows.js';
 
 export type { EchoRequest, UdpFlow, UnreachableKind } from './flows.js';
@@ -60,9 +60,20 @@ export interface InterfaceOptions {
   mtu?: number;
   rng: Rng;
   trace?: Trace;
-  tcp?: Partial<TcpOptions>;
-  /** Fragment reassembly limits (memory cap, timeouts); the defaults suit a tunnel. */
-  reassembly?: Omit<ReassemblyOptions, 'count'>;
+  /** TCP options, among them `maxConnectionsPerPeer` (default 4096; constants.ts says why). */
+  tcp?: Partial<Omit<TcpOptions, 'peerOf'>>;
+  /**
+   * Fragment reassembly limits: memory in all (`maxBytes`, 4 MiB) and per peer
+   * (`maxBytesPerSource`, 1 MiB), timeouts; the defaults suit a tunnel.
+   */
+  reassembly?: Omit<ReassemblyOptions, 'count' | 'peerOf'>;
+  /**
+   * The peer an inner packet's source address belongs to (types.ts): the tunnel answers from
+   * its AllowedIPs (cryptokey routing, whitepaper §2), so that the per-peer limits (TCP
+   * connections through listeners, reassembly memory, a UDP socket's receive queue) count a
+   * peer's whole range as one. Absent, or undefined for an address: each address counts alone.
+   */
+  peerOf?: PeerOf;
   /** Gateway mode's table bounds (flows.ts). */
   flows?: FlowTableOptions;
 }
@@ -78,6 +89,8 @@ export type NetEvent =
  * The Interface's counters (util/counters.ts): packets in and out, and why input was dropped
  * (`drop.*`) at the IP, ICMP and UDP layers, in reassembly (reassembly.ts) and in gateway
  * mode's flow table (flows.ts). A name appears once counted; metrics export these names.
+ * `drop.udp.queueFull` is a datagram refused by a full socket queue, `drop.udp.queueShare` one
+ * that a full queue dropped to make room for a peer holding less of it (Interface.enqueueUdp).
  */
 export type NetCounter =
   | 'rxPackets'
@@ -98,6 +111,7 @@ export type NetCounter =
   | `drop.udp.${UdpParseError}`
   | 'drop.udp.notConnectedPeer'
   | 'drop.udp.queueFull'
+  | 'drop.udp.queueShare'
   | ReassemblyCounter
   | FlowCounter;
 
@@ -115,10 +129,34 @@ export interface UdpSocket {
 /** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
 const ICMP_RATE = 1000;
 
+const EMPTY = new Uint8Array(0);
+
+/** A datagram waiting in a socket's queue, and the peer's share it is charged to. */
+interface Queued {
+  data: Uint8Array;
+  addr: IpAddr;
+  port: number;
+  share: Share;
+  /** Dropped from the middle of the queue for another peer (enqueueUdp); skipped by recv(). */
+  dropped: boolean;
+}
+
+/** One peer's part of a socket's queue: its bytes, and its datagrams oldest first from `head`. */
+interface Share {
+  key: PeerKey;
+  bytes: number;
+  list: Queued[];
+  head: number;
+}
+
 class Udp implements UdpSocket {
   remote: { addr: IpAddr; port: number } | undefined;
-  queue: { data: Uint8Array; addr: IpAddr; port: number }[] = [];
+  queue: Queued[] = [];
   queued = 0;
+  /** Peers with datagrams queued (Interface.enqueueUdp); one entry in the usual one-peer case. */
+  readonly shares = new Map<PeerKey, Share>();
+  /** Dropped entries still in `queue`. */
+  dead = 0;
   closed = false;
   notified = false;
   constructor(
@@ -137,9 +175,41 @@ class Udp implements UdpSocket {
     this.iface.sendUdp(now, this, a, p, data);
   }
   recv(): { data: Uint8Array; addr: IpAddr; port: number } | undefined {
-    const m = this.queue.shift();
-    if (m) this.queued -= m.data.length;
-    else this.notified = false;
+    let m = this.queue.shift();
+    while (m?.dropped) {
+      this.dead--;
+      m = this.queue.shift();
+    }
+    if (!m) {
+      this.notified = false;
+      return undefined;
+    }
+    // The oldest live datagram of the queue is the oldest live one of its share too.
+    this.take(m.share);
+    return { data: m.data, addr: m.addr, port: m.port };
+  }
+  /** Drops `sh`'s oldest datagram from the middle of the queue: its bytes are freed at once. */
+  drop(sh: Share): void {
+    const m = this.take(sh);
+    m.dropped = true;
+    m.data = EMPTY;
+    // The entry itself leaves the queue when recv() passes it; if the reader is slow, sweep
+    // now and then so dropped entries never outnumber live ones (amortized O(1) per drop).
+    if (++this.dead >= 64 && this.dead * 2 >= this.queue.length) {
+      this.queue = this.queue.filter((q) => !q.dropped);
+      this.dead = 0;
+    }
+  }
+  /** Removes `sh`'s oldest datagram from the accounting (the queue itself is the caller's). */
+  take(sh: Share): Queued {
+    const m = sh.list[sh.head++]!;
+    this.queued -= m.data.length;
+    sh.bytes -= m.data.length;
+    if (sh.head === sh.list.length) this.shares.delete(sh.key);
+    else if (sh.head >= 1024 && sh.head * 2 >= sh.list.length) {
+      sh.list = sh.list.slice(sh.head); // a share that never empties must not grow without bound
+      sh.head = 0;
+    }
     return m;
   }
   connect(addr: IpAddr, port: number): void {
@@ -169,6 +239,7 @@ export class Interface {
   private icmpTokens = ICMP_RATE;
   private icmpLast = 0;
   private readonly reasm: Reassembler;
+  private readonly peerOf: PeerOf | undefined;
   /**
    * Gateway mode (DESIGN §8): packets for any destination are terminated here (UDP flows,
    * echo requests) and by the TcpLayer, instead of dropped as not ours. Set by the gateway.
@@ -189,7 +260,8 @@ export class Interface {
       return { addr, bits: slash >= 0 ? Number(s.slice(slash + 1)) : addr.length * 8 };
     });
     this.ipId = randomU32(this.rng) & 0xffff;
-    this.reasm = new Reassembler({ ...opts.reassembly, count: (what) => this.count(what) });
+    this.peerOf = opts.peerOf;
+    this.reasm = new Reassembler({ ...opts.reassembly, peerOf: opts.peerOf, count: (what) => this.count(what) });
     const tcp = new TcpLayer({
       rng: this.rng,
       trace: this.trace,
@@ -197,6 +269,7 @@ export class Interface {
       isLocal: (a) => this.isLocal(a),
       sourceFor: (d) => this.sourceFor(d),
       ...opts.tcp,
+      peerOf: opts.peerOf,
     });
     this.tcp = tcp;
     this.flows = new FlowTable(
@@ -352,14 +425,55 @@ export class Interface {
       return;
     }
     if (s.remote && (s.remote.port !== sport || !ipEqual(s.remote.addr, ip.src))) return this.count('drop.udp.notConnectedPeer');
-    const data = u.payload.slice();
-    if (s.queued + data.length > s.limit) return this.count('drop.udp.queueFull');
-    s.queue.push({ data, addr: ip.src.slice(), port: sport });
-    s.queued += data.length;
+    if (!this.enqueueUdp(s, ip.src, sport, u.payload)) return;
     if (!s.notified) {
       s.notified = true;
       this.events.push({ type: 'udp-readable', socket: s });
     }
+  }
+
+  /**
+   * Queues a datagram on a socket whose queue holds at most `s.limit` bytes. When it is full,
+   * the peer holding the most of it gives way, as fq_codel drops from its fattest queue (RFC
+   * 8290 §4.1): if another peer holds more than the sender would with this datagram, that
+   * peer's oldest datagrams are dropped (`drop.udp.queueShare`) until it fits; otherwise this
+   * one is refused (`drop.udp.queueFull`). So one peer flooding a socket whose reader is slow
+   * cannot shut the others out: at worst the peers end up with equal parts. With one peer
+   * (the common case) it is the plain tail drop it always was. Returns whether it was queued.
+   */
+  private enqueueUdp(s: Udp, src: IpAddr, sport: number, payload: Uint8Array): boolean {
+    const n = payload.length;
+    if (n > s.limit) {
+      this.count('drop.udp.queueFull');
+      return false;
+    }
+    const key = this.peerKey(src);
+    let sh = s.shares.get(key);
+    while (s.queued + n > s.limit) {
+      const mine = sh?.bytes ?? 0;
+      // The fattest other peer: the loop over peers with something queued is short (with the
+      // tunnel's peerOf it is bounded by the number of peers, and it runs only when full).
+      let fat: Share | undefined;
+      for (const x of s.shares.values()) if (x !== sh && (!fat || x.bytes > fat.bytes)) fat = x;
+      if (!fat || mine + n > fat.bytes) {
+        this.count('drop.udp.queueFull');
+        return false;
+      }
+      s.drop(fat);
+      this.count('drop.udp.queueShare');
+    }
+    if (!sh) s.shares.set(key, (sh = { key, bytes: 0, list: [], head: 0 }));
+    const m: Queued = { data: payload.slice(), addr: src.slice(), port: sport, share: sh, dropped: false };
+    s.queue.push(m);
+    sh.list.push(m);
+    sh.bytes += n;
+    s.queued += n;
+    return true;
+  }
+
+  /** The peer (or, without one, the address) that limits count `addr` against. */
+  private peerKey(addr: IpAddr): PeerKey {
+    return this.peerOf?.(addr) ?? addressKey(addr);
   }
 
   /**

@@ -17,12 +17,23 @@
  *   ipfrag_high_thresh) the oldest incomplete datagrams are evicted. Evicting the
  *   oldest, not refusing the newest, means a flood of fragments that never
  *   complete cannot shut out a datagram whose fragments arrive together.
+ * - Memory is also capped per source (1 MiB by default): a peer's fragments, summed over all
+ *   its incomplete datagrams, are charged to its bucket (its peer when the Interface knows
+ *   peers, else its source address), and past that cap its own oldest datagram is evicted.
+ *   Without it one hostile peer could keep the global cap full, so that every other peer's
+ *   datagram were evicted as the oldest before its last fragment came; with it, that takes
+ *   four peers at the default caps (4 MiB / 1 MiB). The source address is trustworthy: the
+ *   tunnel delivers a packet only if its source lies in the sending peer's AllowedIPs
+ *   (cryptokey routing, whitepaper §2). Linux bounds memory only per network namespace;
+ *   this is the per-peer analogue of its per-netns ipfrag_high_thresh.
  * - One datagram may hold at most 65535 bytes of IP packet (RFC 791 §3.1 total
  *   length; RFC 8200 §4.5 Payload Length) in at most 256 fragments, which bounds
  *   the per-fragment overlap scan and what one datagram can pin.
  */
 import type { Deadline, Instant } from '../util/time.js';
 import type { IpInfo } from '../wire/ip.js';
+import type { IpAddr } from '../util/ip.js';
+import { addressKey, type PeerKey, type PeerOf } from './types.js';
 
 /** RFC 8200 §4.5: reassembly abandoned 60 s after the first-arriving fragment. */
 export const IPV6_REASSEMBLY_TIMEOUT = 60_000;
@@ -30,6 +41,12 @@ export const IPV6_REASSEMBLY_TIMEOUT = 60_000;
 export const IPV4_REASSEMBLY_TIMEOUT = 30_000;
 /** Linux's net.ipv4.ipfrag_high_thresh. */
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * A quarter of the global cap: room for ~15 whole 64 KiB datagrams, or hundreds of
+ * MTU-sized ones, in flight from one peer at once, far above what a real sender has
+ * incomplete at a time, while four full peers are needed to reach the global cap.
+ */
+export const DEFAULT_MAX_BYTES_PER_SOURCE = 1024 * 1024;
 /** A datagram needs at most ~120 fragments at our 576-byte minimum MTU; 256 leaves room for smaller paths. */
 export const MAX_FRAGMENTS_PER_DATAGRAM = 256;
 /** Bytes charged per fragment and per datagram on top of the payload (object headers, views, the key). */
@@ -38,12 +55,24 @@ export const DATAGRAM_OVERHEAD = 256;
 
 /** Why a fragment or its whole datagram was dropped. */
 type RejectReason = 'tooLarge' | 'badLength' | 'afterOverlap' | 'overlap' | 'twoEnds' | 'pastEnd' | 'tooManyFragments';
-/** The names this module counts, among the Interface's counters. */
-export type ReassemblyCounter = 'ip.reassembly.evicted' | 'ip.reassembly.timeout' | `ip.reassembly.${RejectReason}`;
+/**
+ * The names this module counts, among the Interface's counters. `evicted` counts every
+ * datagram evicted for memory, `evictedPerSource` those of them that the per-source cap
+ * evicted (so `evicted - evictedPerSource` is the global cap's share).
+ */
+export type ReassemblyCounter = 'ip.reassembly.evicted' | 'ip.reassembly.evictedPerSource' | 'ip.reassembly.timeout' | `ip.reassembly.${RejectReason}`;
 
 export interface ReassemblyOptions {
-  /** Cap on the bytes charged for all incomplete datagrams. */
+  /** Cap on the bytes charged for all incomplete datagrams (default 4 MiB). */
   maxBytes?: number;
+  /**
+   * Cap on the bytes charged for one source's incomplete datagrams (default 1 MiB). A source
+   * is a peer when `peerOf` names one, else a source address. Below ~100 KiB a 64 KiB datagram
+   * in small fragments may never fit.
+   */
+  maxBytesPerSource?: number;
+  /** The peer a source address belongs to (the Interface passes its own); absent: each address is a source. */
+  peerOf?: PeerOf;
   timeoutV4Ms?: number;
   timeoutV6Ms?: number;
   /** Told about evictions, timeouts and why a fragment was dropped (the Interface's counters). */
@@ -60,6 +89,14 @@ interface Pending {
   charged: number; // what this entry counts against the cap
   dead: boolean; // RFC 5722 tombstone (IPv6): every later fragment is dropped
   info: IpInfo; // header info of the first fragment (offset 0) once seen
+  source: Source; // whose budget it is charged to
+}
+
+/** One source's share: what it holds, and its datagrams oldest first (a Set keeps insertion order). */
+interface Source {
+  key: PeerKey;
+  bytes: number;
+  pending: Set<Pending>;
 }
 
 export class Reassembler {
@@ -69,12 +106,17 @@ export class Reassembler {
   private readonly v6 = new Map<string, Pending>();
   private bytes = 0;
   private readonly maxBytes: number;
+  private readonly maxPerSource: number;
+  private readonly sources = new Map<PeerKey, Source>();
+  private readonly peerOf: PeerOf | undefined;
   private readonly timeoutV4: number;
   private readonly timeoutV6: number;
   private readonly count: (what: ReassemblyCounter) => void;
 
   constructor(opts: ReassemblyOptions = {}) {
     this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.maxPerSource = opts.maxBytesPerSource ?? DEFAULT_MAX_BYTES_PER_SOURCE;
+    this.peerOf = opts.peerOf;
     this.timeoutV4 = opts.timeoutV4Ms ?? IPV4_REASSEMBLY_TIMEOUT;
     this.timeoutV6 = opts.timeoutV6Ms ?? IPV6_REASSEMBLY_TIMEOUT;
     this.count = opts.count ?? (() => {});
@@ -88,6 +130,22 @@ export class Reassembler {
   /** Datagrams being reassembled (tombstones included). */
   get datagrams(): number {
     return this.v4.size + this.v6.size;
+  }
+
+  /** Bytes charged to the source (peer, or address without one) that `addr` belongs to. */
+  bytesHeldBy(addr: IpAddr): number {
+    return this.sources.get(this.keyOf(addr))?.bytes ?? 0;
+  }
+
+  private keyOf(addr: IpAddr): PeerKey {
+    return this.peerOf?.(addr) ?? addressKey(addr);
+  }
+
+  /** Adds `n` bytes (negative to release) to the datagram's charge, its source's and the total. */
+  private charge(p: Pending, n: number): void {
+    p.charged += n;
+    p.source.bytes += n;
+    this.bytes += n;
   }
 
   /**
@@ -110,9 +168,13 @@ export class Reassembler {
     if (f.more && data.length % 8 !== 0) return this.reject('badLength');
     let p = map.get(key);
     if (!p) {
-      p = { key, version: info.version, first: now, parts: [], total: -1, received: 0, charged: DATAGRAM_OVERHEAD, dead: false, info };
+      const sk = this.keyOf(info.src);
+      let source = this.sources.get(sk);
+      if (!source) this.sources.set(sk, (source = { key: sk, bytes: 0, pending: new Set() }));
+      p = { key, version: info.version, first: now, parts: [], total: -1, received: 0, charged: 0, dead: false, info, source };
       map.set(key, p);
-      this.bytes += DATAGRAM_OVERHEAD;
+      source.pending.add(p);
+      this.charge(p, DATAGRAM_OVERHEAD);
     }
     if (p.dead) return this.reject('afterOverlap');
     for (const q of p.parts) {
@@ -130,9 +192,7 @@ export class Reassembler {
     if (p.parts.length >= MAX_FRAGMENTS_PER_DATAGRAM) return this.kill(p, 'tooManyFragments');
     p.parts.push({ off: f.offset, data: data.slice() });
     p.received += data.length;
-    const charge = data.length + FRAGMENT_OVERHEAD;
-    p.charged += charge;
-    this.bytes += charge;
+    this.charge(p, data.length + FRAGMENT_OVERHEAD);
     if (f.offset === 0) p.info = info;
     if (p.total >= 0 && p.received === p.total) {
       // Complete: it leaves at once, so completing never needs room under the cap.
@@ -140,6 +200,16 @@ export class Reassembler {
       for (const q of p.parts) whole.set(q.data, q.off);
       this.remove(p);
       return { ...p.info, payload: whole, fragment: undefined };
+    }
+    // Over its own cap, a source gives up its own oldest datagram, never another's: the
+    // same "oldest first" rule as below, so its datagrams that arrive whole still get through.
+    const src = p.source;
+    while (src.bytes > this.maxPerSource) {
+      const oldest = src.pending.values().next().value as Pending;
+      this.remove(oldest);
+      this.count('ip.reassembly.evicted');
+      this.count('ip.reassembly.evictedPerSource');
+      if (oldest === p) return null;
     }
     while (this.bytes > this.maxBytes) {
       const oldest = this.oldest()!;
@@ -158,8 +228,7 @@ export class Reassembler {
   /** RFC 5722 §3: the whole datagram goes; IPv6 keeps a tombstone for its fragments still in flight. */
   private kill(p: Pending, why: RejectReason): null {
     if (p.version === 6) {
-      this.bytes -= p.charged - DATAGRAM_OVERHEAD;
-      p.charged = DATAGRAM_OVERHEAD;
+      this.charge(p, DATAGRAM_OVERHEAD - p.charged);
       p.parts = [];
       p.received = 0;
       p.dead = true;
@@ -169,7 +238,11 @@ export class Reassembler {
 
   private remove(p: Pending): void {
     const map = p.version === 4 ? this.v4 : this.v6;
-    if (map.delete(p.key)) this.bytes -= p.charged;
+    if (!map.delete(p.key)) return;
+    this.charge(p, -p.charged);
+    const s = p.source;
+    s.pending.delete(p);
+    if (s.pending.size === 0) this.sources.delete(s.key); // a source with nothing held costs nothing
   }
 
   private oldest(): Pending | undefined {

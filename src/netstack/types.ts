@@ -14,6 +14,23 @@ import type { Deadline, Instant } from '../util/time.js';
 import type { IpAddr } from '../util/ip.js';
 import type { IcmpErrorKind } from '../wire/icmp.js';
 
+/**
+ * Who a packet's source address belongs to, for per-peer limits (TCP connections, reassembly
+ * memory, a UDP socket's queue). The netstack does not know WireGuard peers, but every inner
+ * packet's source lies in exactly one peer's AllowedIPs (cryptokey routing, whitepaper §2), so
+ * the tunnel can name the peer (any value compared by identity: the Peer object, its key
+ * string) and a peer holding a /24 or a /64 is one bucket, not one per address.
+ */
+export type PeerKey = string | number | object;
+
+/** Maps a source address to its peer; undefined means "no peer known": the address is its own bucket. */
+export type PeerOf = (addr: IpAddr) => PeerKey | undefined;
+
+/** The bucket of a source address when no peer is known: the address itself, as a string. */
+export function addressKey(addr: IpAddr): string {
+  return addr.join('.');
+}
+
 /** RFC 9293 §3.3.2 state names. */
 export type TcpState =
   | 'CLOSED'

@@ -74,6 +74,7 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
     // Perhaps the last ACK of a SYN-cookie handshake (RFC 4987 §3.6).
     if (!(f & SYN)) {
       const c = cookieEstablish(t, now, l, src, dst, h);
+      if (c === null) return undefined; // a valid cookie from a peer at its cap: dropped, counted
       if (c) return c;
     }
     sendRst(t, dst, src, h.dstPort, h.srcPort, h.ack, 0, false);
@@ -87,11 +88,20 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
     t.drop('drop.acceptQueueFull', undefined, h, src, dst);
     return undefined;
   }
+  // One peer may not hold more than its share of connections (TcpOptions.maxConnectionsPerPeer):
+  // its SYN goes unanswered, not even with a cookie, so it costs nothing; the client's SYN
+  // retransmissions (RFC 9293 §3.8.1) get in once one of its connections is gone.
+  const peer = t.peerKey(src);
+  if (!t.peerHasRoom(peer)) {
+    t.drop('drop.connectionsPerPeer', undefined, h, src, dst);
+    return undefined;
+  }
   if (l.synQueue >= l.backlog) {
     sendSynCookie(t, now, src, dst, h);
     return undefined;
   }
-  openPassive(t, now, src, dst, h, l);
+  const c = openPassive(t, now, src, dst, h, l);
+  t.holdPeerSlot(c, peer);
   return undefined;
 }
 
@@ -171,7 +181,13 @@ function sendSynCookie(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr, h: T
   queueSyn(t, dst.slice(), src.slice(), h.dstPort, h.srcPort, iss, seqAdd(h.seq, 1), wnd, mss, undefined, false, undefined);
 }
 
-function cookieEstablish(t: TcpLayer, now: Instant, l: Listener, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo): Conn | undefined {
+/**
+ * The connection a valid cookie in an ACK stands for, or undefined (no valid cookie, or no room
+ * in the accept queue: answered with RST by the caller). null: a valid cookie from a peer at its
+ * connection cap, dropped silently, so the client's retransmission of this ACK (within the
+ * cookie's ~2 minutes) still gets in once the peer has room again.
+ */
+function cookieEstablish(t: TcpLayer, now: Instant, l: Listener, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo): Conn | undefined | null {
   const iss = (h.ack - 1) >>> 0;
   const slot = iss >>> 27;
   const cur = Math.floor(now / 64_000) & 31;
@@ -180,8 +196,14 @@ function cookieEstablish(t: TcpLayer, now: Instant, l: Listener, src: IpAddr, ds
   const irs = (h.seq - 1) >>> 0;
   if (cookieIsn(t, now, src, dst, h.srcPort, h.dstPort, irs, idx, slot) !== iss) return undefined;
   if (l.queue.length >= l.backlog) return undefined;
+  const peer = t.peerKey(src);
+  if (!t.peerHasRoom(peer)) {
+    t.drop('drop.connectionsPerPeer', undefined, h, src, dst);
+    return null;
+  }
   const c = new Conn(t, dst.slice(), h.dstPort, src.slice(), h.srcPort);
   c.listener = l;
+  t.holdPeerSlot(c, peer);
   c.iss = iss;
   c.una = h.ack;
   c.nxt = h.ack;

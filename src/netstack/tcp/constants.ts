@@ -5,6 +5,7 @@
 import type { Rng } from '../../util/rng.js';
 import type { Trace } from '../../util/trace.js';
 import type { IpAddr } from '../../util/ip.js';
+import type { PeerOf } from '../types.js';
 
 export interface TcpOptions {
   rng: Rng;
@@ -27,7 +28,27 @@ export interface TcpOptions {
   keepaliveIntervalMs: number;
   keepaliveProbes: number;
   defaultBacklog: number;
+  /**
+   * Connections that one peer may hold at once through our listeners, from its SYN until
+   * the connection is gone or in TIME-WAIT (default 4096). Past it the peer's new SYNs are
+   * dropped unanswered and counted (`drop.connectionsPerPeer`); its client retries the SYN
+   * (RFC 9293 §3.8.1) and gets in once one of its connections closes. Other peers are not
+   * affected. Infinity turns the cap off. Connections we open, and gateway flows (which the
+   * gateway caps per peer itself), do not count.
+   */
+  maxConnectionsPerPeer: number;
+  /** The peer a remote address belongs to (types.ts); absent or undefined: each address is its own peer. */
+  peerOf?: PeerOf;
 }
+
+/**
+ * Default of TcpOptions.maxConnectionsPerPeer. A peer is a WireGuard peer: one client host,
+ * or a site behind it. 4096 is more than a browser or a connection pool opens to one server
+ * (Chrome: 6 per host, 256 in all) and 32 times a listener's default backlog, while what a
+ * hostile peer can pin is bounded by the peer instead of by the process's memory (issue 18
+ * measured ~2.5 KB per connection in SYN-RECEIVED; 4096 of them are ~10 MB).
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4096;
 
 export const IP4_TCP = 40; // IPv4 + TCP header bytes
 export const IP6_TCP = 60;

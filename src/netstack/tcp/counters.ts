@@ -32,6 +32,7 @@ const TCP_COUNTERS = [
   'drop.flags',
   'drop.listenNoSyn',
   'drop.acceptQueueFull',
+  'drop.connectionsPerPeer',
   'drop.paws',
   'drop.outOfWindow',
   'drop.rstOutOfWindow',

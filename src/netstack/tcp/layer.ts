@@ -22,8 +22,9 @@ import { noTrace } from '../../util/trace.js';
 import { formatHostPort, formatIp, ipEqual, type IpAddr } from '../../util/ip.js';
 import { systemError, invalidArgument } from '../../util/errors.js';
 import { ACK, FIN, PSH, URG, parseTcp, RST, SYN, seqAdd, seqGe, seqLt, tcpChecksumOk, tcpDstPort, tcpSeq, tcpSrcPort, TCP_HEADER_LEN, type TcpSegmentInfo } from '../../wire/tcp.js';
+import { addressKey, type PeerKey } from '../types.js';
 import type { IcmpErrorKind, TcpConnectOptions, TcpConnection, TcpErrorCode, TcpEvent, TcpLayerApi, TcpListener, TcpListenOptions, TcpOutput } from '../types.js';
-import { IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_PEER, IP4_TCP, IP6_TCP, NEVER, TRIM_MS, type TcpOptions } from './constants.js';
 import { newTcpStats, type TcpCounter, type TcpDrop, type TcpStats } from './counters.js';
 import { TIMER_REASON, TimerHeap } from './timers.js';
 import { pickEphemeralPort } from '../ports.js';
@@ -50,6 +51,9 @@ export class TcpLayer implements TcpLayerApi {
   private outHead = 0;
   private events: TcpEvent[] = [];
   private evHead = 0;
+  /** Connections from listeners per peer (TcpOptions.maxConnectionsPerPeer), and whose each one is. */
+  private readonly perPeer = new Map<PeerKey, number>();
+  private readonly peerOfConn = new Map<Conn, PeerKey>();
 
   constructor(opts: Partial<TcpOptions> & Pick<TcpOptions, 'rng' | 'mtu' | 'isLocal' | 'sourceFor'>) {
     this.opts = {
@@ -64,6 +68,7 @@ export class TcpLayer implements TcpLayerApi {
       keepaliveIntervalMs: 75_000,
       keepaliveProbes: 9,
       defaultBacklog: 128,
+      maxConnectionsPerPeer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
       ...opts,
     };
     this.opts.rng.fill(this.secret);
@@ -105,6 +110,37 @@ export class TcpLayer implements TcpLayerApi {
 
   // --- bookkeeping ---------------------------------------------------------------------
 
+  /** The peer (or, without one, the address) a remote address counts against. */
+  peerKey(addr: IpAddr): PeerKey {
+    return this.opts.peerOf?.(addr) ?? addressKey(addr);
+  }
+
+  /** Connections from listeners that the peer `key` holds now. */
+  connectionsOf(key: PeerKey): number {
+    return this.perPeer.get(key) ?? 0;
+  }
+
+  /** Whether the peer `key` may open one more connection through a listener. */
+  peerHasRoom(key: PeerKey): boolean {
+    return this.connectionsOf(key) < this.opts.maxConnectionsPerPeer;
+  }
+
+  /** Charges a connection a listener just made to its peer; released by destroy() or TIME-WAIT. */
+  holdPeerSlot(c: Conn, key: PeerKey): void {
+    this.peerOfConn.set(c, key);
+    this.perPeer.set(key, this.connectionsOf(key) + 1);
+  }
+
+  /** Gives the connection's slot back to its peer (once; a no-op for connections not charged). */
+  private releasePeerSlot(c: Conn): void {
+    const key = this.peerOfConn.get(c);
+    if (key === undefined) return;
+    this.peerOfConn.delete(c);
+    const n = this.connectionsOf(key) - 1;
+    if (n <= 0) this.perPeer.delete(key);
+    else this.perPeer.set(key, n);
+  }
+
   markDirty(c: Conn): void {
     this.dirty.add(c);
   }
@@ -133,6 +169,7 @@ export class TcpLayer implements TcpLayerApi {
     if (this.lastHit === c) this.lastHit = undefined;
     this.dirty.delete(c);
     this.timers.cancelAll(c);
+    this.releasePeerSlot(c);
     if (wasEmbryonic) c.listener!.synQueue--;
     if (c.listener && !c.accepted) {
       const i = c.listener.queue.indexOf(c);
@@ -151,6 +188,9 @@ export class TcpLayer implements TcpLayerApi {
     this.timers.cancel(c, 'persist');
     this.timers.cancel(c, 'keepalive');
     this.timers.arm(c, 'timewait', now + this.opts.timeWaitMs);
+    // The peer gets its slot back now: the application is done with the connection, and
+    // what remains only guards the 4-tuple, which the peer's own new SYN may reuse (RFC 6191).
+    this.releasePeerSlot(c);
     // The application sees the close now; the 4-tuple stays reserved until TIME-WAIT ends.
     if (!c.closedEmitted && (c.accepted || !c.listener)) {
       c.closedEmitted = true;
