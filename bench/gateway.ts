@@ -11,7 +11,7 @@
  * peer), and with 1,000 peers configured and up relaying 10,000 flows (10 each).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
@@ -53,6 +53,17 @@ interface Setup {
   client: WgGoPeer;
   inet: Inet;
   close(): void;
+  /** Stops the server's processes with SIGTERM and waits for them (then close()). */
+  stop(): Promise<void>;
+  /** The server process (wireguard-go or the gateway): its CPU time is read from /proc. */
+  pid: number;
+}
+
+/** CPU time (user + system, ms) that process `pid` has used so far, from /proc/PID/stat. */
+function cpuMs(pid: number): number {
+  // Fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
 function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<void> {
@@ -72,7 +83,7 @@ function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<void> {
 }
 
 /** The three namespaces and, in the middle one, `mode`'s WireGuard server. */
-async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
+export async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
   const srv = makeNamespace();
   const client = await startWgGo({ otherNs: srv.ns });
   const inet = makeInet(srv.ns);
@@ -95,8 +106,16 @@ async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
     } else {
       const conf = join(dir, `gw-${n}.conf`);
       writeFileSync(conf, `[Interface]\nPrivateKey = ${keys.privateKey}\nAddress = 10.77.${n}.2/24\nListenPort = ${port}\n[Peer]\nPublicKey = ${client.publicKey}\nAllowedIPs = 10.77.${n}.1/32\n`, { mode: 0o600 });
-      const gw = spawn('ip', ['netns', 'exec', srv.ns, process.execPath, WGNET, 'gateway', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // WGNET_GW_NODE_ARGS: extra node flags for the gateway (profiling: '--cpu-prof --cpu-prof-dir=/tmp/prof').
+      const nodeArgs = (process.env.WGNET_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
+      const gw = spawn('ip', ['netns', 'exec', srv.ns, process.execPath, ...nodeArgs, WGNET, 'gateway', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       kids.push(gw);
+      // WGNET_GW_OUT=FILE keeps the gateway's output (with --trace-gc in WGNET_GW_NODE_ARGS, say).
+      if (process.env.WGNET_GW_OUT) {
+        const out = createWriteStream(process.env.WGNET_GW_OUT);
+        gw.stdout!.pipe(out);
+        gw.stderr!.pipe(out);
+      }
       await ready(gw, /ready gateway/);
     }
     client.exec('wg', ['set', client.ifname, 'peer', keys.publicKey, 'endpoint', `${serverEnd}:${port}`, 'allowed-ips', `10.77.${n}.2/32,${inet.net4}`]);
@@ -112,11 +131,16 @@ async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
   return {
     client,
     inet,
+    pid: kids[0]!.pid!,
     close: () => {
       for (const k of kids) k.kill('SIGKILL'); // the measurement is over: no graceful stop needed
       inet.close();
       client.close();
       srv.close();
+    },
+    stop: async () => {
+      // A graceful stop, so that a profile asked for in WGNET_GW_NODE_ARGS is written at exit.
+      await Promise.all(kids.map((k) => new Promise<void>((r) => (k.exitCode !== null ? r() : (k.once('exit', () => r()), k.kill('SIGTERM'))))));
     },
   };
 }
@@ -129,7 +153,7 @@ async function iperf(s: Setup, reverse: boolean): Promise<number> {
   return (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6;
 }
 
-async function connRate(s: Setup, dir: string): Promise<number> {
+export async function connRate(s: Setup, dir: string): Promise<number> {
   writeFileSync(join(dir, 'srv.cjs'), HTTP_SERVER);
   writeFileSync(join(dir, 'cli.py'), CONN_CLIENT);
   const srv = s.inet.spawn(process.execPath, [join(dir, 'srv.cjs'), '8088']);
@@ -333,11 +357,49 @@ async function memoryRows(dir: string): Promise<BenchRow[]> {
   return rows;
 }
 
+/**
+ * The connection-rate rows alone (`npx tsx bench/gateway.ts cps [ROUNDS]`): both servers set
+ * up side by side, then measured in turns, classic then wgnet, ROUNDS times (default 5), so
+ * each ratio compares two figures taken seconds apart on this shared machine.
+ */
+async function connRateRounds(dir: string, rounds: number): Promise<void> {
+  const why = interopUnavailable();
+  if (why) throw new Error(why);
+  const classic = await setup('classic', dir);
+  let wg: Setup | undefined;
+  try {
+    wg = await setup('wgnet', dir);
+    const ratios: number[] = [];
+    const costs: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const c = await connRate(classic, dir);
+      const cpu0 = cpuMs(wg.pid);
+      const w = await connRate(wg, dir);
+      // The gateway's CPU per connection: steadier than the rate on a shared machine (what
+      // other processes take shows in the rate, much less in this). The round's 3 s of requests.
+      const us = ((cpuMs(wg.pid) - cpu0) * 1000) / (w * 3);
+      ratios.push(w / c);
+      costs.push(us);
+      console.log(`round ${i + 1}: classic ${c.toFixed(0)} conn/s, wgnet ${w.toFixed(0)} conn/s, ratio ${(w / c).toFixed(2)}; gateway CPU ${us.toFixed(0)} µs/conn`);
+    }
+    const range = (a: number[], d: number): string => {
+      const x = [...a].sort((p, q) => p - q);
+      return `${x[0]!.toFixed(d)}-${x[x.length - 1]!.toFixed(d)}, median ${x[x.length >> 1]!.toFixed(d)}`;
+    };
+    console.log(`ratio ${range(ratios, 2)}; gateway CPU µs/conn ${range(costs, 0)}`);
+    await wg.stop();
+  } finally {
+    wg?.close();
+    classic.close();
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const only = process.argv[2] === 'memory';
   const dir = mkdtempSync(join(tmpdir(), 'wgnet-gwbench-'));
   try {
-    for (const r of only ? await memoryRows(dir) : await benchGateway()) console.log(r);
+    if (process.argv[2] === 'cps') await connRateRounds(dir, Number(process.argv[3] ?? 5));
+    else for (const r of only ? await memoryRows(dir) : await benchGateway()) console.log(r);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
