@@ -60,6 +60,8 @@ export async function waitReady(t: Tunnel, opts: { timeout?: number; peer?: stri
     t.on('handshake-failed', onFailed);
     t.once('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
+    // While paused the engine is stopped; resume() starts the handshakes this waits for.
+    if (t.paused) return;
     const at = t.engine.now();
     for (const p of want) if (p.endpoint) device.initiateHandshake(at, p);
     t.engine.pump();
@@ -85,7 +87,8 @@ function notReady(t: Tunnel, peers: Peer[], what: string): WgnetError {
 
 /**
  * pause()/resume() (sing-box's pause manager: Down()/Up()): what a pause took away, to give back.
- * The engine sends through `bind?.`, so with the socket gone nothing leaves while paused.
+ * The engine is suspended (no pump, no timer: no keepalive, retransmission, handshake retry or
+ * rekey runs, and the process is not woken), and the outer socket is closed.
  */
 export class TunnelPause {
   private state: { port: number; keepalives: Map<Peer, number> } | undefined;
@@ -110,7 +113,8 @@ export class TunnelPause {
       }
     }
     this.state = { port: bind?.port ?? 0, keepalives };
-    this.t.engine.bind = undefined; // the engine sends through bind?.: nothing leaves while paused
+    this.t.engine.suspend();
+    this.t.engine.bind = undefined; // and the engine sends through bind?.: nothing could leave
     await bind?.close();
     this.t.emit('pause');
   }
@@ -128,6 +132,7 @@ export class TunnelPause {
     if (this.closed()) return void (await bind.close());
     this.state = undefined;
     engine.bind = bind;
+    engine.unsuspend(); // deadlines that passed while paused fire now
     const device = engine.device;
     await Promise.all(
       this.t.config.peers.map(async (spec) => {

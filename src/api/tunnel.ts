@@ -546,10 +546,11 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   }
 
   /**
-   * For device sleep and network changes, as sing-box's pause manager calls Down(): closes the outer
-   * UDP socket and turns persistent keepalives off, so the tunnel sends nothing, receives nothing and
-   * wakes nobody. Sockets, listeners and keys stay; what the stack sends meanwhile is dropped (TCP
-   * retransmits it after resume()). Idempotent; emits 'pause'.
+   * For device sleep and network changes, as sing-box's pause manager calls Down(): stops the engine's
+   * timer (keepalives, retransmissions, handshake retries, rekeys), closes the outer UDP socket and
+   * turns persistent keepalives off, so the tunnel sends nothing, receives nothing and wakes nobody.
+   * Sockets, listeners and keys stay; what is written meanwhile waits and goes out after resume()
+   * (lookups and connects wait too; their signal and connectTimeout still apply). Idempotent; emits 'pause'.
    */
   async pause(): Promise<void> {
     this.assertOpen();

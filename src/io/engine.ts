@@ -75,6 +75,8 @@ export class Engine<L extends PacketLayer = Interface> {
   /** The end of this turn's slice of handshake work (see drain()); -1 when none has started. */
   private handshakeUntil = -1;
   private closed = false;
+  /** Between suspend() and unsuspend() (tunnel.pause()): no pump, no timer. */
+  private suspended = false;
   private readonly extra: TimedComponent[] = [];
   /** Components that see each network event before the API layer (DNS client). */
   private readonly interceptors: ((now: Instant, ev: NetEvent) => boolean)[] = [];
@@ -120,7 +122,7 @@ export class Engine<L extends PacketLayer = Interface> {
    * batch (UdpBind's onBatchEnd), so a batch of 64 costs one drain, not 64.
    */
   receive(data: Uint8Array, address: string, port: number): void {
-    if (this.closed) return;
+    if (this.closed || this.suspended) return;
     this.device.receiveDatagram(this.now(), data, { address, port });
   }
 
@@ -136,7 +138,7 @@ export class Engine<L extends PacketLayer = Interface> {
 
   /** Drains both cores until quiet, then re-arms the timer. */
   pump(): void {
-    if (this.closed) return;
+    if (this.closed || this.suspended) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -306,6 +308,26 @@ export class Engine<L extends PacketLayer = Interface> {
     this.timer = setTimeout(this.onTimer, delay);
     this.timer.unref();
     if (this.trace.enabled('debug')) this.trace.log('debug', 'timer', { at: d.at, reason: d.reason });
+  }
+
+  /**
+   * Device sleep (tunnel.pause()): the cores stop running. With no pump and no timer no packet
+   * is made and nothing wakes the process: keepalives, retransmissions, handshake retries and
+   * rekeys wait, and what the application writes stays in the cores' buffers. unsuspend()
+   * pumps and re-arms the timer; deadlines that passed meanwhile fire at once (handleTimeout
+   * runs every deadline <= now, DESIGN §2).
+   */
+  suspend(): void {
+    this.suspended = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  unsuspend(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    this.pump();
   }
 
   close(): void {

@@ -6,6 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { Writable } from 'node:stream';
 import { once } from 'node:events';
 import { tunnelPair, keyPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { Tunnel } from '../../src/index.js';
@@ -184,19 +185,21 @@ describe('pause() / resume() (device sleep, network change)', () => {
     c.write('during');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(dev(p.b).stats.rxDatagrams, rx, 'B received datagrams from a paused tunnel');
-    const hs = once(p.a, 'handshake');
-    await p.a.resume();
-    assert.equal(p.a.paused, false);
-    await Promise.race([hs, new Promise((_, reject) => setTimeout(() => reject(new Error('no handshake at once after resume()')), 2000))]);
-    assert.equal([...dev(p.a).peers()][0]!.persistentKeepalive, 25);
+    // Listening before resume(): what waited in the send buffer goes out, and is echoed, at once.
     let got = '';
-    await new Promise<void>((resolve) => {
+    const during = new Promise<void>((resolve) => {
       const on = (d: Buffer): void => {
         got += d;
         if (got.includes('during')) (c.off('data', on), resolve());
       };
       c.on('data', on);
     });
+    const hs = once(p.a, 'handshake');
+    await p.a.resume();
+    assert.equal(p.a.paused, false);
+    await Promise.race([hs, new Promise((_, reject) => setTimeout(() => reject(new Error('no handshake at once after resume()')), 2000))]);
+    assert.equal([...dev(p.a).peers()][0]!.persistentKeepalive, 25);
+    await during;
     await echoed(c, 'after', 5000);
     c.destroy();
   });
@@ -219,6 +222,37 @@ describe('pause() / resume() (device sleep, network change)', () => {
     await echoed(c, 'two', 5000);
     assert.equal(dev(p.b).stats.dropped.expiredKeypair ?? 0, 0, 'B got packets sealed with keys past RejectAfterTime');
     assert.equal(dev(p.a).stats.dropped.expiredKeypair ?? 0, 0, 'A got packets sealed with keys past RejectAfterTime');
+    c.destroy();
+  });
+
+  test('paused, the engine stops: no packet is made, not even by its timers (retransmission, keepalive, handshake retry), and no timer is armed; resume() sends what waited', async () => {
+    const c = p.a.connect(7200, '10.66.0.2');
+    await once(c, 'connect');
+    await echoed(c, 'awake', 2000);
+    // Every inner packet A makes or takes, seen where it crosses the Device (the pcap tap).
+    const cap = p.a.capture(new Writable({ write: (_chunk, _enc, cb) => cb() }));
+    const stats = (): { txPackets: number; handshakesInitiated: number } => dev(p.a).stats as unknown as { txPackets: number; handshakesInitiated: number };
+    await p.a.pause();
+    const at = { packets: cap.stats.packets, tx: stats().txPackets, initiated: stats().handshakesInitiated };
+    c.write('asleep'); // into the send buffer; an engine still running makes the segment, then retransmits it every RTO
+    await p.a.ready({ timeout: 50 }).catch(() => {}); // a handshake asked for while paused
+    await new Promise((r) => setTimeout(r, 1500)); // several retransmission timeouts (at least 200 ms each)
+    assert.equal(cap.stats.packets, at.packets, 'inner packets were made while paused');
+    assert.equal(stats().txPackets, at.tx, 'packets were encrypted while paused');
+    assert.equal(stats().handshakesInitiated, at.initiated, 'a handshake initiation was made while paused');
+    assert.equal((p.a.engine as unknown as { timer?: unknown }).timer, undefined, 'the engine kept a timer armed while paused');
+    let got = '';
+    const echoedAfter = new Promise<void>((resolve) => {
+      const on = (d: Buffer): void => {
+        got += d;
+        if (got.includes('asleep')) (c.off('data', on), resolve());
+      };
+      c.on('data', on);
+    });
+    await p.a.resume();
+    await echoedAfter;
+    assert.ok(cap.stats.packets > at.packets);
+    await cap.close();
     c.destroy();
   });
 
