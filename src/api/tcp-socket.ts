@@ -14,6 +14,7 @@ import type { TcpConnection, TcpErrorCode } from '../netstack/types.js';
 import { formatIp, familyOf } from '../util/ip.js';
 import { systemError, WgnetError } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
+import { installTlsPeerInfo } from './tls-peer.js';
 import { tcpOpenChannel, tcpCloseChannel, tcpMessage, tunnelOf } from './diagnostics.js';
 
 export interface TcpSocketOptions {
@@ -67,6 +68,8 @@ export class TcpSocket extends Duplex {
       emitClose: true,
       autoDestroy: true,
     });
+    // So that a TLSSocket over this socket reports its addresses (./tls-peer.ts); once per process.
+    installTlsPeerInfo(TcpSocket);
   }
 
   /** @internal Binds the socket to a netstack connection (dialled or accepted). */
