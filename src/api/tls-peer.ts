@@ -36,6 +36,7 @@ export function installTlsPeerInfo(streamClass: abstract new (...args: never[]) 
   let probe: tls.TLSSocket | undefined;
   try {
     probe = new tls.TLSSocket(new Duplex({ read() {}, write: (_c, _e, cb) => cb() }));
+    probe.on('error', () => {}); // a runtime whose TLSSocket does try to start must not crash the process
     const handle = (probe as unknown as { _handle?: { _parent?: object } })._handle?._parent;
     if (!handle) return;
     const owner = Object.getOwnPropertySymbols(handle).find((s) => s.description === 'owner_symbol');
