@@ -166,10 +166,14 @@ export class Conn implements TcpConnection {
     return this.sackOk || this.ccSamples;
   }
 
-  /** The send records, made on first use by a connection that keeps them. */
+  /**
+   * The send records, made when a connection that keeps them first has data to send. Until
+   * then (an idle connection, a receiver) the shared, empty one stands in: with nothing
+   * recorded it has nothing to deliver, mark or release.
+   */
   get rate(): RateSampler {
     let r = this.rateRecords;
-    if (r === UNUSED_SAMPLER && this.sampling) r = this.rateRecords = new RateSampler();
+    if (r === UNUSED_SAMPLER && this.sbuf.length > 0 && this.sampling) r = this.rateRecords = new RateSampler(this.ccSamples);
     return r;
   }
 

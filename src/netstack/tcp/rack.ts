@@ -210,13 +210,15 @@ export function tlpEligible(c: Conn): boolean {
  */
 export function ptoDeadline(t: TcpLayer, c: Conn): number {
   if (c.ptoFrom === NEVER || !tlpEligible(c)) return NEVER;
+  let pto = ptoLowerBound(c);
+  if (c.rtt.srtt > 0 && seqDiff(c.sndMax, c.una) <= c.effMss) pto += t.opts.delayedAckMs;
+  return c.ptoFrom + pto;
+}
+
+/** The PTO without its one-segment allowance: no probe can be due before ptoFrom plus this. */
+export function ptoLowerBound(c: Conn): number {
   const srtt = c.rtt.srtt;
-  let pto = 1000;
-  if (srtt > 0) {
-    pto = 2 * srtt;
-    if (seqDiff(c.sndMax, c.una) <= c.effMss) pto += t.opts.delayedAckMs;
-  }
-  return c.ptoFrom + Math.max(pto, PTO_FLOOR_MS);
+  return srtt > 0 ? Math.max(2 * srtt, PTO_FLOOR_MS) : 1000;
 }
 
 /**

@@ -138,6 +138,14 @@ export class RateSampler {
   private cpHead = 0;
   private cpCount = 0;
 
+  /**
+   * `samples`: whether delivery-rate samples are wanted (BBR). Without them (RACK alone, for
+   * CUBIC and NewReno) a record is a segment's range, send time and flags, and delivering it
+   * counts bytes only: the per-packet rate state (the draft's P.delivered and the rest) is
+   * neither stored nor read.
+   */
+  constructor(readonly samples = true) {}
+
   /** Records in flight (tests, memory checks). */
   get slots(): number {
     return this.count;
@@ -525,9 +533,10 @@ export class RateSampler {
     this.delivered += len;
     this.deliveredTime = now;
     rs.newlyDelivered += len;
+    if (!this.samples) return;
     // The most recently sent packet decides the sample (§3.3 IsNewestPacket): it spans the
     // latest send interval. Slots are visited in sequence order, so a tie goes to the higher one.
-    const st = this.sentTime[p]!;
+    const st = sent;
     if (!this.hasData || st >= this.newestSent) {
       this.hasData = true;
       this.newestSent = st;
@@ -545,6 +554,7 @@ export class RateSampler {
 
   private stamp(p: number, now: number): void {
     this.sentTime[p] = now;
+    if (!this.samples) return;
     this.pDelivered[p] = this.delivered;
     // A zero delivered time (nothing delivered yet on a fresh connection) is made nonzero so
     // "prior_time == 0" keeps meaning "no sample" (§3.3) even at now = 0 in a simulation.
@@ -576,11 +586,13 @@ export class RateSampler {
     this.start = take(this.start);
     this.len = take(this.len);
     this.sentTime = take(this.sentTime);
-    this.pDelivered = take(this.pDelivered);
-    this.pDeliveredTime = take(this.pDeliveredTime);
-    this.pFirstSent = take(this.pFirstSent);
-    this.pLost = take(this.pLost);
-    this.pTxInFlight = take(this.pTxInFlight);
+    if (this.samples) {
+      this.pDelivered = take(this.pDelivered);
+      this.pDeliveredTime = take(this.pDeliveredTime);
+      this.pFirstSent = take(this.pFirstSent);
+      this.pLost = take(this.pLost);
+      this.pTxInFlight = take(this.pTxInFlight);
+    }
     this.flags = f;
     this.head = 0;
     this.cap = cap;

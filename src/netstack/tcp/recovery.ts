@@ -12,7 +12,7 @@ import { ACK, FIN, seqAdd, seqDiff, seqGe, seqLt } from '../../wire/tcp.js';
 import { MAX_UNDO_TRACKED, NEVER } from './constants.js';
 import type { Conn } from './conn.js';
 import { emitSegment, sendRst, sendSyn } from './output.js';
-import { ptoDeadline, rackDetectLoss, rackMarkLossesOnRto, rackOnDsack, rackRecoveryExit } from './rack.js';
+import { ptoDeadline, ptoLowerBound, rackDetectLoss, rackMarkLossesOnRto, rackOnDsack, rackRecoveryExit } from './rack.js';
 import type { TcpLayer } from './layer.js';
 
 /**
@@ -179,13 +179,17 @@ export function stopRto(t: TcpLayer, c: Conn): void {
 }
 
 /**
- * Keeps the 'rto' deadline no later than what is due: the RTO, or the probe timeout when a
- * probe may be sent (RFC 8985 §7.2, bounded by the RTO's expiry). Only an earlier deadline
- * is written to the heap; a later one is found when the earlier wakes (onRto).
+ * Keeps the 'rto' deadline no later than what may be due: the RTO, or the earliest a probe
+ * could be (RFC 8985 §7.2, 2 × SRTT from ptoFrom). Whether a probe may really go is asked
+ * when the deadline comes (onRto); so is the exact PTO. Only an earlier deadline is written
+ * to the heap, so this costs a comparison per ACK; a later one is found when the earlier wakes.
  */
 export function armRetransmitTimer(t: TcpLayer, c: Conn): void {
-  const pto = ptoDeadline(t, c);
-  const due = pto < c.rtoAt ? pto : c.rtoAt;
+  let due = c.rtoAt;
+  if (c.sackOk && c.ptoFrom !== NEVER) {
+    const pto = c.ptoFrom + ptoLowerBound(c);
+    if (pto < due) due = pto;
+  }
   if (due < c.timers.rto) t.timers.arm(c, 'rto', due);
 }
 

@@ -118,7 +118,10 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   }
   // RFC 8985 §7.2: new data (re)starts the probe timer (and in fast recovery, where a probe
   // waits for the last retransmission, so does a retransmission); RFC 6298 §5.1 starts the RTO.
-  if (newData || (sent && c.inRecovery)) c.ptoFrom = now;
+  if (newData || (sent && c.inRecovery)) {
+    c.ptoFrom = now;
+    if (c.rtoAt !== NEVER) armRetransmitTimer(t, c);
+  }
   if (sent) startRto(t, now, c);
   // FIN once everything queued is sent (RFC 9293 §3.10.4).
   if (c.finQueued && !c.finSent && seqDiff(dataEnd, c.nxt) <= 0) {
