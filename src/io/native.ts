@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WgnetError } from '../util/errors.js';
+import { WgnetError, isWgnetErrorCode } from '../util/errors.js';
 
 /** The package root: two levels up from src/io, three from dist/src/io. */
 export function packageRoot(): string {
@@ -65,7 +65,7 @@ export function probeAddon<T>(name: string): AddonProbe<T> {
     for (const path of addonCandidates(name)) {
       if (!existsSync(path)) continue;
       try {
-        r = { ok: true, addon: createRequire(import.meta.url)(path) as unknown, path };
+        r = { ok: true, addon: wrapAddon(createRequire(import.meta.url)(path) as Record<string, unknown>), path };
         break;
       } catch (err) {
         failures.push(`${relative(root, path)}: ${(err as Error).message.split('\n')[0]}`);
@@ -82,6 +82,43 @@ export function probeAddon<T>(name: string): AddonProbe<T> {
   }
   probes.set(name, r);
   return r as AddonProbe<T>;
+}
+
+/**
+ * The addon's functions, each rethrowing what the C side throws with one of our codes
+ * (`napi_throw_error(env, "ERR_WGNET_NATIVE", msg)` makes a plain Error, or a TypeError, that
+ * only carries the code) as a WgnetError with that code, the same message and the original as
+ * `cause`: a caller branches on `instanceof WgnetError` and `code` as for every other misuse
+ * (DESIGN §5). System errors (native/napi_util.h's throw_errno: EACCES, EADDRINUSE... with
+ * `errno` and `syscall`) stay as they are, like Node's own. One call through `apply` per
+ * addon call: the hot ones (a send batch, a TUN write) cost nanoseconds more.
+ */
+export function wrapAddon<T extends Record<string, unknown>>(addon: T): T {
+  const out: Record<string, unknown> = {};
+  // Own names, not entries: napi_define_properties with napi_default makes them non-enumerable.
+  for (const name of Object.getOwnPropertyNames(addon)) {
+    const value = addon[name];
+    if (typeof value !== 'function') {
+      out[name] = value;
+      continue;
+    }
+    const fn = value as (...args: unknown[]) => unknown;
+    out[name] = function (this: unknown): unknown {
+      try {
+        // `arguments` as is: the C side counts them (napi_get_cb_info's argc).
+        return fn.apply(this, arguments as unknown as unknown[]);
+      } catch (err) {
+        throw asWgnetError(err);
+      }
+    };
+  }
+  return out as T;
+}
+
+function asWgnetError(err: unknown): unknown {
+  if (err instanceof WgnetError || !(err instanceof Error)) return err;
+  const code = (err as { code?: unknown }).code;
+  return isWgnetErrorCode(code) ? new WgnetError(code, err.message, { cause: err }) : err;
 }
 
 const warned = new Set<string>();

@@ -18,6 +18,25 @@ export type WgnetErrorCode =
   | 'ERR_WGNET_NO_HANDSHAKE'
   | 'ERR_WGNET_INTERNAL';
 
+/** Every code, so a code that arrives at run time (from a native addon) can be checked; the type keeps it complete. */
+const WGNET_ERROR_CODES: Readonly<Record<WgnetErrorCode, true>> = {
+  ERR_WGNET_INVALID_ARGUMENT: true,
+  ERR_WGNET_INVALID_KEY: true,
+  ERR_WGNET_CONFIG: true,
+  ERR_WGNET_CLOSED: true,
+  ERR_WGNET_UNSUPPORTED: true,
+  ERR_WGNET_IN_USE: true,
+  ERR_WGNET_CRYPTO: true,
+  ERR_WGNET_UAPI: true,
+  ERR_WGNET_NATIVE: true,
+  ERR_WGNET_NO_HANDSHAKE: true,
+  ERR_WGNET_INTERNAL: true,
+};
+
+export function isWgnetErrorCode(code: unknown): code is WgnetErrorCode {
+  return typeof code === 'string' && Object.hasOwn(WGNET_ERROR_CODES, code);
+}
+
 export class WgnetError extends Error {
   readonly code: WgnetErrorCode;
   constructor(code: WgnetErrorCode, message: string, options?: { cause?: unknown }) {
