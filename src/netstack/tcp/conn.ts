@@ -84,8 +84,8 @@ export class Conn implements TcpConnection {
   rtoRecovery = false;
   /** Slow-start exit on rising delay (RFC 9406), fed the last RTT sample (rtt.lastRtt). */
   readonly hystart = new HyStart();
-  /** RACK-TLP (rack.ts, RFC 8985): the connection's RACK and TLP variables. */
-  readonly rack = new Rack();
+  /** RACK-TLP's variables (rack.ts), made with the send records: see `rack`. */
+  private rackState: Rack | undefined;
   /**
    * The retransmission timer (RFC 6298) as data: rtoAt is when it expires (NEVER when it is
    * not running) and ptoFrom when the tail loss probe's timer was last (re)started (RFC 8985
@@ -164,6 +164,20 @@ export class Conn implements TcpConnection {
    */
   get sampling(): boolean {
     return this.sackOk || this.ccSamples;
+  }
+
+  /** Whether this connection has send records yet (it has had data to send, and keeps them). */
+  get hasRecords(): boolean {
+    return this.rateRecords !== UNUSED_SAMPLER;
+  }
+
+  /**
+   * RACK-TLP (rack.ts, RFC 8985): the connection's RACK and TLP variables, made on first use;
+   * the ACK path asks for them only once there are records to judge (hasRecords), so an idle
+   * connection or a pure receiver holds none.
+   */
+  get rack(): Rack {
+    return (this.rackState ??= new Rack());
   }
 
   /**

@@ -190,7 +190,7 @@ export function rackMarkLossesOnRto(now: Instant, c: Conn): void {
  * retransmission (recovery.ts tlpLossResponse).
  */
 export function tlpEligible(c: Conn): boolean {
-  if (!c.sackOk || c.rack.tlpOn || c.rtoRecovery || !(c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT') || c.sbuf.length === 0 || seqDiff(c.sndMax, c.una) <= 0) return false;
+  if (!c.sackOk || !c.hasRecords || c.rack.tlpOn || c.rtoRecovery || !(c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT') || c.sbuf.length === 0 || seqDiff(c.sndMax, c.una) <= 0) return false;
   const s = c.rate;
   if (c.inRecovery) return s.lostBytes === 0 && c.timers.reo === NEVER && c.pipe() > 0;
   return s.sackedSegs === 0;

@@ -113,7 +113,7 @@ export function onRackLoss(t: TcpLayer, now: Instant, c: Conn): void {
 
 /** The reordering timer (RFC 8985 §6.2): segments waiting out the window are judged again. */
 export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
-  if (!c.sackOk || !c.sampling || c.state === 'CLOSED') return;
+  if (!c.sackOk || !c.hasRecords || c.state === 'CLOSED') return;
   if (rackDetectLoss(t, now, c)) onRackLoss(t, now, c);
   armRetransmitTimer(t, c); // a probe may be due now that RACK has nothing left to time
 }
@@ -127,13 +127,13 @@ export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
  */
 export function onDsack(t: TcpLayer, c: Conn, l: number, r: number): void {
   t.count('dsackReceived');
-  if (c.sackOk) rackOnDsack(t, c, r);
+  if (c.sackOk && c.hasRecords) rackOnDsack(t, c, r);
   const p = c.undoPending;
   if (c.undoState === undefined || p === undefined || !p.delete(l) || p.size > 0) return;
   c.cc.undo(c.undoState);
   c.undoState = undefined;
   c.inRecovery = false;
-  c.rack.reorderingSeen = true;
+  if (c.sackOk) c.rack.reorderingSeen = true;
   t.count('spuriousRecoveries');
 }
 
@@ -284,12 +284,12 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
   c.inRecovery = false;
   c.rtoRecovery = true; // until everything outstanding now is acknowledged (RFC 6582 §3.2 step 1)
   c.undoState = undefined; // a timeout is not undone here
-  c.rack.tlpOn = false;
+  if (c.sackOk) c.rack.tlpOn = false;
   c.recoverSeq = c.sndMax;
   // The scoreboard is kept: SACKed data is skipped when resending (our receivers never renege).
   c.dupAcks = 0;
   c.rtt.discard();
-  if (c.sackOk && c.sampling && !c.finSent) {
+  if (c.sackOk && c.hasRecords && !c.finSent) {
     // RFC 8985 §6.3: only what is overdue is lost; the first segment goes again now
     // (RFC 6298 §5.4), whatever the pipe says, and the rest as the window opens.
     rackMarkLossesOnRto(now, c);

@@ -63,7 +63,7 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   // RFC 6675 §5 step (C): resend what is lost first, lowest first (NextSeg rule 1, with
   // RACK's per-segment verdict as IsLost, RFC 8985 §6.2). A resent segment is in flight
   // again, so the pipe grows as they go.
-  if (c.sackOk && c.sampling && c.rate.lostBytes > 0) {
+  if (c.sackOk && c.hasRecords && c.rate.lostBytes > 0) {
     let from = c.una;
     for (let guard = 0; guard < 256 && c.pipe() < cwnd; guard++) {
       if (rate > 0 && paceHold(t, now, c, slack)) break;
@@ -149,11 +149,12 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
   }
   const win = h.window << c.sndScale;
   const sackedBefore = c.sack.bytes;
-  // RACK-TLP (RFC 8985) needs SACK (§4); the send records are kept then (conn.ts sampling).
-  const rack = c.sackOk && c.sampling;
+  // RACK-TLP (RFC 8985) needs SACK (§4) and judges the send records (conn.ts sampling),
+  // which exist once the connection has sent data.
+  const rack = c.sackOk && c.hasRecords;
   if (c.sampling) c.rate.beginAck(c.tsOk && h.tsEcr !== undefined ? h.tsEcr : -1, c.rtt.minRtt);
   let dsackRight = -1;
-  c.rack.grew = false;
+  if (rack) c.rack.grew = false;
   if (c.sackOk && h.sack) {
     const b = h.sack;
     const dsack = isDsack(b, ack);
