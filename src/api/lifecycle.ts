@@ -9,8 +9,6 @@ import { toBase64 } from '../util/bytes.js';
 import { invalidArgument, WgnetError } from '../util/errors.js';
 import type { Tunnel } from './tunnel.js';
 import { UdpBind } from '../io/udp-bind.js';
-import { resolveEndpoint } from '../io/endpoint.js';
-import { parseIp } from '../util/ip.js';
 
 export /** What an aborted `signal` rejects with, as Node's own APIs: an AbortError whose cause is the reason. */
 function abortError(signal: AbortSignal): Error {
@@ -96,6 +94,8 @@ export class TunnelPause {
   constructor(
     private readonly t: Tunnel,
     private readonly closed: () => boolean,
+    /** Looks up the peers configured by host name again (a new network may answer differently). */
+    private readonly resolveHostEndpoints: () => Promise<void>,
   ) {}
 
   get paused(): boolean {
@@ -134,17 +134,7 @@ export class TunnelPause {
     engine.bind = bind;
     engine.unsuspend(); // deadlines that passed while paused fire now
     const device = engine.device;
-    await Promise.all(
-      this.t.config.peers.map(async (spec) => {
-        if (!spec.endpoint || parseIp(spec.endpoint.host)) return;
-        try {
-          const ep = await resolveEndpoint(spec.endpoint.host, spec.endpoint.port);
-          if (!this.closed() && device.getPeer(spec.publicKey)) device.updatePeer(spec.publicKey, { endpoint: ep });
-        } catch (err) {
-          this.t.emit('warning', err as Error);
-        }
-      }),
-    );
+    await this.resolveHostEndpoints();
     if (this.closed()) return;
     for (const [p, seconds] of st.keepalives) if (device.getPeer(p.publicKey) === p) device.updatePeer(p.publicKey, { persistentKeepalive: seconds });
     const now = engine.now();

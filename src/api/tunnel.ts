@@ -23,7 +23,7 @@ import { Engine } from '../io/engine.js';
 import { UdpBind } from '../io/udp-bind.js';
 import { UapiServer } from '../io/uapi-server.js';
 import { backends, type Backends } from '../io/backends.js';
-import { uapiGet, parseUapiSet, applyUapiSet, UapiError, type UapiHost } from '../wireguard/uapi.js';
+import type { UapiHost } from '../wireguard/uapi.js';
 import { resolveEndpoint } from '../io/endpoint.js';
 import { monotonicNow, systemRng, wallClock } from '../io/clock.js';
 import { formatIp, formatHostPort, parseIp, mustParseIp } from '../util/ip.js';
@@ -35,6 +35,8 @@ import type { TcpSocket } from './tcp-socket.js';
 import { openConnection, type ConnectOptions, type Dialer } from './connect.js';
 import { TunnelResolver, type LookupCallback, type LookupResult } from './resolver.js';
 import { TunnelPing, type PingResult } from './ping.js';
+import { HostEndpoints } from './endpoints.js';
+import { TunnelIpc } from './ipc.js';
 import { peerStatus, startHandshakes, type PeerStatus } from './peers.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
@@ -79,10 +81,11 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private readonly dialer: Dialer;
   private closed = false;
   /** Set between pause() and resume(): the outer port to reopen and the persistent keepalives to restore. */
-  private readonly pauser = new TunnelPause(this, () => this.closed);
+  private readonly pauser = new TunnelPause(this, () => this.closed, () => this.endpoints.resolveAll());
   private readonly http = new TunnelHttp((o) => this.connect(o));
-  private readonly resolving = new Set<Peer>();
-  private fwmarkValue = 0;
+  /** Peers configured by host name, looked up again after failed handshakes and on resume(). */
+  private readonly endpoints: HostEndpoints;
+  private readonly ipc: TunnelIpc;
   private uapiServer: UapiServer | undefined;
   private gateway: Gateway | undefined;
 
@@ -93,6 +96,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     this.resolver = new TunnelResolver(engine, dns, () => this.assertOpen());
     this.lookupFunction = this.resolver.lookupFunction;
     this.pinger = new TunnelPing(engine);
+    this.endpoints = new HostEndpoints(this.config, engine.device, () => this.closed, (err) => this.emit('warning', err));
+    this.ipc = new TunnelIpc(engine, () => this.listenPort, (peers) => this.kick(peers));
     this.dialer = {
       engine,
       assertOpen: () => this.assertOpen(),
@@ -167,7 +172,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       // An 'error' with no listener would throw; a socket error is worth a warning, not a crash.
       onError: (err) => tunnel.emit(tunnel.listenerCount('error') > 0 ? 'error' : 'warning', err),
     });
-    tunnel.fwmarkValue = cfg.fwMark ?? 0;
+    tunnel.ipc.fwmark = cfg.fwMark ?? 0;
     const now = monotonicNow();
     for (const peer of device.peers()) {
       if (peer.persistentKeepalive && peer.endpoint) device.initiateHandshake(now, peer);
@@ -489,16 +494,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
 
   /** @internal What the UAPI protocol reads and changes. */
   uapiHost(): UapiHost {
-    return {
-      device: this.engine.device,
-      listenPort: () => this.listenPort,
-      setListenPort: (port) => this.engine.bind!.rebind(port),
-      fwmark: () => this.fwmarkValue,
-      // Node's dgram cannot set SO_MARK; the value is kept and reported, as on platforms without fwmark.
-      setFwmark: (mark) => {
-        this.fwmarkValue = mark;
-      },
-    };
+    return this.ipc.host();
   }
 
   private kick(peers: Peer[]): void {
@@ -512,22 +508,13 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   /** The UAPI `get=1` answer (key=value lines), as wireguard-go's IpcGet. */
   ipcGet(): string {
     this.assertOpen();
-    return uapiGet(this.uapiHost());
+    return this.ipc.get();
   }
 
   /** Applies UAPI `set=1` lines live; rejects with the errno wireguard-go would answer. */
   async ipcSet(text: string): Promise<void> {
     this.assertOpen();
-    try {
-      this.kick(await applyUapiSet(this.uapiHost(), parseUapiSet(text)));
-    } catch (err) {
-      if (err instanceof UapiError) {
-        const e = new WgnetError('ERR_WGNET_UAPI', `UAPI set failed (errno=${err.errno}): ${err.message}`);
-        (e as WgnetError & { errno?: number }).errno = err.errno;
-        throw e;
-      }
-      throw err;
-    }
+    return this.ipc.set(text);
   }
 
   // --- lifecycle -----------------------------------------------------------
@@ -651,7 +638,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         break;
       case 'handshake-failed':
         this.emit('handshake-failed', { publicKey: toBase64(ev.peer.publicKey) });
-        void this.reresolve(ev.peer);
+        void this.endpoints.reresolve(ev.peer);
         break;
       case 'endpoint-changed':
         this.emit('endpoint-changed', { publicKey: toBase64(ev.peer.publicKey), endpoint: ev.peer.endpoint });
@@ -659,24 +646,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
     }
   }
 
-  /** A peer configured by host name is looked up again when its handshakes keep failing (the endpoint may have moved). */
-  private async reresolve(peer: Peer): Promise<void> {
-    // O(1) per failed handshake (issue 17): the peers configured by host name, indexed by key
-    // on the first failure (config.peers never changes), not a search with base64 conversions.
-    const self = this as unknown as { hostEndpoints?: Map<string, { host: string; port: number }> };
-    self.hostEndpoints ??= new Map(this.config.peers.flatMap((p) => (p.endpoint && !parseIp(p.endpoint.host) ? [[toBase64(p.publicKey), p.endpoint] as const] : [])));
-    const spec = self.hostEndpoints.get(toBase64(peer.publicKey));
-    if (!spec || this.resolving.has(peer) || this.closed) return;
-    this.resolving.add(peer);
-    try {
-      const ep = await resolveEndpoint(spec.host, spec.port);
-      if (!this.closed) this.engine.device.updatePeer(peer.publicKey, { endpoint: ep });
-    } catch (err) {
-      this.emit('warning', err as Error);
-    } finally {
-      this.resolving.delete(peer);
-    }
-  }
+
 }
 
 /**

@@ -1,12 +1,13 @@
 /**
  * What the CLI reads of a tunnel, through public methods rather than its engine and device
  * (issue 13): peers() as `wg show` lists them (public facts only), startHandshakes(), and the
- * outer socket's backend.
+ * outer socket's backend; peers configured by host name looked up again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { tunnelPair } from '../harness/tunnel-pair.js';
+import { tunnelPair, keyPair } from '../harness/tunnel-pair.js';
+import { Tunnel } from '../../src/index.js';
 
 test('startHandshakes() handshakes with no packet sent; peers() lists public facts only; udpBackend', async () => {
   const p = await tunnelPair();
@@ -40,4 +41,22 @@ test('startHandshakes() handshakes with no packet sent; peers() lists public fac
   }
   assert.equal(p.a.udpBackend, undefined);
   assert.throws(() => p.a.startHandshakes(), (e: Error & { code?: string }) => e.code === 'ERR_WGNET_CLOSED');
+});
+
+test('a peer configured by host name is looked up again on resume() (a new network may answer differently)', async () => {
+  const peer = keyPair();
+  const t = await Tunnel.create({ privateKey: keyPair().privateKey, address: '10.98.0.2/24', peers: [{ publicKey: peer.publicKey, allowedIps: '10.98.0.0/24', endpoint: 'localhost:51999' }] });
+  try {
+    const looked = t.peers()[0]!.endpoint;
+    assert.equal(looked?.port, 51999);
+    assert.ok(looked?.address === '127.0.0.1' || looked?.address === '::1', String(looked?.address));
+    // The peer moved (as roaming or wg set would move it); resume() asks the name again.
+    await t.ipcSet(`public_key=${Buffer.from(peer.publicKey, 'base64').toString('hex')}\nendpoint=192.0.2.9:1\n`);
+    assert.deepEqual(t.peers()[0]!.endpoint, { address: '192.0.2.9', port: 1 });
+    await t.pause();
+    await t.resume();
+    assert.deepEqual(t.peers()[0]!.endpoint, looked);
+  } finally {
+    await t.close();
+  }
 });
