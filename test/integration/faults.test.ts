@@ -22,9 +22,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Tunnel } from '../../src/index.js';
 import { UdpBind } from '../../src/io/udp-bind.js';
+import { UapiServer } from '../../src/io/uapi-server.js';
 import type { TcpSocket } from '../../src/api/tcp-socket.js';
 import { tunnelPair, keyPair } from '../harness/tunnel-pair.js';
 import { waitFor } from '../harness/churn.js';
@@ -657,6 +661,132 @@ describe('faults: the clock jumps', () => {
     } finally {
       Date.now = realNow;
       await pair.close();
+    }
+  });
+});
+
+describe('faults: a corrupt, truncated or greedy UAPI client', () => {
+  /** A tunnel with `peers` peers and its UAPI socket in a temporary directory. */
+  async function uapiTunnel(peers: number, limits: { readTimeoutMs?: number } = {}): Promise<{ t: Tunnel; srv: UapiServer; close(): Promise<void> }> {
+    const dir = mkdtempSync(join(tmpdir(), 'wgnet-faults-'));
+    let cfg = `[Interface]\nPrivateKey = ${keyPair().privateKey}\nAddress = 10.69.0.1/24\n`;
+    for (let i = 0; i < peers; i++) cfg += `[Peer]\nPublicKey = ${keyPair().publicKey}\nAllowedIPs = 10.${100 + (i >> 8)}.${i & 255}.0/24\nEndpoint = 192.0.2.1:${1000 + i}\n`;
+    const t = await Tunnel.create(cfg);
+    const srv = await UapiServer.listen('wgf0', t.uapiHost(), () => {}, dir, limits);
+    return {
+      t,
+      srv,
+      close: async () => {
+        await srv.close();
+        await t.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  /** Writes `parts` (with a pause between them) and collects everything until the server closes or `until` matches. */
+  async function converse(path: string, parts: (string | Buffer)[], until?: RegExp | ((text: string) => boolean) | 'end', gapMs = 0): Promise<string> {
+    const s = net.connect(path);
+    s.on('error', () => {});
+    let text = '';
+    s.setEncoding('latin1');
+    const done = new Promise<void>((resolve) => {
+      s.on('data', (d: string) => {
+        text += d;
+        if (until && until !== 'end' && (typeof until === 'function' ? until(text) : until.test(text))) resolve();
+      });
+      s.once('close', () => resolve());
+    });
+    await new Promise((r) => s.once('connect', r));
+    for (const p of parts) {
+      s.write(p);
+      if (gapMs) await sleep(gapMs);
+    }
+    if (until === 'end') s.end(); // and wait for the server to close its side
+    await Promise.race([done, sleep(5000)]);
+    s.destroy();
+    return text;
+  }
+
+  const answers = (text: string): number => text.split(/errno=-?\d+\n\n/).length - 1;
+
+  test('pipelined requests are answered one by one, in order; a request split at every byte is answered', { timeout: 30_000 }, async () => {
+    const u = await uapiTunnel(3);
+    try {
+      const pipelined = 'get=1\n\n'.repeat(50) + 'set=1\nlisten_port=0\n\n' + 'get=1\n\n';
+      const text = await converse(u.srv.path, [pipelined], (x) => answers(x) === 52);
+      assert.equal(answers(text), 52);
+      assert.equal(text.match(/errno=0\n\n/g)!.length, 52);
+      const bytes = [...'get=1\n\n'];
+      const slow = await converse(u.srv.path, bytes, /errno=0\n\n$/, 5);
+      assert.match(slow, /^private_key=[0-9a-f]{64}\n/);
+      assert.equal(answers(slow), 1);
+    } finally {
+      await u.close();
+    }
+  });
+
+  test('a truncated set=1 (the client closes before its blank line) changes nothing; garbage and binary bytes get an errno or a close, change nothing; the server answers the next client', { timeout: 30_000 }, async () => {
+    const u = await uapiTunnel(3);
+    try {
+      const before = u.t.ipcGet();
+      const key = keyPair().publicKey;
+      // Truncated: a new peer and a new port, then the client goes away.
+      assert.equal(await converse(u.srv.path, [`set=1\nlisten_port=1\npublic_key=${hexKey(key)}\nallowed_ip=10.1.2.0/24\n`], 'end'), '');
+      for (const junk of [Buffer.from([0, 1, 2, 255, 254, 10, 10]), Buffer.from('set=1\n\xff\xfe=\x00\n\n', 'latin1'), 'get=2\n\n', 'set=1\npublic_key=zz\n\n', '\n\n\n', 'get=1\nx']) {
+        const text = await converse(u.srv.path, [junk], /errno=-?\d+\n\n$/);
+        assert.ok(text === '' || /^errno=-\d+\n\n$/.test(text), `answer to ${JSON.stringify(junk.toString())}: ${JSON.stringify(text)}`);
+      }
+      assert.equal(u.t.ipcGet(), before, 'the config is unchanged');
+      assert.match(await converse(u.srv.path, ['get=1\n\n'], /errno=0\n\n$/), /errno=0\n\n$/);
+    } finally {
+      await u.close();
+    }
+  });
+
+  test("a client that pipelines get=1 and never reads the answers: held to one answer, cut by the read timeout; others are answered at once; memory stays flat", { timeout: 30_000 }, async () => {
+    // Before: every request in a read was answered at once; 1 MiB of get=1 with 100 peers
+    // queued ~5 GB of listings and the process died of heap exhaustion.
+    const u = await uapiTunnel(100, { readTimeoutMs: 1500 });
+    try {
+      const heap0 = process.memoryUsage().heapUsed;
+      const c = net.connect(u.srv.path);
+      c.on('error', () => {});
+      await new Promise((r) => c.once('connect', r));
+      c.pause(); // reads nothing
+      const closed = new Promise<void>((r) => c.once('close', () => r()));
+      const chunk = Buffer.from('get=1\n\n'.repeat(9362)); // 64 KiB
+      for (let i = 0; i < 16; i++) c.write(chunk); // 1 MiB, queued in the kernel and here
+      await sleep(300);
+      const t0 = performance.now();
+      const other = await converse(u.srv.path, ['get=1\n\n'], /errno=0\n\n$/);
+      const ms = performance.now() - t0;
+      assert.match(other, /errno=0\n\n$/);
+      assert.ok(ms < 1000, `another client waited ${ms.toFixed(0)} ms`);
+      const heapMB = (process.memoryUsage().heapUsed - heap0) / 1048576;
+      assert.ok(heapMB < 64, `heap +${heapMB.toFixed(0)} MB while the flood is held`);
+      await closed;
+      assert.equal(u.srv.limited.readTimeout, 1);
+    } finally {
+      await u.close();
+    }
+  });
+
+  test('a client that goes away in the middle of a large answer does not disturb the server', { timeout: 30_000 }, async () => {
+    const u = await uapiTunnel(2000); // a ~650 KB listing
+    try {
+      for (let i = 0; i < 5; i++) {
+        const s = net.connect(u.srv.path);
+        s.on('error', () => {});
+        await new Promise((r) => s.once('connect', r));
+        s.write('get=1\n\nget=1\n\n');
+        await new Promise((r) => s.once('data', r));
+        s.destroy(); // a unix socket has no RST: the server's next write fails with EPIPE
+      }
+      const text = await converse(u.srv.path, ['get=1\n\n'], /errno=0\n\n$/);
+      assert.equal(text.match(/^public_key=/gm)?.length, 2000);
+    } finally {
+      await u.close();
     }
   });
 });
