@@ -97,8 +97,12 @@ export class Conn implements TcpConnection {
   ptoFrom = NEVER;
   partialAcks = 0;
   recoverSeq = 0;
-  /** SND.UNA must reach this before a lost retransmission cuts the window again (RFC 8985 §9.3: once per window). */
-  rexmitLossRound = 0;
+  /**
+   * When the window was last cut for a loss (fast recovery, a lost retransmission, a probe
+   * that repaired a loss). A lost retransmission sent after it is a loss in a later window
+   * and cuts again; one sent before it was answered already (RFC 8985 §9.3, once per window).
+   */
+  lastCutAt = -1;
   /** RFC 2883 D-SACK: a duplicate range received, reported first in the next ACK. */
   dsackL = 0;
   dsackR = 0;

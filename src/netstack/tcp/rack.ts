@@ -58,6 +58,8 @@ export class Rack {
   tlpOn = false;
   /** TLP.is_retrans: the probe resent data rather than sending new data. */
   tlpRetrans = false;
+  /** When the probe went out. */
+  tlpSent = 0;
 }
 
 /** RACK_sent_after (§6.2): t1 later than t2, or the same instant and a higher sequence. */

@@ -101,9 +101,10 @@ export class RateSampler {
   ackXmit = -Infinity;
   ackEnd = 0;
   ackReordered = false;
-  /** Set by detectLoss: bytes it marked lost, and whether any of them was a retransmission. */
+  /** Set by detectLoss: bytes it marked lost, whether any was a retransmission, and the latest such one's send time. */
   newlyLost = 0;
   lostRetransmit = false;
+  lostRetransmitSent = -Infinity;
   /** The next send is a tail loss probe (RFC 8985 §7.3): a retransmission that is no verdict of loss. */
   probing = false;
   private ackEcr = -1;
@@ -352,6 +353,7 @@ export class RateSampler {
   detectLoss(now: number, rXmit: number, rEnd: number, lostAfter: number, nxt: number, ranges: number[]): number {
     this.newlyLost = 0;
     this.lostRetransmit = false;
+    this.lostRetransmitSent = -Infinity;
     let earliest = Infinity;
     let k = 0;
     for (let i = 0; i < this.count; ) {
@@ -375,7 +377,10 @@ export class RateSampler {
         const at = st + lostAfter;
         if (at <= now) {
           this.markLost(p);
-          if ((f & RETRANSMITTED) !== 0) this.lostRetransmit = true;
+          if ((f & RETRANSMITTED) !== 0) {
+            this.lostRetransmit = true;
+            if (st > this.lostRetransmitSent) this.lostRetransmitSent = st;
+          }
           continue;
         }
         if (at < earliest) earliest = at;

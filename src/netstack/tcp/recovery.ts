@@ -26,11 +26,11 @@ export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
   c.partialAcks = 0;
   c.recoverSeq = c.sndMax;
   c.rexmitNext = c.una;
-  c.rexmitLossRound = c.sndMax;
   c.undoState = c.cc.save();
   if (c.undoPending) c.undoPending.clear();
   else c.undoPending = new Set();
   c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
+  c.lastCutAt = now;
   t.count('fastRetransmits');
   if (c.sackOk) resendFirstLost(t, now, c);
   else resendUna(t, now, c);
@@ -91,24 +91,32 @@ export function noteRetransmit(c: Conn, seq: number): void {
  * RACK marked segments lost (RFC 8985 §6.2 step 5, from an ACK or the reordering timer).
  * Open: fast recovery starts, unless a recovery or timeout of the same flight is still
  * under way (RFC 6582 §3.2 step 1: one window cut per flight). In fast recovery, a lost
- * retransmission is a loss in a later window: it cuts the window again, once per window
- * (RFC 8985 §9.3 asks for it when there is no PRR, as RFC 5681 §4.3 does), and proves the
- * recovery was no reordering. The marked segments go out from flush.
+ * retransmission proves the recovery was no reordering (no undo), and is a loss in a later
+ * window than the one recovery answered: without PRR, RFC 8985 §9.3 asks for another
+ * congestion response (as RFC 5681 §4.3 for a lost retransmission), once per window.
+ * The marked segments go out from flush.
  */
 export function onRackLoss(t: TcpLayer, now: Instant, c: Conn): void {
   const r = c.rate;
   if (!c.inRecovery && !c.rtoRecovery && seqGe(c.una, c.recoverSeq)) {
     enterRecovery(t, now, c);
-  } else if (r.lostRetransmit) {
-    t.count('lostRetransmits');
-    c.undoState = undefined; // a retransmission was lost: this recovery was real
-    if (c.inRecovery && seqGe(c.una, c.rexmitLossRound)) {
-      c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), r.delivered);
-      c.rexmitLossRound = c.sndMax;
-      c.recoverSeq = c.sndMax;
-    }
-  }
+  } else if (r.lostRetransmit) lostRetransmission(t, now, c, r.lostRetransmitSent);
   t.markDirty(c);
+}
+
+/**
+ * A retransmission sent at `sentAt` was lost (onRackLoss, or repaired by a probe in
+ * recovery). If it was sent after the window was last cut, it was lost in a later window:
+ * cut again, and the recovery now lasts until what is outstanding now is acknowledged.
+ */
+function lostRetransmission(t: TcpLayer, now: Instant, c: Conn, sentAt: number): void {
+  t.count('lostRetransmits');
+  c.undoState = undefined; // a retransmission was lost: this recovery was real
+  if (c.inRecovery && sentAt >= c.lastCutAt) {
+    c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
+    c.lastCutAt = now;
+    c.recoverSeq = c.sndMax;
+  }
 }
 
 /** The reordering timer (RFC 8985 §6.2): segments waiting out the window are judged again. */
@@ -144,17 +152,10 @@ export function onDsack(t: TcpLayer, c: Conn, l: number, r: number): void {
  * answer is that of onRackLoss for one.
  */
 export function tlpLossResponse(t: TcpLayer, now: Instant, c: Conn): void {
-  if (c.inRecovery) {
-    t.count('lostRetransmits');
-    c.undoState = undefined;
-    if (seqGe(c.una, c.rexmitLossRound)) {
-      c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
-      c.rexmitLossRound = c.sndMax;
-    }
-    return;
-  }
+  if (c.inRecovery) return lostRetransmission(t, now, c, c.rack.tlpSent);
   c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
   c.cc.onRecoveryExit();
+  c.lastCutAt = now;
 }
 
 /** RFC 6298 §5.3: restart the retransmission timer (and the probe timer, RFC 8985 §7.2) from now. */
@@ -231,6 +232,7 @@ export function sendProbe(t: TcpLayer, now: Instant, c: Conn): void {
   if (sent) {
     r.tlpOn = true;
     r.tlpEnd = c.sndMax;
+    r.tlpSent = now;
     t.count('tailLossProbes');
   }
   c.rtoAt = now + c.rtt.rto;
