@@ -131,12 +131,12 @@ const ICMP_RATE = 1000;
 
 const EMPTY = new Uint8Array(0);
 
-/** A datagram waiting in a socket's queue, and the peer's share it is charged to. */
+/** A datagram waiting in a socket's queue, and the peer's share it is charged to (once the queue was full). */
 interface Queued {
   data: Uint8Array;
   addr: IpAddr;
   port: number;
-  share: Share;
+  share: Share | undefined;
   /** Dropped from the middle of the queue for another peer (enqueueUdp); skipped by recv(). */
   dropped: boolean;
 }
@@ -153,8 +153,12 @@ class Udp implements UdpSocket {
   remote: { addr: IpAddr; port: number } | undefined;
   queue: Queued[] = [];
   queued = 0;
-  /** Peers with datagrams queued (Interface.enqueueUdp); one entry in the usual one-peer case. */
-  readonly shares = new Map<PeerKey, Share>();
+  /**
+   * What each peer holds of the queue (Interface.enqueueUdp), kept only from the moment the
+   * queue is full until it is empty again: a queue that never fills, the usual case, costs
+   * no peer lookup per datagram.
+   */
+  shares: Map<PeerKey, Share> | undefined;
   /** Dropped entries still in `queue`. */
   dead = 0;
   closed = false;
@@ -185,7 +189,8 @@ class Udp implements UdpSocket {
       return undefined;
     }
     // The oldest live datagram of the queue is the oldest live one of its share too.
-    this.take(m.share);
+    if (m.share) this.take(m.share);
+    else this.queued -= m.data.length;
     return { data: m.data, addr: m.addr, port: m.port };
   }
   /** Drops `sh`'s oldest datagram from the middle of the queue: its bytes are freed at once. */
@@ -205,12 +210,28 @@ class Udp implements UdpSocket {
     const m = sh.list[sh.head++]!;
     this.queued -= m.data.length;
     sh.bytes -= m.data.length;
-    if (sh.head === sh.list.length) this.shares.delete(sh.key);
-    else if (sh.head >= 1024 && sh.head * 2 >= sh.list.length) {
+    if (sh.head === sh.list.length) {
+      this.shares!.delete(sh.key);
+      if (this.shares!.size === 0) this.shares = undefined; // empty: back to no accounting
+    } else if (sh.head >= 1024 && sh.head * 2 >= sh.list.length) {
       sh.list = sh.list.slice(sh.head); // a share that never empties must not grow without bound
       sh.head = 0;
     }
     return m;
+  }
+  /** Starts the accounting: charges each datagram queued so far to its peer. */
+  account(keyOf: (a: IpAddr) => PeerKey): Map<PeerKey, Share> {
+    const shares = new Map<PeerKey, Share>();
+    for (const q of this.queue) {
+      if (q.dropped) continue;
+      const key = keyOf(q.addr);
+      let sh = shares.get(key);
+      if (!sh) shares.set(key, (sh = { key, bytes: 0, list: [], head: 0 }));
+      q.share = sh;
+      sh.list.push(q);
+      sh.bytes += q.data.length;
+    }
+    return (this.shares = shares);
   }
   connect(addr: IpAddr, port: number): void {
     this.remote = { addr, port };
@@ -447,26 +468,35 @@ export class Interface {
       this.count('drop.udp.queueFull');
       return false;
     }
-    const key = this.peerKey(src);
-    let sh = s.shares.get(key);
-    while (s.queued + n > s.limit) {
-      const mine = sh?.bytes ?? 0;
-      // The fattest other peer: the loop over peers with something queued is short (with the
-      // tunnel's peerOf it is bounded by the number of peers, and it runs only when full).
-      let fat: Share | undefined;
-      for (const x of s.shares.values()) if (x !== sh && (!fat || x.bytes > fat.bytes)) fat = x;
-      if (!fat || mine + n > fat.bytes) {
-        this.count('drop.udp.queueFull');
-        return false;
+    const m: Queued = { data: EMPTY, addr: src, port: sport, share: undefined, dropped: false };
+    if (s.queued + n > s.limit || s.shares) {
+      const shares = s.shares ?? s.account((a) => this.peerKey(a));
+      const key = this.peerKey(src);
+      let sh = shares.get(key);
+      while (s.queued + n > s.limit) {
+        const mine = sh?.bytes ?? 0;
+        // The fattest other peer: the loop over peers with something queued is short (with the
+        // tunnel's peerOf it is bounded by the number of peers, and it runs only when full).
+        let fat: Share | undefined;
+        for (const x of shares.values()) if (x !== sh && (!fat || x.bytes > fat.bytes)) fat = x;
+        if (!fat || mine + n > fat.bytes) {
+          this.count('drop.udp.queueFull');
+          return false;
+        }
+        s.drop(fat);
+        this.count('drop.udp.queueShare');
       }
-      s.drop(fat);
-      this.count('drop.udp.queueShare');
+      // Dropping others may have emptied the accounting (then this one goes in unaccounted).
+      if (s.shares) {
+        if (!sh) s.shares.set(key, (sh = { key, bytes: 0, list: [], head: 0 }));
+        m.share = sh;
+        sh.list.push(m);
+        sh.bytes += n;
+      }
     }
-    if (!sh) s.shares.set(key, (sh = { key, bytes: 0, list: [], head: 0 }));
-    const m: Queued = { data: payload.slice(), addr: src.slice(), port: sport, share: sh, dropped: false };
+    m.data = payload.slice();
+    m.addr = src.slice();
     s.queue.push(m);
-    sh.list.push(m);
-    sh.bytes += n;
     s.queued += n;
     return true;
   }

@@ -26,9 +26,12 @@ export type PeerKey = string | number | object;
 /** Maps a source address to its peer; undefined means "no peer known": the address is its own bucket. */
 export type PeerOf = (addr: IpAddr) => PeerKey | undefined;
 
-/** The bucket of a source address when no peer is known: the address itself, as a string. */
-export function addressKey(addr: IpAddr): string {
-  return addr.join('.');
+/**
+ * The bucket of a source address when no peer is known: the address itself, an IPv4 address
+ * as a 32-bit integer (no string is built per packet), an IPv6 address as text.
+ */
+export function addressKey(addr: IpAddr): PeerKey {
+  return addr.length === 4 ? (addr[0]! << 24) | (addr[1]! << 16) | (addr[2]! << 8) | addr[3]! : addr.join(':');
 }
 
 /** RFC 9293 §3.3.2 state names. */

@@ -295,6 +295,13 @@ test('UDP: a full socket queue drops from the peer holding the most, so another 
   // Read empty, the queue is anybody's again: the hostile peer's budget is back.
   for (let k = 0; k < 10; k++) i.handleInput(0, udp(hostile(k), 4000, 1024, 0xee));
   assert.equal(i.stats['drop.udp.queueFull'], 90 + 15 + 10, 'ten more fit');
+  // Full again: the friend's datagram still pushes one of the hostile peer's out.
+  i.handleInput(0, udp(FRIEND, 5000, 1024, 99));
+  assert.equal(i.stats['drop.udp.queueShare'], 6);
+  const again: { data: Uint8Array; addr: IpAddr }[] = [];
+  for (let m = s.recv(); m; m = s.recv()) again.push(m);
+  assert.equal(again.length, 10);
+  assert.equal(again.at(-1)!.data[0], 99);
 });
 
 test('UDP: dropped entries do not pile up behind a reader that never reads', () => {
