@@ -10,7 +10,7 @@ import type { IpPrefix } from '../util/ip.js';
 import { ReplayWindow } from './replay.js';
 import { CookieGenerator } from './cookie.js';
 import type { InitiatorState } from './noise.js';
-import { NEVER, noPeerTimers, type PeerTimed, type PeerTimers } from './timers.js';
+import { NEVER, noPeerTimers, type PeerTimers } from './timers.js';
 
 export { NEVER } from './timers.js';
 
@@ -59,7 +59,7 @@ export interface IndexEntry {
   keypair: Keypair | undefined; // undefined: a handshake we initiated
 }
 
-export class Peer implements PeerTimed {
+export class Peer {
   readonly publicKey: Uint8Array;
   presharedKey: Uint8Array | undefined;
   endpoint: Endpoint | undefined;

@@ -198,6 +198,9 @@ test('npm pack: the tarball installs without a compiler, works from ESM, CommonJ
   const installed = JSON.parse(readFileSync(join(app, 'node_modules/wgnet/package.json'), 'utf8')) as { version: string; scripts?: Record<string, string> };
   for (const s of ['preinstall', 'install', 'postinstall']) assert.equal(installed.scripts?.[s], undefined, `the package must not have a ${s} script`);
   assert.ok(!existsSync(join(app, 'node_modules/wgnet/native/build')), 'nothing was compiled at install');
+  // stripInternal: the shipped types carry the API only, not the cores' plumbing.
+  const tunnelTypes = readFileSync(join(app, 'node_modules/wgnet/dist/src/api/tunnel.d.ts'), 'utf8');
+  assert.doesNotMatch(tunnelTypes, /@internal|readonly engine\b/, 'no @internal member in the shipped Tunnel type');
   t.diagnostic(`packed and installed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   // 3. The consumers: JS as is, TypeScript compiled by the repo's tsc (type errors fail it).
