@@ -208,8 +208,10 @@ export function endWith(sock: Duplex, answer?: Uint8Array | string, graceMs = CL
  * Pipes both ways with backpressure; half-close passes through; an error on
  * either side destroys both; once either side has closed, the other is ended
  * (endWith: drained, and destroyed after a grace period if it lingers).
+ * With `idle.ms` > 0, both are destroyed once no byte has moved either way for
+ * that long (limits.ts idleTimeoutMs), and `idle.onIdle` is told.
  */
-export function splice(a: Duplex, b: Duplex, count?: (dir: 'up' | 'down', n: number) => void): void {
+export function splice(a: Duplex, b: Duplex, count?: (dir: 'up' | 'down', n: number) => void, idle?: { ms: number; onIdle?: () => void }): void {
   const done = (): void => {
     a.destroy();
     b.destroy();
@@ -222,6 +224,33 @@ export function splice(a: Duplex, b: Duplex, count?: (dir: 'up' | 'down', n: num
   }
   a.pipe(b);
   b.pipe(a);
-  a.on('close', () => endWith(b));
-  b.on('close', () => endWith(a));
+  let timer: NodeJS.Timeout | undefined;
+  if (idle && idle.ms > 0) {
+    // One timer per relay, not one reset per chunk: a chunk only notes the time, and the
+    // timer, when it fires early, sleeps for the rest of the quiet period.
+    let last = performance.now();
+    const touch = (): void => void (last = performance.now());
+    a.on('data', touch);
+    b.on('data', touch);
+    const check = (): void => {
+      const quiet = performance.now() - last;
+      if (quiet < idle.ms) {
+        timer = setTimeout(check, idle.ms - quiet);
+        timer.unref();
+        return;
+      }
+      timer = undefined;
+      idle.onIdle?.();
+      done();
+    };
+    timer = setTimeout(check, idle.ms);
+    timer.unref();
+  }
+  const closed = (other: Duplex): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    endWith(other);
+  };
+  a.on('close', () => closed(b));
+  b.on('close', () => closed(a));
 }

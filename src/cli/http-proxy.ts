@@ -192,7 +192,10 @@ export function createHttpProxyServer(opts: HttpProxyOptions): http.Server & { s
         stats.connections++;
         sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         if (head.length > 0) up.write(head);
-        splice(sock, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (rec.up += n)) : ((stats.bytesDown += n), (rec.down += n))));
+        splice(sock, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (rec.up += n)) : ((stats.bytesDown += n), (rec.down += n))), {
+          ms: limits.idleTimeoutMs,
+          onIdle: () => hit('idleTimeout', { timeoutMs: limits.idleTimeoutMs, client: rec.client, target: rec.target }),
+        });
         sock.once('close', () => logRequest(opts.log, 'http proxy', { ...rec, status: 200 }));
       },
       (err: NodeJS.ErrnoException) => {

@@ -16,6 +16,11 @@ export interface ListenerLimits {
   maxHeaderBytes: number;
   /** UDP flows at once per listener: `forward --udp` flows, SOCKS5 UDP associations. */
   maxUdpFlows: number;
+  /**
+   * An established relay (SOCKS5 CONNECT, HTTP CONNECT, a TCP forward) with no byte either way
+   * for this long is closed at both ends; 0: never. See DEFAULT_LIMITS for the default.
+   */
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ListenerLimits> = {
@@ -23,15 +28,24 @@ export const DEFAULT_LIMITS: Readonly<ListenerLimits> = {
   requestTimeoutMs: 10_000,
   maxHeaderBytes: 16 * 1024, // Node's own default, stated
   maxUdpFlows: 1024,
+  // 2 h 4 min, RFC 5382 REQ-5's floor for a NAT's established-TCP idle timeout: what
+  // applications are built to survive (TCP keepalives every 2 h, RFC 1122 §4.2.3.6, keep a
+  // NAT mapping alive, and a quiet SSH session survives a compliant NAT). A proxy ends the
+  // client's TCP itself, so the client's keepalives never cross it and cannot reset this;
+  // a shorter default (Envoy's 1 h, nginx stream's 10 min) would cut sessions that every
+  // NAT on the path lets live. What it reclaims: relays whose far end vanished without a
+  // FIN or RST (a peer gone for good, a laptop that never came back), which nothing else
+  // frees. Operators of short-lived traffic set less; 0 turns it off.
+  idleTimeoutMs: 7_440_000,
 };
 
-export type LimitName = 'connections' | 'requestTimeout' | 'headerSize' | 'udpFlows';
+export type LimitName = 'connections' | 'requestTimeout' | 'headerSize' | 'udpFlows' | 'idleTimeout';
 
 /** Times each limit was hit; a typed snapshot tests read by name. */
 export type LimitCounters = Record<LimitName, number>;
 
 export function zeroLimitCounters(): LimitCounters {
-  return { connections: 0, requestTimeout: 0, headerSize: 0, udpFlows: 0 };
+  return { connections: 0, requestTimeout: 0, headerSize: 0, udpFlows: 0, idleTimeout: 0 };
 }
 
 /** Called when a client hits a limit: counts it and (rate-limited) logs it. */

@@ -59,19 +59,24 @@ Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg
          connections untouched; a bad file keeps the running config and logs file:line.
          SIGUSR1 prints the live counters to stderr, labelled. SIGINT and SIGTERM stop.`;
 
+const IDLE_HELP = `  --idle-timeout SECONDS     close an established connection (CONNECT, TCP forward) after this long with no
+                             byte either way (default ${DEFAULT_LIMITS.idleTimeoutMs / 1000}: 2 h 4 min, RFC 5382's floor for a NAT; 0: never)`;
+
 const LIMITS_HELP = (which: 'proxy' | 'forward'): string =>
   which === 'proxy'
     ? `Limits (per listener; a client over one is refused alone, counted, and logged at most once per 10 s):
   --max-connections N        client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
   --request-timeout SECONDS  for the SOCKS5 greeting + request or the HTTP request headers to arrive (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
   --max-header-size BYTES    HTTP request line + headers (default ${DEFAULT_LIMITS.maxHeaderBytes}; larger get 431)
-  --max-udp-flows N          SOCKS5 UDP associations at once (default ${DEFAULT_LIMITS.maxUdpFlows}; more get reply 1)`
+  --max-udp-flows N          SOCKS5 UDP associations at once (default ${DEFAULT_LIMITS.maxUdpFlows}; more get reply 1)
+${IDLE_HELP}`
     : `Limits (per listener; over one, a new client or flow is refused alone, counted, and logged at most once per 10 s):
   --max-connections N  TCP client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
-  --max-udp-flows N    --udp flows at once (default ${DEFAULT_LIMITS.maxUdpFlows}; a new source's datagrams are dropped, existing flows go on)`;
+  --max-udp-flows N    --udp flows at once (default ${DEFAULT_LIMITS.maxUdpFlows}; a new source's datagrams are dropped, existing flows go on)
+${IDLE_HELP}`;
 
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
-                   [--max-connections N] [--request-timeout SECONDS] [--max-header-size BYTES] [--max-udp-flows N]
+                   [--max-connections N] [--request-timeout SECONDS] [--max-header-size BYTES] [--max-udp-flows N] [--idle-timeout SECONDS]
                    [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
 
 Runs a SOCKS5 (RFC 1928: CONNECT and UDP ASSOCIATE; names resolved through the tunnel's DNS) and/or an
@@ -86,7 +91,7 @@ Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
          curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
 
 export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--udp [--udp-timeout SECONDS]] [--uapi NAME] [--log-level ...]
-                     [--max-connections N] [--max-udp-flows N] [--metrics HOST:PORT] [--health-check IP[:PORT]] [--pcap FILE]
+                     [--max-connections N] [--max-udp-flows N] [--idle-timeout SECONDS] [--metrics HOST:PORT] [--health-check IP[:PORT]] [--pcap FILE]
 
 -L  listens on this machine (BIND defaults to 127.0.0.1) and carries each connection
     through the tunnel to HOST:PORT (HOST may be a name, resolved through the tunnel).
@@ -263,6 +268,10 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
     else if (a === '--check' || a === '--configtest') c.check = true;
     else if (a === '--max-connections') c.limits.maxConnections = positiveInt(next(), a, bad);
     else if (a === '--max-udp-flows') c.limits.maxUdpFlows = positiveInt(next(), a, bad);
+    else if (a === '--idle-timeout') {
+      const v = next();
+      c.limits.idleTimeoutMs = v === '0' ? 0 : seconds(v, a);
+    }
     else if (!extra(a, next)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `unknown option '${a}'`);
   }
   return c;
@@ -551,8 +560,9 @@ export async function runForward(args: string[]): Promise<number> {
   const viaTunnel = tunnelDialer(t);
   const local = systemDialer();
   const closers: (() => void)[] = [];
-  const counters: Record<string, { connections: number; active: number; errors: number; up: number; down: number; limited: number }> = {};
-  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, active: 0, errors: 0, up: 0, down: 0, limited: 0 });
+  const counters: Record<string, { connections: number; active: number; errors: number; up: number; down: number; limited: number; idleTimeouts: number }> = {};
+  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, active: 0, errors: 0, up: 0, down: 0, limited: 0, idleTimeouts: 0 });
+  const onIdle = new Map<string, ReturnType<typeof limitReporter>>();
   const serve = (spec: ForwardSpec, sock: import('node:stream').Duplex): void => {
     const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`;
     const ctr = tcpCounters(spec);
@@ -567,7 +577,15 @@ export async function runForward(args: string[]): Promise<number> {
         ctr.active++;
         let bytesUp = 0;
         let bytesDown = 0;
-        splice(sock, up, (dir, n) => (dir === 'up' ? ((ctr.up += n), (bytesUp += n)) : ((ctr.down += n), (bytesDown += n))));
+        splice(sock, up, (dir, n) => (dir === 'up' ? ((ctr.up += n), (bytesUp += n)) : ((ctr.down += n), (bytesDown += n))), {
+          ms: c.limits.idleTimeoutMs,
+          onIdle: () => {
+            ctr.idleTimeouts++;
+            let report = onIdle.get(key);
+            if (!report) onIdle.set(key, (report = limitReporter(`forward ${key}`, log)));
+            report('idleTimeout', { timeoutMs: c.limits.idleTimeoutMs, client: from });
+          },
+        });
         log('debug', 'forward connection opened', { forward: key, client: from });
         sock.once('close', () => {
           ctr.active--;
@@ -659,7 +677,7 @@ export async function runForward(args: string[]): Promise<number> {
   let ops: Awaited<ReturnType<typeof startOps>>;
   try {
     ops = await startOps(c, t, log, () => [
-      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, active: v.active, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: v.limited } })),
+      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, active: v.active, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: { connections: v.limited, idleTimeout: v.idleTimeouts } } })),
       ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited } } })),
     ]);
   } catch (err) {

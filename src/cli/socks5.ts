@@ -194,7 +194,10 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
               if (buf.length > 0) up.write(buf);
               let bytesUp = 0;
               let bytesDown = 0;
-              splice(c, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (bytesUp += n)) : ((stats.bytesDown += n), (bytesDown += n))));
+              splice(c, up, (dir, n) => (dir === 'up' ? ((stats.bytesUp += n), (bytesUp += n)) : ((stats.bytesDown += n), (bytesDown += n))), {
+                ms: limits.idleTimeoutMs,
+                onIdle: () => hit('idleTimeout', { timeoutMs: limits.idleTimeoutMs, client, target }),
+              });
               c.once('close', () => logRequest(opts.log, 'socks5', { client, method: 'CONNECT', target, outcome: 'ok', up: bytesUp, down: bytesDown, started }));
               c.resume();
             },
