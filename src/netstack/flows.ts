@@ -6,9 +6,9 @@
  * bounded, and held SYNs expire.
  */
 import type { Instant } from '../util/time.js';
-import { formatIp, type IpAddr } from '../util/ip.js';
+import type { IpAddr } from '../util/ip.js';
 import { systemError, invalidArgument } from '../util/errors.js';
-import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
+import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, PROTO_TCP, writeIPv4Header, writeIPv6Header, type IpInfo } from '../wire/ip.js';
 import { ACK, FIN, RST, SYN, tcpChecksumOk, tcpDstPort, tcpFlags, tcpSrcPort } from '../wire/tcp.js';
 import { echoId, echoSeq, ICMP_HEADER_LEN, MAX_QUOTE_V4, MAX_QUOTE_V6, type UnreachableKind } from '../wire/icmp.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
@@ -94,12 +94,20 @@ interface HeldSyn extends TcpFlow {
   closed: boolean;
   /** The SYN segment as it came (verified), replayed into the TcpLayer on a decision. */
   readonly syn: Uint8Array;
-  readonly quote: Uint8Array;
   readonly expires: Instant;
 }
 
+/**
+ * A flow's 5-tuple as a Map key: one character per address byte and port byte, as the
+ * TcpLayer's connKey. Looked up for every UDP datagram and every unclaimed TCP segment, so
+ * not formatted: formatting both addresses as text cost more than the lookup it served.
+ */
 function flowKey(src: IpAddr, sport: number, dst: IpAddr, dport: number): string {
-  return `${formatIp(src)} ${sport} ${formatIp(dst)} ${dport}`;
+  let k = '';
+  for (let i = 0; i < src.length; i++) k += String.fromCharCode(src[i]!);
+  k += String.fromCharCode(sport >> 8, sport & 0xff, dport >> 8, dport & 0xff);
+  for (let i = 0; i < dst.length; i++) k += String.fromCharCode(dst[i]!);
+  return k;
 }
 
 let nextFlowId = 1;
@@ -217,7 +225,8 @@ export class FlowTable {
     if (h) return this.host.count('flow.synRetransmitWhileHeld');
     this.expire(now);
     if (this.held.size >= this.maxHeldSyns) return this.host.count('drop.flow.synTableFull');
-    const syn: HeldSyn = { id: nextFlowId++, key, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), quote: quoteOf(ip), expires: now + this.synHoldMs };
+    // No ICMP quote is made here: most held SYNs are accepted, and a refusal rebuilds it from the SYN (heldQuote).
+    const syn: HeldSyn = { id: nextFlowId++, key, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), expires: now + this.synHoldMs };
     this.held.set(key, syn);
     this.host.count('flow.tcpHeld');
     this.host.emit({ type: 'tcp-flow', flow: syn });
@@ -236,10 +245,16 @@ export class FlowTable {
     }
   }
 
+  /** The held SYN that `flow` is, if it is still held (the gateway hands back the object it was given). */
+  private heldAs(flow: TcpFlow): HeldSyn | undefined {
+    const h = this.held.get((flow as Partial<HeldSyn>).key ?? '');
+    return h === flow ? h : undefined;
+  }
+
   /** Opens a held flow's connection, answering the SYN as its destination. */
   acceptTcp(now: Instant, flow: TcpFlow): TcpConnection {
-    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
-    if (!h || h !== flow) throw invalidArgument('acceptTcp: the flow is no longer held');
+    const h = this.heldAs(flow);
+    if (!h) throw invalidArgument('acceptTcp: the flow is no longer held');
     this.forget(h);
     return this.host.tcp.acceptSyn(now, h.srcAddr, h.dstAddr, h.syn);
   }
@@ -249,11 +264,11 @@ export class FlowTable {
    * (rate-limited), 'drop' says nothing (the sender's SYN retries will find a free slot).
    */
   refuseTcp(now: Instant, flow: TcpFlow, how: 'rst' | 'drop' | UnreachableKind): void {
-    const h = this.held.get(flowKey(flow.srcAddr, flow.srcPort, flow.dstAddr, flow.dstPort));
-    if (!h || h !== flow) return;
+    const h = this.heldAs(flow);
+    if (!h) return;
     this.forget(h);
     if (how === 'rst') this.host.tcp.handleSegment(now, h.srcAddr, h.dstAddr, h.syn);
-    else if (how !== 'drop') this.host.sendUnreachable(now, h.srcAddr, h.dstAddr, h.quote, how);
+    else if (how !== 'drop') this.host.sendUnreachable(now, h.srcAddr, h.dstAddr, heldQuote(h), how);
   }
 
   /** SYNs held for a decision now (gateway mode). */
@@ -285,6 +300,15 @@ export class FlowTable {
     const first = this.held.size > 0 ? this.held.values().next().value : undefined;
     return first?.expires;
   }
+}
+
+/**
+ * The quote of a held SYN's packet, made when a refusal needs it: byte for byte what quoteOf
+ * made of the packet that carried the SYN, since quoteOf reads only its addresses, protocol
+ * and payload.
+ */
+function heldQuote(h: HeldSyn): Uint8Array {
+  return quoteOf({ version: h.srcAddr.length === 4 ? 4 : 6, src: h.srcAddr, dst: h.dstAddr, protocol: PROTO_TCP, ttl: 0, payload: h.syn, headerLen: 0, fragment: undefined });
 }
 
 /**
