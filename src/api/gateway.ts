@@ -156,6 +156,8 @@ export class Gateway {
   private warnedPing = false;
   private pings = 0;
   private readonly pingsPerPeer = new Map<string, number>();
+  /** Each peer's public key in base64, the name flows, limits and rules know it by (peerOf). */
+  private readonly peerKeys = new WeakMap<object, string>();
 
   constructor(
     private readonly host: GatewayHost,
@@ -190,6 +192,11 @@ export class Gateway {
     this.stats[c] = (this.stats[c] ?? 0) + n;
   }
 
+  /** Whether a flow event goes anywhere: callers on the per-flow path build its extra fields only then. */
+  private get listening(): boolean {
+    return flowChannel.hasSubscribers || this.host.trace.enabled('debug');
+  }
+
   /** Each flow event goes to the trace (debug) and to wgnet:flow (api/diagnostics.ts), when either listens. */
   private log(event: string, info: FlowInfo, extra?: Record<string, unknown>): void {
     if (flowChannel.hasSubscribers) publishFlow(tunnelOf(this.host.engine), event, info, extra);
@@ -212,10 +219,16 @@ export class Gateway {
     };
   }
 
-  /** The peer whose allowed IPs hold `src`: cryptokey routing guarantees it sent the packet (whitepaper §2). */
+  /**
+   * The peer whose allowed IPs hold `src`: cryptokey routing guarantees it sent the packet
+   * (whitepaper §2). Its key in base64 is made once per peer, not once per flow.
+   */
   private peerOf(src: IpAddr): string {
     const p = this.host.device.allowedIps.lookup(src.length === 4 ? 4 : 6, src);
-    return p ? toBase64(p.publicKey) : '';
+    if (!p) return '';
+    let k = this.peerKeys.get(p);
+    if (k === undefined) this.peerKeys.set(p, (k = toBase64(p.publicKey)));
+    return k;
   }
 
   /** Where a relayed flow goes on the host: the destination, or loopback for our own address. */
@@ -390,7 +403,7 @@ export class Gateway {
         unpend();
         const sock = this.acceptTcp(flow, info);
         this.count('relayed');
-        this.log('relayed', info, { to: `${t.address}:${t.port}` });
+        if (this.listening) this.log('relayed', info, { to: `${t.address}:${t.port}` });
         this.relayTcp(sock, hostSock, info);
       });
     });
@@ -415,7 +428,7 @@ export class Gateway {
       this.count('relay.bytesUp', hostSock.bytesWritten);
       this.count('relay.bytesDown', hostSock.bytesRead);
       this.untrack(a);
-      this.log('closed', info, { bytesUp: hostSock.bytesWritten, bytesDown: hostSock.bytesRead });
+      if (this.listening) this.log('closed', info, { bytesUp: hostSock.bytesWritten, bytesDown: hostSock.bytesRead });
     });
   }
 
@@ -476,7 +489,7 @@ export class Gateway {
         },
       );
       this.count('relayed');
-      this.log('relayed', info, { to: `${t.address}:${t.port}` });
+      if (this.listening) this.log('relayed', info, { to: `${t.address}:${t.port}` });
       this.onUdpReadable(flow);
     });
   }
@@ -497,7 +510,7 @@ export class Gateway {
     if (!st) return;
     this.udp.delete(flow);
     this.untrack(st.active);
-    if ((st.relay || st.local) && (flowChannel.hasSubscribers || this.host.trace.enabled('debug'))) this.log('closed', this.infoOf('udp', flow));
+    if ((st.relay || st.local) && this.listening) this.log('closed', this.infoOf('udp', flow));
     st.relay?.close();
     if (st.local) st.local.close();
     else flow.close();
