@@ -83,7 +83,7 @@ function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<void> {
 }
 
 /** The three namespaces and, in the middle one, `mode`'s WireGuard server. */
-export async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Setup> {
+export async function setup(mode: 'classic' | 'wgnet', dir: string, wgnet = WGNET): Promise<Setup> {
   const srv = makeNamespace();
   const client = await startWgGo({ otherNs: srv.ns });
   const inet = makeInet(srv.ns);
@@ -108,7 +108,7 @@ export async function setup(mode: 'classic' | 'wgnet', dir: string): Promise<Set
       writeFileSync(conf, `[Interface]\nPrivateKey = ${keys.privateKey}\nAddress = 10.77.${n}.2/24\nListenPort = ${port}\n[Peer]\nPublicKey = ${client.publicKey}\nAllowedIPs = 10.77.${n}.1/32\n`, { mode: 0o600 });
       // WGNET_GW_NODE_ARGS: extra node flags for the gateway (profiling: '--cpu-prof --cpu-prof-dir=/tmp/prof').
       const nodeArgs = (process.env.WGNET_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
-      const gw = spawn('ip', ['netns', 'exec', srv.ns, process.execPath, ...nodeArgs, WGNET, 'gateway', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const gw = spawn('ip', ['netns', 'exec', srv.ns, process.execPath, ...nodeArgs, wgnet, 'gateway', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       kids.push(gw);
       // WGNET_GW_OUT=FILE keeps the gateway's output (with --trace-gc in WGNET_GW_NODE_ARGS, say).
       if (process.env.WGNET_GW_OUT) {
@@ -358,38 +358,44 @@ async function memoryRows(dir: string): Promise<BenchRow[]> {
 }
 
 /**
- * The connection-rate rows alone (`npx tsx bench/gateway.ts cps [ROUNDS]`): both servers set
- * up side by side, then measured in turns, classic then wgnet, ROUNDS times (default 5), so
- * each ratio compares two figures taken seconds apart on this shared machine.
+ * The connection-rate rows alone (`npx tsx bench/gateway.ts cps [ROUNDS] [WGNET_JS...]`): the
+ * classic server and the gateway set up side by side, then measured in turns, classic then
+ * wgnet, ROUNDS times (default 5), so each ratio compares two figures taken seconds apart on
+ * this shared machine. With other checkouts' bin/wgnet.js named, each is a gateway of its own
+ * in the same turns (A/B comparisons of a change, same run).
  */
-async function connRateRounds(dir: string, rounds: number): Promise<void> {
+async function connRateRounds(dir: string, rounds: number, bins: string[]): Promise<void> {
   const why = interopUnavailable();
   if (why) throw new Error(why);
   const classic = await setup('classic', dir);
-  let wg: Setup | undefined;
+  const gws: Setup[] = [];
   try {
-    wg = await setup('wgnet', dir);
-    const ratios: number[] = [];
-    const costs: number[] = [];
+    for (const bin of bins) gws.push(await setup('wgnet', dir, bin));
+    const ratios: number[][] = bins.map(() => []);
+    const costs: number[][] = bins.map(() => []);
     for (let i = 0; i < rounds; i++) {
       const c = await connRate(classic, dir);
-      const cpu0 = cpuMs(wg.pid);
-      const w = await connRate(wg, dir);
-      // The gateway's CPU per connection: steadier than the rate on a shared machine (what
-      // other processes take shows in the rate, much less in this). The round's 3 s of requests.
-      const us = ((cpuMs(wg.pid) - cpu0) * 1000) / (w * 3);
-      ratios.push(w / c);
-      costs.push(us);
-      console.log(`round ${i + 1}: classic ${c.toFixed(0)} conn/s, wgnet ${w.toFixed(0)} conn/s, ratio ${(w / c).toFixed(2)}; gateway CPU ${us.toFixed(0)} µs/conn`);
+      let line = `round ${i + 1}: classic ${c.toFixed(0)} conn/s`;
+      for (const [k, wg] of gws.entries()) {
+        const cpu0 = cpuMs(wg.pid);
+        const w = await connRate(wg, dir);
+        // The gateway's CPU per connection: steadier than the rate on a shared machine (what
+        // other processes take shows in the rate, much less in this). The round's 3 s of requests.
+        const us = ((cpuMs(wg.pid) - cpu0) * 1000) / (w * 3);
+        ratios[k]!.push(w / c);
+        costs[k]!.push(us);
+        line += `; ${bins.length > 1 ? `[${k}] ` : ''}wgnet ${w.toFixed(0)} conn/s, ratio ${(w / c).toFixed(2)}, gateway CPU ${us.toFixed(0)} µs/conn`;
+      }
+      console.log(line);
     }
     const range = (a: number[], d: number): string => {
       const x = [...a].sort((p, q) => p - q);
       return `${x[0]!.toFixed(d)}-${x[x.length - 1]!.toFixed(d)}, median ${x[x.length >> 1]!.toFixed(d)}`;
     };
-    console.log(`ratio ${range(ratios, 2)}; gateway CPU µs/conn ${range(costs, 0)}`);
-    await wg.stop();
+    for (const [k, bin] of bins.entries()) console.log(`${bins.length > 1 ? `[${k}] ${bin}: ` : ''}ratio ${range(ratios[k]!, 2)}; gateway CPU µs/conn ${range(costs[k]!, 0)}`);
+    for (const wg of gws) await wg.stop();
   } finally {
-    wg?.close();
+    for (const wg of gws) wg.close();
     classic.close();
   }
 }
@@ -398,7 +404,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const only = process.argv[2] === 'memory';
   const dir = mkdtempSync(join(tmpdir(), 'wgnet-gwbench-'));
   try {
-    if (process.argv[2] === 'cps') await connRateRounds(dir, Number(process.argv[3] ?? 5));
+    if (process.argv[2] === 'cps') await connRateRounds(dir, Number(process.argv[3] ?? 5), process.argv.length > 4 ? process.argv.slice(4) : [WGNET]);
     else for (const r of only ? await memoryRows(dir) : await benchGateway()) console.log(r);
   } finally {
     rmSync(dir, { recursive: true, force: true });
