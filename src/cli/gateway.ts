@@ -8,8 +8,7 @@ import { Tunnel } from '../api/tunnel.js';
 import type { GatewayOptions } from '../api/gateway.js';
 import { parseRule } from '../config/gateway-policy.js';
 import { WgnetError } from '../util/errors.js';
-import type { Trace, TraceLevel } from '../util/trace.js';
-import { makeLog, parseCommon, seconds, untilSignal, udpBackend, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
+import { coreTrace, makeLog, parseCommon, seconds, untilSignal, udpBackend, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
 export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost] [--peer-to-peer]
@@ -64,11 +63,7 @@ export async function runGateway(args: string[]): Promise<number> {
   if (c.check) return checkConfig(c);
   const log = makeLog(c);
   // The core's traces (flows, refusals, drops) go to the same log.
-  const order = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 } as const;
-  const trace: Trace = {
-    enabled: (level: TraceLevel) => order[level] <= order[c.level],
-    log: (level, event, fields) => log(level, event, fields),
-  };
+  const trace = coreTrace(c, log);
   const t = await Tunnel.create({ file: c.config }, { trace, ...(c.uapi ? { uapi: c.uapi } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);

@@ -18,7 +18,7 @@ import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from 
 import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
 import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
 import { toBase64, toHex, constantTimeEqual } from '../util/bytes.js';
-import type { Trace } from '../util/trace.js';
+import { levelEnabled, type Trace } from '../util/trace.js';
 import { loadConfig } from '../config/index.js';
 import type { TunnelConfig } from '../config/model.js';
 import { resolveEndpoint, type Endpoint } from '../io/endpoint.js';
@@ -51,7 +51,7 @@ export const OPS_HELP = `Operations:
   --health-interval SECONDS  how often the probe runs (default 10)
   --pcap FILE                write the tunnel's inner IP packets, both directions, to FILE (pcap, LINKTYPE_RAW)
   --pcap-max-size BYTES      rotate FILE to FILE.1 at this size (default 104857600)
-  --log-level LEVEL          error|warn|info|debug|trace (default info; trace adds the cores' packet-level traces)
+  --log-level LEVEL          error|warn|info|debug|trace (default info; debug adds each connection and each dropped packet with its reason; trace adds per-packet and timer traces)
   --log-format text|json
   --congestion-control NAME  TCP congestion control for the tunnel's connections: cubic (default), bbr, newreno
   --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
@@ -142,9 +142,8 @@ function hostPort(s: string, flag: string): { host: string; port: number } {
 export type CliLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 export function makeLog(c: Pick<Common, 'level' | 'json'>): CliLog {
-  const order: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
   return (level, msg, fields) => {
-    if (order[level] > order[c.level]) return;
+    if (!levelEnabled(c.level, level)) return;
     if (c.json) process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
     else process.stderr.write(`${level.toUpperCase()} ${msg}${fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ') : ''}\n`);
   };
@@ -159,10 +158,9 @@ function listen(server: net.Server, host: string, port: number, what: string): P
   });
 }
 
-/** The cores' traces (drops, timers, segments) at --log-level trace; nothing below it. */
-export function coreTrace(c: Pick<Common, 'level'>, log: CliLog): Trace | undefined {
-  if (c.level !== 'trace') return undefined;
-  return { enabled: () => true, log: (level, event, fields) => log(level === 'debug' ? 'trace' : level, event, fields) };
+/** The cores' traces into the log at its level: drops (with why) at debug, per-packet and timer chatter at trace. */
+export function coreTrace(c: Pick<Common, 'level'>, log: CliLog): Trace {
+  return { enabled: (level) => levelEnabled(c.level, level), log: (level, event, fields) => log(level, event, fields) };
 }
 
 /**
@@ -205,7 +203,7 @@ export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
 async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
   const trace = coreTrace(c, log);
-  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), ...(trace ? { trace } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
+  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), trace, ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));

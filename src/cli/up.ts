@@ -24,7 +24,7 @@ import { PeerEventCounters, wireguardMetrics, processMetrics, formatMetrics } fr
 import { HealthProbe, healthReport, parseProbeTarget, serveOps } from '../io/health.js';
 import { PcapWriter } from '../io/pcap.js';
 import { publishPeerEvent } from '../api/diagnostics.js';
-import { LOG_LEVELS, parseLogLevel, type LogLevel } from './serve.js';
+import { LOG_LEVELS, parseLogLevel } from './serve.js';
 
 export const UP_USAGE = `Usage: wgnet up [-f/--foreground] [--log-level error|warn|info|debug|trace] [--metrics HOST:PORT] [--ready-peers KEY,...]
                 [--health-check IP[:PORT]] [--health-interval SECONDS] [--pcap FILE] [--pcap-max-size BYTES] INTERFACE-NAME
@@ -48,16 +48,15 @@ Example:
 /** wireguard-go's LOG_LEVEL words (verbose, error, silent) and wgnet's own, mapped onto trace levels. */
 function traceLevel(word: string | undefined): TraceLevel | 'silent' {
   const w = (word ?? '').toLowerCase();
-  if (w === 'verbose' || w === 'trace') return 'debug';
+  if (w === 'verbose') return 'debug';
   if (w === 'silent') return 'silent';
   if ((LOG_LEVELS as readonly string[]).includes(w)) return w as TraceLevel;
   return 'error';
 }
 
-/** wgnet's levels for --log-level (unknown ones refused); trace shows the cores' debug traces. */
+/** wgnet's levels for --log-level (unknown ones refused): debug adds drops, trace per-packet chatter. */
 function flagLevel(v: string | undefined): TraceLevel {
-  const l: LogLevel = parseLogLevel(v ?? '');
-  return l === 'trace' ? 'debug' : l;
+  return parseLogLevel(v ?? '');
 }
 
 function stderrTrace(level: TraceLevel | 'silent', name: string): Trace {
@@ -65,7 +64,7 @@ function stderrTrace(level: TraceLevel | 'silent', name: string): Trace {
     enabled: (l) => level !== 'silent' && levelEnabled(level, l),
     log: (l, event, fields) => {
       if (level === 'silent' || !levelEnabled(level, l)) return;
-      const tag = l === 'error' ? 'ERROR' : l === 'debug' ? 'DEBUG' : l === 'warn' ? 'WARN' : 'INFO';
+      const tag = l.toUpperCase();
       process.stderr.write(`${tag}: (${name}) ${new Date().toISOString().replace('T', ' ').slice(0, 19)} ${event}${fields ? ' ' + JSON.stringify(fields) : ''}\n`);
     },
   };

@@ -307,7 +307,7 @@ export class Engine<L extends PacketLayer = Interface> {
     this.timerAt = d.at;
     this.timer = setTimeout(this.onTimer, delay);
     this.timer.unref();
-    if (this.trace.enabled('debug')) this.trace.log('debug', 'timer', { at: d.at, reason: d.reason });
+    if (this.trace.enabled('trace')) this.trace.log('trace', 'timer', { at: d.at, reason: d.reason });
   }
 
   /**

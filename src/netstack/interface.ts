@@ -322,7 +322,10 @@ export class Interface {
 
   private count(what: NetCounter): void {
     increment(this.stats, what);
-    if (this.trace.enabled('debug')) this.trace.log('debug', `netstack ${what}`);
+    // Drops at debug (DESIGN §5); every other count (each packet in, each flow) is chatter: trace.
+    if (!this.trace.enabled('debug')) return;
+    const level = what.startsWith('drop.') ? 'debug' : 'trace';
+    if (this.trace.enabled(level)) this.trace.log(level, `netstack ${what}`);
   }
 
   /** A copy of the counters now. */

@@ -1,8 +1,9 @@
 /**
  * Structured tracing passed into the cores (DESIGN §2). Dropped network input is
- * traced at debug level; the default sink discards everything at no cost.
+ * traced at debug level, per-packet and per-timer chatter at trace; the default sink
+ * discards everything at no cost.
  */
-export type TraceLevel = 'error' | 'warn' | 'info' | 'debug';
+export type TraceLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface Trace {
   /** Whether `level` is emitted, so hot paths can skip building fields. */
@@ -15,7 +16,7 @@ export const noTrace: Trace = {
   log: () => {},
 };
 
-const ORDER: Record<TraceLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+const ORDER: Record<TraceLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
 
 /** A trace that keeps entries in memory: for tests that assert on what was logged. */
 export class MemoryTrace implements Trace {

@@ -170,6 +170,11 @@ describe('wgnet proxy / forward / gateway operations', () => {
       assert.equal(await res.text(), 'far side /captured-path\n');
       await until('the connection closed line', () => /DEBUG forward connection closed forward=-L \d+:10\.68\.0\.2:80 client=127\.0\.0\.1:\d+ up=\d+ down=\d+ ms=\d+/.test(cli.stderr()));
       assert.match(cli.stderr(), /DEBUG forward connection opened/);
+      // A dropped packet is logged at debug with its reason: a SYN from the peer to a port
+      // nothing listens on is refused (RST) and traced by the TCP layer.
+      await assert.rejects(new Promise((resolve, reject) => far.connect(9, '10.68.0.1').once('connect', resolve).once('error', reject)), { code: 'ECONNREFUSED' });
+      await until('the refused SYN traced', () => /DEBUG tcp rstNoConnection .*10\.68\.0\.2:\d+/.test(cli.stderr()));
+      assert.doesNotMatch(cli.stderr(), /netstack rxPackets|TRACE/, 'per-packet chatter stays at trace');
       const m = parseExposition((await get(mp, '/metrics')).body);
       assert.equal(valueOf(m, 'wgnet_listener_connections_total', { kind: 'forward' }), 1);
       assert.equal(valueOf(m, 'wgnet_listener_active_connections', { kind: 'forward' }), 0);
