@@ -65,8 +65,7 @@ export class TunnelResolver {
     this.engine.pump();
     const r = await done;
     if (r.error || r.addresses.length === 0) {
-      const code = r.error === 'ETIMEOUT' ? 'ETIMEOUT' : r.error ?? 'ENOTFOUND';
-      throw systemError(code, 'getaddrinfo', host);
+      throw systemError(getaddrinfoCode(r.error), 'getaddrinfo', host);
     }
     // Prefer the family the tunnel has an address of.
     const have4 = this.engine.iface.addresses.some((a) => a.addr.length === 4);
@@ -106,4 +105,15 @@ export class TunnelResolver {
     for (const w of this.waiters.values()) w({ addresses: [], error: 'ECANCELLED' });
     this.waiters.clear();
   }
+}
+
+/**
+ * The code dns.lookup (getaddrinfo) gives for a resolver outcome: ENOTFOUND when the name
+ * has no address, EAI_AGAIN when the servers failed (no answer, refused, SERVFAIL: try again
+ * later), so code written against Node's lookup sees the same two cases through the tunnel.
+ */
+function getaddrinfoCode(error: string | undefined): string {
+  if (error === undefined || error === 'ENOTFOUND') return 'ENOTFOUND';
+  if (error === 'ECANCELLED') return error;
+  return 'EAI_AGAIN';
 }

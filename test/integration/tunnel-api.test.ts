@@ -222,6 +222,16 @@ describe('tunnel API over loopback', () => {
   });
 });
 
+test('lookup reports what dns.lookup would: EAI_AGAIN when the tunnel\'s DNS server refuses (no server on port 53)', async () => {
+  // B has no DNS server: its netstack answers the query with ICMP port unreachable.
+  const p = await tunnelPair({ extraA: 'DNS = 10.66.0.2\n' });
+  try {
+    await assert.rejects(p.a.lookup('example.test'), (e: NodeJS.ErrnoException) => e.code === 'EAI_AGAIN' && e.syscall === 'getaddrinfo' && /example\.test/.test(e.message));
+  } finally {
+    await p.close();
+  }
+});
+
 test('a closed tunnel lets the process exit on its own (no leaked handles)', () => {
   const script = `
     import { tunnelPair } from ${JSON.stringify(fileURLToPath(new URL('../harness/tunnel-pair.ts', import.meta.url)))};
