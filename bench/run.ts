@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: every benchmark, each reported next to a reference measured
- * in the same run (DESIGN §7), as a table. `npm run bench -- crypto tcp` runs some.
+ * in the same run (DESIGN §7), as a table. `npm run bench -- crypto tcp` runs some;
+ * `npm run bench -- soak` (not part of the default run) the soak.
  * Results also go to bench/results.json for the README table.
  */
 import { writeFileSync } from 'node:fs';
@@ -17,10 +18,13 @@ const suites: Record<string, { module: string; fn: string }> = {
   gateway: { module: './gateway.js', fn: 'benchGateway' },
   'tcp-cc': { module: './tcp-cc.js', fn: 'benchTcpCc' },
   peers: { module: './peers.js', fn: 'benchPeers' },
+  soak: { module: './soak.js', fn: 'benchSoak' },
 };
+/** Run only when named: minutes long (1 GB each way through a lossy relay). */
+const OPT_IN = new Set(['soak']);
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const names = wanted.length ? wanted : Object.keys(suites);
+const names = wanted.length ? wanted : Object.keys(suites).filter((n) => !OPT_IN.has(n));
 const all: (BenchRow & { suite: string })[] = [];
 
 console.log(`wgnet benchmarks — node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}\n`);
