@@ -8,10 +8,10 @@ import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import type net from 'node:net';
 import type { EchoRequest, Interface, NetEvent, UdpFlow, UnreachableKind } from '../netstack/interface.js';
-import type { FlowEnds, TcpFlow } from '../netstack/types.js';
+import type { FlowEnds, TcpConnection, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import type { Engine } from '../io/engine.js';
-import { connectHost, openUdp, reset, splice, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
+import { connectHost, openUdp, reset, splice, TcpRelay, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
 import { pingHost, type PingPath } from '../io/ping.js';
 import { GatewayPolicy, type PolicyRule, type RefusalReason } from '../config/gateway-policy.js';
 import { formatIp, type IpAddr } from '../util/ip.js';
@@ -20,7 +20,7 @@ import { invalidArgument } from '../util/errors.js';
 import type { Trace } from '../util/trace.js';
 import type { Instant } from '../util/time.js';
 import { TcpSocket } from './tcp-socket.js';
-import { flowChannel, publishFlow, tunnelOf } from './diagnostics.js';
+import { flowChannel, publishFlow, tcpCloseChannel, tcpOpenChannel, tunnelOf } from './diagnostics.js';
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
 
@@ -156,6 +156,8 @@ export class Gateway {
   private warnedPing = false;
   private pings = 0;
   private readonly pingsPerPeer = new Map<string, number>();
+  /** Relayed TCP flows without a TcpSocket, by netstack connection id: their connection's events come here. */
+  private readonly relays = new Map<number, TcpRelay>();
   /** Each peer's public key in base64, the name flows, limits and rules know it by (peerOf). */
   private readonly peerKeys = new WeakMap<object, string>();
 
@@ -330,6 +332,18 @@ export class Gateway {
       case 'tcp-flow':
         this.onTcpFlow(ev.flow);
         return true;
+      case 'tcp-connected':
+      case 'tcp-readable':
+      case 'tcp-writable':
+      case 'tcp-closed': {
+        const r = this.relays.size > 0 ? this.relays.get(ev.conn.id) : undefined;
+        if (!r) return false; // a TcpSocket's (the tunnel routes it)
+        if (ev.type === 'tcp-readable') r.onReadable();
+        else if (ev.type === 'tcp-writable') r.onWritable();
+        else if (ev.type === 'tcp-connected') r.onConnected();
+        else r.onClosed(ev.error);
+        return true;
+      }
       default:
         return false;
     }
@@ -401,10 +415,20 @@ export class Gateway {
           return refuse(lim3, 'rst');
         }
         unpend();
-        const sock = this.acceptTcp(flow, info);
+        // wgnet:tcp:open and wgnet:tcp:close messages carry the in-tunnel socket: with a
+        // subscriber the flow gets one; without, the relay works on the connection itself.
+        if (tcpOpenChannel.hasSubscribers || tcpCloseChannel.hasSubscribers) {
+          const sock = this.acceptTcp(flow, info);
+          this.count('relayed');
+          if (this.listening) this.log('relayed', info, { to: `${t.address}:${t.port}` });
+          this.relayTcp(sock, hostSock, info);
+          return;
+        }
+        const conn = this.host.iface.flows.acceptTcp(this.host.engine.now(), flow);
+        this.host.engine.schedule();
         this.count('relayed');
         if (this.listening) this.log('relayed', info, { to: `${t.address}:${t.port}` });
-        this.relayTcp(sock, hostSock, info);
+        this.relayDirect(conn, hostSock, info);
       });
     });
   }
@@ -430,6 +454,22 @@ export class Gateway {
       this.untrack(a);
       if (this.listening) this.log('closed', info, { bytesUp: hostSock.bytesWritten, bytesDown: hostSock.bytesRead });
     });
+  }
+
+  /** A relayed flow without a TcpSocket (io/relay's TcpRelay): counted and closed as relayTcp's. */
+  private relayDirect(conn: TcpConnection, hostSock: net.Socket, info: FlowInfo): void {
+    const id = conn.id;
+    const a = this.track(info.peer, () => r.reset());
+    const r = new TcpRelay(conn, hostSock, this.host.engine, {
+      detached: () => this.relays.delete(id),
+      closed: () => {
+        this.count('relay.bytesUp', hostSock.bytesWritten);
+        this.count('relay.bytesDown', hostSock.bytesRead);
+        this.untrack(a);
+        if (this.listening) this.log('closed', info, { bytesUp: hostSock.bytesWritten, bytesDown: hostSock.bytesRead });
+      },
+    });
+    this.relays.set(id, r);
   }
 
   // --- UDP --------------------------------------------------------------------------------
