@@ -38,7 +38,7 @@ export class TunnelOps {
 
   metrics(opts: { extra?: MetricFamily[] }): string {
     const e = this.t.engine;
-    const families = [...wireguardMetrics({ device: e.device, now: e.now(), wallNow: Date.now(), events: this.peerEvents }), ...netstackMetrics(e.iface)];
+    const families = [...wireguardMetrics({ device: e.device, now: e.now(), wallNow: Date.now(), events: this.peerEvents, ...(e.bind ? { outer: e.bind } : {}) }), ...netstackMetrics(e.iface)];
     const g = this.t.gatewayStats();
     if (g) families.push(...gatewayMetrics(g));
     if (this.pcap) {

@@ -200,7 +200,7 @@ export async function runUp(args: string[], progName = 'wgnet up'): Promise<numb
     }
     if (ops.metrics) {
       opsServer = await serveOps(ops.metrics.host, ops.metrics.port, {
-        metrics: () => formatMetrics([...wireguardMetrics({ device, now: engine.now(), wallNow: Date.now(), events }), ...processMetrics()]),
+        metrics: () => formatMetrics([...wireguardMetrics({ device, now: engine.now(), wallNow: Date.now(), events, ...(engine.bind ? { outer: engine.bind } : {}) }), ...processMetrics()]),
         health: () => healthReport(device, Date.now(), { peers: ops.readyPeers }, probe),
       });
     }

@@ -133,6 +133,8 @@ export interface WireguardMetricsSource {
   /** Wall clock, ms since the epoch. */
   wallNow: number;
   events?: PeerEventCounters;
+  /** The outer UDP socket (UdpBind): datagrams it could not send. */
+  outer?: { sendErrors: number };
 }
 
 export function wireguardMetrics(src: WireguardMetricsSource): MetricFamily[] {
@@ -181,6 +183,7 @@ export function wireguardMetrics(src: WireguardMetricsSource): MetricFamily[] {
     c('wgnet_device_transmit_packets_total', 'Inner IP packets sent through the tunnel.', s.txPackets),
     c('wgnet_device_receive_bytes_total', 'Inner IP bytes received through the tunnel.', s.rxBytes),
     c('wgnet_device_transmit_bytes_total', 'Inner IP bytes sent through the tunnel.', s.txBytes),
+    ...(src.outer ? [c('wgnet_udp_send_errors_total', 'Datagrams the outer UDP socket could not send (EPERM, ENETUNREACH, ...): dropped, retransmitted above.', src.outer.sendErrors)] : []),
     {
       name: 'wgnet_device_dropped_total',
       type: 'counter',

@@ -281,6 +281,7 @@ describe('faults: the outer socket fails', () => {
         const bindA = a.engine.bind!;
         const bindB = b.engine.bind!;
         assert.ok(bindA.sendErrors > 0 && bindB.sendErrors > 0, `send errors counted: ${bindA.sendErrors}, ${bindB.sendErrors}`);
+        assert.match(a.metrics(), new RegExp(`^wgnet_udp_send_errors_total ${bindA.sendErrors}$`, 'm'));
         if (backend === 'dgram') {
           assert.match(bindA.lastSendError ?? '', /^(EPERM|ENOBUFS)$/); // A may be waiting out an RTO, sending nothing, in the second
           assert.equal(bindB.lastSendError, 'ENETUNREACH');
