@@ -7,9 +7,39 @@ import { randomFillSync } from 'node:crypto';
 import type { Rng } from '../util/rng.js';
 import type { Instant } from '../util/time.js';
 
-/** Monotonic milliseconds: never jumps with the wall clock. */
+const CHECK_MS = 20;
+/** Host suspension detected so far (ms), and the largest wall-minus-monotonic offset seen. */
+let slept = 0;
+let maxOffset = Date.now() - performance.now();
+let lastSeen = performance.now();
+
+/**
+ * Monotonic milliseconds that also count time the host spent suspended, as Linux's
+ * CLOCK_BOOTTIME does, which the kernel's WireGuard uses for its timers. Node's clock
+ * (CLOCK_MONOTONIC) stands still while the machine sleeps: after a laptop's 10-minute
+ * sleep its sessions would look 10 minutes younger than they are, keys older than
+ * RejectAfterTime (180 s, whitepaper §6.2) would still be used, and the peer, which
+ * expired them, would drop every packet until our own "no answer for 15 s" timer
+ * started a handshake (25 s to resume an upload, measured). Node offers no boot-time
+ * clock, so a suspension is inferred: the wall clock moved ahead of the monotonic one by
+ * more than 1 s (plus 0.1 % of the time between two readings, far above NTP's slew of at
+ * most 0.05 %) beyond the largest lead it ever had. A wall clock stepped back and later
+ * forward again does not count; a step forward by more than that counts as a sleep of
+ * that length, which costs a handshake and expires TCP timers early, nothing worse. It
+ * never goes backwards: the wall clock only adds.
+ */
 export function monotonicNow(): Instant {
-  return performance.now();
+  const mono = performance.now();
+  // The wall clock is read at most every CHECK_MS (the engine asks for the time per datagram;
+  // Date.now() doubled that cost): a sleep is noticed within CHECK_MS of waking.
+  if (mono - lastSeen < CHECK_MS) return mono + slept;
+  const offset = Date.now() - mono;
+  if (offset > maxOffset) {
+    if (offset - maxOffset > 1000 + (mono - lastSeen) / 1000) slept += offset - maxOffset;
+    maxOffset = offset;
+  }
+  lastSeen = mono;
+  return mono + slept;
 }
 
 /** What wallClock() answered last, and the monotonic time then. */

@@ -634,6 +634,51 @@ describe('faults: the clock jumps', () => {
     }
   });
 
+  test('the host sleeps 10 min (its monotonic clock stands still, the wall clock and the peer move on): the session is renewed at once and an upload resumes', { timeout: 60_000 }, async (t) => {
+    // Node's clock is CLOCK_MONOTONIC, which stops during a system suspend; io/clock.ts counts
+    // the wall clock's lead as sleep (as CLOCK_BOOTTIME, which the kernel's WireGuard uses).
+    // Without it the sleeper kept keys the peer had expired (RejectAfterTime, 180 s) and the
+    // upload waited for the 15 s no-answer timer and TCP's backed-off RTO: 25 s here.
+    const pair = await tunnelPair();
+    const { a, b } = pair;
+    const realNow = Date.now;
+    try {
+      let got = 0;
+      const sink = b.createServer((c) => {
+        c.on('error', () => {});
+        c.on('data', (d: Buffer) => (got += d.length));
+      });
+      await new Promise<void>((r) => sink.listen(7503, () => r()));
+      const s = a.connect({ host: '10.66.0.2', port: 7503 });
+      s.on('error', () => {});
+      const chunk = pattern(0, 16384);
+      let writing = true;
+      const pump = (): void => {
+        while (writing && s.write(chunk));
+        if (writing) s.once('drain', pump);
+      };
+      s.once('connect', pump);
+      await waitFor(() => got > 4 << 20, 10_000, 'the upload under way');
+      // The peer ran on for 10 minutes (its clock moved); here only the wall clock did.
+      const bNow = b.engine.now.bind(b.engine);
+      b.engine.now = () => bNow() + 600_000;
+      Date.now = () => realNow.call(Date) + 600_000;
+      (b.engine as unknown as { onTimer(): void }).onTimer();
+      const at = got;
+      const t0 = performance.now();
+      await waitFor(() => got > at + (1 << 20), 20_000, 'the upload resumes');
+      const ms = performance.now() - t0;
+      t.diagnostic(`upload resumed ${ms.toFixed(0)} ms after waking`);
+      assert.ok(ms < 5000, `the upload resumed after ${ms.toFixed(0)} ms`);
+      writing = false;
+      s.destroy();
+      sink.close();
+    } finally {
+      Date.now = realNow;
+      await pair.close();
+    }
+  });
+
   test('the wall clock steps back 1 h (NTP, a dead RTC battery): our new handshakes are still accepted by the peer, which refuses a timestamp not newer than the last (whitepaper §5.1)', { timeout: 30_000 }, async () => {
     const pair = await tunnelPair();
     const { a, b } = pair;
