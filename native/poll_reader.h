@@ -2,22 +2,27 @@
  * A readable-fd watcher that hands data to JavaScript, shared by the TUN, UDP
  * and ping readers.
  *
- * A libuv poll handle says when the fd is readable, and its callback reads and
- * calls JavaScript at once, inside a callback scope opened on an async context
- * made at start: what Node's own handles (a dgram socket's onmessage) do.
- * JavaScript thus runs in the same turn of the event loop in which the data
- * arrived, and the scope's close runs the nextTick and microtask queues, so a
- * promise resolved by the data settles before the loop goes on.
+ * Under Node, a libuv poll handle says when the fd is readable, and its
+ * callback reads and calls JavaScript at once, inside a callback scope opened
+ * on an async context made at start: what Node's own handles (a dgram socket's
+ * onmessage) do. JavaScript thus runs in the same turn of the event loop in
+ * which the data arrived, and the scope's close runs the nextTick and microtask
+ * queues, so a promise resolved by the data settles before the loop goes on.
  *
- * Why not a thread-safe function, as this reader once used: its call is queued
- * on an async handle and runs one loop iteration later, behind an eventfd write
- * and read, and the poll had to be stopped and restarted around it (epoll_ctl)
- * so that at most one call was queued. That hop cost 15-20 % of a ping's round
- * trip through a tunnel pair. The reason for it was that napi_make_callback
- * from a raw libuv callback aborted Node when async hooks were on (node:test,
+ * Elsewhere (Deno), JavaScript is called through a thread-safe function: Deno's
+ * napi_open_callback_scope is a no-op that drains no microtask, and the tunnel
+ * stalled on it (test/runtime/bun-deno.test.ts). The poll is paused from the
+ * wake-up until that call has run, so at most one call is ever queued, and the
+ * reading happens inside the call. Under Node this was the only path once: its
+ * call runs one loop iteration later, behind an eventfd write and read and an
+ * epoll_ctl for the pause and one for the restart, which cost 15-20 % of a
+ * ping's round trip through a tunnel pair (bench/tunnel.ts pingVsUdp).
+ *
+ * The thread-safe function had been chosen because napi_make_callback from a
+ * raw libuv callback aborted Node when async hooks were on (node:test,
  * AsyncLocalStorage, APM agents): it was called there with no async context and
- * no handle scope. Here a handle scope is opened first and the callback scope
- * carries a real async resource (napi_async_init), as N-API documents for
+ * no handle scope. The direct path opens a handle scope first and its callback
+ * scope carries a real async resource (napi_async_init), as N-API documents for
  * calls made outside of a JavaScript call; the tests run under node:test.
  */
 #ifndef WGNET_POLL_READER_H
@@ -33,26 +38,76 @@ typedef void (*pr_deliver_fn)(napi_env env, napi_value cb, int fd, void *state);
 typedef struct poll_reader {
   uv_poll_t poll;
   napi_env env;
+  int fd;
+  int stopped;
+  int direct; /* 1: JavaScript is called from the poll callback; 0: through tsfn */
+  int live;   /* the poll handle, plus the tsfn when there is one; freed at 0 */
+  pr_deliver_fn deliver;
+  void *state;
+  /* direct */
   napi_ref cb;            /* the JavaScript callback */
   napi_ref resource;      /* the async resource object the callback scope runs in */
   napi_async_context ctx; /* made at start, destroyed at stop */
-  int fd;
-  int stopped;
-  pr_deliver_fn deliver;
-  void *state;
+  /* queued */
+  napi_threadsafe_function tsfn; /* NULL once Node has finalized it (environment teardown) */
 } poll_reader_t;
 
-static void pr_poll_closed(uv_handle_t *h) {
-  poll_reader_t *r = (poll_reader_t *)h->data;
-  free(r->state);
-  free(r);
+static void pr_release(poll_reader_t *r) {
+  if (--r->live == 0) {
+    free(r->state);
+    free(r);
+  }
+}
+
+static void pr_poll_closed(uv_handle_t *h) { pr_release((poll_reader_t *)h->data); }
+
+static void pr_tsfn_finalized(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  poll_reader_t *r = (poll_reader_t *)data;
+  /* At environment teardown the tsfn is finalized before the handle's wrap
+   * (pr_finalize): releasing it then aborted the process (a destroyed mutex). */
+  r->tsfn = NULL;
+  pr_release(r);
+}
+
+/* Reads and calls JavaScript; reports an exception it threw as uncaught, as Node does for an event's. */
+static void pr_deliver(poll_reader_t *r, napi_env env, napi_value cb) {
+  r->deliver(env, cb, r->fd, r->state);
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value e;
+    napi_get_and_clear_last_exception(env, &e);
+    napi_fatal_exception(env, e);
+  }
+}
+
+static void pr_on_readable(uv_poll_t *handle, int status, int events);
+
+/* The queued path's call (not under Node). */
+static void pr_call_js(napi_env env, napi_value cb, void *context, void *data) {
+  (void)data;
+  poll_reader_t *r = (poll_reader_t *)context;
+  if (env == NULL || r->stopped) return;
+  napi_unref_threadsafe_function(env, r->tsfn); /* taken in pr_on_readable */
+  pr_deliver(r, env, cb);
+  if (!r->stopped) uv_poll_start(&r->poll, UV_READABLE, pr_on_readable);
 }
 
 static void pr_on_readable(uv_poll_t *handle, int status, int events) {
-  (void)events;
+  (void)events; /* an error wake-up is handled like data: the read reports or consumes it */
   poll_reader_t *r = (poll_reader_t *)handle->data;
   if (r->stopped) return;
   napi_env env = r->env;
+  if (!r->direct) {
+    uv_poll_stop(&r->poll);
+    /* The stopped poll no longer keeps the loop alive and the tsfn is unref'd: if
+     * nothing else holds the loop, it would end with this call still queued and
+     * the process would exit with the data unread. Hold it until the call runs. */
+    napi_ref_threadsafe_function(env, r->tsfn);
+    napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
+    return;
+  }
   napi_handle_scope hs;
   if (napi_open_handle_scope(env, &hs) != napi_ok) return;
   napi_value resource, cb;
@@ -61,14 +116,7 @@ static void pr_on_readable(uv_poll_t *handle, int status, int events) {
       napi_open_callback_scope(env, resource, r->ctx, &scope) == napi_ok) {
     /* stop() from inside the callback closes the poll handle; r lives until
      * its close callback, which runs on a later turn of the loop. */
-    r->deliver(env, cb, r->fd, r->state);
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      /* Report it as Node reports any exception from an event: uncaught. */
-      napi_value e;
-      napi_get_and_clear_last_exception(env, &e);
-      napi_fatal_exception(env, e);
-    }
+    pr_deliver(r, env, cb);
     napi_close_callback_scope(env, scope); /* runs process.nextTick callbacks and microtasks */
   }
   napi_close_handle_scope(env, hs);
@@ -81,9 +129,13 @@ static void pr_shutdown(poll_reader_t *r) {
   if (r->stopped) return;
   r->stopped = 1;
   uv_poll_stop(&r->poll);
-  napi_delete_reference(r->env, r->cb);
-  napi_delete_reference(r->env, r->resource);
-  napi_async_destroy(r->env, r->ctx);
+  if (r->direct) {
+    napi_delete_reference(r->env, r->cb);
+    napi_delete_reference(r->env, r->resource);
+    napi_async_destroy(r->env, r->ctx);
+  } else if (r->tsfn != NULL) {
+    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+  }
   uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
 }
 
@@ -100,6 +152,26 @@ static napi_value pr_stop(napi_env env, napi_callback_info info) {
   if (napi_remove_wrap(env, self, (void **)&r) != napi_ok || r == NULL) return NULL;
   pr_shutdown(r);
   return NULL;
+}
+
+/* Node, not a runtime that offers N-API beside its own globals (Deno, whose callback scope is a no-op). */
+static int pr_is_node(napi_env env) {
+  napi_value global;
+  bool deno = false;
+  if (napi_get_global(env, &global) != napi_ok || napi_has_named_property(env, global, "Deno", &deno) != napi_ok) return 0;
+  return !deno;
+}
+
+/* Sets up the direct path: the callback and an async resource to call it in. 0 on success. */
+static int pr_init_direct(napi_env env, poll_reader_t *r, napi_value cb, napi_value resname) {
+  napi_value resource;
+  if (napi_create_object(env, &resource) != napi_ok || napi_async_init(env, resource, resname, &r->ctx) != napi_ok) return -1;
+  if (napi_create_reference(env, cb, 1, &r->cb) != napi_ok || napi_create_reference(env, resource, 1, &r->resource) != napi_ok) {
+    if (r->cb != NULL) napi_delete_reference(env, r->cb);
+    napi_async_destroy(env, r->ctx);
+    return -1;
+  }
+  return 0;
 }
 
 /*
@@ -120,6 +192,7 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
   r->deliver = deliver;
   r->state = state;
   r->poll.data = r;
+  r->direct = pr_is_node(env);
   int e = uv_poll_init(loop, &r->poll, fd);
   if (e < 0) {
     free(state);
@@ -127,23 +200,25 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
     napi_throw_error(env, "ERR_WGNET_NATIVE", uv_strerror(e));
     return NULL;
   }
-  napi_value resname, resource;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resname) != napi_ok || napi_create_object(env, &resource) != napi_ok ||
-      napi_async_init(env, resource, resname, &r->ctx) != napi_ok) {
+  napi_value resname;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resname);
+  int failed = r->direct ? pr_init_direct(env, r, cb, resname)
+                         : napi_create_threadsafe_function(env, cb, NULL, resname, 0, 1, r, pr_tsfn_finalized, r, pr_call_js, &r->tsfn) != napi_ok;
+  if (failed) {
+    r->live = 1;
     r->stopped = 1;
-    uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
-    napi_throw_error(env, "ERR_WGNET_NATIVE", "cannot create the reader's async context");
-    return NULL;
-  }
-  if (napi_create_reference(env, cb, 1, &r->cb) != napi_ok || napi_create_reference(env, resource, 1, &r->resource) != napi_ok) {
-    r->stopped = 1;
-    if (r->cb != NULL) napi_delete_reference(env, r->cb);
-    napi_async_destroy(env, r->ctx);
     uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
     napi_throw_error(env, "ERR_WGNET_NATIVE", "cannot create the reader's callback");
     return NULL;
   }
-  /* The poll handle keeps the loop alive while the fd is watched (as a socket does). */
+  if (r->direct) {
+    r->live = 1;
+  } else {
+    r->live = 2;
+    /* The poll handle keeps the loop alive while the fd is watched (as a socket
+     * does); the thread-safe function need not. */
+    napi_unref_threadsafe_function(env, r->tsfn);
+  }
   uv_poll_start(&r->poll, UV_READABLE, pr_on_readable);
   napi_value handle, stop;
   if (napi_create_object(env, &handle) != napi_ok || napi_wrap(env, handle, r, pr_finalize, NULL, NULL) != napi_ok ||
