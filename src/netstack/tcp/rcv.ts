@@ -7,6 +7,14 @@
 import type { Instant } from '../../util/time.js';
 import { seqAdd, seqDiff, seqGt, seqLe, seqLt } from '../../wire/tcp.js';
 import { MAX_RANGES, MAX_SACK_BLOCKS, NEVER } from './constants.js';
+
+/**
+ * What one held out-of-order segment costs beyond its payload (the record, the copy's
+ * header, the array slot), charged against the receive buffer as Linux charges an skb's
+ * truesize: without it a peer could pin ~250 bytes of heap per 1-byte segment, unbounded
+ * by the byte limit (RFC 9293 §3.10.7.4 leaves what to keep to the receiver).
+ */
+const OOO_SEGMENT_COST = 256;
 import { addRange, covers, findRange, trimBelow } from './ranges.js';
 import type { Conn } from './conn.js';
 import type { TcpLayer } from './layer.js';
@@ -65,7 +73,7 @@ export function receiveData(t: TcpLayer, now: Instant, c: Conn, seq: number, dat
     let k = 0;
     for (; k < c.ooo.length && seqLe(c.ooo[k]!.seq, c.rcvNxt); k++) {
       const o = c.ooo[k]!;
-      c.oooBytes -= o.data.length;
+      c.oooBytes -= o.data.length + OOO_SEGMENT_COST;
       const end = seqAdd(o.seq, o.data.length);
       if (seqGt(end, c.rcvNxt)) {
         const part = o.data.subarray(seqDiff(c.rcvNxt, o.seq));
@@ -89,14 +97,24 @@ export function receiveData(t: TcpLayer, now: Instant, c: Conn, seq: number, dat
     noteRecent(c, s); // RFC 2883 §4: the block holding a D-SACKed range comes next
   } else if (c.oooRanges.length >= 2 * MAX_RANGES && findRange(c.oooRanges, seqAdd(s, -1)) < 0 && findRange(c.oooRanges, e) < 0) {
     t.drop('drop.oooRanges', c); // it would open yet another range: the sender resends it
-  } else if (c.oooBytes + d.length <= c.rbuf.max) {
-    // After a hole, segments mostly arrive in order: the place is found from the end.
-    let i = c.ooo.length;
-    while (i > 0 && seqGt(c.ooo[i - 1]!.seq, s)) i--;
-    if (i === c.ooo.length) c.ooo.push({ seq: s, data: d.slice() });
-    else c.ooo.splice(i, 0, { seq: s, data: d.slice() });
+  } else if (c.oooBytes + d.length + OOO_SEGMENT_COST <= c.rbuf.max) {
+    // Sorted by sequence number (all within the window, so seqGt orders them): the common case,
+    // the next segment after a hole, appends; anything else is placed by binary search, so a
+    // peer sending tiny segments backwards costs O(log n) per segment, not a scan.
+    const q = c.ooo;
+    let i = q.length;
+    if (i > 0 && seqGt(q[i - 1]!.seq, s)) {
+      let lo = 0;
+      while (lo < i) {
+        const mid = (lo + i) >>> 1;
+        if (seqGt(q[mid]!.seq, s)) i = mid;
+        else lo = mid + 1;
+      }
+    }
+    if (i === q.length) q.push({ seq: s, data: d.slice() });
+    else q.splice(i, 0, { seq: s, data: d.slice() });
     addRange(c.oooRanges, s, e);
-    c.oooBytes += d.length;
+    c.oooBytes += d.length + OOO_SEGMENT_COST;
     noteRecent(c, s);
     t.count('oooSegments');
   }
