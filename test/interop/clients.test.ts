@@ -103,9 +103,9 @@ async function waitForPort(dial: () => net.Socket, child: ChildProcess, what: st
  * Until PostgreSQL answers a query: it accepts connections while it still starts up and
  * refuses them with FATAL 57P03 ('the database system is starting up') until it is ready.
  */
-async function waitForPostgres(dial: () => net.Socket): Promise<void> {
+async function waitForPostgres(makeClient: () => pg.Client): Promise<void> {
   for (let i = 0; i < 300; i++) {
-    const client = new pg.Client({ user: 'wgnet', database: 'postgres', stream: dial() as never });
+    const client = makeClient();
     try {
       await client.connect();
       await client.query('SELECT 1');
@@ -215,7 +215,7 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
        w.on('connection', (s) => s.on('message', (m, binary) => s.send(m, { binary })));`,
     ]);
     await waitForPort(() => tunnel.connect(5432, host), postgres, 'postgres');
-    await waitForPostgres(() => tunnel.connect(5432, host));
+    await waitForPostgres(() => new pg.Client({ user: 'wgnet', database: 'postgres', stream: tunnel.connect(5432, host) as never }));
     await waitForPort(() => tunnel.connect(6379, host), redis, 'redis-server');
     await waitForPort(() => tunnel.connect(8080, host), wsServer, 'the ws server');
   });
@@ -258,7 +258,7 @@ describe('client libraries through two wgnet tunnels (in process)', () => {
       const [cmd, args] = pgCommand('postgres', ['-D', join(dir, 'data'), '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off']);
       server = spawn(cmd, args, { stdio: 'ignore' });
       await waitForPort(() => net.connect(port, '127.0.0.1'), server, 'postgres');
-      await waitForPostgres(() => net.connect(port, '127.0.0.1'));
+      await waitForPostgres(() => new pg.Client({ user: 'wgnet', database: 'postgres', host: '127.0.0.1', port }));
       unforward = await forward(p.b, 5432, port);
     });
     after(async () => {
