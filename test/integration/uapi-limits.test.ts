@@ -150,7 +150,7 @@ describe('UAPI server limits, in process', () => {
   test('a client idle past the read timeout is closed; clients over maxClients are closed at once; both counted', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wgnet-uapi-'));
     const t = await Tunnel.create(`[Interface]\nPrivateKey = ${keyPair().privateKey}\nAddress = 10.68.0.1/24\n`);
-    const srv = await UapiServer.listen('wgl1', t.uapiHost(), () => {}, dir, { readTimeoutMs: 300, maxClients: 3 });
+    const srv = await UapiServer.listen('wgl1', t.uapiHost(), () => {}, dir, { readTimeoutMs: 1000, maxClients: 3 });
     try {
       const open = async (): Promise<{ s: net.Socket; closed: Promise<number> }> => {
         const s = net.connect(srv.path);
@@ -164,9 +164,10 @@ describe('UAPI server limits, in process', () => {
       held[1]!.s.write('g'); // a trickle
       await sleep(50);
       const extra = await open();
-      assert.ok((await extra.closed) < 200, 'a client over the cap was not closed at once');
+      // 'At once' is well before the read timeout, with room for a loaded machine.
+      assert.ok((await extra.closed) < 700, 'a client over the cap was not closed at once');
       const times = await Promise.all(held.map((h) => h.closed));
-      for (const ms of times) assert.ok(ms >= 250 && ms < 1500, `closed after ${ms} ms`);
+      for (const ms of times) assert.ok(ms >= 950 && ms < 4000, `closed after ${ms} ms`);
       assert.deepEqual(srv.limited, { clients: 1, requestBytes: 0, readTimeout: 3 });
       // Served again afterwards.
       assert.match((await ask(srv.path, 'get=1\n\n')).text, /errno=0\n\n$/);
