@@ -59,7 +59,7 @@ export interface TunnelOptions {
   listenPort?: number;
   /** Serves the UAPI at /var/run/wireguard/NAME.sock so `wg show NAME` and `wg set NAME` work. */
   uapi?: string;
-  /** TCP congestion control for connections through the tunnel: 'cubic' (default), 'bbr' (paced) or 'newreno'. */
+  /** TCP congestion control for connections through the tunnel: 'bbr' (paced; the default), 'cubic' or 'newreno'. */
   congestionControl?: 'bbr' | 'cubic' | 'newreno';
 }
 

@@ -53,7 +53,7 @@ export const OPS_HELP = `Operations:
   --pcap-max-size BYTES      rotate FILE to FILE.1 at this size (default 104857600)
   --log-level LEVEL          error|warn|info|debug|trace (default info; debug adds each connection and each dropped packet with its reason; trace adds per-packet and timer traces)
   --log-format text|json
-  --congestion-control NAME  TCP congestion control for the tunnel's connections: cubic (default), bbr, newreno
+  --congestion-control NAME  TCP congestion control for the tunnel's connections: bbr (default), cubic, newreno
   --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
 Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
          connections untouched; a bad file keeps the running config and logs file:line.

@@ -39,7 +39,7 @@ function sackOption(blocks: number[]): number[] {
 
 /** An accepted connection with one 20 ms RTT sample taken (data at 20, its ACK at 40). */
 function rig(): Rig {
-  const t = new TcpLayer({ rng: new SeededRng(9), mtu: 1440, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
+  const t = new TcpLayer({ rng: new SeededRng(9), mtu: 1440, congestionControl: 'cubic', isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
   const l = t.listen({ port: 80 });
   const drain = (now: number): Uint8Array[] => {
     const out: Uint8Array[] = [];
@@ -148,7 +148,7 @@ test('SACK blocks lead with the newest arrival, then the blocks before it (RFC 2
 });
 
 test('out-of-order data does not shrink the advertised window (RFC 9293 §3.8.6.2.1)', () => {
-  const t = new TcpLayer({ rng: new SeededRng(3), mtu: 1440, recvBufferMax: 32_768, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
+  const t = new TcpLayer({ rng: new SeededRng(3), mtu: 1440, recvBufferMax: 32_768, congestionControl: 'cubic', isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
   t.listen({ port: 80 });
   const out = (now: number, b: Parameters<typeof buildTcp>[2]): Uint8Array[] => {
     t.handleSegment(now, PEER, US, buildTcp(PEER, US, b));

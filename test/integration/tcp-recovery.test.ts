@@ -64,7 +64,7 @@ function sackOption(blocks: number[]): number[] {
 }
 
 function rig(): Rig {
-  const t = new TcpLayer({ rng: new SeededRng(21), mtu: 1440, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
+  const t = new TcpLayer({ rng: new SeededRng(21), mtu: 1440, congestionControl: 'cubic', isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
   const l = t.listen({ port: 80 });
   const log: Seg[] = [];
   const drain = (now: number): void => {

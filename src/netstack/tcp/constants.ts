@@ -17,7 +17,7 @@ export interface TcpOptions {
   sendBufferMax: number;
   /** Bytes the receive buffer may hold; also the largest window advertised (default 4 MiB). */
   recvBufferMax: number;
-  /** 'cubic' (RFC 9438), 'newreno' (RFC 5681/6582) or 'bbr' (bbr.ts, paced). */
+  /** 'bbr' (bbr.ts, paced; the default), 'cubic' (RFC 9438) or 'newreno' (RFC 5681/6582). */
   congestionControl: 'bbr' | 'cubic' | 'newreno';
   /** TIME-WAIT length; 2×MSL in RFC 9293, shortened here (default 2 s). */
   timeWaitMs: number;

@@ -60,7 +60,9 @@ export class TcpLayer implements TcpLayerApi {
       trace: noTrace,
       sendBufferMax: 4 * 1024 * 1024,
       recvBufferMax: 4 * 1024 * 1024,
-      congestionControl: 'cubic',
+      // BBR by default: chosen by measurement (README, Congestion control): far ahead under random
+      // loss, level without it, and gentler to a CUBIC flow than the kernel's BBR.
+      congestionControl: 'bbr',
       timeWaitMs: 2_000,
       synRetries: 6,
       maxRetries: 15,
