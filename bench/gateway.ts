@@ -5,8 +5,10 @@
  *
  * In the server namespace either the classic setup runs (wireguard-go on a TUN + kernel IP
  * forwarding) [reference], or `wgnet gateway` (no TUN, no forwarding: flows relayed from
- * host sockets). Rows: one iperf3 stream each way, new connections per second (short
- * HTTP requests, each on a new connection, 8 clients), and the gateway's memory (separate runs
+ * host sockets). Both are set up side by side. Rows: one iperf3 stream each way, new
+ * connections per second (short HTTP requests, each on a new connection, 8 clients; the two
+ * servers measured in turns, 3 s each: first once just after start, reported on its own,
+ * then CONN_ROUNDS rounds whose median is the row), and the gateway's memory (separate runs
  * on loopback, in-process wgnet clients): per active relayed TCP flow (4,000 flows from one
  * peer), and with 1,000 peers configured and up relaying 10,000 flows (10 each).
  */
@@ -153,15 +155,53 @@ async function iperf(s: Setup, reverse: boolean): Promise<number> {
   return (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6;
 }
 
-export async function connRate(s: Setup, dir: string): Promise<number> {
+/** The HTTP server of the connection-rate rows, in `s`'s "internet" namespace (killed by s.close()). */
+async function startHttp(s: Setup, dir: string): Promise<void> {
   writeFileSync(join(dir, 'srv.cjs'), HTTP_SERVER);
   writeFileSync(join(dir, 'cli.py'), CONN_CLIENT);
-  const srv = s.inet.spawn(process.execPath, [join(dir, 'srv.cjs'), '8088']);
-  await ready(srv, /ready/);
+  await ready(s.inet.spawn(process.execPath, [join(dir, 'srv.cjs'), '8088']), /ready/);
+}
+
+/** Connections per second for 3 s (startHttp first). */
+export async function connRate(s: Setup, dir: string): Promise<number> {
   const secs = 3;
   const out = await s.client.run('python3', [join(dir, 'cli.py'), s.inet.v4, '8088', String(secs)], { timeoutMs: 60_000 });
-  srv.kill();
   return Number(out) / secs;
+}
+
+/** Rounds of the connection-rate row: each a classic figure then each gateway's, seconds apart. */
+interface ConnRounds {
+  classic: number[];
+  /** Per gateway: its rate, its ratio to the same round's classic figure, its CPU per connection (us). */
+  gateways: { rate: number[]; ratio: number[]; cpuUs: number[] }[];
+}
+
+async function connRounds(classic: Setup, gws: Setup[], dir: string, rounds: number, log?: (line: string) => void): Promise<ConnRounds> {
+  const out: ConnRounds = { classic: [], gateways: gws.map(() => ({ rate: [], ratio: [], cpuUs: [] })) };
+  for (let i = 0; i < rounds; i++) {
+    const c = await connRate(classic, dir);
+    out.classic.push(c);
+    let line = `round ${i + 1}: classic ${c.toFixed(0)} conn/s`;
+    for (const [k, wg] of gws.entries()) {
+      const cpu0 = cpuMs(wg.pid);
+      const w = await connRate(wg, dir);
+      // The gateway's CPU per connection: steadier than the rate on a shared machine (what
+      // other processes take shows in the rate, much less in this). The round's 3 s of requests.
+      const us = ((cpuMs(wg.pid) - cpu0) * 1000) / (w * 3);
+      const g = out.gateways[k]!;
+      g.rate.push(w);
+      g.ratio.push(w / c);
+      g.cpuUs.push(us);
+      line += `; ${gws.length > 1 ? `[${k}] ` : ''}wgnet ${w.toFixed(0)} conn/s, ratio ${(w / c).toFixed(2)}, gateway CPU ${us.toFixed(0)} µs/conn`;
+    }
+    log?.(line);
+  }
+  return out;
+}
+
+function median(a: number[]): number {
+  const x = [...a].sort((p, q) => p - q);
+  return x.length % 2 ? x[x.length >> 1]! : (x[x.length / 2 - 1]! + x[x.length / 2]!) / 2;
 }
 
 interface MemoryRun {
@@ -302,34 +342,48 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export async function benchGateway(): Promise<BenchRow[]> {
+/** Connection-rate rounds after the first (cold) one; the row is their median. */
+const CONN_ROUNDS = 3;
+
+export async function benchGateway(opts: { memory?: boolean } = {}): Promise<BenchRow[]> {
   const why = interopUnavailable();
   const rows: BenchRow[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'wgnet-gwbench-'));
   try {
     if (why) rows.push({ name: `classic vs gateway rows skipped: ${why}`, value: 0, unit: '' });
     else {
-      const res: Record<'classic' | 'wgnet', { up: number; down: number; cps: number }> = { classic: { up: 0, down: 0, cps: 0 }, wgnet: { up: 0, down: 0, cps: 0 } };
-      for (const mode of ['classic', 'wgnet'] as const) {
-        const s = await setup(mode, dir);
-        try {
-          res[mode].up = await iperf(s, false);
-          res[mode].down = await iperf(s, true);
-          res[mode].cps = await connRate(s, dir);
-        } finally {
-          s.close();
-        }
+      // Both servers side by side (an idle one costs nothing), so the connection rates can be
+      // taken in turns: on this shared machine two figures taken a minute apart compared the
+      // load of two moments as much as the two servers.
+      const classic = await setup('classic', dir);
+      let wg: Setup | undefined;
+      try {
+        wg = await setup('wgnet', dir);
+        const c = { up: await iperf(classic, false), down: await iperf(classic, true) };
+        const w = { up: await iperf(wg, false), down: await iperf(wg, true) };
+        await startHttp(classic, dir);
+        await startHttp(wg, dir);
+        // The first 3 s of short connections each: the gateway's connection path (host
+        // connect, handshake, relay, teardown) is still being compiled by V8 then, and the
+        // HTTP servers' too. Reported on its own; the target row is the rounds after it.
+        const cold = await connRounds(classic, [wg], dir, 1);
+        const warm = await connRounds(classic, [wg], dir, CONN_ROUNDS);
+        const g = warm.gateways[0]!;
+        rows.push({ name: 'classic server: wireguard-go TUN + kernel forwarding, upload [reference]', value: c.up, unit: 'Mbit/s' });
+        rows.push({ name: 'wgnet gateway (host sockets, no TUN), upload', value: w.up, unit: 'Mbit/s', ref: 'classic', ratio: w.up / c.up });
+        rows.push({ name: 'classic server, download [reference]', value: c.down, unit: 'Mbit/s' });
+        rows.push({ name: 'wgnet gateway, download', value: w.down, unit: 'Mbit/s', ref: 'classic', ratio: w.down / c.down });
+        rows.push({ name: `classic server, new connections/s (8 clients, HTTP/1.0; median of ${CONN_ROUNDS} x 3 s) [reference]`, value: median(warm.classic), unit: 'conn/s' });
+        // The ratio is the median of each round's ratio (the two figures of a round are seconds apart).
+        rows.push({ name: 'wgnet gateway, new connections/s', value: median(g.rate), unit: 'conn/s', ref: 'classic', ratio: median(g.ratio) });
+        rows.push({ name: `  rounds: ratio ${g.ratio.map((r) => r.toFixed(2)).join(', ')}; gateway CPU per connection`, value: median(g.cpuUs), unit: 'µs' });
+        rows.push({ name: '  first 3 s after start (connection path not yet compiled)', value: cold.gateways[0]!.rate[0]!, unit: 'conn/s', ref: `classic ${cold.classic[0]!.toFixed(0)}`, ratio: cold.gateways[0]!.ratio[0]! });
+      } finally {
+        wg?.close();
+        classic.close();
       }
-      const c = res.classic;
-      const w = res.wgnet;
-      rows.push({ name: 'classic server: wireguard-go TUN + kernel forwarding, upload [reference]', value: c.up, unit: 'Mbit/s' });
-      rows.push({ name: 'wgnet gateway (host sockets, no TUN), upload', value: w.up, unit: 'Mbit/s', ref: 'classic', ratio: w.up / c.up });
-      rows.push({ name: 'classic server, download [reference]', value: c.down, unit: 'Mbit/s' });
-      rows.push({ name: 'wgnet gateway, download', value: w.down, unit: 'Mbit/s', ref: 'classic', ratio: w.down / c.down });
-      rows.push({ name: 'classic server, new connections/s (8 clients, HTTP/1.0) [reference]', value: c.cps, unit: 'conn/s' });
-      rows.push({ name: 'wgnet gateway, new connections/s', value: w.cps, unit: 'conn/s', ref: 'classic', ratio: w.cps / c.cps });
     }
-    rows.push(...(await memoryRows(dir)));
+    if (opts.memory !== false) rows.push(...(await memoryRows(dir)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -360,9 +414,9 @@ async function memoryRows(dir: string): Promise<BenchRow[]> {
 /**
  * The connection-rate rows alone (`npx tsx bench/gateway.ts cps [ROUNDS] [WGNET_JS...]`): the
  * classic server and the gateway set up side by side, then measured in turns, classic then
- * wgnet, ROUNDS times (default 5), so each ratio compares two figures taken seconds apart on
- * this shared machine. With other checkouts' bin/wgnet.js named, each is a gateway of its own
- * in the same turns (A/B comparisons of a change, same run).
+ * wgnet, ROUNDS times (default 5; the first includes V8 compiling the gateway's connection
+ * path). With other checkouts' bin/wgnet.js named, each is a gateway of its own in the same
+ * turns (A/B comparisons of a change, same run).
  */
 async function connRateRounds(dir: string, rounds: number, bins: string[]): Promise<void> {
   const why = interopUnavailable();
@@ -371,28 +425,13 @@ async function connRateRounds(dir: string, rounds: number, bins: string[]): Prom
   const gws: Setup[] = [];
   try {
     for (const bin of bins) gws.push(await setup('wgnet', dir, bin));
-    const ratios: number[][] = bins.map(() => []);
-    const costs: number[][] = bins.map(() => []);
-    for (let i = 0; i < rounds; i++) {
-      const c = await connRate(classic, dir);
-      let line = `round ${i + 1}: classic ${c.toFixed(0)} conn/s`;
-      for (const [k, wg] of gws.entries()) {
-        const cpu0 = cpuMs(wg.pid);
-        const w = await connRate(wg, dir);
-        // The gateway's CPU per connection: steadier than the rate on a shared machine (what
-        // other processes take shows in the rate, much less in this). The round's 3 s of requests.
-        const us = ((cpuMs(wg.pid) - cpu0) * 1000) / (w * 3);
-        ratios[k]!.push(w / c);
-        costs[k]!.push(us);
-        line += `; ${bins.length > 1 ? `[${k}] ` : ''}wgnet ${w.toFixed(0)} conn/s, ratio ${(w / c).toFixed(2)}, gateway CPU ${us.toFixed(0)} µs/conn`;
-      }
-      console.log(line);
-    }
+    for (const s of [classic, ...gws]) await startHttp(s, dir);
+    const r = await connRounds(classic, gws, dir, rounds, (line) => console.log(line));
     const range = (a: number[], d: number): string => {
       const x = [...a].sort((p, q) => p - q);
-      return `${x[0]!.toFixed(d)}-${x[x.length - 1]!.toFixed(d)}, median ${x[x.length >> 1]!.toFixed(d)}`;
+      return `${x[0]!.toFixed(d)}-${x[x.length - 1]!.toFixed(d)}, median ${median(a).toFixed(d)}`;
     };
-    for (const [k, bin] of bins.entries()) console.log(`${bins.length > 1 ? `[${k}] ${bin}: ` : ''}ratio ${range(ratios[k]!, 2)}; gateway CPU µs/conn ${range(costs[k]!, 0)}`);
+    for (const [k, bin] of bins.entries()) console.log(`${bins.length > 1 ? `[${k}] ${bin}: ` : ''}ratio ${range(r.gateways[k]!.ratio, 2)}; gateway CPU µs/conn ${range(r.gateways[k]!.cpuUs, 0)}`);
     for (const wg of gws) await wg.stop();
   } finally {
     for (const wg of gws) wg.close();
@@ -404,8 +443,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const only = process.argv[2] === 'memory';
   const dir = mkdtempSync(join(tmpdir(), 'wgnet-gwbench-'));
   try {
+    // 'memory': the memory rows alone; 'rates': the classic-vs-gateway rows alone; 'cps': connection-rate rounds.
     if (process.argv[2] === 'cps') await connRateRounds(dir, Number(process.argv[3] ?? 5), process.argv.length > 4 ? process.argv.slice(4) : [WGNET]);
-    else for (const r of only ? await memoryRows(dir) : await benchGateway()) console.log(r);
+    else for (const r of only ? await memoryRows(dir) : await benchGateway({ memory: process.argv[2] !== 'rates' })) console.log(r);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
