@@ -2,7 +2,8 @@
  * A readable-fd watcher that hands data to JavaScript, shared by the TUN, UDP
  * and ping readers.
  *
- * Under Node, a libuv poll handle says when the fd is readable, and its
+ * EXPERIMENTAL, off by default (WGNET_POLL_DIRECT=1 turns it on; see pr_start):
+ * under Node, a libuv poll handle says when the fd is readable, and its
  * callback reads and calls JavaScript at once, inside a callback scope opened
  * on an async context made at start: what Node's own handles (a dgram socket's
  * onmessage) do. JavaScript thus runs in the same turn of the event loop in
@@ -29,6 +30,7 @@
 #define WGNET_POLL_READER_H
 
 #include <node_api.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -40,7 +42,8 @@ typedef struct poll_reader {
   napi_env env;
   int fd;
   int stopped;
-  int direct; /* 1: JavaScript is called from the poll callback; 0: through tsfn */
+  int direct; /* Node: JavaScript may be called from the poll callback (else always through tsfn) */
+  int busy;   /* data was waiting again right after a delivery: queue the next one (batching) */
   int live;   /* the poll handle, plus the tsfn when there is one; freed at 0 */
   pr_deliver_fn deliver;
   void *state;
@@ -84,13 +87,20 @@ static void pr_deliver(poll_reader_t *r, napi_env env, napi_value cb) {
 
 static void pr_on_readable(uv_poll_t *handle, int status, int events);
 
-/* The queued path's call (not under Node). */
+/* Whether more is waiting already: traffic comes faster than it is handled one wake-up at a time. */
+static int pr_more_waiting(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, 0) > 0;
+}
+
+/* The queued path's call (not under Node, or under load). */
 static void pr_call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)data;
   poll_reader_t *r = (poll_reader_t *)context;
   if (env == NULL || r->stopped) return;
   napi_unref_threadsafe_function(env, r->tsfn); /* taken in pr_on_readable */
   pr_deliver(r, env, cb);
+  if (r->direct) r->busy = pr_more_waiting(r->fd);
   if (!r->stopped) uv_poll_start(&r->poll, UV_READABLE, pr_on_readable);
 }
 
@@ -99,7 +109,7 @@ static void pr_on_readable(uv_poll_t *handle, int status, int events) {
   poll_reader_t *r = (poll_reader_t *)handle->data;
   if (r->stopped) return;
   napi_env env = r->env;
-  if (!r->direct) {
+  if (!r->direct || r->busy) {
     uv_poll_stop(&r->poll);
     /* The stopped poll no longer keeps the loop alive and the tsfn is unref'd: if
      * nothing else holds the loop, it would end with this call still queued and
@@ -119,6 +129,7 @@ static void pr_on_readable(uv_poll_t *handle, int status, int events) {
     pr_deliver(r, env, cb);
     napi_close_callback_scope(env, scope); /* runs process.nextTick callbacks and microtasks */
   }
+  r->busy = !r->stopped && pr_more_waiting(r->fd);
   napi_close_handle_scope(env, hs);
   /* An error wake-up (status < 0: POLLERR, a queued socket error) stopped the
    * poll; the read above consumed the error, so watch the fd again. */
@@ -133,9 +144,8 @@ static void pr_shutdown(poll_reader_t *r) {
     napi_delete_reference(r->env, r->cb);
     napi_delete_reference(r->env, r->resource);
     napi_async_destroy(r->env, r->ctx);
-  } else if (r->tsfn != NULL) {
-    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
   }
+  if (r->tsfn != NULL) napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
   uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
 }
 
@@ -192,7 +202,10 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
   r->deliver = deliver;
   r->state = state;
   r->poll.data = r;
-  r->direct = pr_is_node(env);
+  /* Off unless WGNET_POLL_DIRECT=1: it cut a ping's round trip (2.0-2.2x -> 1.5-1.7x a UDP
+   * echo) but single-stream throughput fell (bench (c): 264-607 vs 424-700 Mbit/s, same runs). */
+  const char *d = getenv("WGNET_POLL_DIRECT");
+  r->direct = d != NULL && d[0] == '1' && pr_is_node(env);
   int e = uv_poll_init(loop, &r->poll, fd);
   if (e < 0) {
     free(state);
@@ -202,23 +215,21 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
   }
   napi_value resname;
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resname);
-  int failed = r->direct ? pr_init_direct(env, r, cb, resname)
-                         : napi_create_threadsafe_function(env, cb, NULL, resname, 0, 1, r, pr_tsfn_finalized, r, pr_call_js, &r->tsfn) != napi_ok;
+  int failed = napi_create_threadsafe_function(env, cb, NULL, resname, 0, 1, r, pr_tsfn_finalized, r, pr_call_js, &r->tsfn) != napi_ok;
+  r->live = failed ? 1 : 2; /* the poll handle, and the tsfn (its finalizer releases its count) */
+  if (!failed && r->direct && pr_init_direct(env, r, cb, resname) != 0) {
+    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+    failed = 1;
+  }
   if (failed) {
-    r->live = 1;
     r->stopped = 1;
     uv_close((uv_handle_t *)&r->poll, pr_poll_closed);
     napi_throw_error(env, "ERR_WGNET_NATIVE", "cannot create the reader's callback");
     return NULL;
   }
-  if (r->direct) {
-    r->live = 1;
-  } else {
-    r->live = 2;
-    /* The poll handle keeps the loop alive while the fd is watched (as a socket
-     * does); the thread-safe function need not. */
-    napi_unref_threadsafe_function(env, r->tsfn);
-  }
+  /* The poll handle keeps the loop alive while the fd is watched (as a socket
+   * does); the thread-safe function need not. */
+  napi_unref_threadsafe_function(env, r->tsfn);
   uv_poll_start(&r->poll, UV_READABLE, pr_on_readable);
   napi_value handle, stop;
   if (napi_create_object(env, &handle) != napi_ok || napi_wrap(env, handle, r, pr_finalize, NULL, NULL) != napi_ok ||
