@@ -1,7 +1,8 @@
 /**
  * Real client libraries, unchanged, against real servers through a WireGuard tunnel
  * (issue 13): pg (`stream`, object and function forms), ioredis (`Connector`, the public
- * hook it has) and ws (`createConnection`).
+ * hook it has), ws (`createConnection`), ssh2 (`sock`, against OpenSSH's sshd) and
+ * node:http2 (`createConnection` returning TLS over a tunnel socket, ALPN h2).
  *
  * Two topologies, the same checks:
  * - behind the real wireguard-go: PostgreSQL, redis-server and a ws server listen on
@@ -9,8 +10,8 @@
  *   sockets of a wgnet tunnel peered with it. Needs root and the interop prerequisites.
  * - in process: two wgnet tunnels over loopback UDP; tunnel B splices each service port to the
  *   real server on the host's 127.0.0.1. Runs wherever the servers are installed.
- * The servers are the Debian packages (.ci/run installs them); a missing one skips its test
- * with the reason here, and fails in CI.
+ * The servers are the Debian packages (.ci/run installs them: postgresql, redis-server,
+ * openssh-server); a missing one skips its test with the reason here, and fails in CI.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,12 +19,16 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, chownSync, readdirSync, appendFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, chownSync, readdirSync, appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import http2 from 'node:http2';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Redis, AbstractConnector } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
+import { Client as SshClient } from 'ssh2';
+import { privateCa, type PrivateCa } from '../harness/tls-ca.js';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
 import { interopUnavailable, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
@@ -44,6 +49,12 @@ const PG_BIN = pgBin();
 const pgSkip = PG_BIN ? false : missing('PostgreSQL', 'no /usr/lib/postgresql/*/bin/postgres (Debian package postgresql)');
 const redisSkip = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0 ? false : missing('Redis', 'no redis-server on PATH (Debian package redis-server)');
 const asRoot = process.getuid?.() === 0;
+const sshdSkip = ((): string | false => {
+  const gaps: string[] = [];
+  if (!existsSync('/usr/sbin/sshd')) gaps.push('/usr/sbin/sshd (Debian package openssh-server)');
+  if (spawnSync('sh', ['-c', 'command -v ssh-keygen'], { stdio: 'ignore' }).status !== 0) gaps.push('ssh-keygen on PATH (Debian package openssh-client)');
+  return gaps.length === 0 ? false : missing('OpenSSH', `no ${gaps.join(', ')}`);
+})();
 
 /** PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user. */
 function pgCommand(bin: string, args: string[]): [string, string[]] {
@@ -178,6 +189,132 @@ async function wsCreateConnection(tunnel: Tunnel, host: string, port: number): P
   await once(ws, 'close');
 }
 
+/**
+ * A throwaway sshd's files: its own host key, one authorized client key, no PAM. As root it
+ * lets root in by key (and needs /run/sshd, its privilege separation directory); otherwise
+ * it can only log in the user running it.
+ */
+interface SshdFiles {
+  dir: string;
+  config: string;
+  clientKey: Buffer;
+  /** The host key's public blob (RFC 4253 §6.6), what ssh2's hostVerifier is given. */
+  hostKey: Buffer;
+  user: string;
+}
+
+function sshdFiles(listen: string): SshdFiles {
+  const dir = mkdtempSync(join(tmpdir(), 'wgnet-sshd-'));
+  if (asRoot) mkdirSync('/run/sshd', { recursive: true });
+  for (const name of ['host', 'client']) {
+    const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `wgnet ${name}`, '-f', join(dir, name)], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `ssh-keygen failed: ${r.stderr}`);
+  }
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client.pub')));
+  const config = join(dir, 'sshd_config');
+  writeFileSync(config, [
+    `ListenAddress ${listen}`,
+    `HostKey ${join(dir, 'host')}`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+    'PermitRootLogin prohibit-password',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'StrictModes no',
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    '',
+  ].join('\n'));
+  return {
+    dir,
+    config,
+    clientKey: readFileSync(join(dir, 'client')),
+    hostKey: Buffer.from(readFileSync(join(dir, 'host.pub'), 'utf8').split(' ')[1]!, 'base64'),
+    user: asRoot ? 'root' : userInfo().username,
+  };
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit');
+    child.kill();
+    await exited;
+  }
+}
+
+async function ssh2Exec(tunnel: Tunnel, host: string, port: number, files: SshdFiles): Promise<void> {
+  const conn = new SshClient();
+  const closed = once(conn, 'close');
+  const ready = new Promise<void>((resolve, reject) => (conn.once('ready', resolve), conn.once('error', reject)));
+  const seen: Buffer[] = [];
+  conn.connect({
+    sock: tunnel.connect(port, host),
+    username: files.user,
+    privateKey: files.clientKey,
+    // The raw host key: the sshd we started, not anything that answers on the port.
+    hostVerifier: (key: Buffer) => (seen.push(key), key.equals(files.hostKey)),
+    readyTimeout: 20_000,
+  });
+  await ready;
+  assert.equal(seen.length, 1);
+  const { out, code } = await new Promise<{ out: string; code: number }>((resolve, reject) => {
+    conn.exec('echo hello', (err, stream) => {
+      if (err) return reject(err);
+      let out = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => (out += d));
+      stream.stderr.resume();
+      stream.once('close', (code: number) => resolve({ out, code }));
+    });
+  });
+  assert.equal(code, 0);
+  assert.equal(out, 'hello\n');
+  conn.end();
+  await closed;
+}
+
+/** Two concurrent requests on one HTTP/2 session whose TLS runs over one tunnel socket. */
+async function http2TwoStreams(tunnel: Tunnel, host: string, port: number, ca: PrivateCa, servername: string): Promise<void> {
+  let dials = 0;
+  const session = http2.connect(`https://${servername}:${port}`, {
+    createConnection: () => {
+      dials++;
+      return tls.connect({ socket: tunnel.connect(port, host), ALPNProtocols: ['h2'], servername, ca: ca.ca });
+    },
+  });
+  session.on('error', () => {}); // a failure shows up on the requests below
+  await once(session, 'connect');
+  assert.equal(session.alpnProtocol, 'h2');
+  const get = (path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = session.request({ ':path': path });
+      let status = 0;
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.end();
+    });
+  const [a, b] = await Promise.all([get('/one'), get('/two?big')]);
+  assert.deepEqual(a, { status: 200, body: 'stream /one over h2' });
+  assert.equal(b.status, 200);
+  assert.equal(b.body, `stream /two?big over h2 ${'x'.repeat(200_000)}`);
+  assert.equal(dials, 1, 'both requests on one session, one tunnel socket');
+  session.close();
+  await once(session, 'close');
+}
+
+/** The HTTP/2 server's handler, also sent as source to the server in wireguard-go's namespace. */
+function h2Handler(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+  const big = req.url.endsWith('?big') ? ' ' + 'x'.repeat(200_000) : '';
+  // Answers only when both requests are open, so they are concurrent on the session.
+  const g = globalThis as { h2Waiting?: (() => void)[] };
+  const waiting = (g.h2Waiting ??= []);
+  waiting.push(() => res.end(`stream ${req.url} over h${req.httpVersion[0]}${big}`));
+  if (waiting.length === 2) for (const f of waiting.splice(0)) f();
+}
+
 // --- behind the real wireguard-go ---------------------------------------------------------
 
 const wgGoSkip = ((): string | false => {
@@ -305,5 +442,45 @@ describe('client libraries through two wgnet tunnels (in process)', () => {
     });
 
     test('createConnection: tunnel.createConnection as is', () => wsCreateConnection(p.a, FAR, 8080));
+  });
+
+  describe('ssh2 against OpenSSH sshd', { skip: sshdSkip }, () => {
+    let files: SshdFiles;
+    let server: ChildProcess;
+    let unforward: () => void;
+    before(async () => {
+      const port = await freePort();
+      files = sshdFiles(`127.0.0.1:${port}`);
+      server = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', files.config], { stdio: 'ignore' });
+      await waitForPort(() => net.connect(port, '127.0.0.1'), server, 'sshd');
+      unforward = await forward(p.b, 22, port);
+    });
+    after(async () => {
+      unforward?.();
+      await stopChild(server);
+      if (files) rmSync(files.dir, { recursive: true, force: true });
+    });
+
+    test('sock: a tunnel socket; exec echo hello', () => ssh2Exec(p.a, FAR, 22, files));
+  });
+
+  describe('node:http2 against an http2 secure server', () => {
+    const NAME = 'h2.internal';
+    let ca: PrivateCa;
+    let server: http2.Http2SecureServer;
+    let unforward: () => void;
+    before(async () => {
+      ca = privateCa([`DNS:${NAME}`]);
+      server = http2.createSecureServer({ key: ca.key, cert: ca.cert, allowHTTP1: false }, h2Handler);
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      unforward = await forward(p.b, 8443, (server.address() as net.AddressInfo).port);
+    });
+    after(async () => {
+      unforward?.();
+      await new Promise((r) => server.close(r));
+    });
+
+    test('createConnection: TLS (ALPN h2) over a tunnel socket, two concurrent streams on one session', () => http2TwoStreams(p.a, FAR, 8443, ca, NAME));
   });
 });
