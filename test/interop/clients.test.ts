@@ -5,7 +5,7 @@
  * node:http2 (`createConnection` returning TLS over a tunnel socket, ALPN h2).
  *
  * Two topologies, the same checks:
- * - behind the real wireguard-go: PostgreSQL, redis-server and a ws server listen on
+ * - behind the real wireguard-go: PostgreSQL, redis-server, sshd, a ws and an http2 server listen on
  *   wireguard-go's tunnel address inside a network namespace (./harness.ts); the clients get
  *   sockets of a wgnet tunnel peered with it. Needs root and the interop prerequisites.
  * - in process: two wgnet tunnels over loopback UDP; tunnel B splices each service port to the
@@ -305,15 +305,21 @@ async function http2TwoStreams(tunnel: Tunnel, host: string, port: number, ca: P
   await once(session, 'close');
 }
 
-/** The HTTP/2 server's handler, also sent as source to the server in wireguard-go's namespace. */
-function h2Handler(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
-  const big = req.url.endsWith('?big') ? ' ' + 'x'.repeat(200_000) : '';
-  // Answers only when both requests are open, so they are concurrent on the session.
-  const g = globalThis as { h2Waiting?: (() => void)[] };
-  const waiting = (g.h2Waiting ??= []);
-  waiting.push(() => res.end(`stream ${req.url} over h${req.httpVersion[0]}${big}`));
-  if (waiting.length === 2) for (const f of waiting.splice(0)) f();
-}
+/**
+ * The HTTP/2 server's handler, as source: the in-process server evaluates it, the server in
+ * wireguard-go's namespace runs it in its own node. It answers only once both requests are
+ * open, so the two are concurrent on the session.
+ */
+const H2_HANDLER_JS = `(() => {
+  const waiting = [];
+  return (req, res) => {
+    const big = req.url.endsWith('?big') ? ' ' + 'x'.repeat(200000) : '';
+    waiting.push(() => res.end('stream ' + req.url + ' over h' + req.httpVersion[0] + big));
+    if (waiting.length === 2) for (const f of waiting.splice(0)) f();
+  };
+})()`;
+type H2Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+const h2Handler = (): H2Handler => new Function(`return ${H2_HANDLER_JS}`)() as H2Handler;
 
 // --- behind the real wireguard-go ---------------------------------------------------------
 
@@ -328,6 +334,10 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
   let tunnel: Tunnel;
   let dir: string;
   let postgres: ChildProcess;
+  let sshd: SshdFiles | undefined;
+  const H2_NAME = 'h2.internal';
+  let ca: PrivateCa;
+  let h2Dir: string;
   before(async () => {
     peer = await startWgGo();
     const me = genKeyPair();
@@ -355,17 +365,36 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
     await waitForPostgres(() => new pg.Client({ user: 'wgnet', database: 'postgres', stream: tunnel.connect(5432, host) as never }));
     await waitForPort(() => tunnel.connect(6379, host), redis, 'redis-server');
     await waitForPort(() => tunnel.connect(8080, host), wsServer, 'the ws server');
+    ca = privateCa([`DNS:${H2_NAME}`]);
+    h2Dir = mkdtempSync(join(tmpdir(), 'wgnet-h2-'));
+    writeFileSync(join(h2Dir, 'tls.json'), JSON.stringify({ key: ca.key, cert: ca.cert }));
+    const h2Server = peer.spawn(process.execPath, [
+      '-e',
+      `const http2 = require('node:http2');
+       const o = JSON.parse(require('node:fs').readFileSync(${JSON.stringify(join(h2Dir, 'tls.json'))}, 'utf8'));
+       http2.createSecureServer({ ...o, allowHTTP1: false }, ${H2_HANDLER_JS}).listen(8443, ${JSON.stringify(host)});`,
+    ]);
+    await waitForPort(() => tunnel.connect(8443, host), h2Server, 'the http2 server');
+    if (!sshdSkip) {
+      sshd = sshdFiles(`${host}:22`);
+      const child = peer.spawn('/usr/sbin/sshd', ['-D', '-e', '-f', sshd.config]);
+      await waitForPort(() => tunnel.connect(22, host), child, 'sshd');
+    }
   });
   after(async () => {
     await tunnel?.close();
     if (dir) await stopCluster(dir, postgres);
     peer?.close();
+    if (sshd) rmSync(sshd.dir, { recursive: true, force: true });
+    if (h2Dir) rmSync(h2Dir, { recursive: true, force: true });
   });
 
   test('pg, stream: a tunnel socket (object form)', () => pgObjectForm(tunnel, peer.inner4, 5432));
   test('pg, stream: a function (a pool of tunnel sockets)', () => pgPoolFunctionForm(tunnel, peer.inner4, 5432));
   test('ioredis, Connector', () => ioredisConnector(tunnel, peer.inner4, 6379));
   test('ws, createConnection', () => wsCreateConnection(tunnel, peer.inner4, 8080));
+  test('ssh2, sock: exec echo hello on OpenSSH sshd', { skip: sshdSkip }, () => ssh2Exec(tunnel, peer.inner4, 22, sshd!));
+  test('node:http2, createConnection: TLS (ALPN h2), two concurrent streams on one session', () => http2TwoStreams(tunnel, peer.inner4, 8443, ca, H2_NAME));
   test('wireguard-go saw the traffic', async () => {
     const show = await waitFor(() => peer.wgShow(), 1000, 'wg show');
     assert.match(show, /latest handshake/);
@@ -471,7 +500,7 @@ describe('client libraries through two wgnet tunnels (in process)', () => {
     let unforward: () => void;
     before(async () => {
       ca = privateCa([`DNS:${NAME}`]);
-      server = http2.createSecureServer({ key: ca.key, cert: ca.cert, allowHTTP1: false }, h2Handler);
+      server = http2.createSecureServer({ key: ca.key, cert: ca.cert, allowHTTP1: false }, h2Handler());
       server.listen(0, '127.0.0.1');
       await once(server, 'listening');
       unforward = await forward(p.b, 8443, (server.address() as net.AddressInfo).port);
