@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,23 +78,50 @@ export async function benchProxy(): Promise<BenchRow[]> {
       await t.close();
     }
 
-    const viaCli = async (args: string[], curlArgs: (port: number) => string[]): Promise<number> => {
+    /** The CLI process's CPU seconds so far (utime + stime, /proc/PID/stat fields 14-15). */
+    const cpuSeconds = (pid: number): number => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+    };
+    let lastCpu = 0;
+    const viaCli = async (args: string[], curlArgs: (port: number) => string[], scrapePort?: number): Promise<number> => {
       const port = await freePort();
       const c = spawn(process.execPath, [BIN, ...args.map((a) => a.replace('PORT', String(port)))], { stdio: ['ignore', 'pipe', 'ignore'] });
+      // With --metrics, scraped every second during the transfer, as a short Prometheus interval would.
+      const scraper = scrapePort ? setInterval(() => void fetch(`http://127.0.0.1:${scrapePort}/metrics`).then((r) => r.text()).catch(() => {}), 1000) : undefined;
       try {
         await waitFor(c, /ready.*handshake=ok/);
-        return await curlMbit(curlArgs(port));
+        const cpu0 = cpuSeconds(c.pid!);
+        const mbit = await curlMbit(curlArgs(port));
+        lastCpu = cpuSeconds(c.pid!) - cpu0;
+        return mbit;
       } finally {
+        if (scraper) clearInterval(scraper);
         c.kill('SIGTERM');
         await new Promise((r) => c.once('exit', r));
       }
     };
     const socks = await viaCli(['proxy', '-c', join(dir, 'wg0.conf'), '--socks5', '127.0.0.1:PORT'], (p) => ['--socks5-hostname', `127.0.0.1:${p}`, 'http://10.66.0.2/']);
-    const fwd = await viaCli(['forward', '-c', join(dir, 'wg0.conf'), '-L', '127.0.0.1:PORT:10.66.0.2:80'], (p) => [`http://127.0.0.1:${p}/`]);
+    const fwdArgs = ['forward', '-c', join(dir, 'wg0.conf'), '-L', '127.0.0.1:PORT:10.66.0.2:80'];
+    const fwd = await viaCli(fwdArgs, (p) => [`http://127.0.0.1:${p}/`]);
+    // The cost of --metrics (issue 15: within 3 %): the same forward with and without it, in
+    // alternating pairs so load swings on a shared machine hit both alike. Judged by the
+    // forward process's CPU time for the same bytes, which other processes' load moves far
+    // less than the rate; the median of five pairs.
+    const ratios: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await viaCli(fwdArgs, (p) => [`http://127.0.0.1:${p}/`]);
+      const plainCpu = lastCpu;
+      const mport = await freePort();
+      await viaCli([...fwdArgs, '--metrics', `127.0.0.1:${mport}`], (p) => [`http://127.0.0.1:${p}/`], mport);
+      ratios.push(lastCpu / plainCpu);
+    }
+    const metricsRatio = [...ratios].sort((a, b) => a - b)[2]!;
     return [
       { name: `library: Tunnel.fetch, ${TOTAL} MB from a wgnet peer process [reference]`, value: lib, unit: 'Mbit/s' },
       { name: `wgnet proxy --socks5, curl --socks5-hostname, ${TOTAL} MB`, value: socks, unit: 'Mbit/s', ref: 'library', ratio: socks / lib },
       { name: `wgnet forward -L, curl, ${TOTAL} MB`, value: fwd, unit: 'Mbit/s', ref: 'library', ratio: fwd / lib },
+      { name: `wgnet forward -L --metrics (scraped each second): CPU for ${TOTAL} MB vs without, 5 alternating pairs (${ratios.map((r) => r.toFixed(3)).join(', ')}), median`, value: metricsRatio, unit: '×' },
     ];
   } finally {
     peer.stdin!.end();
