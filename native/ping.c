@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "napi_util.h"
+#include "sockaddr.h"
 #include "poll_reader.h"
 
 /* linux/icmp.h: the raw IPv4 ICMP socket option whose value is a bitmask of
@@ -68,21 +69,6 @@
 /* An IPv4 datagram is at most 65535 bytes; what a raw socket reads includes its header. */
 #define PING_BUF 65536
 
-static int make_addr(int family, const char *host, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof *ss);
-  if (family == 6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-    a->sin6_family = AF_INET6;
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-    *len = sizeof *a;
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-    *len = sizeof *a;
-  }
-  return 0;
-}
 
 /* pingOpen(family 4|6, raw, ident) -> { fd, ident }. ident is used by raw sockets only. */
 static napi_value ping_open(napi_env env, napi_callback_info info) {
@@ -109,7 +95,7 @@ static napi_value ping_open(napi_env env, napi_callback_info info) {
     /* Port 0: the kernel picks a free identifier; getsockname tells which. */
     struct sockaddr_storage ss;
     socklen_t sl;
-    make_addr(family, v6 ? "::" : "0.0.0.0", &ss, &sl);
+    parse_addr(family, v6 ? "::" : "0.0.0.0", 0, &ss, &sl);
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
       int e = errno;
       close(fd);
@@ -174,7 +160,7 @@ static napi_value ping_send(napi_env env, napi_callback_info info) {
   }
   struct sockaddr_storage to;
   socklen_t tl;
-  if (make_addr(family, host, &to, &tl) < 0) {
+  if (parse_addr(family, host, 0, &to, &tl) < 0) {
     napi_throw_type_error(env, "ERR_WGNET_INVALID_ARGUMENT", "pingSend: host must be an IP address literal of the socket's family");
     return NULL;
   }

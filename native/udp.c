@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "napi_util.h"
+#include "sockaddr.h"
 #include "poll_reader.h"
 
 #ifndef UDP_SEGMENT
@@ -53,23 +54,6 @@
 #define GSO_MAX_SEGMENTS 64
 #define GSO_MAX_BYTES 65000
 
-static int parse_addr(int family, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof *ss);
-  if (family == 6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-    *len = sizeof *a;
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-    *len = sizeof *a;
-  }
-  return 0;
-}
 
 /* open(family 4|6, host, port, bufferBytes) -> { fd, port, gro } */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
