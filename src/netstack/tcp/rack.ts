@@ -135,6 +135,7 @@ export function rackOnDsack(t: TcpLayer, c: Conn, right: number): void {
  * window); after REO_WND_PERSIST of them without a D-SACK the window returns to its base.
  */
 export function rackRecoveryExit(c: Conn): void {
+  if (!c.sackOk) return;
   const r = c.rack;
   if (r.grew) return;
   if (--r.reoWndPersist <= 0) {
