@@ -126,7 +126,11 @@ export interface UdpSocket {
   close(): void;
 }
 
-/** ICMP errors and echo replies we originate, per second (RFC 1812 §4.3.2.8 rate limiting). */
+/**
+ * ICMP errors we originate, per second (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)). Echo replies are
+ * not limited: they answer a request one for one, so they cannot amplify, and the peer is
+ * already authenticated by WireGuard (Linux leaves echo replies out of icmp_ratemask too).
+ */
 const ICMP_RATE = 1000;
 
 const EMPTY = new Uint8Array(0);
@@ -383,7 +387,6 @@ export class Interface {
     if (type === echoType(v6, false)) {
       if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
       // RFC 792 / RFC 4443 §4.2: the reply carries the same identifier, sequence and data.
-      if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
       return this.sendEcho(ip.dst, ip.src, echoType(v6, true), echoId(m), echoSeq(m), m.subarray(ICMP_HEADER_LEN), icmpCode(m));
     }
     if (!this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
@@ -532,8 +535,7 @@ export class Interface {
   // --- gateway mode: flows for any destination -----------------------------------------
 
   /** Answers an echo request in the destination's name (RFC 792 / RFC 4443 §4.2: same id, sequence, data). */
-  echoReply(now: Instant, req: EchoRequest): void {
-    if (!this.icmpAllowed(now)) return this.count('drop.icmp.rate');
+  echoReply(_now: Instant, req: EchoRequest): void {
     this.sendEcho(req.dst, req.src, echoType(req.dst.length === 16, true), req.id, req.seq, req.data);
   }
 
