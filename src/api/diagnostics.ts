@@ -118,6 +118,8 @@ export interface FlowMessage {
 /** `wgnet:drop`: a packet a core dropped (DESIGN §5: dropped, counted, traced; never answered). */
 export interface DropMessage {
   tunnel?: Tunnel;
+  /** The TUN interface name (`wgnet up`, which has no Tunnel). */
+  interface?: string;
   /** 'wireguard' (Device: DropReason), or the netstack's layer: 'ip', 'icmp', 'udp', 'tcp', 'flow'. */
   layer: string;
   /** The typed reason, as counted in the metrics (wgnet_device_dropped_total{reason}, wgnet_netstack_dropped_total). */
@@ -201,7 +203,11 @@ export function publishFlow(tunnel: Tunnel | undefined, event: string, info: Flo
 export class CoreDiagnostics implements Trace {
   private tunnel: Tunnel | undefined;
 
-  constructor(private readonly inner: Trace) {}
+  /** `iface`: the TUN interface's name, for `wgnet up`, whose Device has no Tunnel. */
+  constructor(
+    private readonly inner: Trace,
+    private readonly iface?: string,
+  ) {}
 
   /** Names the tunnel in the drop messages, and for the sockets and flows of `engine`. */
   bind(tunnel: Tunnel, engine: object): void {
@@ -230,7 +236,7 @@ export class CoreDiagnostics implements Trace {
       layer = 'tcp';
       reason = event.slice(9);
     } else return;
-    const msg: DropMessage = { tunnel: this.tunnel, layer, reason };
+    const msg: DropMessage = this.iface === undefined ? { tunnel: this.tunnel, layer, reason } : { interface: this.iface, layer, reason };
     if (fields) msg.detail = fields;
     dropChannel.publish(msg);
   }

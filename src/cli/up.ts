@@ -23,7 +23,7 @@ import { WgnetError } from '../util/errors.js';
 import { PeerEventCounters, wireguardMetrics, processMetrics, formatMetrics } from '../io/metrics.js';
 import { HealthProbe, healthReport, parseProbeTarget, serveOps } from '../io/health.js';
 import { PcapWriter } from '../io/pcap.js';
-import { publishPeerEvent } from '../api/diagnostics.js';
+import { CoreDiagnostics, publishPeerEvent } from '../api/diagnostics.js';
 import { LOG_LEVELS, parseLogLevel } from './serve.js';
 
 export const UP_USAGE = `Usage: wgnet up [-f/--foreground] [--log-level error|warn|info|debug|trace] [--metrics HOST:PORT] [--ready-peers KEY,...]
@@ -127,7 +127,7 @@ export async function runUp(args: string[], progName = 'wgnet up'): Promise<numb
 
   if (!foreground) return daemonize(name, args);
 
-  const trace = stderrTrace(level, name);
+  const trace = new CoreDiagnostics(stderrTrace(level, name), name); // the device's drops also reach wgnet:drop
   let tun: TunDevice;
   try {
     tun = TunDevice.open(name);

@@ -49,7 +49,15 @@ describe('wgnet up (TUN) <-> wireguard-go', { skip }, () => {
   before(async () => {
     nsA = makeNamespace();
     peer = await startWgGo({ otherNs: nsA.ns });
-    daemon = spawn('ip', ['netns', 'exec', nsA.ns, process.execPath, join(ROOT, 'bin/wgnet.js'), 'up', '-f', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    dir = mkdtempSync(join(tmpdir(), 'wgnet-tun-'));
+    // An APM-style subscriber loaded with --import, as one would be into the daemon: it
+    // appends every wgnet:drop message to a file the drop test reads.
+    writeFileSync(
+      join(dir, 'drops.mjs'),
+      `import dc from 'node:diagnostics_channel'; import { appendFileSync } from 'node:fs';\n` +
+        `dc.subscribe('wgnet:drop', (m) => appendFileSync(${JSON.stringify(join(dir, 'drops.jsonl'))}, JSON.stringify({ interface: m.interface, layer: m.layer, reason: m.reason }) + '\\n'));\n`,
+    );
+    daemon = spawn('ip', ['netns', 'exec', nsA.ns, process.execPath, '--import', join(dir, 'drops.mjs'), join(ROOT, 'bin/wgnet.js'), 'up', '-f', name], { stdio: ['ignore', 'ignore', 'pipe'] });
     daemon.stderr!.on('data', (d) => (stderr += d));
     await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), 15_000, 'UAPI socket');
     const keys = genKeyPair();
@@ -59,7 +67,6 @@ describe('wgnet up (TUN) <-> wireguard-go', { skip }, () => {
     nsA.exec('ip', ['-6', 'addr', 'add', `${peer.peerInner6}/64`, 'dev', name, 'nodad']);
     nsA.exec('ip', ['link', 'set', name, 'up']);
     peer.addPeer(keys.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:51900` });
-    dir = mkdtempSync(join(tmpdir(), 'wgnet-tun-'));
   });
   after(async () => {
     daemon?.kill('SIGTERM');
@@ -103,6 +110,16 @@ describe('wgnet up (TUN) <-> wireguard-go', { skip }, () => {
     nsA.exec('curl', ['-sS', '--max-time', '30', '-o', join(dir, 'got.bin'), `http://${peer.inner4}:8090/f.bin`]);
     assert.equal(createHash('sha256').update(readFileSync(join(dir, 'got.bin'))).digest('hex'), createHash('sha256').update(body).digest('hex'));
     srv.kill();
+  });
+
+  test('the device\'s drops reach wgnet:drop, named by interface (issue 15)', async () => {
+    // Ten bytes are no WireGuard message: the device drops and counts them (DESIGN §5).
+    nsA.exec('python3', ['-c', 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x" * 10, ("127.0.0.1", 51900))']);
+    const file = join(dir, 'drops.jsonl');
+    await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"layer":"wireguard"'), 5000, 'a wgnet:drop message');
+    const m = JSON.parse(readFileSync(file, 'utf8').split('\n').find((l) => l.includes('"layer":"wireguard"'))!);
+    assert.equal(m.interface, name);
+    assert.equal(typeof m.reason, 'string');
   });
 
   test('wg show on the wgnet interface shows the peer with a handshake and transfer', () => {
