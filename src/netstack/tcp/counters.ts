@@ -16,6 +16,8 @@ const TCP_COUNTERS = [
   'timeWaitReused',
   'synCookiesSent',
   'synCookiesAccepted',
+  /** SYN cookies sent because the SYN's peer held its share of the listener's SYN queue (also in synCookiesSent). */
+  'synCookiesPerPeer',
   'oooSegments',
   'dsackSent',
   'dsackReceived',
@@ -26,6 +28,7 @@ const TCP_COUNTERS = [
   'tailLossProbes',
   'rtoExpired',
   'hystartExits',
+  'pawsDisorderedAcks',
   'drop.short',
   'drop.checksum',
   'drop.header',
