@@ -15,6 +15,9 @@ import assert from 'node:assert/strict';
 import { Interface, type InterfaceOptions } from '../../src/netstack/interface.js';
 import { Reassembler } from '../../src/netstack/reassembly.js';
 import type { TcpLayer } from '../../src/netstack/tcp/layer.js';
+import type { Listener } from '../../src/netstack/tcp/accept.js';
+import type { Conn } from '../../src/netstack/tcp/conn.js';
+import { addressKey } from '../../src/netstack/types.js';
 import type { TcpConnection } from '../../src/netstack/types.js';
 import { parseIPv4 } from '../../src/wire/ip.js';
 import { SeededRng } from '../../src/util/rng.js';
@@ -28,6 +31,8 @@ const US = new Uint8Array([10, 0, 0, 1]);
 const FRIEND = new Uint8Array([10, 0, 0, 2]);
 /** The hostile peer's AllowedIPs are 10.0.0.64/26: any of these sources is the same peer. */
 const hostile = (n: number): IpAddr => new Uint8Array([10, 0, 0, 64 + (n % 62)]);
+/** The other peer has no entry in peerOf: its address is its own bucket. */
+const FRIEND_KEY = addressKey(FRIEND);
 const peerOf = (a: IpAddr): string | undefined => (a.length === 4 && a[0] === 10 && a[3]! >= 64 && a[3]! < 128 ? 'hostile' : undefined);
 
 function iface(extra: Partial<InterfaceOptions> = {}): Interface {
@@ -119,7 +124,9 @@ test('TCP: connections that expire give the budget back; connections we open do 
 });
 
 test('TCP: SYN cookies count too, and a valid cookie ACK at the cap is dropped silently, then gets in when a slot frees (RFC 4987 §3.6)', () => {
-  const i = iface({ tcp: { maxConnectionsPerPeer: 3 } });
+  // The peer may fill this small SYN queue (its share is the whole of it): the cookies here
+  // come from a full queue, not from the per-peer share tested below.
+  const i = iface({ tcp: { maxConnectionsPerPeer: 3, maxSynQueuePerPeer: 2 } });
   const tcp = i.tcp as TcpLayer;
   const l = tcp.listen({ port: 80, backlog: 2 });
   const now = 0;
@@ -179,6 +186,126 @@ test('TCP: a connection in TIME-WAIT no longer counts against its peer', () => {
   assert.equal(tcp.connectionsOf('hostile'), 0);
   now += 10;
   assert.ok(syn(i, now, hostile(1), 2001), 'a new connection is answered while the old one waits');
+});
+
+// ---- a listener's SYN queue, shared per peer ----------------------------------------------
+
+/** Option kinds (RFC 9293 §3.2; RFC 7323 §2.2 window scale; RFC 2018 §2 SACK-permitted). */
+const OPT = { END: 0, NOP: 1, MSS: 2, WSCALE: 3, SACK_PERMITTED: 4, TIMESTAMPS: 8 } as const;
+/** What a SYN from a modern client carries: MSS 1380, SACK-permitted, window scale 7. */
+const SYN_OPTIONS = [OPT.MSS, 4, 0x05, 0x64, OPT.SACK_PERMITTED, 2, OPT.WSCALE, 3, 7, OPT.NOP];
+
+/** The option kinds in a TCP header, walked as RFC 9293 §3.2 lays them out. */
+function optionKinds(t: Uint8Array): number[] {
+  const end = (t[12]! >> 4) * 4;
+  const kinds: number[] = [];
+  for (let o = 20; o < end; ) {
+    const k = t[o]!;
+    if (k === OPT.END) break;
+    if (k === OPT.NOP) {
+      o++;
+      continue;
+    }
+    kinds.push(k);
+    o += Math.max(2, t[o + 1]!);
+  }
+  return kinds;
+}
+
+/** A SYN with SYN_OPTIONS from `src`:`sport` to US:80; returns our answer's TCP segment. */
+function synWithOptions(i: Interface, now: number, src: IpAddr, sport: number, seq: number): Uint8Array {
+  i.handleInput(now, buildIPv4(src, US, PROTO.TCP, buildTcp(src, US, { srcPort: sport, dstPort: 80, seq, flags: ['SYN'], options: SYN_OPTIONS })));
+  const out = drain(i, now);
+  assert.equal(out.length, 1, 'one answer per SYN');
+  const t = expectIp(out[0], { src: US, dst: src, proto: PROTO.TCP });
+  assert.equal(tcpFields(t).flags, TCP_FLAG.SYN | TCP_FLAG.ACK);
+  assert.equal(tcpFields(t).ack, (seq + 1) >>> 0);
+  return t;
+}
+
+test('TCP: 10,000 spoofed SYNs from one peer take only its share of the SYN queue; another peer still gets full state, window scaling and SACK', () => {
+  const i = iface();
+  const tcp = i.tcp as TcpLayer;
+  const l = tcp.listen({ port: 80 }) as Listener;
+  // The default share: a quarter of the default backlog of 128.
+  const SHARE = 32;
+  let now = 0;
+  let full = 0;
+  let cookies = 0;
+  for (let k = 0; k < 10_000; k++) {
+    // Spoofed: every source port, and every address of the peer's range, never completing.
+    const a = synWithOptions(i, now, hostile(k), 1024 + (k % 60_000), k * 7919);
+    // A SYN-ACK from state echoes the client's window scale and SACK-permitted (RFC 7323 §2.2,
+    // RFC 2018 §2); a cookie carries only MSS, since it remembers nothing else (RFC 4987 §3.6).
+    const kinds = optionKinds(a);
+    if (kinds.includes(OPT.WSCALE) && kinds.includes(OPT.SACK_PERMITTED)) full++;
+    else {
+      assert.deepEqual(kinds, [OPT.MSS], 'a cookie SYN-ACK');
+      cookies++;
+    }
+    if (k % 1000 === 999) now += 10; // a flood, not an instant: 10 s of SYNs
+  }
+  assert.equal(full, SHARE, 'full SYN-RECEIVED state for the peer\'s share only');
+  assert.equal(cookies, 10_000 - SHARE);
+  assert.equal(tcp.stats.synCookiesPerPeer, 10_000 - SHARE, 'each cookie past the share is counted');
+  assert.equal(tcp.stats.synCookiesSent, 10_000 - SHARE, 'the queue itself never filled');
+  assert.equal(l.synQueue, SHARE);
+  assert.equal(l.synQueueOf('hostile'), SHARE);
+  assert.equal(tcp.connectionCount, SHARE, 'cookies hold no state');
+  assert.ok(tcp.timerEntries <= SHARE, `${tcp.timerEntries} timer entries`);
+
+  // The other peer, in the middle of the flood: a SYN-ACK from state, with every option.
+  const a = synWithOptions(i, now, FRIEND, 40000, 5000);
+  const kinds = optionKinds(a);
+  assert.ok(kinds.includes(OPT.WSCALE), `window scale in the SYN-ACK: ${kinds}`);
+  assert.ok(kinds.includes(OPT.SACK_PERMITTED), `SACK-permitted in the SYN-ACK: ${kinds}`);
+  assert.equal(tcp.stats.synCookiesPerPeer, 10_000 - SHARE, 'no cookie for it');
+  assert.equal(l.synQueueOf(FRIEND_KEY), 1);
+  i.handleInput(now, buildIPv4(FRIEND, US, PROTO.TCP, buildTcp(FRIEND, US, { srcPort: 40000, dstPort: 80, seq: 5001, ack: tcpFields(a).seq + 1, flags: ['ACK'], window: 1000 })));
+  const c = l.accept() as Conn | undefined;
+  assert.ok(c, 'accepted');
+  assert.equal(c.remotePort, 40000);
+  assert.equal(c.state, 'ESTABLISHED');
+  assert.ok(c.wscaleOk && c.sackOk, 'window scaling and SACK agreed');
+  assert.equal(c.sndWnd, 1000 << 7, 'its window is scaled by the shift it offered (RFC 7323 §2.3)');
+  assert.equal(l.synQueueOf(FRIEND_KEY), 0, 'established: out of the SYN queue');
+
+  // The flood's embryonic connections give up (RFC 9293 §3.8.1 retransmissions, then gone): the
+  // queue, the per-peer table and the timers are empty again; the accepted connection stays.
+  for (let d = i.pollTimeout(); d && l.synQueue > 0; d = i.pollTimeout()) {
+    now = Math.max(now, d.at);
+    i.handleTimeout(now);
+    drain(i, now);
+  }
+  assert.equal(l.synQueue, 0);
+  assert.equal(l.synQueueOf('hostile'), 0);
+  assert.equal((l as unknown as { synPerPeer: Map<unknown, number> }).synPerPeer.size, 0, 'no per-peer entry left behind');
+  assert.equal(tcp.connectionCount, 1, 'only the accepted connection');
+  assert.equal(tcp.connectionsOf('hostile'), 0);
+  // And the hostile peer is served from state again, up to its share.
+  assert.ok(optionKinds(synWithOptions(i, now, hostile(0), 7, 1)).includes(OPT.WSCALE));
+});
+
+test('TCP: the SYN-queue share follows maxSynQueuePerPeer and frees as handshakes complete', () => {
+  const i = iface({ tcp: { maxSynQueuePerPeer: 2 } });
+  const tcp = i.tcp as TcpLayer;
+  const l = tcp.listen({ port: 80 }) as Listener;
+  const now = 0;
+  const first = synWithOptions(i, now, hostile(0), 2000, 100);
+  synWithOptions(i, now, hostile(1), 2001, 100);
+  assert.deepEqual(optionKinds(synWithOptions(i, now, hostile(2), 2002, 100)), [OPT.MSS], 'past the share: a cookie');
+  assert.equal(tcp.stats.synCookiesPerPeer, 1);
+  // One handshake completes: that peer has room in the queue again.
+  i.handleInput(now, buildIPv4(hostile(0), US, PROTO.TCP, buildTcp(hostile(0), US, { srcPort: 2000, dstPort: 80, seq: 101, ack: tcpFields(first).seq + 1, flags: ['ACK'] })));
+  assert.ok(l.accept());
+  assert.equal(l.synQueueOf('hostile'), 1);
+  assert.ok(optionKinds(synWithOptions(i, now, hostile(3), 2003, 100)).includes(OPT.SACK_PERMITTED), 'from state again');
+  assert.equal(tcp.stats.synCookiesPerPeer, 1);
+  // Infinity turns the share off: the queue is first come, first served, as before.
+  const j = iface({ tcp: { maxSynQueuePerPeer: Infinity } });
+  (j.tcp as TcpLayer).listen({ port: 80, backlog: 8 });
+  for (let k = 0; k < 8; k++) assert.ok(optionKinds(synWithOptions(j, now, hostile(k), 3000 + k, 1)).includes(OPT.WSCALE));
+  assert.equal((j.tcp as TcpLayer).stats.synCookiesPerPeer, 0);
 });
 
 // ---- IP reassembly ----------------------------------------------------------------------------

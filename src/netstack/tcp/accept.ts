@@ -1,13 +1,14 @@
 /**
  * The passive side: listeners and their accept queues, initial sequence numbers per
- * RFC 6528, and SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full.
+ * RFC 6528, and SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full, or once
+ * the peer a SYN comes from holds its share of that queue (TcpOptions.maxSynQueuePerPeer).
  */
 import type { Instant } from '../../util/time.js';
 import type { IpAddr } from '../../util/ip.js';
 import { mac } from '../../crypto/hash.js';
 import { ACK, putU32, RST, SYN, seqAdd, type TcpSegmentInfo } from '../../wire/tcp.js';
-import type { TcpConnection, TcpListener } from '../types.js';
-import { DEFAULT_MSS, IP4_TCP, IP6_TCP, OUR_WSCALE } from './constants.js';
+import type { PeerKey, TcpConnection, TcpListener } from '../types.js';
+import { DEFAULT_MSS, IP4_TCP, IP6_TCP, OUR_WSCALE, synQueueShare } from './constants.js';
 import { Conn, newId } from './conn.js';
 import { queueSyn, sendRst, sendSyn } from './output.js';
 import type { TcpLayer } from './layer.js';
@@ -15,15 +16,48 @@ import type { TcpLayer } from './layer.js';
 export class Listener implements TcpListener {
   readonly id = newId();
   readonly queue: Conn[] = [];
-  synQueue = 0;
   notified = false;
   closed = false;
+  /** Half-open connections one peer may hold in this SYN queue (TcpOptions.maxSynQueuePerPeer). */
+  readonly synShare: number;
+  /**
+   * The SYN queue: connections in SYN-RECEIVED that this listener made, each with the peer it
+   * is charged to (kept, not recomputed, so a peer whose AllowedIPs change meanwhile still
+   * gets back exactly what it was charged). At most `backlog` entries.
+   */
+  private readonly embryos = new Map<Conn, PeerKey>();
+  /** Entries of `embryos` per peer; a peer with none has no entry, so this stays within `backlog` too. */
+  private readonly synPerPeer = new Map<PeerKey, number>();
   constructor(
     readonly layer: TcpLayer,
     readonly addr: IpAddr | undefined,
     readonly port: number,
     readonly backlog: number,
-  ) {}
+  ) {
+    this.synShare = synQueueShare(backlog, layer.opts.maxSynQueuePerPeer);
+  }
+  /** Connections in the SYN queue now. */
+  get synQueue(): number {
+    return this.embryos.size;
+  }
+  /** Half-open connections that the peer `key` holds in this SYN queue now. */
+  synQueueOf(key: PeerKey): number {
+    return this.synPerPeer.get(key) ?? 0;
+  }
+  /** A connection entering SYN-RECEIVED through this listener, charged to `peer`. */
+  synJoin(c: Conn, peer: PeerKey): void {
+    this.embryos.set(c, peer);
+    this.synPerPeer.set(peer, this.synQueueOf(peer) + 1);
+  }
+  /** A connection leaving the SYN queue (established, reset, timed out); a no-op if it is not in it. */
+  synLeave(c: Conn): void {
+    const peer = this.embryos.get(c);
+    if (peer === undefined) return;
+    this.embryos.delete(c);
+    const n = this.synQueueOf(peer) - 1;
+    if (n <= 0) this.synPerPeer.delete(peer);
+    else this.synPerPeer.set(peer, n);
+  }
   accept(): TcpConnection | undefined {
     const c = this.queue.shift();
     if (!c) this.notified = false;
@@ -100,17 +134,25 @@ export function listenArrives(t: TcpLayer, now: Instant, l: Listener, src: IpAdd
     sendSynCookie(t, now, src, dst, h);
     return undefined;
   }
-  const c = openPassive(t, now, src, dst, h, l);
+  // The queue has room, but this peer holds its share of it: a cookie for it alone, so a peer
+  // flooding SYNs (spoofing source ports or addresses within its AllowedIPs) cannot push every
+  // other peer onto cookies, which lose window scaling and SACK (RFC 4987 §3.6).
+  if (l.synQueueOf(peer) >= l.synShare) {
+    t.count('synCookiesPerPeer');
+    sendSynCookie(t, now, src, dst, h);
+    return undefined;
+  }
+  const c = openPassive(t, now, src, dst, h, l, peer);
   t.holdPeerSlot(c, peer);
   return undefined;
 }
 
 /**
  * A connection in SYN-RECEIVED from a SYN, its SYN-ACK sent (RFC 9293 §3.10.7.2). With a
- * listener it joins the SYN queue and then the accept queue; without one (a gateway flow
+ * listener it joins the SYN queue, charged to `peer`, and then the accept queue; without one (a gateway flow
  * accepted for any destination) it reports 'tcp-connected' like an active open.
  */
-export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo, l: Listener | undefined): Conn {
+export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr, h: TcpSegmentInfo, l: Listener | undefined, peer?: PeerKey): Conn {
   const c = new Conn(t, dst.slice(), h.dstPort, src.slice(), h.srcPort);
   c.listener = l;
   c.passive = true;
@@ -127,7 +169,7 @@ export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr,
   c.wl2 = c.iss;
   c.state = 'SYN-RECEIVED';
   c.lastActivity = now;
-  if (l) l.synQueue++;
+  if (l) l.synJoin(c, peer ?? t.peerKey(src));
   t.conns.set(c.key, c);
   sendSyn(t, now, c, true);
   return c;

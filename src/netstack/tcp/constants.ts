@@ -37,6 +37,14 @@ export interface TcpOptions {
    * gateway caps per peer itself), do not count.
    */
   maxConnectionsPerPeer: number;
+  /**
+   * Half-open connections (SYN-RECEIVED) that one peer may hold in one listener's SYN queue.
+   * Past it that peer's SYNs are answered with SYN cookies (RFC 4987 §3.6), counted
+   * `synCookiesPerPeer`, while other peers still get full SYN-RECEIVED state, with window
+   * scaling and SACK. Absent: synQueueShare() (a quarter of the listener's backlog).
+   * Infinity turns the share off (the queue is then shared first come, first served).
+   */
+  maxSynQueuePerPeer?: number;
   /** The peer a remote address belongs to (types.ts); absent or undefined: each address is its own peer. */
   peerOf?: PeerOf;
 }
@@ -49,6 +57,20 @@ export interface TcpOptions {
  * measured ~2.5 KB per connection in SYN-RECEIVED; 4096 of them are ~10 MB).
  */
 export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4096;
+
+/**
+ * A peer's share of a listener's SYN queue: `maxSynQueuePerPeer` when set, else a quarter of
+ * the backlog, at least 1 (32 of the default 128). Why a quarter: a peer is one client or one
+ * site behind it, whose handshakes complete within a round trip, so even a burst (a browser
+ * opens 6 connections per host, a pool a few dozen) stays under it; one hostile peer, however
+ * fast it sends SYNs, leaves three quarters of the queue to everyone else; and the share scales
+ * with a backlog the application chose, where a fixed number would be all of a small queue.
+ * A peer past its share still connects, through cookies, losing only what a cookie cannot
+ * carry (window scaling, SACK, timestamps).
+ */
+export function synQueueShare(backlog: number, maxSynQueuePerPeer: number | undefined): number {
+  return maxSynQueuePerPeer ?? Math.max(1, Math.ceil(backlog / 4));
+}
 
 export const IP4_TCP = 40; // IPv4 + TCP header bytes
 export const IP6_TCP = 60;

@@ -115,12 +115,10 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     t.timers.cancel(c, 'rto');
     c.retries = 0;
     if (c.listener) {
-      c.listener.synQueue--;
+      c.listener.synLeave(c); // its peer's share of the SYN queue is free again
       if (c.listener.queue.length >= c.listener.backlog || c.listener.closed) {
         t.drop('drop.acceptQueueFull', c, h);
         sendRst(t, c.localAddr, c.remoteAddr, c.localPort, c.remotePort, c.nxt, c.rcvNxt, true);
-        c.listener.synQueue++; // destroy() below undoes the count once more
-        c.state = 'SYN-RECEIVED';
         return t.destroy(c, undefined);
       }
       enqueueAccept(t, c.listener, c);

@@ -164,7 +164,6 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   destroy(c: Conn, error: TcpErrorCode | undefined): void {
-    const wasEmbryonic = c.state === 'SYN-RECEIVED' && c.listener;
     c.state = 'CLOSED';
     if (error && !c.error) c.error = error;
     this.conns.delete(c.key);
@@ -172,7 +171,7 @@ export class TcpLayer implements TcpLayerApi {
     this.dirty.delete(c);
     this.timers.cancelAll(c);
     this.releasePeerSlot(c);
-    if (wasEmbryonic) c.listener!.synQueue--;
+    c.listener?.synLeave(c); // a no-op unless it was still in the SYN queue
     if (c.listener && !c.accepted) {
       const i = c.listener.queue.indexOf(c);
       if (i >= 0) c.listener.queue.splice(i, 1);
