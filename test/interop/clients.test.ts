@@ -1,17 +1,18 @@
 /**
  * Real client libraries, unchanged, against real servers through a WireGuard tunnel
  * (issue 13): pg (`stream`, object and function forms), ioredis (`Connector`, the public
- * hook it has), ws (`createConnection`), ssh2 (`sock`, against OpenSSH's sshd) and
- * node:http2 (`createConnection` returning TLS over a tunnel socket, ALPN h2).
+ * hook it has), ws (`createConnection`), ssh2 (`sock`, against OpenSSH's sshd),
+ * node:http2 (`createConnection` returning TLS over a tunnel socket, ALPN h2) and mysql2
+ * (`stream`, object and function forms, against MariaDB).
  *
  * Two topologies, the same checks:
- * - behind the real wireguard-go: PostgreSQL, redis-server, sshd, a ws and an http2 server listen on
+ * - behind the real wireguard-go: PostgreSQL, redis-server, sshd, MariaDB, a ws and an http2 server listen on
  *   wireguard-go's tunnel address inside a network namespace (./harness.ts); the clients get
  *   sockets of a wgnet tunnel peered with it. Needs root and the interop prerequisites.
  * - in process: two wgnet tunnels over loopback UDP; tunnel B splices each service port to the
  *   real server on the host's 127.0.0.1. Runs wherever the servers are installed.
  * The servers are the Debian packages (.ci/run installs them: postgresql, redis-server,
- * openssh-server); a missing one skips its test with the reason here, and fails in CI.
+ * openssh-server, mariadb-server); a missing one skips its test with the reason here, and fails in CI.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +25,9 @@ import { tmpdir, userInfo } from 'node:os';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
+import mysql, { type RowDataPacket } from 'mysql2/promise';
 import { Redis, AbstractConnector } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Client as SshClient } from 'ssh2';
@@ -32,6 +35,7 @@ import { privateCa, type PrivateCa } from '../harness/tls-ca.js';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
 import { interopUnavailable, startWgGo, genKeyPair, waitFor, type WgGoPeer } from './harness.js';
+import { MARIADBD, mariadbUnavailable, initMariaDb, waitForMariaDb, stopMariaDb, type MariaDb, type MariaDbLogin } from './mariadb.js';
 import { Tunnel } from '../../src/index.js';
 
 function missing(what: string, why: string): string | false {
@@ -54,6 +58,10 @@ const sshdSkip = ((): string | false => {
   if (!existsSync('/usr/sbin/sshd')) gaps.push('/usr/sbin/sshd (Debian package openssh-server)');
   if (spawnSync('sh', ['-c', 'command -v ssh-keygen'], { stdio: 'ignore' }).status !== 0) gaps.push('ssh-keygen on PATH (Debian package openssh-client)');
   return gaps.length === 0 ? false : missing('OpenSSH', `no ${gaps.join(', ')}`);
+})();
+const mariadbSkip = ((): string | false => {
+  const why = mariadbUnavailable();
+  return why ? missing('MariaDB', why) : false;
 })();
 
 /** PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user. */
@@ -305,6 +313,76 @@ async function http2TwoStreams(tunnel: Tunnel, host: string, port: number, ca: P
   await once(session, 'close');
 }
 
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * mysql2's `stream` as a socket, one connection: a table, rows through the text protocol
+ * (escaped literals) and the binary one (a prepared statement carrying a 1 MB random
+ * blob), read back both ways byte-exact, and checked on the server by hash.
+ */
+async function mysql2ObjectForm(tunnel: Tunnel, host: string, port: number, login: MariaDbLogin): Promise<void> {
+  const stream = tunnel.connect(port, host);
+  const closed = once(stream, 'close');
+  const conn = await mysql.createConnection({ ...login, stream });
+  const [[version]] = await conn.query<RowDataPacket[]>('SELECT VERSION() AS v');
+  assert.match(version!.v, /MariaDB/);
+  await conn.query('CREATE TABLE blobs (id INT PRIMARY KEY, name VARCHAR(32) NOT NULL, data LONGBLOB) ENGINE=InnoDB');
+  const big = randomBytes(1 << 20);
+  const rows: [number, string, Buffer | null][] = [
+    [1, 'empty', Buffer.alloc(0)],
+    [2, "quote ' and \\ backslash", Buffer.from([0, 1, 0x27, 0x5c, 0x22, 0x0a, 0x1a, 0xff])],
+    [3, 'megabyte', big],
+    [4, 'null', null],
+  ];
+  await conn.query('INSERT INTO blobs (id, name, data) VALUES ?', [[rows[0], rows[1], rows[3]]]);
+  await conn.execute('INSERT INTO blobs (id, name, data) VALUES (?, ?, ?)', rows[2]);
+
+  const [text] = await conn.query<RowDataPacket[]>('SELECT id, name, data, LENGTH(data) AS len, SHA2(data, 256) AS sha FROM blobs ORDER BY id');
+  assert.equal(text.length, rows.length);
+  for (const [i, [id, name, data]] of rows.entries()) {
+    const got = text[i]!;
+    assert.equal(got.id, id);
+    assert.equal(got.name, name);
+    if (data === null) {
+      assert.equal(got.data, null);
+      assert.equal(got.len, null);
+      continue;
+    }
+    assert.ok(Buffer.isBuffer(got.data), `row ${id}: a Buffer`);
+    assert.ok((got.data as Buffer).equals(data), `row ${id}: ${data.length} bytes back byte-exact (text protocol)`);
+    assert.equal(Number(got.len), data.length, `row ${id}: the server stored ${data.length} bytes`);
+    assert.equal(got.sha, sha256(data), `row ${id}: the server's SHA-256`);
+  }
+  const [binary] = await conn.execute<RowDataPacket[]>('SELECT data FROM blobs WHERE id = ?', [3]);
+  assert.ok((binary[0]!.data as Buffer).equals(big), '1 MB back byte-exact (binary protocol)');
+
+  await conn.end();
+  await closed;
+}
+
+/**
+ * mysql2's `stream` as a function: a pool calls it once per connection it opens. Five
+ * concurrent inserts of distinct blobs over a pool of three, read back byte-exact.
+ */
+async function mysql2PoolFunctionForm(tunnel: Tunnel, host: string, port: number, login: MariaDbLogin): Promise<void> {
+  const closed: Promise<unknown>[] = [];
+  const stream = (): net.Socket => {
+    const s = tunnel.connect(port, host);
+    closed.push(once(s, 'close'));
+    return s;
+  };
+  const pool = mysql.createPool({ ...login, stream, connectionLimit: 3 });
+  await pool.query('CREATE TABLE pooled (id INT PRIMARY KEY, data MEDIUMBLOB NOT NULL) ENGINE=InnoDB');
+  const blobs = [1, 2, 3, 4, 5].map((n) => randomBytes(n * 100_000 + n));
+  await Promise.all(blobs.map((b, i) => pool.execute('INSERT INTO pooled (id, data) VALUES (?, ?)', [i + 1, b])));
+  const [rows] = await pool.query<RowDataPacket[]>('SELECT id, data FROM pooled ORDER BY id');
+  assert.deepEqual(rows.map((r) => r.id), [1, 2, 3, 4, 5]);
+  for (const [i, b] of blobs.entries()) assert.ok((rows[i]!.data as Buffer).equals(b), `row ${i + 1}: ${b.length} bytes back byte-exact`);
+  assert.equal(closed.length, 3, 'one tunnel socket per pooled connection, three at most');
+  await pool.end();
+  await Promise.all(closed);
+}
+
 /**
  * The HTTP/2 server's handler, as source: the in-process server evaluates it, the server in
  * wireguard-go's namespace runs it in its own node. It answers only once both requests are
@@ -335,6 +413,9 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
   let dir: string;
   let postgres: ChildProcess;
   let sshd: SshdFiles | undefined;
+  let mariadbInit: Promise<MariaDb> | undefined;
+  let mariadb: MariaDb | undefined;
+  let mariadbd: ChildProcess | undefined;
   const H2_NAME = 'h2.internal';
   let ca: PrivateCa;
   let h2Dir: string;
@@ -350,6 +431,11 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
     peer.addPeer(tunnel.publicKey, { endpoint: `${peer.outer4.replace(/\.2$/, '.1')}:${tunnel.listenPort}` });
     await tunnel.ready({ timeout: 10_000 });
     const host = peer.inner4;
+    // The datadir's bootstrap takes seconds: it runs while the other servers start.
+    if (!mariadbSkip) {
+      mariadbInit = initMariaDb(host, 3306);
+      mariadbInit.catch(() => {}); // a failure surfaces where it is awaited below, not as an unhandled rejection
+    }
     dir = initCluster();
     const [cmd, args] = pgCommand('postgres', ['-D', join(dir, 'data'), '-p', '5432', '-k', dir, '-c', `listen_addresses=${host}`, '-c', 'fsync=off']);
     postgres = peer.spawn(cmd, args);
@@ -380,10 +466,16 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
       const child = peer.spawn('/usr/sbin/sshd', ['-D', '-e', '-f', sshd.config]);
       await waitForPort(() => tunnel.connect(22, host), child, 'sshd');
     }
+    if (mariadbInit) {
+      mariadb = await mariadbInit;
+      mariadbd = peer.spawn(MARIADBD, mariadb.args);
+      await waitForMariaDb(mariadb, mariadbd, () => tunnel.connect(3306, host));
+    }
   });
   after(async () => {
     await tunnel?.close();
     if (dir) await stopCluster(dir, postgres);
+    await stopMariaDb(await mariadbInit?.catch(() => undefined), mariadbd);
     peer?.close();
     if (sshd) rmSync(sshd.dir, { recursive: true, force: true });
     if (h2Dir) rmSync(h2Dir, { recursive: true, force: true });
@@ -395,6 +487,8 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
   test('ws, createConnection', () => wsCreateConnection(tunnel, peer.inner4, 8080));
   test('ssh2, sock: exec echo hello on OpenSSH sshd', { skip: sshdSkip }, () => ssh2Exec(tunnel, peer.inner4, 22, sshd!));
   test('node:http2, createConnection: TLS (ALPN h2), two concurrent streams on one session', () => http2TwoStreams(tunnel, peer.inner4, 8443, ca, H2_NAME));
+  test('mysql2, stream: a tunnel socket (object form); a 1 MB blob round trip on MariaDB', { skip: mariadbSkip, timeout: 60_000 }, () => mysql2ObjectForm(tunnel, peer.inner4, 3306, mariadb!.login));
+  test('mysql2, stream: a function (a pool of tunnel sockets) on MariaDB', { skip: mariadbSkip, timeout: 60_000 }, () => mysql2PoolFunctionForm(tunnel, peer.inner4, 3306, mariadb!.login));
   test('wireguard-go saw the traffic', async () => {
     const show = await waitFor(() => peer.wgShow(), 1000, 'wg show');
     assert.match(show, /latest handshake/);
@@ -454,6 +548,26 @@ describe('client libraries through two wgnet tunnels (in process)', () => {
     });
 
     test("Connector: a subclass of ioredis's exported AbstractConnector that returns a tunnel socket", () => ioredisConnector(p.a, FAR, 6379));
+  });
+
+  describe('mysql2 against MariaDB', { skip: mariadbSkip }, () => {
+    let db: MariaDb | undefined;
+    let server: ChildProcess | undefined;
+    let unforward: () => void;
+    before(async () => {
+      const port = await freePort();
+      db = await initMariaDb('127.0.0.1', port);
+      server = spawn(MARIADBD, db.args, { stdio: 'ignore' });
+      await waitForMariaDb(db, server, () => net.connect(port, '127.0.0.1'));
+      unforward = await forward(p.b, 3306, port);
+    });
+    after(async () => {
+      unforward?.();
+      await stopMariaDb(db, server);
+    });
+
+    test('stream: a tunnel socket (object form); a 1 MB blob round trip', { timeout: 60_000 }, () => mysql2ObjectForm(p.a, FAR, 3306, db!.login));
+    test('stream: a function (a pool opens one tunnel socket per connection)', { timeout: 60_000 }, () => mysql2PoolFunctionForm(p.a, FAR, 3306, db!.login));
   });
 
   describe('ws against a WebSocket server', () => {
