@@ -38,6 +38,8 @@ import { TunnelPing, type PingResult } from './ping.js';
 import { HostEndpoints } from './endpoints.js';
 import { TunnelIpc } from './ipc.js';
 import { peerStatus, startHandshakes, type PeerStatus } from './peers.js';
+import { tunnelStats, type GatewayStats, type TunnelStats } from './stats.js';
+import { hideSecrets, syncConfig, type SyncResult } from './sync.js';
 import { TcpServer, type TcpServerOptions } from './tcp-server.js';
 import { TunnelUdpSocket } from './udp-socket.js';
 import { Gateway, type FlowHandler, type GatewayOptions } from './gateway.js';
@@ -68,10 +70,16 @@ export type { PingResult } from './ping.js';
 export type { LookupResult } from './resolver.js';
 export type { TunnelDispatcherOptions, TunnelConnectOptions } from './http.js';
 export type { PeerStatus } from './peers.js';
+export type { TunnelStats, GatewayStats, TcpSnapshot } from './stats.js';
+export type { SyncResult, RestartField } from './sync.js';
 
 export class Tunnel extends EventEmitter<TunnelEvents> {
   /** @internal */ readonly engine: Engine;
-  readonly config: TunnelConfig;
+  /** The running config (keys hidden from inspect and JSON); syncConfig() replaces it. */
+  get config(): TunnelConfig {
+    return this.cfg;
+  }
+  private cfg: TunnelConfig;
   private readonly conns = new Map<number, TcpSocket>();
   private readonly servers = new Map<number, TcpServer>();
   private readonly udps = new Map<NetUdpSocket, TunnelUdpSocket>();
@@ -84,7 +92,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private readonly pauser = new TunnelPause(this, () => this.closed, () => this.endpoints.resolveAll());
   private readonly http = new TunnelHttp((o) => this.connect(o));
   /** Peers configured by host name, looked up again after failed handshakes and on resume(). */
-  private readonly endpoints: HostEndpoints;
+  private endpoints: HostEndpoints;
   private readonly ipc: TunnelIpc;
   private uapiServer: UapiServer | undefined;
   private gateway: Gateway | undefined;
@@ -92,11 +100,11 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   private constructor(engine: Engine, config: TunnelConfig, dns: DnsClient | undefined, private readonly trace: Trace = noTrace) {
     super();
     this.engine = engine;
-    this.config = hideSecrets(config);
+    this.cfg = hideSecrets(config);
     this.resolver = new TunnelResolver(engine, dns, () => this.assertOpen());
     this.lookupFunction = this.resolver.lookupFunction;
     this.pinger = new TunnelPing(engine);
-    this.endpoints = new HostEndpoints(this.config, engine.device, () => this.closed, (err) => this.emit('warning', err));
+    this.endpoints = this.hostEndpoints();
     this.ipc = new TunnelIpc(engine, () => this.listenPort, (peers) => this.kick(peers));
     this.dialer = {
       engine,
@@ -438,13 +446,46 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   }
 
   /** Gateway counters (typed names: GatewayCounter) and open flows; undefined without onFlow(). */
-  gatewayStats(): { flows: number; heldSyns: number; udpFlows: number; counters: Gateway['stats'] } | undefined {
+  gatewayStats(): GatewayStats | undefined {
     const g = this.gateway;
     if (!g) return undefined;
     return { flows: g.flowCount, heldSyns: this.engine.iface.flows.heldSyns, udpFlows: this.engine.iface.flows.udpFlows, counters: { ...g.stats } };
   }
 
-  // --- operations: metrics, health, capture (issue 15) ------------------------------
+  // --- operations: stats, config sync, metrics, health, capture ------------------------------
+
+  /**
+   * Every counter of the tunnel as one JSON-safe snapshot (./stats.ts): the device's packets,
+   * bytes, handshakes and drops by reason; each peer as peers() lists it; netstack and TCP
+   * counters with connections by state; the gateway's after onFlow(). No key material.
+   * Readable after close() too (the last counts).
+   */
+  stats(): TunnelStats {
+    return tunnelStats(this.engine, this.gatewayStats());
+  }
+
+  /**
+   * `wg syncconf` (./sync.ts): applies a new config (any input create() takes) to the running
+   * tunnel. Peers not in it are removed, new ones added, changed ones updated in place;
+   * unchanged peers keep their sessions and connections. Private key, ListenPort and FwMark
+   * apply live; `restartNeeded` lists Address, DNS and MTU changes, which wait for a new
+   * tunnel. Throws (a ConfigError naming file:line, ERR_WGNET_INVALID_KEY, a resolve error)
+   * before anything changes.
+   */
+  async syncConfig(input: TunnelConfigInput, opts: { tag?: string } = {}): Promise<SyncResult> {
+    const { result, config } = await syncConfig(
+      { device: this.engine.device, listenPort: () => this.listenPort, running: () => this.cfg, ipcSet: (text) => this.ipc.set(text), assertOpen: () => this.assertOpen() },
+      input,
+      opts,
+    );
+    this.cfg = config;
+    this.endpoints = this.hostEndpoints(); // peers added by host name are looked up again too
+    return result;
+  }
+
+  private hostEndpoints(): HostEndpoints {
+    return new HostEndpoints(this.cfg, this.engine.device, () => this.closed, (err) => this.emit('warning', err));
+  }
 
   /** Metrics, health and capture (./ops.ts). */
   private readonly ops = new TunnelOps(this);
@@ -645,18 +686,4 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
         break;
     }
   }
-
-
-}
-
-/**
- * The config the tunnel keeps (for endpoints to re-resolve and warnings to report), with its
- * private and preshared keys made non-enumerable: they stay readable by name, but
- * `util.inspect`, `JSON.stringify` and object spreads no longer carry them.
- */
-function hideSecrets(cfg: TunnelConfig): TunnelConfig {
-  const out = { ...cfg, peers: cfg.peers.map((p) => ({ ...p })) };
-  Object.defineProperty(out, 'privateKey', { value: cfg.privateKey, enumerable: false });
-  for (const p of out.peers) if (p.presharedKey) Object.defineProperty(p, 'presharedKey', { value: p.presharedKey, enumerable: false });
-  return out;
 }

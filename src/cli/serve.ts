@@ -17,12 +17,9 @@ import { parseIp } from '../util/ip.js';
 import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from './limits.js';
 import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
 import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
-import { toBase64, toHex, constantTimeEqual } from '../util/bytes.js';
 import { levelEnabled, type Trace } from '../util/trace.js';
 import { loadConfig } from '../config/index.js';
-import type { TunnelConfig } from '../config/model.js';
-import { resolveEndpoint, type Endpoint } from '../io/endpoint.js';
-import { formatPrefix, formatIp } from '../util/ip.js';
+import type { SyncResult } from '../api/tunnel.js';
 
 /** The log levels of every command, most severe first. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -284,7 +281,7 @@ export type ListenerSource = () => { listener: string; kind: string; stats: List
  * `close()` undoes all of it (before the tunnel closes).
  */
 export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => []): Promise<{ close(): Promise<void>; dump(write?: CliLog): void; metricsAddress?: string }> {
-  if (c.readyPeers) checkPeerNames(t.device, c.readyPeers);
+  if (c.readyPeers) checkPeerNames(t.peers(), c.readyPeers);
   const undo: (() => Promise<void> | void)[] = [];
   try {
     if (c.healthCheck) {
@@ -351,80 +348,26 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
   }
 }
 
-const ZERO_KEY = new Uint8Array(32);
-
-function formatEndpoint(e: Endpoint): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-}
-
 /**
- * SIGHUP: re-reads `file` and applies it to the running tunnel as `wg syncconf` does: peers
- * not in the file are removed, new ones added, changed ones updated (key, endpoint,
- * allowed IPs, keepalive), unchanged ones left alone, so their sessions and connections go
- * on. A file that does not parse, or an endpoint that does not resolve, changes nothing and
- * logs one line naming file:line. Address, DNS and MTU belong to the netstack: a warning says
- * they need a restart. Resolves to whether the new config was applied.
+ * SIGHUP: re-reads `file` and applies it to the running tunnel as `wg syncconf` does
+ * (tunnel.syncConfig): peers not in the file are removed, new ones added, changed ones updated
+ * (key, endpoint, allowed IPs, keepalive), unchanged ones left alone, so their sessions and
+ * connections go on. A file that does not parse, or an endpoint that does not resolve, changes
+ * nothing and logs one line naming file:line. Address, DNS and MTU belong to the netstack: a
+ * warning says they need a restart. Resolves to whether the new config was applied.
  */
 export async function reloadConfig(t: Tunnel, file: string, log: CliLog): Promise<boolean> {
-  let cfg: TunnelConfig;
-  const endpoints = new Map<string, Endpoint>();
+  let r: SyncResult;
   try {
-    cfg = await loadConfig({ file });
-    for (const p of cfg.peers) if (p.endpoint) endpoints.set(toBase64(p.publicKey), await resolveEndpoint(p.endpoint.host, p.endpoint.port));
+    r = await t.syncConfig({ file });
   } catch (err) {
     log('error', `config reload failed, the running config stays: ${(err as Error).message}`);
     return false;
   }
-  for (const w of cfg.warnings) log('warn', w);
-  const d = t.device;
-  const lines: string[] = [];
-  if (!d.privateKey || !constantTimeEqual(d.privateKey, cfg.privateKey)) lines.push(`private_key=${toHex(cfg.privateKey)}`);
-  if (cfg.listenPort !== undefined && cfg.listenPort !== t.listenPort) lines.push(`listen_port=${cfg.listenPort}`);
-  const want = new Map(cfg.peers.map((p) => [toBase64(p.publicKey), p]));
-  let added = 0;
-  let removed = 0;
-  let changed = 0;
-  for (const p of d.peers()) {
-    if (want.has(toBase64(p.publicKey))) continue;
-    lines.push(`public_key=${toHex(p.publicKey)}`, 'remove=true');
-    removed++;
-  }
-  for (const [key, p] of want) {
-    const cur = d.getPeer(p.publicKey);
-    const ep = endpoints.get(key);
-    const ips = p.allowedIps.map(formatPrefix).sort();
-    if (cur) {
-      const curIps = d.allowedIps.prefixesOf(cur).map(formatPrefix).sort();
-      const same =
-        (!ep || (cur.endpoint !== undefined && formatEndpoint(cur.endpoint) === formatEndpoint(ep))) &&
-        constantTimeEqual(cur.presharedKey ?? ZERO_KEY, p.presharedKey ?? ZERO_KEY) &&
-        (cur.persistentKeepalive ?? 0) === (p.persistentKeepalive ?? 0) &&
-        curIps.join(',') === ips.join(',');
-      if (same) continue;
-      changed++;
-    } else added++;
-    lines.push(
-      `public_key=${toHex(p.publicKey)}`,
-      `preshared_key=${toHex(p.presharedKey ?? ZERO_KEY)}`,
-      ...(ep ? [`endpoint=${formatEndpoint(ep)}`] : []),
-      `persistent_keepalive_interval=${p.persistentKeepalive ?? 0}`,
-      'replace_allowed_ips=true',
-      ...ips.map((ip) => `allowed_ip=${ip}`),
-    );
-  }
-  const old = t.config;
-  const addrs = (x: TunnelConfig): string => x.addresses.map((a) => `${formatIp(a.addr)}/${a.bits}`).sort().join(',');
-  const dns = (x: TunnelConfig): string => x.dns.servers.map(formatIp).join(',') + ';' + x.dns.search.join(',');
-  if (addrs(old) !== addrs(cfg) || dns(old) !== dns(cfg) || (old.mtu ?? 1420) !== (cfg.mtu ?? 1420)) {
-    log('warn', 'config reload: Address, DNS and MTU changes take effect on restart; the running ones stay', { file });
-  }
-  try {
-    if (lines.length) await t.ipcSet(lines.join('\n') + '\n');
-  } catch (err) {
-    log('error', `config reload failed, the running config stays: ${(err as Error).message}`);
-    return false;
-  }
-  log('info', 'config reloaded', { file, added, removed, changed, unchanged: want.size - added - changed });
+  for (const w of r.warnings) log('warn', w);
+  if (r.privateKeyChanged) log('info', 'config reload: new PrivateKey; every session was dropped and is handshaken again', { file });
+  if (r.restartNeeded.length) log('warn', `config reload: ${r.restartNeeded.join(', ')} changes take effect on restart; the running ones stay`, { file });
+  log('info', 'config reloaded', { file, added: r.added, removed: r.removed, changed: r.changed, unchanged: r.unchanged });
   return true;
 }
 
@@ -440,7 +383,8 @@ export async function checkConfig(c: Common): Promise<number> {
 /** The live counters, one labelled line per peer, device, TCP, gateway and listener. */
 export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, write: CliLog): void {
   const now = Date.now();
-  for (const p of t.peers()) {
+  const s = t.stats();
+  for (const p of s.peers) {
     const ep = p.endpoint;
     write('info', 'stats peer', {
       peer: p.publicKey,
@@ -450,14 +394,12 @@ export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, writ
       txBytes: p.txBytes,
     });
   }
-  const d = t.device.stats;
+  const d = s.device;
   const nonzero = (o: Record<string, number | undefined>): Record<string, number> => Object.fromEntries(Object.entries(o).filter(([, v]) => v)) as Record<string, number>;
   write('info', 'stats device', { rxPackets: d.rxPackets, txPackets: d.txPackets, rxBytes: d.rxBytes, txBytes: d.txBytes, handshakesInitiated: d.handshakesInitiated, handshakesCompleted: d.handshakesCompleted, dropped: nonzero(d.dropped) });
-  const tcp = t.engine.iface.tcp as Partial<import('../netstack/tcp/layer.js').TcpLayer>;
-  if (tcp.stats) write('info', 'stats tcp', { connections: tcp.conns?.size ?? 0, ...nonzero(tcp.stats) });
-  const ns = nonzero(t.engine.iface.stats);
-  write('info', 'stats netstack', ns);
-  const g = t.gatewayStats();
+  if (s.tcp) write('info', 'stats tcp', { connections: s.tcp.connections, ...nonzero(s.tcp.counters) });
+  write('info', 'stats netstack', nonzero(s.netstack));
+  const g = s.gateway;
   if (g) write('info', 'stats gateway', { flows: g.flows, heldSyns: g.heldSyns, udpFlows: g.udpFlows, ...nonzero(g.counters) });
   for (const l of listeners) write('info', 'stats listener', { listener: l.listener, kind: l.kind, ...l.stats });
 }

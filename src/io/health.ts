@@ -50,9 +50,12 @@ export interface HealthReport {
   probe?: ProbeStatus;
 }
 
-/** Checks that every key in `peers` names a configured peer; throws a message that lists the configured ones. */
-export function checkPeerNames(device: Device, peers: string[]): void {
-  const have = new Set([...device.peers()].map((p) => toBase64(p.publicKey)));
+/**
+ * Checks that every key in `peers` names a configured peer; throws a message that lists the
+ * configured ones. `configured` is what the public API lists (tunnel.peers(), base64 keys).
+ */
+export function checkPeerNames(configured: Iterable<{ publicKey: string }>, peers: string[]): void {
+  const have = new Set(Array.from(configured, (p) => p.publicKey));
   for (const k of peers) {
     if (!have.has(k)) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `--ready-peers: '${k.slice(0, 60)}' is not a configured peer (configured: ${[...have].join(', ') || 'none'})`);
   }

@@ -10,10 +10,12 @@
  * output with `promtool check metrics` and a strict parser.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { Device, DeviceEvent, DropReason } from '../wireguard/device.js';
-import type { Interface } from '../netstack/interface.js';
+import type { Device, DeviceEvent, DeviceStats, DropReason } from '../wireguard/device.js';
+import type { Interface, NetCounter } from '../netstack/interface.js';
 import type { TcpLayer } from '../netstack/tcp/layer.js';
-import type { TcpCounter } from '../netstack/tcp/counters.js';
+import type { TcpCounter, TcpStats } from '../netstack/tcp/counters.js';
+import type { TcpState } from '../netstack/types.js';
+import type { Counters } from '../util/counters.js';
 import { toBase64 } from '../util/bytes.js';
 
 export type MetricType = 'counter' | 'gauge';
@@ -109,6 +111,46 @@ const allDropReasons: [MissingDropReason] extends [never] ? true : MissingDropRe
 void allDropReasons;
 
 /**
+ * A copy of the Device's counters with every drop reason present (0 until counted), so a
+ * reader (tunnel.stats(), the metrics below) sees one fixed shape and a reason that never
+ * happened still shows as 0 rather than missing.
+ */
+export function deviceCounters(device: Device): DeviceStats {
+  const s = device.stats;
+  const dropped = {} as Record<DropReason, number>;
+  for (const r of DROP_REASONS) dropped[r] = s.dropped[r] ?? 0;
+  return { ...s, dropped };
+}
+
+/** TCP in the netstack: connections now (in all, and by RFC 9293 state) and the TcpLayer's counters. */
+export interface TcpSnapshot {
+  connections: number;
+  /** Only states that some connection is in. */
+  byState: Partial<Record<TcpState, number>>;
+  counters: TcpStats;
+}
+
+/** The netstack's counters (a name appears once counted) and TCP's, copied. */
+export interface NetstackSnapshot {
+  netstack: Counters<NetCounter>;
+  /** Absent only for an Interface whose TCP layer keeps no counters (test stand-ins). */
+  tcp?: TcpSnapshot;
+}
+
+/** Reads the Interface's and the TcpLayer's counters once: the one place tunnel.stats() and netstackMetrics() take them from. */
+export function netstackCounters(iface: Interface): NetstackSnapshot {
+  const out: NetstackSnapshot = { netstack: { ...iface.stats } };
+  // The Interface types its TCP layer by what the netstack calls (TcpLayerApi); the counters are the TcpLayer's own.
+  const tcp = iface.tcp as Partial<TcpLayer>;
+  if (tcp.stats) {
+    const byState: Partial<Record<TcpState, number>> = {};
+    for (const c of tcp.conns?.values() ?? []) byState[c.state] = (byState[c.state] ?? 0) + 1;
+    out.tcp = { connections: tcp.conns?.size ?? 0, byState, counters: { ...tcp.stats } };
+  }
+  return out;
+}
+
+/**
  * Per-peer event counts the Device does not keep (it emits events instead): handshakes
  * completed, handshakes given up (90 s of retries), endpoint changes. Keyed by the peer's
  * base64 public key.
@@ -161,7 +203,7 @@ export function wireguardMetrics(src: WireguardMetricsSource): MetricFamily[] {
     fails.push({ labels, value: events?.failures.get(peer) ?? 0 });
     moves.push({ labels, value: events?.endpointChanges.get(peer) ?? 0 });
   }
-  const s = device.stats;
+  const s = deviceCounters(device);
   const c = (name: string, help: string, value: number): MetricFamily => ({ name, type: 'counter', help, samples: [{ value }] });
   return [
     { name: 'wgnet_peers', type: 'gauge', help: 'Configured WireGuard peers.', samples: [{ value: rx.length }] },
@@ -188,7 +230,7 @@ export function wireguardMetrics(src: WireguardMetricsSource): MetricFamily[] {
       name: 'wgnet_device_dropped_total',
       type: 'counter',
       help: 'Datagrams and packets the WireGuard device dropped, by reason.',
-      samples: DROP_REASONS.map((reason) => ({ labels: { reason }, value: s.dropped[reason] ?? 0 })),
+      samples: DROP_REASONS.map((reason) => ({ labels: { reason }, value: s.dropped[reason] })),
     },
   ];
 }
@@ -202,28 +244,26 @@ const TCP_HELP: Partial<Record<TcpCounter, string>> = {
 };
 
 export function netstackMetrics(iface: Interface): MetricFamily[] {
+  const snap = netstackCounters(iface);
   const out: MetricFamily[] = [];
   const ifDrops: MetricSample[] = [];
   const ifCounts: MetricSample[] = [];
-  for (const [k, v] of Object.entries(iface.stats)) {
+  for (const [k, v] of Object.entries(snap.netstack)) {
+    if (v === undefined) continue;
     if (k.startsWith('drop.')) ifDrops.push({ labels: { reason: k.slice(5) }, value: v });
     else ifCounts.push({ labels: { counter: k }, value: v });
   }
   out.push({ name: 'wgnet_netstack_dropped_total', type: 'counter', help: 'IP, ICMP, UDP and flow packets the netstack dropped, by reason.', samples: ifDrops });
   out.push({ name: 'wgnet_netstack_events_total', type: 'counter', help: 'Netstack counters (packets in/out, flows), by name.', samples: ifCounts });
-  const tcp = iface.tcp as Partial<TcpLayer>;
-  if (tcp.stats) {
+  const tcp = snap.tcp;
+  if (tcp) {
     const drops: MetricSample[] = [];
-    for (const [k, v] of Object.entries(tcp.stats) as [TcpCounter, number][]) {
+    for (const [k, v] of Object.entries(tcp.counters) as [TcpCounter, number][]) {
       if (k.startsWith('drop.')) drops.push({ labels: { reason: k.slice(5) }, value: v });
       else out.push({ name: `wgnet_tcp_${snake(k)}_total`, type: 'counter', help: TCP_HELP[k] ?? `TCP counter ${k}.`, samples: [{ value: v }] });
     }
     out.push({ name: 'wgnet_tcp_dropped_total', type: 'counter', help: 'TCP segments dropped without effect, by reason.', samples: drops });
-  }
-  if (tcp.conns) {
-    const byState = new Map<string, number>();
-    for (const c of tcp.conns.values()) byState.set(c.state, (byState.get(c.state) ?? 0) + 1);
-    const samples = [...byState].map(([state, value]) => ({ labels: { state }, value }));
+    const samples = Object.entries(tcp.byState).map(([state, value]) => ({ labels: { state }, value: value ?? 0 }));
     if (samples.length === 0) samples.push({ labels: { state: 'ESTABLISHED' }, value: 0 });
     out.push({ name: 'wgnet_tcp_connections', type: 'gauge', help: 'TCP connections in the netstack, by RFC 9293 state.', samples });
   }
