@@ -70,6 +70,20 @@ export interface GatewayOptions {
   maxPendingTcp?: number;
   /** The same per peer. Default 128: a few peers flooding SYNs to black holes cannot fill the total. */
   maxPendingTcpPerPeer?: number;
+  /**
+   * UDP flows one peer may hold in the netstack's flow table (flows.ts) at once, decided or
+   * not: a datagram that would open one more is dropped before the gateway sees it, counted in
+   * the netstack's `drop.flow.udpPerPeer`; the peer's open flows go on. Default 8192
+   * (FLOW_TABLE_DEFAULTS in netstack/flows.ts, which says why).
+   */
+  maxUdpFlowsPerPeer?: number;
+  /**
+   * SYNs one peer may have held in the flow table at once, waiting for the gateway to see
+   * them: more are dropped unanswered (the client retries), counted in the netstack's
+   * `drop.flow.synPerPeer`. It bounds a burst that arrives faster than the gateway decides,
+   * which maxPendingTcpPerPeer cannot see yet. Default 1024 (FLOW_TABLE_DEFAULTS).
+   */
+  maxHeldSynsPerPeer?: number;
   /** Host connect timeout (ms); a timeout answers ICMP unreachable. Default 10000. */
   connectTimeout?: number;
   /** How long a handler's Promise may take (ms); then the flow is refused. Default 10000. */

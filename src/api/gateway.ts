@@ -7,6 +7,7 @@
 import { networkInterfaces } from 'node:os';
 import type net from 'node:net';
 import type { EchoRequest, NetEvent, UdpFlow, UnreachableKind } from '../netstack/interface.js';
+import { FLOW_TABLE_DEFAULTS } from '../netstack/flows.js';
 import type { FlowEnds, TcpConnection, TcpFlow } from '../netstack/types.js';
 import type { Device } from '../wireguard/device.js';
 import { connectHost, openUdp, reset, splice, TcpRelay, type ConnectFailure, type HostTarget, type HostUdp } from '../io/relay.js';
@@ -70,11 +71,23 @@ export class Gateway {
       maxFlowsPerPeer: options.maxFlowsPerPeer ?? 8192,
       maxPendingTcp: options.maxPendingTcp ?? 4096,
       maxPendingTcpPerPeer: options.maxPendingTcpPerPeer ?? 128,
+      maxUdpFlowsPerPeer: options.maxUdpFlowsPerPeer ?? FLOW_TABLE_DEFAULTS.maxUdpFlowsPerPeer,
+      maxHeldSynsPerPeer: options.maxHeldSynsPerPeer ?? FLOW_TABLE_DEFAULTS.maxHeldSynsPerPeer,
       connectTimeout: options.connectTimeout ?? 10_000,
       decisionTimeout: options.decisionTimeout ?? 10_000,
       udpTimeout: options.udpTimeout ?? 60_000,
       dnsTimeout: options.dnsTimeout ?? 15_000,
     };
+    // The flow table was made with the Interface, before any gateway: from now on it charges
+    // each UDP flow and held SYN to the peer whose AllowedIPs hold its source (cryptokey
+    // routing, whitepaper §2), so a peer owning a /24 cannot multiply its share by rotating
+    // source addresses, and it takes the per-peer bounds chosen here.
+    const device = host.device;
+    host.iface.flows.configure({
+      peerOf: (a) => device.allowedIps.lookup(a.length === 4 ? 4 : 6, a),
+      maxUdpFlowsPerPeer: this.opts.maxUdpFlowsPerPeer,
+      maxHeldSynsPerPeer: this.opts.maxHeldSynsPerPeer,
+    });
   }
 
   /** Flows open now (relayed or accepted, all protocols). */
@@ -609,8 +622,8 @@ function failureAnswer(err: ConnectFailure): 'rst' | UnreachableKind {
   return err === 'refused' ? 'rst' : 'host';
 }
 
-const KNOWN = new Set(['allow', 'deny', 'exposeLocalhost', 'peerToPeer', 'maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout', 'hostAddresses']);
-const NUMERIC = new Set(['maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout']);
+const KNOWN = new Set(['allow', 'deny', 'exposeLocalhost', 'peerToPeer', 'maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'maxUdpFlowsPerPeer', 'maxHeldSynsPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout', 'hostAddresses']);
+const NUMERIC = new Set(['maxFlows', 'maxFlowsPerPeer', 'maxPendingTcp', 'maxPendingTcpPerPeer', 'maxUdpFlowsPerPeer', 'maxHeldSynsPerPeer', 'connectTimeout', 'decisionTimeout', 'udpTimeout', 'dnsTimeout']);
 
 /** Every address of this host's interfaces (refused by default: DESIGN §8). */
 function hostAddresses(): string[] {

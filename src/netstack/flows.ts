@@ -3,7 +3,8 @@
  * socket or listener of ours serves. UDP datagrams become flows (one per 5-tuple), echo
  * requests become events, and a SYN is held unanswered until the gateway accepts it (the
  * TcpLayer then opens the connection as the destination) or refuses it. Every table is
- * bounded, and held SYNs expire.
+ * bounded, in total and per peer (so one peer cannot take the entries every other peer
+ * needs), and held SYNs expire.
  */
 import type { Instant } from '../util/time.js';
 import type { IpAddr } from '../util/ip.js';
@@ -12,7 +13,7 @@ import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, PROTO_TCP, writeIPv4Header, writeIPv6
 import { ACK, FIN, RST, SYN, tcpChecksumOk, tcpDstPort, tcpFlags, tcpSrcPort } from '../wire/tcp.js';
 import { echoId, echoSeq, ICMP_HEADER_LEN, MAX_QUOTE_V4, MAX_QUOTE_V6, type UnreachableKind } from '../wire/icmp.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
-import type { FlowEnds, TcpConnection, TcpEvent, TcpFlow, TcpLayerApi } from './types.js';
+import { addressKey, type FlowEnds, type PeerKey, type PeerOf, type TcpConnection, type TcpEvent, type TcpFlow, type TcpLayerApi } from './types.js';
 
 /** Why a flow is refused with ICMP destination unreachable (wire/icmp.ts has the codes). */
 export type { UnreachableKind };
@@ -54,7 +55,9 @@ export type FlowEvent =
 
 /**
  * What the table counts, among the Interface's counters: flows opened and held SYNs' fates
- * (`flow.*`), and packets for other destinations dropped (`drop.flow.*`).
+ * (`flow.*`), and packets for other destinations dropped (`drop.flow.*`), each by reason: the
+ * whole table full (`tableFull`, `synTableFull`) or the sending peer at its share of it
+ * (`udpPerPeer`, `synPerPeer`).
  */
 export type FlowCounter =
   | 'flow.udpOpened'
@@ -67,7 +70,9 @@ export type FlowCounter =
   | 'drop.flow.tableFull'
   | 'drop.flow.queueFull'
   | 'drop.flow.checksum'
-  | 'drop.flow.synTableFull';
+  | 'drop.flow.synTableFull'
+  | 'drop.flow.udpPerPeer'
+  | 'drop.flow.synPerPeer';
 
 /** What the table needs from its Interface: packet builders, the TcpLayer, events and counters. */
 export interface FlowHost {
@@ -81,16 +86,43 @@ export interface FlowHost {
 export interface FlowTableOptions {
   /** UDP flows held at once. Default 65536. */
   maxUdpFlows?: number;
+  /**
+   * UDP flows one peer may hold at once; a datagram that would open one more is dropped and
+   * counted (`drop.flow.udpPerPeer`), the peer's existing flows go on. Default 8192.
+   */
+  maxUdpFlowsPerPeer?: number;
   /** SYNs held for a decision at once; more are dropped (the sender retries). Default 8192 (above the gateway's pending limit). */
   maxHeldSyns?: number;
+  /** SYNs one peer may have held at once; more are dropped unanswered and counted (`drop.flow.synPerPeer`). Default 1024. */
+  maxHeldSynsPerPeer?: number;
   /** How long a SYN is held before it is forgotten (ms). Default 30000. */
   synHoldMs?: number;
+  /** The peer a source address belongs to (types.ts); absent or undefined: each address is its own peer. */
+  peerOf?: PeerOf;
 }
+
+/**
+ * The table's defaults, in one place. The per-peer shares are an eighth of each table: eight
+ * peers would have to flood together to fill one, and a single peer keeps room for more than
+ * any client opens (8192 UDP flows is the gateway's whole per-peer flow budget, maxFlowsPerPeer;
+ * 1024 SYNs waiting for a decision is eight times the gateway's per-peer pending limit, so the
+ * table's share only binds on a burst that arrives before the gateway has seen it, or without
+ * a gateway).
+ */
+export const FLOW_TABLE_DEFAULTS = {
+  maxUdpFlows: 65536,
+  maxUdpFlowsPerPeer: 8192,
+  maxHeldSyns: 8192,
+  maxHeldSynsPerPeer: 1024,
+  synHoldMs: 30_000,
+} as const satisfies Required<Omit<FlowTableOptions, 'peerOf'>>;
 
 const FLOW_QUEUE_BYTES = 256 * 1024;
 
 interface HeldSyn extends TcpFlow {
   readonly key: string;
+  /** The peer it is charged to, kept so that the same peer gets it back. */
+  readonly peer: PeerKey;
   closed: boolean;
   /** The SYN segment as it came (verified), replayed into the TcpLayer on a decision. */
   readonly syn: Uint8Array;
@@ -128,6 +160,8 @@ class Flow implements UdpFlow {
     readonly dstPort: number,
     /** The first datagram's IP packet, cut to what an ICMP error quotes. */
     readonly quote: Uint8Array,
+    /** The peer it is charged to, kept so that the same peer gets it back. */
+    readonly peer: PeerKey,
     now: Instant,
   ) {
     this.lastActivity = now;
@@ -162,17 +196,38 @@ export class FlowTable {
   private readonly udp = new Map<string, Flow>();
   /** Held SYNs by 4-tuple, in arrival order (so the oldest expires first: a Map keeps insertion order). */
   private readonly held = new Map<string, HeldSyn>();
-  private readonly maxUdpFlows: number;
-  private readonly maxHeldSyns: number;
-  private readonly synHoldMs: number;
+  /** Entries of `udp` and of `held` per peer; a peer with none has no entry. */
+  private readonly udpPerPeer = new Map<PeerKey, number>();
+  private readonly heldPerPeer = new Map<PeerKey, number>();
+  private limits: Required<Omit<FlowTableOptions, 'peerOf'>> = { ...FLOW_TABLE_DEFAULTS };
+  private peerOf: PeerOf | undefined;
 
   constructor(
     /** @internal */ readonly host: FlowHost,
     opts: FlowTableOptions = {},
   ) {
-    this.maxUdpFlows = opts.maxUdpFlows ?? 65536;
-    this.maxHeldSyns = opts.maxHeldSyns ?? 8192;
-    this.synHoldMs = opts.synHoldMs ?? 30_000;
+    this.configure(opts);
+  }
+
+  /**
+   * Sets the bounds and the peer mapping; what is not given keeps its value. The gateway
+   * calls this when it starts, after the Interface made the table: it knows the peers and
+   * the limits the user chose. Entries already held keep the peer they were charged to.
+   */
+  configure(opts: FlowTableOptions): void {
+    const { peerOf, ...limits } = opts;
+    for (const [k, v] of Object.entries(limits)) if (v !== undefined) (this.limits as Record<string, number>)[k] = v;
+    if (peerOf) this.peerOf = peerOf;
+  }
+
+  private peerKey(addr: IpAddr): PeerKey {
+    return this.peerOf?.(addr) ?? addressKey(addr);
+  }
+
+  /** UDP flows, and held SYNs, that the peer `src` belongs to holds now. */
+  heldBy(src: IpAddr): { udpFlows: number; heldSyns: number } {
+    const k = this.peerKey(src);
+    return { udpFlows: this.udpPerPeer.get(k) ?? 0, heldSyns: this.heldPerPeer.get(k) ?? 0 };
   }
 
   /** A datagram for a destination no socket serves: queued on its flow, a new flow announced. */
@@ -182,9 +237,14 @@ export class FlowTable {
     const key = flowKey(ip.src, sport, ip.dst, dport);
     let f = this.udp.get(key);
     if (!f) {
-      if (this.udp.size >= this.maxUdpFlows) return this.host.count('drop.flow.tableFull');
-      f = new Flow(this, key, ip.src.slice(), sport, ip.dst.slice(), dport, quoteOf(ip), now);
+      if (this.udp.size >= this.limits.maxUdpFlows) return this.host.count('drop.flow.tableFull');
+      // The peer is looked up only for a new flow, never per datagram of an existing one.
+      const peer = this.peerKey(ip.src);
+      const mine = this.udpPerPeer.get(peer) ?? 0;
+      if (mine >= this.limits.maxUdpFlowsPerPeer) return this.host.count('drop.flow.udpPerPeer');
+      f = new Flow(this, key, ip.src.slice(), sport, ip.dst.slice(), dport, quoteOf(ip), peer, now);
       this.udp.set(key, f);
+      this.udpPerPeer.set(peer, mine + 1);
       this.host.count('flow.udpOpened');
       this.host.emit({ type: 'udp-flow', flow: f });
     }
@@ -224,17 +284,25 @@ export class FlowTable {
     if (!tcpChecksumOk(t, ip.src, ip.dst)) return this.host.count('drop.flow.checksum');
     if (h) return this.host.count('flow.synRetransmitWhileHeld');
     this.expire(now);
-    if (this.held.size >= this.maxHeldSyns) return this.host.count('drop.flow.synTableFull');
+    if (this.held.size >= this.limits.maxHeldSyns) return this.host.count('drop.flow.synTableFull');
+    // Past its share a peer's SYN goes unanswered, as past the whole table: its client retries
+    // (RFC 9293 §3.8.1) and gets in once the gateway has decided on its other SYNs.
+    const peer = this.peerKey(ip.src);
+    const mine = this.heldPerPeer.get(peer) ?? 0;
+    if (mine >= this.limits.maxHeldSynsPerPeer) return this.host.count('drop.flow.synPerPeer');
     // No ICMP quote is made here: most held SYNs are accepted, and a refusal rebuilds it from the SYN (heldQuote).
-    const syn: HeldSyn = { id: nextFlowId++, key, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), expires: now + this.synHoldMs };
+    const syn: HeldSyn = { id: nextFlowId++, key, peer, srcAddr: ip.src.slice(), srcPort: sport, dstAddr: ip.dst.slice(), dstPort: dport, closed: false, syn: t.slice(), expires: now + this.limits.synHoldMs };
     this.held.set(key, syn);
+    this.heldPerPeer.set(peer, mine + 1);
     this.host.count('flow.tcpHeld');
     this.host.emit({ type: 'tcp-flow', flow: syn });
   }
 
   private forget(h: HeldSyn): void {
     h.closed = true;
+    if (this.held.get(h.key) !== h) return;
     this.held.delete(h.key);
+    release(this.heldPerPeer, h.peer);
   }
 
   expire(now: Instant): void {
@@ -278,7 +346,9 @@ export class FlowTable {
 
   /** @internal */
   unbind(f: Flow): void {
-    if (this.udp.get(f.key) === f) this.udp.delete(f.key);
+    if (this.udp.get(f.key) !== f) return;
+    this.udp.delete(f.key);
+    release(this.udpPerPeer, f.peer);
   }
 
   /** UDP flows held now (gateway mode). */
@@ -300,6 +370,13 @@ export class FlowTable {
     const first = this.held.size > 0 ? this.held.values().next().value : undefined;
     return first?.expires;
   }
+}
+
+/** One entry fewer for `peer`; a peer left with none is removed, so the map stays within its table's size. */
+function release(perPeer: Map<PeerKey, number>, peer: PeerKey): void {
+  const n = (perPeer.get(peer) ?? 1) - 1;
+  if (n <= 0) perPeer.delete(peer);
+  else perPeer.set(peer, n);
 }
 
 /**

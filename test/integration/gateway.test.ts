@@ -308,6 +308,90 @@ describe('gateway: one peer cannot starve another', () => {
   });
 });
 
+describe('gateway: the flow table is shared per peer', () => {
+  test('one peer at its share of UDP flows and held SYNs is dropped and counted by reason; a second peer still gets both', async () => {
+    const k1 = keyPair();
+    const k2 = keyPair();
+    const kg = keyPair();
+    const gw = await Tunnel.create(
+      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${k1.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${k2.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
+    );
+    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
+      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
+    const c1 = await client(k1, '10.88.0.1');
+    const c2 = await client(k2, '10.88.0.3');
+    const echo = await udpEcho();
+    const server = net.createServer((s) => s.on('error', () => {}).end('hello'));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const tcpPort = (server.address() as net.AddressInfo).port;
+    const udpPort = echo.address().port;
+    const flooder = gw.toJSON().peers.find((p) => p.allowedIps.includes('10.88.0.1/32'))!.publicKey;
+    // The flooder's flows never get a decision, so each one keeps its table entry; the gateway's
+    // own limits are set above the table's shares, so only the shares bind.
+    gw.onFlow((f) => (f.peer === flooder ? new Promise<never>(() => {}) : 'relay'), {
+      allow: ['127.0.0.0/8'],
+      maxUdpFlowsPerPeer: 5,
+      maxHeldSynsPerPeer: 10,
+      maxPendingTcpPerPeer: 1000,
+      decisionTimeout: 60_000,
+    });
+    const stats = (): Record<string, number | undefined> => gw.engine.iface.stats;
+    const udpFlood = Array.from({ length: 20 }, (_, i) => {
+      const u = c1.createSocket('udp4');
+      u.send(`flood ${i}`, udpPort, '127.0.0.1');
+      return u;
+    });
+    const tcpFlood = Array.from({ length: 30 }, () => {
+      const s = c1.connect(tcpPort, '127.0.0.1');
+      s.on('error', () => {});
+      return s;
+    });
+    try {
+      // Twenty source ports, five flows: fifteen datagrams dropped for the peer's share.
+      await waitUntil(() => (stats()['drop.flow.udpPerPeer'] ?? 0) >= 15 && (stats()['drop.flow.synPerPeer'] ?? 0) >= 20);
+      const g = gw.gatewayStats()!;
+      assert.equal(g.udpFlows, 5, 'the peer holds its UDP share, no more');
+      assert.equal(g.heldSyns, 10, 'and its share of held SYNs');
+      assert.equal(stats()['drop.flow.tableFull'] ?? 0, 0, 'the tables themselves never filled');
+      assert.equal(stats()['drop.flow.synTableFull'] ?? 0, 0);
+      assert.equal(g.counters['limit.pendingTcpPerPeer'] ?? 0, 0, 'the gateway never saw the excess');
+
+      // The other peer: a UDP flow relayed and answered, and a TCP connection, at once.
+      const u = c2.createSocket('udp4');
+      const reply = new Promise<string>((r) => u.once('message', (m: Buffer) => r(m.toString())));
+      u.send('second peer', udpPort, '127.0.0.1');
+      assert.equal(await Promise.race([reply, new Promise<string>((r) => setTimeout(() => r('timeout'), 3000))]), 'echo:second peer');
+      u.close();
+      const t0 = Date.now();
+      const s = c2.connect(tcpPort, '127.0.0.1');
+      let got = '';
+      for await (const d of s) got += d;
+      assert.equal(got, 'hello');
+      assert.ok(Date.now() - t0 < 1000, `${Date.now() - t0} ms`);
+      assert.equal(gw.gatewayStats()!.udpFlows, 5 + 1);
+    } finally {
+      for (const u of udpFlood) u.close();
+      for (const s of tcpFlood) s.destroy();
+      echo.close();
+      server.close();
+      await c1.close();
+      await c2.close();
+      await gw.close();
+    }
+  });
+
+  test('the shares are gateway options, checked like the others', async () => {
+    const p = await gatewayPair();
+    try {
+      assert.throws(() => p.b.onFlow('relay', { maxUdpFlowsPerPeer: 0 }), /maxUdpFlowsPerPeer must be a positive number/);
+      assert.throws(() => p.b.onFlow('relay', { maxHeldSynsPerPeer: -1 }), /maxHeldSynsPerPeer must be a positive number/);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
 async function waitUntil(f: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!f()) {

@@ -18,7 +18,8 @@ import type { TcpLayer } from '../../src/netstack/tcp/layer.js';
 import type { Listener } from '../../src/netstack/tcp/accept.js';
 import type { Conn } from '../../src/netstack/tcp/conn.js';
 import { addressKey } from '../../src/netstack/types.js';
-import type { TcpConnection } from '../../src/netstack/types.js';
+import type { TcpConnection, TcpFlow } from '../../src/netstack/types.js';
+import type { UdpFlow } from '../../src/netstack/flows.js';
 import { parseIPv4 } from '../../src/wire/ip.js';
 import { SeededRng } from '../../src/util/rng.js';
 import { checksum } from '../../src/util/checksum.js';
@@ -441,6 +442,63 @@ test('UDP: dropped entries do not pile up behind a reader that never reads', () 
   let n = 0;
   for (let m = s.recv(); m; m = s.recv()) n++;
   assert.equal(n, 4);
+});
+
+// ---- gateway mode's flow table -----------------------------------------------------------
+
+test('flow table: UDP flows and held SYNs for other destinations are capped per peer (the whole range is one peer); others get theirs; entries give the share back', () => {
+  const i = iface({ flows: { peerOf, maxUdpFlowsPerPeer: 3, maxHeldSynsPerPeer: 2, synHoldMs: 30_000 } });
+  i.forwarding = true;
+  const FAR = new Uint8Array([192, 0, 2, 1]); // not ours: a gateway flow
+  const flows: UdpFlow[] = [];
+  const held: TcpFlow[] = [];
+  const events = (): void => {
+    for (let e = i.pollEvent(); e; e = i.pollEvent()) {
+      if (e.type === 'udp-flow') flows.push(e.flow);
+      else if (e.type === 'tcp-flow') held.push(e.flow);
+    }
+  };
+  const datagram = (src: IpAddr, sport: number): void => i.handleInput(0, buildIPv4(src, FAR, PROTO.UDP, buildUdp(src, FAR, sport, 53, new Uint8Array(8))));
+  const synTo = (now: number, src: IpAddr, sport: number): void => i.handleInput(now, buildIPv4(src, FAR, PROTO.TCP, buildTcp(src, FAR, { srcPort: sport, dstPort: 443, seq: 1, flags: ['SYN'] })));
+  // UDP: ten source ports over ten addresses of one peer make three flows.
+  for (let k = 0; k < 10; k++) datagram(hostile(k), 5000 + k);
+  events();
+  assert.equal(flows.length, 3);
+  assert.equal(i.stats['drop.flow.udpPerPeer'], 7);
+  assert.equal(i.flows.heldBy(hostile(40)).udpFlows, 3, 'any of its addresses names the same share');
+  datagram(hostile(0), 5000);
+  assert.equal(i.stats['drop.flow.udpPerPeer'], 7, 'an open flow still carries datagrams');
+  datagram(FRIEND, 6000);
+  events();
+  assert.equal(flows.length, 4, 'the other peer opens its flow');
+  assert.deepEqual([...flows[3]!.srcAddr], [...FRIEND]);
+  flows[0]!.close();
+  datagram(hostile(20), 5020);
+  events();
+  assert.equal(flows.length, 5, 'a closed flow gave its entry back');
+  assert.equal(i.stats['drop.flow.udpPerPeer'], 7);
+  // TCP: SYNs held for a decision, two for the peer.
+  for (let k = 0; k < 6; k++) synTo(0, hostile(k), 7000 + k);
+  events();
+  assert.equal(held.length, 2);
+  assert.equal(i.stats['drop.flow.synPerPeer'], 4);
+  assert.equal(drain(i, 0).length, 0, 'unanswered: the client retries');
+  synTo(0, FRIEND, 8000);
+  events();
+  assert.equal(held.length, 3, 'the other peer\'s SYN is held');
+  assert.equal(i.flows.heldSyns, 3);
+  // A refusal, then expiry, give the peer's held entries back.
+  i.flows.refuseTcp(0, held[0]!, 'drop');
+  synTo(1, hostile(10), 7010);
+  events();
+  assert.equal(held.length, 4);
+  i.flows.expire(30_001);
+  assert.equal(i.flows.heldSyns, 0);
+  assert.deepEqual(i.flows.heldBy(hostile(0)), { udpFlows: 3, heldSyns: 0 }, 'its UDP share full, its SYN share empty');
+  for (let k = 0; k < 2; k++) synTo(30_001, hostile(30 + k), 7030 + k);
+  events();
+  assert.equal(held.length, 6);
+  assert.equal(i.stats['drop.flow.synPerPeer'], 4);
 });
 
 // ---- the tunnel names peers by their AllowedIPs ---------------------------------------------
