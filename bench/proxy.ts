@@ -51,6 +51,47 @@ function curlMbit(args: string[]): Promise<number> {
   });
 }
 
+/** CPU seconds of a process so far (utime + stime, /proc/PID/stat fields 14-15; USER_HZ is 100 on Linux). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What `--metrics` costs an idle forward process: CPU seconds per scrape (1,000 scrapes in a
+ * row) and per second of idling (5 s with it, minus 5 s without it).
+ */
+async function metricsOverhead(fwdArgs: string[]): Promise<{ perScrape: number; idlePerSec: number }> {
+  const IDLE_S = 5;
+  const SCRAPES = 1000;
+  const idle = async (extra: string[]): Promise<{ cpuPerSec: number; child: ChildProcess }> => {
+    const port = await freePort();
+    const c = spawn(process.execPath, [BIN, ...[...fwdArgs, ...extra].map((a) => a.replace('PORT', String(port)))], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await waitFor(c, /ready.*handshake=ok/);
+    await sleep(1000); // past start-up work
+    const c0 = cpuSeconds(c.pid!);
+    await sleep(IDLE_S * 1000);
+    return { cpuPerSec: (cpuSeconds(c.pid!) - c0) / IDLE_S, child: c };
+  };
+  const stop = async (c: ChildProcess): Promise<void> => {
+    c.kill('SIGTERM');
+    if (c.exitCode === null) await new Promise((r) => c.once('exit', r));
+  };
+  const plain = await idle([]);
+  await stop(plain.child);
+  const mport = await freePort();
+  const withMetrics = await idle(['--metrics', `127.0.0.1:${mport}`]);
+  try {
+    const c0 = cpuSeconds(withMetrics.child.pid!);
+    for (let i = 0; i < SCRAPES; i++) await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    return { perScrape: (cpuSeconds(withMetrics.child.pid!) - c0) / SCRAPES, idlePerSec: Math.max(0, withMetrics.cpuPerSec - plain.cpuPerSec) };
+  } finally {
+    await stop(withMetrics.child);
+  }
+}
+
 export async function benchProxy(): Promise<BenchRow[]> {
   if (spawnSync('sh', ['-c', 'command -v curl']).status !== 0) return [{ name: 'skipped: curl is not installed', value: 0, unit: '' }];
   const near = keyPair();
@@ -78,11 +119,6 @@ export async function benchProxy(): Promise<BenchRow[]> {
       await t.close();
     }
 
-    /** The CLI process's CPU seconds so far (utime + stime, /proc/PID/stat fields 14-15). */
-    const cpuSeconds = (pid: number): number => {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
-    };
     let lastCpu = 0;
     const viaCli = async (args: string[], curlArgs: (port: number) => string[], scrapePort?: number): Promise<number> => {
       const port = await freePort();
@@ -109,19 +145,35 @@ export async function benchProxy(): Promise<BenchRow[]> {
     // forward process's CPU time for the same bytes, which other processes' load moves far
     // less than the rate; the median of five pairs.
     const ratios: number[] = [];
+    const busy: number[] = []; // the forward's CPU seconds per second of transfer, without --metrics
     for (let i = 0; i < 5; i++) {
-      await viaCli(fwdArgs, (p) => [`http://127.0.0.1:${p}/`]);
+      const mbit = await viaCli(fwdArgs, (p) => [`http://127.0.0.1:${p}/`]);
       const plainCpu = lastCpu;
+      busy.push(plainCpu / ((TOTAL * MB * 8) / 1e6 / mbit));
       const mport = await freePort();
       await viaCli([...fwdArgs, '--metrics', `127.0.0.1:${mport}`], (p) => [`http://127.0.0.1:${p}/`], mport);
       ratios.push(lastCpu / plainCpu);
     }
     const metricsRatio = [...ratios].sort((a, b) => a - b)[2]!;
+    // The same cost taken apart, which this shared machine's load cannot hide: --metrics adds
+    // nothing per packet (the cores count anyway; io/metrics.ts only reads them), so what it
+    // costs is the CPU of each scrape plus the idle cost of the ops server and the event-loop
+    // delay monitor. Both are measured in an idle forward process, where a few hundred
+    // scrapes are many jiffies, and set against the CPU the same process spends per second of
+    // a transfer: the share --metrics takes at one scrape per second.
+    const over = await metricsOverhead(fwdArgs);
+    const busyPerSec = [...busy].sort((a, b) => a - b)[2]!;
+    const share = (over.perScrape + over.idlePerSec) / busyPerSec;
     return [
       { name: `library: Tunnel.fetch, ${TOTAL} MB from a wgnet peer process [reference]`, value: lib, unit: 'Mbit/s' },
       { name: `wgnet proxy --socks5, curl --socks5-hostname, ${TOTAL} MB`, value: socks, unit: 'Mbit/s', ref: 'library', ratio: socks / lib },
       { name: `wgnet forward -L, curl, ${TOTAL} MB`, value: fwd, unit: 'Mbit/s', ref: 'library', ratio: fwd / lib },
       { name: `wgnet forward -L --metrics (scraped each second): CPU for ${TOTAL} MB vs without, 5 alternating pairs (${ratios.map((r) => r.toFixed(3)).join(', ')}), median`, value: metricsRatio, unit: '×' },
+      {
+        name: `  the same, taken apart: ${(over.perScrape * 1e3).toFixed(2)} ms CPU per scrape + ${(over.idlePerSec * 1e3).toFixed(2)} ms/s idle (ops server, loop monitor), against ${busyPerSec.toFixed(2)} CPU-s/s while forwarding: the share at 1 scrape/s`,
+        value: share * 100,
+        unit: '%',
+      },
     ];
   } finally {
     peer.stdin!.end();
