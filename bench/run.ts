@@ -19,6 +19,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   'tcp-cc': { module: './tcp-cc.js', fn: 'benchTcpCc' },
   peers: { module: './peers.js', fn: 'benchPeers' },
   soak: { module: './soak.js', fn: 'benchSoak' },
+  connrate: { module: './connrate.js', fn: 'benchConnrate' },
 };
 /** Run only when named: minutes long (1 GB each way through a lossy relay). */
 const OPT_IN = new Set(['soak']);
