@@ -35,6 +35,16 @@ export interface ListenOptions {
 
 type Port = number | string;
 
+/**
+ * listen()'s backlog when none is given: net.Server's (511, its documented default), not the
+ * stack's 128. A program moved from net to a tunnel keeps the queue it had, and the backlog
+ * also sets one WireGuard peer's share of the SYN queue (a quarter: 128 here, 32 with 128).
+ * With the smaller share, a single peer running 100 clients (bench/connrate.ts) had most of
+ * its connections answered with SYN cookies, which carry no timestamps, window scaling or
+ * SACK and give no RTT sample, so a lost response waited for the 1 s initial RTO.
+ */
+const NET_DEFAULT_BACKLOG = 511;
+
 export class TcpServer extends EventEmitter {
   private listener: TcpListener | undefined;
   private readonly sockets = new Set<TcpSocket>();
@@ -83,6 +93,7 @@ export class TcpServer extends EventEmitter {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`listen: port must be 0-65535, got ${typeof a0 === 'object' && a0 !== null ? String((a0 as ListenOptions).port).slice(0, 40) : String(a0).slice(0, 40)}`);
     if (this.listener) throw invalidArgument('listen: server is already listening');
     const addr = hostName && hostName !== '0.0.0.0' && hostName !== '::' ? mustParseIp(hostName, 'listen host') : undefined;
+    backlog ??= NET_DEFAULT_BACKLOG;
     try {
       this.listener = port === 0 ? this.listenEphemeral(addr, backlog) : this.host.engine.iface.tcp.listen({ addr, port, backlog });
     } catch (err) {
