@@ -501,11 +501,21 @@ describe('client libraries behind the real wireguard-go', { skip: wgGoSkip }, ()
 describe('client libraries through two wgnet tunnels (in process)', () => {
   const FAR = '10.66.0.2';
   let p: TunnelPair;
+  let mariadbPort = 0;
+  let mariadbInit: Promise<MariaDb> | undefined;
   before(async () => {
+    // MariaDB's datadir bootstrap takes seconds: it runs while the suites before its own do.
+    if (!mariadbSkip) {
+      mariadbPort = await freePort();
+      mariadbInit = initMariaDb('127.0.0.1', mariadbPort);
+      mariadbInit.catch(() => {}); // a failure surfaces in the MariaDB suite, which awaits it
+    }
     p = await tunnelPair();
   });
   after(async () => {
-    await p.close();
+    await p?.close();
+    // The datadir, if the MariaDB suite did not run to remove it (it stops its own server).
+    await stopMariaDb(await mariadbInit?.catch(() => undefined), undefined);
   });
 
   describe('pg against PostgreSQL', { skip: pgSkip }, () => {
@@ -555,11 +565,10 @@ describe('client libraries through two wgnet tunnels (in process)', () => {
     let server: ChildProcess | undefined;
     let unforward: () => void;
     before(async () => {
-      const port = await freePort();
-      db = await initMariaDb('127.0.0.1', port);
+      db = await mariadbInit!;
       server = spawn(MARIADBD, db.args, { stdio: 'ignore' });
-      await waitForMariaDb(db, server, () => net.connect(port, '127.0.0.1'));
-      unforward = await forward(p.b, 3306, port);
+      await waitForMariaDb(db, server, () => net.connect(mariadbPort, '127.0.0.1'));
+      unforward = await forward(p.b, 3306, mariadbPort);
     });
     after(async () => {
       unforward?.();
