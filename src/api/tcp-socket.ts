@@ -14,6 +14,7 @@ import type { TcpConnection, TcpErrorCode } from '../netstack/types.js';
 import { formatIp, familyOf } from '../util/ip.js';
 import { systemError, WgnetError } from '../util/errors.js';
 import type { Engine } from '../io/engine.js';
+import { watchMemory } from '../io/memory.js';
 import { installTlsPeerInfo } from './tls-peer.js';
 import { tcpOpenChannel, tcpCloseChannel, tcpMessage, tunnelOf } from './diagnostics.js';
 
@@ -70,6 +71,9 @@ export class TcpSocket extends Duplex {
     });
     // So that a TLSSocket over this socket reports its addresses (./tls-peer.ts); once per process.
     installTlsPeerInfo(TcpSocket);
+    // Connections are what leave malloc holding freed pages (../io/memory.ts): the first
+    // socket starts the checks, and restarts them once they have stopped while idle.
+    watchMemory();
   }
 
   /** @internal Binds the socket to a netstack connection (dialled or accepted). */
