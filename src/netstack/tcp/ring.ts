@@ -6,14 +6,20 @@
  * relayed by the gateway) holds a few hundred bytes each way, and allocating
  * 16 KiB for each ring cost about a fifth of the gateway's CPU per relayed
  * connection (zeroed memory, and the GC work that external memory brings);
- * a bulk transfer doubles to its working size once. A drained ring
+ * a bulk transfer doubles to its working size once. Up to 64 bytes V8 keeps
+ * a typed array's bytes inside its own heap (typed_array_max_size_in_heap);
+ * larger ones are a malloc() chunk each, freed only when the GC gets to their
+ * wrapper, and under churn those chunks are what glibc keeps resident (see
+ * src/io/memory.ts). So a ring starts at 64 bytes: a short request or echo
+ * never leaves the JS heap, and a larger first push still gets its own
+ * power of two at once. A drained ring
  * keeps its memory: during a transfer it drains and refills many times a
  * second, and regrowing it each time (16 KiB, 32 KiB, ... zeroed) cost more
  * than the copy itself. The TCP layer calls release() once a connection's
  * buffers have sat empty for a while (its 'trim' timer).
  */
-/** The smallest buffer a ring allocates: one segment at the usual MSS fits without growing. */
-const MIN_CAPACITY = 1024;
+/** The smallest buffer a ring allocates: the largest typed array V8 stores on its heap (no malloc). */
+const MIN_CAPACITY = 64;
 
 export class ByteRing {
   private buf = new Uint8Array(0);
@@ -59,6 +65,13 @@ export class ByteRing {
     const cap = this.buf.length;
     if (n <= 0 || cap === 0) return;
     const start = (this.head + from) % cap;
+    if (cap <= MIN_CAPACITY) {
+      // A view (subarray) of an on-heap array makes V8 move its bytes to a malloc'd
+      // backing store, which is the allocation the small start avoids: copy by hand.
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) out[at + i] = buf[(start + i) % cap]!;
+      return;
+    }
     const first = Math.min(n, cap - start);
     out.set(this.buf.subarray(start, start + first), at);
     if (first < n) out.set(this.buf.subarray(0, n - first), at + first);
