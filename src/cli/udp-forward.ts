@@ -2,7 +2,9 @@
  * UDP port forwarding (`wgnet forward --udp`): datagrams arriving on a listener
  * are carried, per source address and port (a "flow"), over an outbound socket
  * of the other network to HOST:PORT; the answers go back to that source. Like
- * NAT, a flow ends after `idleMs` without traffic in either direction.
+ * NAT, a flow ends after `idleMs` without traffic in either direction. Flows are
+ * capped in all (each holds a socket) and, when sources belong to WireGuard peers
+ * (-R), per peer, so one peer cannot take every flow from the others.
  */
 import type { DatagramSocket } from './dialer.js';
 
@@ -13,6 +15,25 @@ export interface UdpForwardCounters {
   expired: number;
   /** Datagrams that would have opened a flow over maxFlows: dropped. */
   limited: number;
+  /** Datagrams that would have opened a flow over maxFlowsPerPeer: dropped. Set to 0 by forwardUdp if absent. */
+  limitedPerPeer?: number;
+}
+
+/** The defaults of UdpForwardOptions, in one place. */
+export const UDP_FORWARD_DEFAULTS = {
+  maxFlows: 1024,
+} as const;
+
+/**
+ * The default of maxFlowsPerPeer: a quarter of maxFlows, at least 1 (256 of 1024). A quarter,
+ * as a listener's SYN queue is shared in the netstack: one peer, however many source ports or
+ * addresses of its AllowedIPs it sends from, leaves three quarters of the forward to the
+ * others; it follows maxFlows when an operator raises that; and a peer's own programs rarely
+ * need hundreds of concurrent flows to one service. A forward that serves a single peer may
+ * set it to maxFlows.
+ */
+export function defaultMaxFlowsPerPeer(maxFlows: number): number {
+  return Math.max(1, Math.floor(maxFlows / 4));
 }
 
 export interface UdpForwardOptions {
@@ -26,7 +47,22 @@ export interface UdpForwardOptions {
   counters: UdpForwardCounters;
   /** Flows at once (each holds a socket on the other side); over it, a new source's datagrams are dropped and counted, existing flows go on. Default 1024. */
   maxFlows?: number;
-  /** Told about each datagram dropped by maxFlows (after counting), e.g. to log it at most once per interval. */
+  /**
+   * The peer a source address belongs to: for -R (a tunnel port), the WireGuard peer whose
+   * AllowedIPs hold the datagram's inner source (cryptokey routing, whitepaper §2), as the
+   * tunnel's device.allowedIps.lookup gives it; any value compared by identity. With it, one
+   * peer holds at most maxFlowsPerPeer flows. Undefined for a source: the address is its own
+   * peer. Without peerOf (-L, whose sources are local programs, often all 127.0.0.1) there is
+   * no per-peer cap.
+   */
+  peerOf?: (address: string) => unknown;
+  /**
+   * Flows one peer may hold at once (with peerOf); over it, the peer's new sources are dropped
+   * and counted (limitedPerPeer), its existing flows and other peers go on. Default
+   * defaultMaxFlowsPerPeer(maxFlows).
+   */
+  maxFlowsPerPeer?: number;
+  /** Told about each datagram dropped by maxFlows or maxFlowsPerPeer (after counting), e.g. to log it at most once per interval. */
   onLimit?: (fields: Record<string, unknown>) => void;
   onError?: (err: Error) => void;
 }
@@ -34,11 +70,28 @@ export interface UdpForwardOptions {
 interface Flow {
   out: DatagramSocket;
   last: number;
+  /** The peer it is charged to (peerOf), kept so that the same peer gets it back. */
+  peer: unknown;
 }
 
-export function forwardUdp(o: UdpForwardOptions): { close(): void; readonly active: number } {
+export function forwardUdp(o: UdpForwardOptions): {
+  close(): void;
+  readonly active: number;
+  /** Flows held by the peer that `address` belongs to (0 without peerOf). */
+  flowsOf(address: string): number;
+} {
   const flows = new Map<string, Flow>();
-  const maxFlows = o.maxFlows ?? 1024;
+  const maxFlows = o.maxFlows ?? UDP_FORWARD_DEFAULTS.maxFlows;
+  const maxFlowsPerPeer = o.maxFlowsPerPeer ?? defaultMaxFlowsPerPeer(maxFlows);
+  /** Flows per peer; a peer with none has no entry, so this stays within maxFlows entries. */
+  const perPeer = new Map<unknown, number>();
+  o.counters.limitedPerPeer ??= 0;
+  const release = (f: Flow): void => {
+    if (!o.peerOf) return;
+    const n = (perPeer.get(f.peer) ?? 1) - 1;
+    if (n <= 0) perPeer.delete(f.peer);
+    else perPeer.set(f.peer, n);
+  };
   let closed = false;
   o.listener.on('message', (msg, rinfo) => {
     if (closed) return;
@@ -51,13 +104,22 @@ export function forwardUdp(o: UdpForwardOptions): { close(): void; readonly acti
         o.onLimit?.({ max: maxFlows, client: `${rinfo.address}:${rinfo.port}` });
         return;
       }
+      // The peer is looked up for a new source only, never per datagram of a flow.
+      const peer = o.peerOf ? (o.peerOf(rinfo.address) ?? rinfo.address) : undefined;
+      const mine = o.peerOf ? (perPeer.get(peer) ?? 0) : 0;
+      if (o.peerOf && mine >= maxFlowsPerPeer) {
+        o.counters.limitedPerPeer!++;
+        o.onLimit?.({ maxPerPeer: maxFlowsPerPeer, client: `${rinfo.address}:${rinfo.port}` });
+        return;
+      }
       let out: DatagramSocket;
       try {
         out = o.outbound();
       } catch (e) {
         return o.onError?.(e as Error); // e.g. EMFILE: this datagram is lost, the forward goes on
       }
-      const flow: Flow = { out, last: Date.now() };
+      const flow: Flow = { out, last: Date.now(), peer };
+      if (o.peerOf) perPeer.set(peer, mine + 1);
       out.on('error', (e) => o.onError?.(e)); // one unreachable destination must not end the forward
       out.on('message', (reply) => {
         if (closed || flows.get(key) !== flow) return;
@@ -87,6 +149,7 @@ export function forwardUdp(o: UdpForwardOptions): { close(): void; readonly acti
       for (const [k, f] of flows) {
         if (now - f.last >= o.idleMs) {
           flows.delete(k);
+          release(f);
           f.out.close();
           o.counters.expired++;
         }
@@ -102,10 +165,14 @@ export function forwardUdp(o: UdpForwardOptions): { close(): void; readonly acti
       clearInterval(sweep);
       for (const f of flows.values()) f.out.close();
       flows.clear();
+      perPeer.clear();
       o.listener.close();
     },
     get active() {
       return flows.size;
+    },
+    flowsOf(address: string): number {
+      return o.peerOf ? (perPeer.get(o.peerOf(address) ?? address) ?? 0) : 0;
     },
   };
 }
