@@ -11,6 +11,7 @@ import { parseIp, ipEqual } from '../../src/util/ip.js';
 import type { IpAddr } from '../../src/util/ip.js';
 import type { TcpConnection, TcpEvent } from '../../src/netstack/types.js';
 import { buildTcp, expectTcp, tcpFields, type TcpBuild } from '../harness/packets.js';
+import { parseTcp } from '../../src/wire/tcp.js';
 
 const US = parseIp('10.0.0.1')!;
 const PEER = parseIp('10.0.0.2')!;
@@ -347,5 +348,77 @@ describe('out-of-order data from a hostile peer (held state bounded, RFC 9293 §
     const got = conn.recv()!;
     assert.equal(got[0], 0);
     for (let i = 1; i < got.length; i++) assert.equal(got[i], i & 255, `byte ${i}`);
+  });
+});
+
+describe('PAWS and reordered ACKs (RFC 7323 §5.3)', () => {
+  const SMSS = 1420 - 40 - 12; // our MTU's MSS (below the peer's 1400) less the timestamps option (RFC 7323 §3)
+  const tsOpt = (val: number, ecr: number): number[] => [1, 1, 8, 10, val >>> 24, (val >>> 16) & 255, (val >>> 8) & 255, val & 255, ecr >>> 24, (ecr >>> 16) & 255, (ecr >>> 8) & 255, ecr & 255];
+  const sackOpt = (blocks: number[]): number[] => {
+    const o = [1, 1, 5, 2 + 4 * blocks.length];
+    for (const v of blocks) o.push(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+    return o;
+  };
+  /** Our segment's TSecr (RFC 7323 §3.2): the TS.Recent it was sent with. */
+  const ecrOf = (s: Uint8Array): number => parseTcp(s)!.tsEcr;
+
+  /** A passive open with SACK and timestamps, the peer's clock at 1000 ms; 8 full segments sent at 20. */
+  function withTimestamps(): { t: TcpLayer; conn: TcpConnection; iss: number; peerNxt: number; segs: number[] } {
+    const t = layer();
+    const l = t.listen({ port: PORT });
+    const [synAck] = inject(t, 0, { srcPort: 40000, seq: 1000, flags: ['SYN'], options: [...MSS_1400, 1, 1, 4, 2, ...tsOpt(1000, 0)] });
+    const iss = tcpFields(synAck!).seq;
+    inject(t, 10, { srcPort: 40000, seq: 1001, ack: iss + 1, flags: ['ACK'], options: tsOpt(1001, 0) });
+    events(t);
+    const conn = l.accept()!;
+    conn.send(20, new Uint8Array(8 * SMSS));
+    const out = drain(t, 20).filter((s) => tcpFields(s).payloadLength > 0);
+    assert.equal(out.length, 8);
+    return { t, conn, iss, peerNxt: 1001, segs: out.map((s) => tcpFields(s).seq) };
+  }
+
+  test('a pure ACK overtaken by a newer one is processed, not dropped: its SACK blocks count, TS.Recent stays, no challenge ACK', () => {
+    const { t, conn, peerNxt, segs } = withTimestamps();
+    const end = (i: number): number => (segs[i]! + SMSS) >>> 0;
+    // Segments 0, 2, 4 and 6 are lost. The receiver's ACK for segment 1 (TSval 1004) reports
+    // it; its ACK for segment 7 (TSval 1007) reports the three most recent blocks, 7, 5 and 3
+    // (RFC 2018 §4, at most three beside timestamps). The return path delivers them in the
+    // other order.
+    inject(t, 40, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], options: [...tsOpt(1007, 20), ...sackOpt([segs[7]!, end(7), segs[5]!, end(5), segs[3]!, end(3)])] });
+    const late = inject(t, 40, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], options: [...tsOpt(1004, 20), ...sackOpt([segs[1]!, end(1)])] });
+    assert.equal(t.stats['drop.paws'], 0, 'not dropped by PAWS');
+    assert.equal(t.stats.pawsDisorderedAcks, 1);
+    // Not answered as an old duplicate (a challenge ACK: no data, RFC 5961 §7).
+    assert.ok(late.every((s) => tcpFields(s).payloadLength > 0), 'no bare ACK in answer');
+    // Its block reached the scoreboard: four segments SACKed, not three.
+    assert.equal((conn as unknown as { sack: { bytes: number } }).sack.bytes, 4 * SMSS);
+    // TS.Recent did not move back (RFC 7323 §4.3): what we send next echoes 1007.
+    for (const s of late) assert.equal(ecrOf(s), 1007);
+    const next = inject(t, 41, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], options: tsOpt(1008, 20) });
+    for (const s of next) assert.equal(ecrOf(s), 1008);
+    // The late ACK's window (older than the one in use) was not applied.
+    inject(t, 42, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], window: 100, options: [...tsOpt(1005, 20), ...sackOpt([segs[1]!, end(1)])] });
+    assert.equal(t.stats.pawsDisorderedAcks, 2);
+    assert.equal((conn as unknown as { sndWnd: number }).sndWnd, 65535);
+  });
+
+  test('an old TSval on data, on an ACK that acknowledges new data, or older than an RTO is still an old duplicate: dropped and answered', () => {
+    const { t, peerNxt, segs } = withTimestamps();
+    inject(t, 40, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], options: tsOpt(1007, 20) });
+    // Data with an old TSval (R1 applies to every segment but the exempt ACKs).
+    const [a] = inject(t, 41, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK', 'PSH'], payload: new Uint8Array(10), options: tsOpt(1006, 20) });
+    assert.equal(t.stats['drop.paws'], 1);
+    expectTcp(a, { flags: ['ACK'], ack: peerNxt });
+    // An ACK of new data cannot be overtaken by its successor: the newer ACK acknowledges at least as much.
+    inject(t, 42, { srcPort: 40000, seq: peerNxt, ack: segs[2]!, flags: ['ACK'], options: tsOpt(1006, 20) });
+    assert.equal(t.stats['drop.paws'], 2);
+    // More than one RTO (1 s at most here, RFC 6298 §2.1) behind TS.Recent.
+    inject(t, 43, { srcPort: 40000, seq: peerNxt, ack: segs[0]!, flags: ['ACK'], options: tsOpt(1007 - 1500, 20) });
+    assert.equal(t.stats['drop.paws'], 3);
+    // Not at RCV.NXT.
+    inject(t, 44, { srcPort: 40000, seq: peerNxt + 1, ack: segs[0]!, flags: ['ACK'], options: tsOpt(1006, 20) });
+    assert.equal(t.stats['drop.paws'], 4);
+    assert.equal(t.stats.pawsDisorderedAcks, 0);
+    assert.equal(t.stats.challengeAcks, 3, 'the dropped segments without data were answered (RFC 5961 §7)');
   });
 });

@@ -5,7 +5,7 @@
  * (snd.ts), the data (rcv.ts) and the FIN, and TIME-WAIT's answers.
  */
 import type { Instant } from '../../util/time.js';
-import { ACK, FIN, RST, SYN, seqAdd, seqGe, seqGt, seqLe, seqLt, type TcpSegmentInfo } from '../../wire/tcp.js';
+import { ACK, FIN, RST, SYN, seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, type TcpSegmentInfo } from '../../wire/tcp.js';
 import type { TcpErrorCode } from '../types.js';
 import { CHALLENGE_ACKS_PER_SEC } from './constants.js';
 import { canReceive, type Conn } from './conn.js';
@@ -42,19 +42,46 @@ export function timeWaitReusable(c: Conn, h: TcpSegmentInfo): boolean {
   return seqGt(h.seq, c.rcvNxt);
 }
 
+/**
+ * A segment that fails PAWS (RFC 7323 §5.3 R1) only because ACKs were reordered on the way:
+ * a pure ACK, at RCV.NXT, that acknowledges nothing new (SEG.ACK at most SND.UNA and no older
+ * than a send window before it, RFC 5961 §5), whose TSval is behind TS.Recent by less than one
+ * RTO. PAWS guards against an old duplicate from before the sequence space wrapped (§5.1),
+ * which needs 2^32 bytes to have gone by since it was sent, not one RTO; and this segment
+ * moves neither RCV.NXT nor SND.UNA. Dropping it loses what later ACKs may not repeat: SACK
+ * blocks (a receiver reports only its most recent few, RFC 2018 §4), D-SACKs, and with them
+ * RACK's evidence of delivery (RFC 8985 §6.2). Linux exempts the same segments (its
+ * "disordered but harmless" ACKs). Processed, it changes neither TS.Recent nor the send
+ * window: both are older than the ones in use.
+ */
+function disorderedAck(c: Conn, h: TcpSegmentInfo, len: number): boolean {
+  if (len !== 0 || !(h.flags & ACK) || h.seq !== c.rcvNxt) return false;
+  if (c.state === 'SYN-RECEIVED') return false;
+  if (seqGt(h.ack, c.una) || seqLt(h.ack, seqAdd(c.una, -Math.max(c.sndWnd, c.effMss)))) return false;
+  // TSval units are the peer's (RFC 7323 §5.4 allows 1 ms to 1 s a tick); at 1 ms, the usual
+  // clock, this bounds the exemption to ACKs sent within an RTO of the newest one seen.
+  return seqDiff(c.tsRecent, h.tsVal!) <= c.rtt.rto;
+}
+
 export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo, payload: Uint8Array): void {
   const f = h.flags;
   if (c.state === 'SYN-SENT') return synSentArrives(t, now, c, h);
   const len = payload.length + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0);
-  // PAWS (RFC 7323 §5.3): an old timestamp means an old duplicate.
+  // PAWS (RFC 7323 §5.3): an old timestamp means an old duplicate, unless it is only a late ACK.
+  let disordered = false;
   if (c.tsOk && h.tsVal !== undefined && !(f & RST) && seqLt(h.tsVal, c.tsRecent)) {
-    t.drop('drop.paws', c, h);
-    // Throttled as below: two ends whose TS.Recent a spoofed timestamp moved ahead would otherwise
-    // trade PAWS-dropped ACKs for ever (found by test/fuzz).
-    if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
-    c.ackNow = true;
-    t.markDirty(c);
-    return;
+    if (disorderedAck(c, h, len)) {
+      disordered = true;
+      t.count('pawsDisorderedAcks');
+    } else {
+      t.drop('drop.paws', c, h);
+      // Throttled as below: two ends whose TS.Recent a spoofed timestamp moved ahead would otherwise
+      // trade PAWS-dropped ACKs for ever (found by test/fuzz).
+      if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
+      c.ackNow = true;
+      t.markDirty(c);
+      return;
+    }
   }
   // Acceptability (RFC 9293 §3.10.7.4, first check).
   const wnd = c.rcvWindow();
@@ -95,7 +122,8 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     return challengeAck(t, now, c);
   }
   if (!(f & ACK)) return t.drop('drop.noAck', c, h);
-  if (c.tsOk && h.tsVal !== undefined && seqLe(seq, c.rcvNxt)) c.tsRecent = h.tsVal;
+  // TS.Recent never moves back (RFC 7323 §4.3): a disordered ACK carries an older TSval.
+  if (c.tsOk && h.tsVal !== undefined && seqLe(seq, c.rcvNxt) && !disordered) c.tsRecent = h.tsVal;
   c.lastActivity = now;
   if (c.keepaliveMs > 0) {
     c.keepaliveSent = 0;
@@ -125,7 +153,7 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
     } else {
       t.emit({ type: 'tcp-connected', conn: c }); // simultaneous open
     }
-  } else if (!processAck(t, now, c, h)) return;
+  } else if (!processAck(t, now, c, h, disordered)) return;
 
   // Segment text (RFC 9293 §3.10.7.4, seventh check).
   if (payload.length > 0 && canReceive(c.state)) receiveData(t, now, c, seq, payload);

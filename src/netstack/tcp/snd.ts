@@ -137,8 +137,11 @@ export function flush(t: TcpLayer, now: Instant, c: Conn): void {
   if (!sent && c.ackNow) emitSegment(t, now, c, ACK, c.nxt, 0, 0);
 }
 
-/** ACK processing in synchronized states. False if the segment is to be dropped. */
-export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo): boolean {
+/**
+ * ACK processing in synchronized states. False if the segment is to be dropped. `disordered`:
+ * an ACK that arrived after a newer one (input.ts disorderedAck); its window is not applied.
+ */
+export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo, disordered = false): boolean {
   const ack = h.ack;
   if (seqGt(ack, c.sndMax)) {
     // Acks data never sent (RFC 9293 §3.10.7.4; RFC 5961 §5 for the lower bound): an ACK back,
@@ -243,7 +246,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     t.markDirty(c);
   }
   // Send window update (RFC 9293 §3.10.7.4, fifth check).
-  if (seqLt(c.wl1, h.seq) || (c.wl1 === h.seq && seqLe(c.wl2, ack))) {
+  if (!disordered && (seqLt(c.wl1, h.seq) || (c.wl1 === h.seq && seqLe(c.wl2, ack)))) {
     const opened = win > c.sndWnd;
     c.sndWnd = win;
     c.wl1 = h.seq;
