@@ -1,6 +1,6 @@
 /** wgnet: WireGuard for Node.js. Public exports only (DESIGN §1). */
 export { Tunnel } from './api/tunnel.js';
-export type { TunnelOptions, ConnectOptions, PingResult, LookupResult, TunnelDispatcherOptions, TunnelConnectOptions, PeerStatus, TunnelStats, GatewayStats, TcpSnapshot, SyncResult, RestartField } from './api/tunnel.js';
+export type { TunnelOptions, TunnelLimits, ConnectOptions, PingResult, LookupResult, TunnelDispatcherOptions, TunnelConnectOptions, PeerStatus, TunnelStats, GatewayStats, TcpSnapshot, SyncResult, RestartField } from './api/tunnel.js';
 export type { TunnelEvents, PeerEventInfo } from './api/types/events.js';
 export { TcpSocket } from './api/tcp-socket.js';
 export type { TcpSocketOptions } from './api/tcp-socket.js';

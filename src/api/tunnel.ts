@@ -48,23 +48,11 @@ import type { MetricFamily } from '../io/metrics.js';
 import type { HealthOptions, HealthReport } from '../io/health.js';
 import type { CaptureOptions, CaptureStats } from '../io/pcap.js';
 import { TunnelOps } from './ops.js';
+import { netstackOptions, type TunnelOptions } from './options.js';
 import { abortError, TunnelPause, waitReady } from './lifecycle.js';
 import type { TunnelEvents } from './types/events.js';
 
-export interface TunnelOptions {
-  /** Which crypto backend: 'auto' (native when it loads) by default. */
-  crypto?: 'native' | 'portable' | 'auto';
-  trace?: Trace;
-  /** sing-box configs: which endpoint to use. */
-  tag?: string;
-  /** Overrides the config's ListenPort (0 = random). */
-  listenPort?: number;
-  /** Serves the UAPI at /var/run/wireguard/NAME.sock so `wg show NAME` and `wg set NAME` work. */
-  uapi?: string;
-  /** TCP congestion control for connections through the tunnel: 'bbr' (paced; the default), 'cubic' or 'newreno'. */
-  congestionControl?: 'bbr' | 'cubic' | 'newreno';
-}
-
+export type { TunnelOptions, TunnelLimits } from './options.js';
 export type { ConnectOptions } from './connect.js';
 export type { PingResult } from './ping.js';
 export type { LookupResult } from './resolver.js';
@@ -147,7 +135,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       mtu: cfg.mtu ?? 1420,
       rng: systemRng,
       trace: core,
-      ...(opts.congestionControl ? { tcp: { congestionControl: opts.congestionControl } } : {}),
+      ...netstackOptions(opts),
       // Per-peer limits in the netstack count a peer's whole AllowedIPs as one (whitepaper §2).
       peerOf: (a) => device.allowedIps.lookup(a.length === 4 ? 4 : 6, a),
     });
@@ -406,6 +394,18 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   /** An https.Agent: TLS over a tunnel connection. */
   get httpsAgent(): https.Agent {
     return this.http.httpsAgent();
+  }
+
+  /**
+   * The public key (base64) of the peer whose AllowedIPs cover `address`: where the tunnel
+   * sends packets for it, and whom packets from it must come from (cryptokey routing,
+   * whitepaper §2). Undefined when no peer's do.
+   */
+  peerFor(address: string): string | undefined {
+    const a = parseIp(address);
+    if (!a) throw invalidArgument(`peerFor: '${address.slice(0, 60)}' is not an IP address`);
+    const p = this.engine.device.allowedIps.lookup(a.length === 4 ? 4 : 6, a);
+    return p && toBase64(p.publicKey);
   }
 
   /** Whether packets to `address` have somewhere to go: a peer's AllowedIPs cover it, or it is this tunnel's own. */

@@ -8,11 +8,12 @@ import { Tunnel } from '../api/tunnel.js';
 import type { GatewayOptions } from '../api/gateway.js';
 import { parseRule } from '../config/gateway-policy.js';
 import { WgnetError } from '../util/errors.js';
-import { coreTrace, makeLog, parseCommon, seconds, untilSignal, udpBackend, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
+import { coreTrace, tunnelOptions, makeLog, parseCommon, seconds, untilSignal, udpBackend, startOps, watchHandshakes, checkConfig, OPS_HELP } from './serve.js';
 import { positiveInt } from './limits.js';
 
 export const GATEWAY_USAGE = `Usage: wgnet gateway -c FILE [--allow CIDR[:PORTS]]... [--deny CIDR[:PORTS]]... [--expose-localhost] [--peer-to-peer]
                      [--max-flows N] [--max-flows-per-peer N] [--max-pending N] [--connect-timeout SECONDS]
+                     [--max-udp-flows-per-peer N] [--max-held-syns-per-peer N]
                      [--udp-timeout SECONDS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
                      [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
 
@@ -31,6 +32,8 @@ unless allowed; with any --allow, everything not allowed is refused. PORTS: 80,4
   --max-flows N            flows at once, all peers (default 65536)
   --max-flows-per-peer N   flows at once per peer (default 8192)
   --max-pending N          TCP connections being set up at once (default 4096; per peer 128)
+  --max-udp-flows-per-peer N  UDP flows one peer may hold at once (default 8192)
+  --max-held-syns-per-peer N  SYNs of one peer held while their flows are decided (default 1024)
   --connect-timeout SECONDS  host connect timeout; then the peer gets ICMP unreachable (default 10)
   --udp-timeout SECONDS    a UDP flow closes after this long idle (default 60; DNS: 15)
 
@@ -54,6 +57,8 @@ export async function runGateway(args: string[]): Promise<number> {
     else if (a === '--max-flows') opts.maxFlows = positiveInt(next(), a, bad);
     else if (a === '--max-flows-per-peer') opts.maxFlowsPerPeer = positiveInt(next(), a, bad);
     else if (a === '--max-pending') opts.maxPendingTcp = positiveInt(next(), a, bad);
+    else if (a === '--max-udp-flows-per-peer') opts.maxUdpFlowsPerPeer = positiveInt(next(), a, bad);
+    else if (a === '--max-held-syns-per-peer') opts.maxHeldSynsPerPeer = positiveInt(next(), a, bad);
     else if (a === '--connect-timeout') opts.connectTimeout = seconds(next(), a);
     else if (a === '--udp-timeout') opts.udpTimeout = seconds(next(), a);
     else return false;
@@ -64,7 +69,7 @@ export async function runGateway(args: string[]): Promise<number> {
   const log = makeLog(c);
   // The core's traces (flows, refusals, drops) go to the same log.
   const trace = coreTrace(c, log);
-  const t = await Tunnel.create({ file: c.config }, { trace, ...(c.uapi ? { uapi: c.uapi } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
+  const t = await Tunnel.create({ file: c.config }, tunnelOptions(c, trace));
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));

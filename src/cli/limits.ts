@@ -39,13 +39,13 @@ export const DEFAULT_LIMITS: Readonly<ListenerLimits> = {
   idleTimeoutMs: 7_440_000,
 };
 
-export type LimitName = 'connections' | 'requestTimeout' | 'headerSize' | 'udpFlows' | 'idleTimeout';
+export type LimitName = 'connections' | 'requestTimeout' | 'headerSize' | 'udpFlows' | 'udpFlowsPerPeer' | 'idleTimeout';
 
 /** Times each limit was hit; a typed snapshot tests read by name. */
 export type LimitCounters = Record<LimitName, number>;
 
 export function zeroLimitCounters(): LimitCounters {
-  return { connections: 0, requestTimeout: 0, headerSize: 0, udpFlows: 0, idleTimeout: 0 };
+  return { connections: 0, requestTimeout: 0, headerSize: 0, udpFlows: 0, udpFlowsPerPeer: 0, idleTimeout: 0 };
 }
 
 /** Called when a client hits a limit: counts it and (rate-limited) logs it. */

@@ -19,7 +19,7 @@ import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
 import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
 import { levelEnabled, type Trace } from '../util/trace.js';
 import { loadConfig } from '../config/index.js';
-import type { SyncResult } from '../api/tunnel.js';
+import type { SyncResult, TunnelLimits, TunnelOptions } from '../api/tunnel.js';
 
 /** The log levels of every command, most severe first. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -51,6 +51,9 @@ export const OPS_HELP = `Operations:
   --log-level LEVEL          error|warn|info|debug|trace (default info; debug adds each connection and each dropped packet with its reason; trace adds per-packet and timer traces)
   --log-format text|json
   --congestion-control NAME  TCP congestion control for the tunnel's connections: bbr (default), cubic, newreno
+  --max-tcp-per-peer N       TCP connections one peer may hold through the tunnel's listeners (default 4096)
+  --max-syn-queue-per-peer N half-open connections one peer may hold per listener; past it, SYN cookies (default 32)
+  --max-reassembly-per-peer BYTES  IP fragments one peer may have waiting for reassembly (default 1048576)
   --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
 Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
          connections untouched; a bad file keeps the running config and logs file:line.
@@ -70,6 +73,7 @@ ${IDLE_HELP}`
     : `Limits (per listener; over one, a new client or flow is refused alone, counted, and logged at most once per 10 s):
   --max-connections N  TCP client connections at once (default ${DEFAULT_LIMITS.maxConnections}; more are closed at once)
   --max-udp-flows N    --udp flows at once (default ${DEFAULT_LIMITS.maxUdpFlows}; a new source's datagrams are dropped, existing flows go on)
+  --max-udp-flows-per-peer N  --udp -R flows one peer may hold at once (default a quarter of --max-udp-flows)
 ${IDLE_HELP}`;
 
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
@@ -121,6 +125,8 @@ export interface Common {
   pcapMaxBytes: number;
   /** TCP congestion control for the tunnel's connections (--congestion-control). */
   congestionControl?: 'cubic' | 'bbr' | 'newreno';
+  /** Per-peer shares of the netstack (--max-tcp-per-peer, ...). */
+  peerLimits: TunnelLimits;
   /** --check: validate and exit. */
   check?: boolean;
 }
@@ -197,10 +203,15 @@ export function watchHandshakes(t: Tunnel, log: CliLog): { pending(): void } {
   return w;
 }
 
+/** Tunnel.create's options from the common flags. */
+export function tunnelOptions(c: Common, trace: Trace): TunnelOptions {
+  return { trace, limits: c.peerLimits, ...(c.uapi ? { uapi: c.uapi } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) };
+}
+
 async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
   const trace = coreTrace(c, log);
-  const t = await Tunnel.create({ file: c.config }, { ...(c.uapi ? { uapi: c.uapi } : {}), trace, ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) });
+  const t = await Tunnel.create({ file: c.config }, tunnelOptions(c, trace));
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
@@ -234,7 +245,7 @@ export function untilSignal(cleanup: () => Promise<void>): Promise<number> {
 }
 
 export function parseCommon(args: string[], extra: (flag: string, next: () => string) => boolean): Common {
-  const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS }, healthIntervalMs: 10_000, pcapMaxBytes: 100 * 1024 * 1024 };
+  const c: Common = { level: 'info', json: false, limits: { ...DEFAULT_LIMITS }, peerLimits: {}, healthIntervalMs: 10_000, pcapMaxBytes: 100 * 1024 * 1024 };
   const bad = (m: string): WgnetError => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -263,6 +274,9 @@ export function parseCommon(args: string[], extra: (flag: string, next: () => st
     else if (a === '--check' || a === '--configtest') c.check = true;
     else if (a === '--max-connections') c.limits.maxConnections = positiveInt(next(), a, bad);
     else if (a === '--max-udp-flows') c.limits.maxUdpFlows = positiveInt(next(), a, bad);
+    else if (a === '--max-tcp-per-peer') c.peerLimits.tcpConnectionsPerPeer = positiveInt(next(), a, bad);
+    else if (a === '--max-syn-queue-per-peer') c.peerLimits.synQueuePerPeer = positiveInt(next(), a, bad);
+    else if (a === '--max-reassembly-per-peer') c.peerLimits.reassemblyBytesPerPeer = positiveInt(next(), a, bad);
     else if (a === '--idle-timeout') {
       const v = next();
       c.limits.idleTimeoutMs = v === '0' ? 0 : seconds(v, a);
@@ -486,10 +500,12 @@ export async function runForward(args: string[]): Promise<number> {
   const specs: ForwardSpec[] = [];
   let udp = false;
   let udpIdleMs = 60_000;
+  let udpFlowsPerPeer: number | undefined;
   const c = parseCommon(args, (a, next) => {
     if (a === '-L' || a === '-R') specs.push(parseForwardSpec(next(), a === '-L' ? 'L' : 'R'));
     else if (a === '--udp') udp = true;
     else if (a === '--udp-timeout') udpIdleMs = seconds(next(), a);
+    else if (a === '--max-udp-flows-per-peer') udpFlowsPerPeer = positiveInt(next(), a, (m) => new WgnetError('ERR_WGNET_INVALID_ARGUMENT', m));
     else return false;
     return true;
   });
@@ -545,7 +561,7 @@ export async function runForward(args: string[]): Promise<number> {
     for (const spec of specs) {
       if (udp) {
         const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port} udp`;
-        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0, limited: 0 });
+        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0, limited: 0, limitedPerPeer: 0 });
         const onLimit = limitReporter(`forward ${key}`, log);
         const family: 4 | 6 = parseIp(spec.host)?.length === 16 ? 6 : 4; // names: IPv4
         let listener: DatagramSocket;
@@ -573,7 +589,10 @@ export async function runForward(args: string[]): Promise<number> {
           idleMs: udpIdleMs,
           counters,
           maxFlows: c.limits.maxUdpFlows,
-          onLimit: (fields) => onLimit('udpFlows', fields),
+          // -R: the clients are peers, and one may hold only its share (whitepaper §2: a peer
+          // is its AllowedIPs). -L's clients are local programs, all one address: no share.
+          ...(spec.kind === 'R' ? { peerOf: (a: string) => t.peerFor(a), maxFlowsPerPeer: udpFlowsPerPeer } : {}),
+          onLimit: (fields) => onLimit('maxPerPeer' in fields ? 'udpFlowsPerPeer' : 'udpFlows', fields),
           onError: (e) => log('debug', 'forward udp error', { forward: key, error: e.message }),
         });
         closers.push(() => fwd.close());
@@ -618,7 +637,7 @@ export async function runForward(args: string[]): Promise<number> {
   try {
     ops = await startOps(c, t, log, () => [
       ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, active: v.active, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: { connections: v.limited, idleTimeout: v.idleTimeouts } } })),
-      ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited } } })),
+      ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited, udpFlowsPerPeer: v.limitedPerPeer ?? 0 } } })),
     ]);
   } catch (err) {
     for (const cl of closers) cl();

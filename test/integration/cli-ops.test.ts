@@ -234,6 +234,40 @@ describe('wgnet proxy / forward / gateway operations', () => {
     }
   });
 
+  test('forward --udp -R: one peer holds at most --max-udp-flows-per-peer flows; the rest are dropped and counted in /metrics', async () => {
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(m, r.port, r.address));
+    await new Promise<void>((r) => echo.bind(0, '127.0.0.1', () => r()));
+    const [rp, mp] = [await freePort(), await freePort()];
+    const cli = await startCli(['forward', '-c', conf, '--udp', '-R', `${rp}:127.0.0.1:${echo.address().port}`, '--max-udp-flows-per-peer', '2', '--max-tcp-per-peer', '100', '--max-syn-queue-per-peer', '8', '--max-reassembly-per-peer', '65536', '--metrics', `127.0.0.1:${mp}`]);
+    // Five sources on the peer's side: its first two get flows, the next three are over its share.
+    const socks = Array.from({ length: 5 }, () => far.createSocket('udp4'));
+    try {
+      for (const s of socks) await new Promise<void>((r) => s.bind(0, () => r()));
+      const ask = (s: (typeof socks)[number]): Promise<string | undefined> =>
+        new Promise((resolve) => {
+          const t = setTimeout(() => resolve(undefined), 1500);
+          s.once('message', (m) => {
+            clearTimeout(t);
+            resolve(m.toString());
+          });
+          s.send('hi', rp, '10.68.0.1');
+        });
+      assert.equal(await ask(socks[0]!), 'hi');
+      assert.equal(await ask(socks[1]!), 'hi');
+      assert.deepEqual(await Promise.all(socks.slice(2).map(ask)), [undefined, undefined, undefined]);
+      const m = parseExposition((await get(mp, '/metrics')).body);
+      assert.equal(valueOf(m, 'wgnet_listener_limited_total', { kind: 'forward-udp', limit: 'udpFlowsPerPeer' }), 3);
+      assert.equal(valueOf(m, 'wgnet_listener_limited_total', { kind: 'forward-udp', limit: 'udpFlows' }), 0);
+      assert.equal(await ask(socks[0]!), 'hi', 'the peer\'s open flows go on');
+      assert.match(cli.stderr(), /limit reached: udpFlowsPerPeer/);
+    } finally {
+      for (const s of socks) s.close();
+      echo.close();
+      assert.equal(await cli.stop(), 0);
+    }
+  });
+
   test('--check validates the config and exits: ok, or the error with file:line', () => {
     const good = spawnSync(process.execPath, [BIN, 'proxy', '-c', conf, '--check'], { encoding: 'utf8' });
     assert.equal(good.status, 0, good.stderr);
