@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cubic, NewReno } from './congestion.js';
+import { Cubic, NewReno, Prr } from './congestion.js';
 
 const MSS = 1000;
 const C = 0.4;
@@ -96,4 +96,30 @@ test('NewReno: loss halves to FlightSize / 2, at least 2 × SMSS (RFC 5681 eq. 4
   cc.onTimeout(0, 20 * MSS);
   assert.equal(cc.ssthresh, 10 * MSS);
   assert.equal(cc.cwnd, MSS);
+});
+
+test('PRR (RFC 6937 §3): sndcnt per ACK by the proportional rule above ssthresh and PRR-SSRB below it', () => {
+  const p = new Prr();
+  // RecoverFS 22 segments, ssthresh 10 (RFC 6937 §3.1's flight after two limited transmits).
+  p.start(22 * MSS);
+  // Proportional: CEIL(prr_delivered × 10 / 22) - prr_out, one segment delivered per ACK.
+  assert.equal(p.onAck(MSS, 18 * MSS, 10 * MSS, MSS), MSS, 'CEIL(10/22) = 1: the fast retransmit');
+  p.out += MSS;
+  assert.equal(p.onAck(MSS, 18 * MSS, 10 * MSS, MSS), 0, 'CEIL(20/22) - 1 = 0');
+  assert.equal(p.onAck(MSS, 17 * MSS, 10 * MSS, MSS), MSS, 'CEIL(30/22) - 1 = 1');
+  // Unsent, it stays granted; an ACK that delivers nothing grants no more.
+  assert.equal(p.onAck(0, 17 * MSS, 10 * MSS, MSS), MSS);
+  assert.equal(p.unsent(), MSS);
+  p.out += MSS;
+  assert.equal(p.unsent(), 0);
+  // SSRB: MIN(ssthresh - pipe, MAX(prr_delivered - prr_out, DeliveredData) + MSS).
+  p.start(22 * MSS);
+  assert.equal(p.onAck(MSS, 4 * MSS, 10 * MSS, MSS), 2 * MSS, 'MAX(1 - 0, 1) + 1 = 2 (RFC 6937 §3.1 burst, "bd")');
+  p.out += 2 * MSS;
+  assert.equal(p.onAck(MSS, 5 * MSS, 10 * MSS, MSS), 2 * MSS, 'MAX(2 - 2, 1) + 1 = 2 ("d")');
+  p.out += 2 * MSS;
+  assert.equal(p.onAck(3 * MSS, 9 * MSS, 10 * MSS, MSS), MSS, 'ssthresh - pipe = 1 ("s")');
+  // Nothing sent yet in a recovery: at least the fast retransmit, even for no delivery.
+  p.start(22 * MSS);
+  assert.equal(p.onAck(0, 18 * MSS, 10 * MSS, MSS), MSS);
 });

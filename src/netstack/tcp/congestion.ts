@@ -29,6 +29,11 @@ export interface CongestionControl {
   pacingRate(srtt: number): number;
   /** Model-based controllers (BBR) take a delivery-rate sample (rate.ts) on every ACK that delivers data. */
   onRateSample?(now: Instant, rs: RateSample, sampler: RateSampler, inFlight: number, srtt: number): void;
+  /**
+   * Loss-based controllers leave the sending in fast recovery to PRR (RFC 6937): its state,
+   * which recovery.ts feeds. Absent for BBR, whose recovery is its own (bbr.ts).
+   */
+  readonly prr?: Prr;
   /** The state to return to if the loss about to be signalled proves spurious. */
   save(): CcState;
   /** A recovery was spurious (RFC 3708, DSACK): the reduction is undone (RFC 4015 §3.2). */
@@ -42,6 +47,66 @@ export interface CcState {
 }
 
 const MAX_CWND = 64 * 1024 * 1024;
+
+/**
+ * Proportional Rate Reduction (RFC 6937 §3, the PRR-SSRB variant §6 recommends): how much a
+ * loss-based sender may send on each ACK in fast recovery. While more is in flight than the
+ * new window (ssthresh), it sends ssthresh / RecoverFS of what the ACKs report delivered, so
+ * the flight comes down to ssthresh evenly over the recovery's round trip instead of
+ * waiting in silence for half of it and then sending what the window allows (RFC 6675's
+ * pipe rule). Once the flight is below ssthresh (a burst of losses), it grows back by at most
+ * one segment more than is delivered per ACK (the slow-start reduction bound), not in one
+ * burst. Byte counts; the proportional part is counted in whole segments, as the RFC's
+ * examples count, since a sender of full segments cannot send a fraction of one.
+ */
+export class Prr {
+  /** prr_delivered: bytes the receiver reported delivered since recovery began. */
+  delivered = 0;
+  /** prr_out: bytes sent since recovery began, retransmitted or new (output.ts counts them). */
+  out = 0;
+  /** RecoverFS: the flight (SND.NXT - SND.UNA) when recovery began. */
+  recoverFs = 1;
+  /** The last sndcnt, and prr_out when it was reckoned: what of it is still unsent. */
+  private sndcnt = 0;
+  private outThen = 0;
+
+  /** Recovery begins (RFC 6937 §3 "at the beginning of recovery"). */
+  start(recoverFs: number): void {
+    this.delivered = 0;
+    this.out = 0;
+    this.recoverFs = Math.max(1, recoverFs);
+    this.sndcnt = 0;
+    this.outThen = 0;
+  }
+
+  /**
+   * An ACK in recovery reported `deliveredData` bytes delivered (RFC 6937 §3 DeliveredData);
+   * `pipe` is RFC 6675's pipe after it. Returns sndcnt: the bytes that may be sent now.
+   * Nothing sent yet in this recovery: at least one segment, the fast retransmit (RFC 6675 §5
+   * step 4.3), which the proportional share of a first small delivery could round away.
+   * An ACK that delivered nothing (a window update, a D-SACK) grants nothing new.
+   */
+  onAck(deliveredData: number, pipe: number, ssthresh: number, mss: number): number {
+    if (deliveredData <= 0 && this.out > 0) return this.unsent();
+    this.delivered += Math.max(0, deliveredData);
+    let sndcnt: number;
+    if (pipe > ssthresh) {
+      sndcnt = Math.ceil((this.delivered * ssthresh) / this.recoverFs / mss) * mss - this.out;
+    } else {
+      const limit = Math.max(this.delivered - this.out, deliveredData) + mss;
+      sndcnt = Math.min(ssthresh - pipe, limit);
+    }
+    if (this.out === 0) sndcnt = Math.max(sndcnt, mss);
+    this.sndcnt = Math.max(0, sndcnt);
+    this.outThen = this.out;
+    return this.sndcnt;
+  }
+
+  /** What of the last sndcnt has not been sent yet. */
+  unsent(): number {
+    return Math.max(0, this.sndcnt - (this.out - this.outThen));
+  }
+}
 
 /**
  * Pacing for the loss-based controllers, as Linux paces them (tcp_update_pacing_rate):
@@ -61,6 +126,7 @@ export function setLossBasedPacing(on: boolean): void {
 
 export class NewReno implements CongestionControl {
   readonly name = 'newreno';
+  readonly prr = new Prr();
   cwnd: number;
   ssthresh = MAX_CWND;
   private acc = 0;
@@ -111,6 +177,7 @@ const BETA = 0.7;
 
 export class Cubic implements CongestionControl {
   readonly name = 'cubic';
+  readonly prr = new Prr();
   cwnd: number;
   ssthresh = MAX_CWND;
   private wMax = 0; // segments

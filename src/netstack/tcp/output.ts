@@ -31,6 +31,7 @@ export function emitSegment(t: TcpLayer, now: Instant, c: Conn, flags: number, s
   if (len > 0) {
     c.sbuf.copyOut(dataOff, len, seg, hl);
     if (c.sampling) c.rate.onSend(now, seq, len, seqDiff(c.sndMax, c.una), c.sndMax);
+    if (c.inRecovery && c.cc.prr !== undefined) c.cc.prr.out += len; // prr_out (RFC 6937 §3)
   }
   checksumAndQueue(t, c.localAddr, c.remoteAddr, seg);
   if (flags & ACK) {

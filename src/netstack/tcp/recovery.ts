@@ -20,6 +20,13 @@ import type { TcpLayer } from './layer.js';
  * of this flight, and the first lost segment goes out at once, whatever the window (RFC 6675
  * §5 step 4.3, the fast retransmit). With SACK, the rest of what RACK marked follows as the
  * pipe allows (snd.ts flush).
+ *
+ * A loss-based controller's recovery is paced by PRR (RFC 6937, prrUpdate): with SACK its
+ * first retransmission too goes from flush, inside the sndcnt of the ACK (or the reordering
+ * timer) that began recovery, which is never less than one segment; sent here ahead of that
+ * count, it would be one segment more than RFC 6937 §3.1's examples send. Without SACK, the
+ * segment at una is resent here as before (flush resends nothing without SACK), and counts
+ * in prr_out.
  */
 export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
   c.inRecovery = true;
@@ -32,9 +39,39 @@ export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
   c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
   c.lastCutAt = now;
   t.count('fastRetransmits');
-  if (c.sackOk) resendFirstLost(t, now, c);
-  else resendUna(t, now, c);
+  const prr = c.cc.prr;
+  prr?.start(seqDiff(c.sndMax, c.una)); // RecoverFS = SND.NXT - SND.UNA (RFC 6937 §3)
+  if (!c.sackOk) resendUna(t, now, c);
+  else if (!prr) resendFirstLost(t, now, c);
   c.ptoFrom = now; // a probe in recovery waits from the last retransmission (rack.ts tlpEligible)
+}
+
+/**
+ * RFC 6937 §3 on an ACK in fast recovery (`delivered`: its DeliveredData), or with 0 when
+ * the reordering timer marked more lost: the window flush sends by becomes pipe + sndcnt,
+ * so what goes out before the next ACK is sndcnt (as Linux applies PRR). Without SACK
+ * there is no RFC 6675 pipe; the flight less a segment per duplicate ACK stands for it (each
+ * one reports a segment that left the network, RFC 5681 §3.2 step 4). BBR has no PRR.
+ */
+/**
+ * In a PRR recovery cwnd holds pipe + sndcnt, a send limit for the next ACK, not the
+ * controller's window: that is ssthresh, the window recovery ends at (RFC 6937 §3). A
+ * further cut (a lost retransmission, a timeout) starts from it, as it did before PRR;
+ * from the send limit, which falls far below ssthresh after a burst of losses, CUBIC would
+ * take a much smaller W_max and ssthresh (RFC 9438 §4.6-4.7) for what is one more loss.
+ */
+function prrWindow(c: Conn): void {
+  if (c.inRecovery && c.cc.prr !== undefined) c.cc.cwnd = c.cc.ssthresh;
+}
+
+export function prrUpdate(c: Conn, delivered: number): void {
+  const prr = c.cc.prr;
+  if (prr === undefined || !c.inRecovery) return;
+  const mss = c.effMss;
+  const pipe = c.pipe();
+  const estimate = c.sackOk ? pipe : Math.max(0, pipe - c.dupAcks * mss);
+  const sndcnt = prr.onAck(delivered, estimate, c.cc.ssthresh, mss);
+  c.cc.cwnd = Math.max(pipe + sndcnt, mss);
 }
 
 /** Leaves fast recovery: everything outstanding at its start is acknowledged (RFC 6582 §3.2 step 3). */
@@ -92,8 +129,9 @@ export function noteRetransmit(c: Conn, seq: number): void {
  * Open: fast recovery starts, unless a recovery or timeout of the same flight is still
  * under way (RFC 6582 §3.2 step 1: one window cut per flight). In fast recovery, a lost
  * retransmission proves the recovery was no reordering (no undo), and is a loss in a later
- * window than the one recovery answered: without PRR, RFC 8985 §9.3 asks for another
- * congestion response (as RFC 5681 §4.3 for a lost retransmission), once per window.
+ * window than the one recovery answered: RFC 8985 §9.3 asks for another congestion response
+ * (as RFC 5681 §4.3 for a lost retransmission), once per window; PRR then reduces toward
+ * the new ssthresh.
  * The marked segments go out from flush.
  */
 export function onRackLoss(t: TcpLayer, now: Instant, c: Conn): void {
@@ -113,16 +151,25 @@ function lostRetransmission(t: TcpLayer, now: Instant, c: Conn, sentAt: number):
   t.count('lostRetransmits');
   c.undoState = undefined; // a retransmission was lost: this recovery was real
   if (c.inRecovery && sentAt >= c.lastCutAt) {
+    prrWindow(c);
     c.cc.onLoss(now, seqDiff(c.sndMax, c.una), c.pipe(), c.rate.delivered);
     c.lastCutAt = now;
     c.recoverSeq = c.sndMax;
+    // PRR starts over toward the new ssthresh, from the flight now (RFC 6937 §3).
+    c.cc.prr?.start(seqDiff(c.sndMax, c.una));
   }
 }
 
 /** The reordering timer (RFC 8985 §6.2): segments waiting out the window are judged again. */
 export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
   if (!c.sackOk || !c.hasRecords || c.state === 'CLOSED') return;
-  if (rackDetectLoss(t, now, c)) onRackLoss(t, now, c);
+  if (rackDetectLoss(t, now, c)) {
+    onRackLoss(t, now, c);
+    // No ACK, nothing delivered: PRR grants only the fast retransmit of a recovery that begins
+    // here, or what the last ACK's sndcnt left unsent; what is newly marked lost no longer
+    // counts in the pipe, and must not make room for a burst.
+    prrUpdate(c, 0);
+  }
   armRetransmitTimer(t, c); // a probe may be due now that RACK has nothing left to time
 }
 
@@ -281,6 +328,7 @@ export function onRto(t: TcpLayer, now: Instant, c: Conn): boolean {
     return false;
   }
   // RFC 6298 §5.4–5.6 and RFC 5681 §3.1: back off, collapse the window, resend from una.
+  prrWindow(c);
   c.cc.onTimeout(now, seqDiff(c.sndMax, c.una), c.rate.delivered);
   c.rtt.backoff();
   c.inRecovery = false;

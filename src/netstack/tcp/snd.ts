@@ -11,7 +11,7 @@ import { DUP_THRESH, MAX_RTO, NEVER } from './constants.js';
 import { canSend, type Conn } from './conn.js';
 import { emitSegment, sendRst, sendSyn, tsVal } from './output.js';
 import { isDsack } from './sack.js';
-import { armRetransmitTimer, enterRecovery, exitRecovery, onDsack, onRackLoss, resendLost, resendUna, restartRto, startRto, stopRto, tlpLossResponse } from './recovery.js';
+import { armRetransmitTimer, enterRecovery, exitRecovery, onDsack, onRackLoss, prrUpdate, resendLost, resendUna, restartRto, startRto, stopRto, tlpLossResponse } from './recovery.js';
 import { rackDetectLoss, rackRecoveryExit, rackUpdate, tlpOnAck } from './rack.js';
 import type { TcpLayer } from './layer.js';
 import { sendQuantum } from './bbr.js';
@@ -173,8 +173,13 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
   const priorUna = c.una;
   // RFC 8985 §7.4: what the ACK says of an outstanding tail loss probe (before SND.UNA moves).
   if (rack && tlpOnAck(c, ack, priorUna, dsackRight, h.sack !== undefined)) tlpLossResponse(t, now, c);
+  // RFC 6937 §3 DeliveredData, for PRR: SND.UNA's advance plus the change in SACKed bytes
+  // (added below). Without SACK, each duplicate ACK stands for one segment delivered, and the
+  // ACK that advances SND.UNA for what it covers less the segments those already stood for.
+  let delivered = 0;
   if (seqGt(ack, c.una)) {
     const acked = seqDiff(ack, c.una);
+    delivered = c.sackOk ? acked : Math.max(0, acked - c.dupAcks * c.effMss);
     // Our FIN takes one sequence number but no byte of the ring.
     const ringAcked = Math.min(acked, c.sbuf.length);
     c.sbuf.consume(ringAcked);
@@ -225,6 +230,7 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     // "DupAck"), whatever its window (a receiver that autotunes its buffer changes the window
     // in every ACK); an ACK for a duplicate segment, carrying only a D-SACK, is no sign of loss.
     c.dupAcks++;
+    if (!c.sackOk) delivered = c.effMss;
     // Without SACK, RFC 5681 §3.2: the third duplicate ACK means loss, unless a recovery of
     // this flight is still under way (RFC 6582 §3.2 step 1). With SACK, RACK decides below.
     if (!c.sackOk && !c.inRecovery && c.dupAcks >= DUP_THRESH && seqGe(c.una, c.recoverSeq)) enterRecovery(t, now, c);
@@ -238,6 +244,12 @@ export function processAck(t: TcpLayer, now: Instant, c: Conn, h: TcpSegmentInfo
     // Whether a probe may go changes with what this ACK did (RFC 8985 §7.2): the timer is
     // moved earlier if so (a later deadline is found when the earlier one wakes).
     armRetransmitTimer(t, c);
+  }
+  // Fast recovery of a loss-based controller: PRR sets what may be sent now (recovery.ts).
+  if (c.inRecovery && c.cc.prr !== undefined) {
+    if (c.sackOk) delivered += c.sack.bytes - sackedBefore; // net of what SND.UNA's advance pruned
+    prrUpdate(c, delivered);
+    t.markDirty(c);
   }
   // A model-based controller sees every ACK that delivered data, in recovery too (BBR).
   if (c.ccSamples && c.rate.rs.newlyDelivered > 0) {
