@@ -56,6 +56,8 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { readdirSync } from 'node:fs';
+import { memoryTrimStats, trimPolicy } from '../../src/io/memory.js';
 
 /** A full GC, also when node runs without --expose-gc (the test runner's processes do). */
 export function collectGarbage(): void {
@@ -67,10 +69,66 @@ export function collectGarbage(): void {
 
 /** Memory after a full GC (MB): heap used and RSS. */
 export async function memoryAfterGc(): Promise<{ heapMB: number; rssMB: number; externalMB: number }> {
+  // A timer turn between collections, not just an immediate: what timers still hold is free
+  // only after they ran.
   for (let i = 0; i < 3; i++) {
     collectGarbage();
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 100));
   }
   const m = process.memoryUsage();
   return { heapMB: m.heapUsed / 1024 / 1024, rssMB: m.rss / 1024 / 1024, externalMB: m.external / 1024 / 1024 };
+}
+
+/** Samples RSS every 100 ms until stopped: the peak between two memoryAfterGc() readings. */
+export function rssPeak(): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const t = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 100);
+  return {
+    stop: () => {
+      clearInterval(t);
+      return Math.max(peak, process.memoryUsage.rss()) / 1024 / 1024;
+    },
+  };
+}
+
+/**
+ * Memory once the process has settled: a full GC, then (where src/io/memory.ts trims)
+ * the trim its own check decides on, with the rate limit lifted so it is not up to 30 s
+ * away, then until RSS stops falling (V8 gives back the heap pages the GC emptied). Without
+ * the addon, or with `awaitTrim` false (a baseline), no trim is waited for.
+ */
+export async function settledMemory(awaitTrim = true): Promise<{ heapMB: number; rssMB: number; externalMB: number; trims: number }> {
+  await memoryAfterGc();
+  const before = memoryTrimStats();
+  if (awaitTrim && before.enabled) {
+    const saved = trimPolicy.minIntervalMs;
+    trimPolicy.minIntervalMs = 0;
+    try {
+      // The timer's next check sees the GC's release; nothing to see (a small run) is no trim.
+      await waitFor(() => memoryTrimStats().trims > before.trims, 3 * trimPolicy.checkMs, 'a trim').catch(() => {});
+    } finally {
+      trimPolicy.minIntervalMs = saved;
+    }
+  }
+  // V8 returns the pages its GC emptied from a background task, seconds later: wait until
+  // RSS has not fallen for 1.5 s (at most 15 s).
+  let last = process.memoryUsage.rss();
+  for (let still = 0, i = 0; still < 3 && i < 30; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = process.memoryUsage.rss();
+    still = now < last - 1024 * 1024 ? 0 : still + 1;
+    last = Math.min(last, now);
+  }
+  return { ...(await memoryAfterGc()), trims: memoryTrimStats().trims };
+}
+
+/** Handles of this process: libuv resources by kind (sockets, timers, ...) and open file descriptors. */
+export function handleCounts(): { resources: number; fds: number } {
+  let fds = 0;
+  try {
+    fds = readdirSync('/proc/self/fd').length;
+  } catch {
+    // not Linux: resources alone
+  }
+  return { resources: process.getActiveResourcesInfo().length, fds };
 }

@@ -12,11 +12,13 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
-import { bookkeeping, memoryAfterGc, tcpOf, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { bookkeeping, handleCounts, memoryAfterGc, rssPeak, settledMemory, tcpOf, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { memoryTrimStats } from '../../src/io/memory.js';
 
-const CONNECTIONS = 20_000;
-const FAILED = 2_000;
-const UDP_FLOWS = 2_000;
+// The issue's full scale: WGNET_CHURN=100000 WGNET_CHURN_FAILED=10000 WGNET_CHURN_UDP=10000.
+const CONNECTIONS = Number(process.env.WGNET_CHURN ?? 20_000);
+const FAILED = Number(process.env.WGNET_CHURN_FAILED ?? 2_000);
+const UDP_FLOWS = Number(process.env.WGNET_CHURN_UDP ?? 2_000);
 const CONCURRENCY = 64;
 
 /** Host sockets of this process by kind (TCPSocketWrap, UDPSocketWrap, ...). */
@@ -34,7 +36,7 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
   let tcpPort = 0;
   let udpPort = 0;
   let closedPort = 0;
-  let base: { a: Bookkeeping; b: Bookkeeping; handles: Record<string, number>; mem: Awaited<ReturnType<typeof memoryAfterGc>> };
+  let base: { a: Bookkeeping; b: Bookkeeping; handles: Record<string, number>; counts: ReturnType<typeof handleCounts>; mem: Awaited<ReturnType<typeof settledMemory>> };
 
   before(async () => {
     const ka = keyPair();
@@ -64,7 +66,7 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
     await tcpOne(a, tcpPort, 0);
     await udpOne(a, udpPort, 0);
     await settled();
-    base = { a: bookkeeping(a), b: bookkeeping(b), handles: handles(), mem: await memoryAfterGc() };
+    base = { a: bookkeeping(a), b: bookkeeping(b), handles: handles(), counts: handleCounts(), mem: await settledMemory(false) };
   });
   after(async () => {
     await a.close();
@@ -83,6 +85,7 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
   }
 
   test(`${CONNECTIONS} TCP connections, ${FAILED} failed, ${UDP_FLOWS} UDP flows through the gateway; nothing left behind`, async () => {
+    const peak = rssPeak();
     const mems: Awaited<ReturnType<typeof memoryAfterGc>>[] = [];
     for (let half = 0; half < 2; half++) {
       let next = 0;
@@ -128,10 +131,15 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
     assert.equal(counters['tcp.flows'], CONNECTIONS + FAILED + 1);
     // A new socket may get the source port of one whose flow is still open (idle timeout 1 s): one flow for both.
     assert.ok(counters['udp.flows']! <= UDP_FLOWS + 1 && counters['udp.flows']! > UDP_FLOWS * 0.8, `${counters['udp.flows']} UDP flows`);
-    const mem = await memoryAfterGc();
-    const [m1, m2] = mems as [typeof mem, typeof mem];
-    const fmt = (m: typeof mem): string => `heap ${m.heapMB.toFixed(1)} MB, external ${m.externalMB.toFixed(1)} MB, RSS ${m.rssMB.toFixed(0)} MB`;
-    console.log(`churn-gateway: start ${fmt(base.mem)}; after ${CONNECTIONS / 2}: ${fmt(m1)}; after ${CONNECTIONS}: ${fmt(m2)}; at the end: ${fmt(mem)}`);
+    const peakMB = peak.stop();
+    const mem = await settledMemory();
+    const counts = handleCounts();
+    const [m1, m2] = mems as [(typeof mems)[0], (typeof mems)[0]];
+    const fmt = (m: { heapMB: number; externalMB: number; rssMB: number }): string => `heap ${m.heapMB.toFixed(1)} MB, external ${m.externalMB.toFixed(1)} MB, RSS ${m.rssMB.toFixed(0)} MB`;
+    console.log(
+      `churn-gateway: start ${fmt(base.mem)}; after ${CONNECTIONS / 2}: ${fmt(m1)}; after ${CONNECTIONS}: ${fmt(m2)}; at the end, settled: ${fmt(mem)}; ` +
+        `RSS peak ${peakMB.toFixed(0)} MB; malloc trims ${JSON.stringify(memoryTrimStats())}; handles ${JSON.stringify(base.counts)} -> ${JSON.stringify(counts)}`,
+    );
     assert.ok(mem.heapMB - base.mem.heapMB < 10, `JS heap grew ${(mem.heapMB - base.mem.heapMB).toFixed(1)} MB (a leak)`);
     assert.ok(mem.externalMB - base.mem.externalMB < 4, `external memory grew ${(mem.externalMB - base.mem.externalMB).toFixed(1)} MB`);
     // RSS is not asserted to level off: glibc keeps freed arenas mapped, and under a loaded

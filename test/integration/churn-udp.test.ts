@@ -8,14 +8,16 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
 import { tunnelPair, type TunnelPair } from '../harness/tunnel-pair.js';
-import { bookkeeping, memoryAfterGc, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { bookkeeping, handleCounts, rssPeak, settledMemory, waitFor, type Bookkeeping } from '../harness/churn.js';
+import { memoryTrimStats } from '../../src/io/memory.js';
 
-const FLOWS = 2_000;
+// WGNET_CHURN_UDP=10000 runs the issue's full scale.
+const FLOWS = Number(process.env.WGNET_CHURN_UDP ?? 2_000);
 const CONCURRENCY = 32;
 
 describe('churn: UDP, DNS and ping through two tunnels', () => {
   let p: TunnelPair;
-  let base: { a: Bookkeeping; b: Bookkeeping; mem: Awaited<ReturnType<typeof memoryAfterGc>> };
+  let base: { a: Bookkeeping; b: Bookkeeping; mem: Awaited<ReturnType<typeof settledMemory>>; handles: ReturnType<typeof handleCounts> };
   before(async () => {
     p = await tunnelPair({ extraA: 'DNS = 10.66.0.2\n' });
     // b: a UDP echo on 7 and a DNS server on 53 (names under ok.test resolve, anything else is NXDOMAIN).
@@ -40,13 +42,14 @@ describe('churn: UDP, DNS and ping through two tunnels', () => {
     await p.a.ping('10.66.0.2');
     await flow(p, 0);
     await waitFor(() => bookkeeping(p.a).apiUdpSockets === 0, 5000, 'warm-up socket closed');
-    base = { a: bookkeeping(p.a), b: bookkeeping(p.b), mem: await memoryAfterGc() };
+    base = { a: bookkeeping(p.a), b: bookkeeping(p.b), mem: await settledMemory(false), handles: handleCounts() };
   });
   after(async () => {
     await p.close();
   });
 
   test(`${FLOWS} UDP flows, 500 lookups, 300 pings; tables and pending requests back to the start`, async () => {
+    const peak = rssPeak();
     let next = 0;
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -63,8 +66,14 @@ describe('churn: UDP, DNS and ping through two tunnels', () => {
     await waitFor(() => bookkeeping(p.a).apiUdpSockets === base.a.apiUdpSockets && bookkeeping(p.a).netUdpPorts === base.a.netUdpPorts, 10_000, 'UDP sockets closed');
     assert.deepEqual(bookkeeping(p.a), base.a, 'tunnel a');
     assert.deepEqual(bookkeeping(p.b), base.b, 'tunnel b');
-    const mem = await memoryAfterGc();
-    console.log(`churn-udp: heap ${base.mem.heapMB.toFixed(1)} -> ${mem.heapMB.toFixed(1)} MB, external ${base.mem.externalMB.toFixed(1)} -> ${mem.externalMB.toFixed(1)} MB, RSS ${base.mem.rssMB.toFixed(0)} -> ${mem.rssMB.toFixed(0)} MB`);
+    const peakMB = peak.stop();
+    const mem = await settledMemory();
+    const handles = handleCounts();
+    console.log(
+      `churn-udp: heap ${base.mem.heapMB.toFixed(1)} -> ${mem.heapMB.toFixed(1)} MB, external ${base.mem.externalMB.toFixed(1)} -> ${mem.externalMB.toFixed(1)} MB, ` +
+        `RSS ${base.mem.rssMB.toFixed(0)} -> peak ${peakMB.toFixed(0)} -> ${mem.rssMB.toFixed(0)} MB settled; malloc trims ${JSON.stringify(memoryTrimStats())}; handles ${JSON.stringify(base.handles)} -> ${JSON.stringify(handles)}`,
+    );
+    assert.ok(handles.resources <= base.handles.resources + 2 && handles.fds <= base.handles.fds + 2, `handles ${JSON.stringify(base.handles)} -> ${JSON.stringify(handles)}`);
     assert.ok(mem.heapMB - base.mem.heapMB < 10, `JS heap grew ${(mem.heapMB - base.mem.heapMB).toFixed(1)} MB`);
     assert.ok(mem.externalMB - base.mem.externalMB < 4, `external memory grew ${(mem.externalMB - base.mem.externalMB).toFixed(1)} MB`);
     assert.ok(mem.rssMB - base.mem.rssMB < 300, `RSS grew ${(mem.rssMB - base.mem.rssMB).toFixed(0)} MB`);
