@@ -302,7 +302,7 @@ async function round(s: Setup, conc: number, secs: number): Promise<Round> {
   r.udpDrops = [u1[0] - u0[0], u1[1] - u0[1]];
   if (c0) {
     const c1 = await s.counters!();
-    const d = Object.entries(c1).filter(([k, v]) => v !== (c0[k] ?? 0) && !/bytes|Bytes|packets|Packets|rxSegments|txSegments/.test(k));
+    const d = Object.entries(c1).filter(([k, v]) => v !== (c0[k] ?? 0) && !/bytes|Bytes|packets|Packets/.test(k));
     r.counters = d.map(([k, v]) => `${k} +${v - (c0[k] ?? 0)}`).join(', ');
   }
   return r;
@@ -357,7 +357,7 @@ export async function benchConnrate(log: (s: string) => void = (s) => console.er
       const wr = median(w.map((r) => r.rate));
       rows.push({ name: `${c} clients: kernel TCP behind wireguard-go, new conn/s (median of ${rounds} × ${secs} s) [reference]`, value: kr, unit: 'conn/s' });
       rows.push({ name: `${c} clients: wgnet server, new conn/s (ratios ${range(ratios, 2)})`, value: wr, unit: 'conn/s', ref: 'kernel', ratio: median(ratios) });
-      const pct = (rs: Round[]): string => `p99 ${range(rs.map((r) => r.p99), 1)} ms, max ${range(rs.map((r) => r.max))} ms, ≥1 s: ${rs.reduce((a, r) => a + r.slow, 0)} of ${rs.reduce((a, r) => a + r.n, 0)}, errors ${rs.reduce((a, r) => a + r.errors, 0)}`;
+      const pct = (rs: Round[]): string => `p99 ${range(rs.map((r) => r.p99), 1)} ms, max ${range(rs.map((r) => r.max))} ms, ≥1 s: ${rs.reduce((a, r) => a + r.slow, 0)} of ${rs.reduce((a, r) => a + r.n, 0)}, errors ${rs.reduce((a, r) => a + r.errors, 0)}, UDP datagrams dropped at a full receive buffer client/server side ${rs.reduce((a, r) => a + r.udpDrops![0], 0)}/${rs.reduce((a, r) => a + r.udpDrops![1], 0)}`;
       rows.push({ name: `  kernel: ${pct(k)}`, value: median(k.map((r) => r.serverUs!)), unit: 'µs CPU/conn (wireguard-go + node)' });
       rows.push({ name: `  wgnet:  ${pct(w)}`, value: median(w.map((r) => r.serverUs!)), unit: 'µs CPU/conn (wgnet process)' });
     }
