@@ -2,10 +2,9 @@
  * A readable-fd watcher that hands data to JavaScript, shared by the TUN, UDP
  * and ping readers.
  *
- * EXPERIMENTAL, off by default (WGNET_POLL_DIRECT=1 turns it on; see pr_start):
- * under Node, a libuv poll handle says when the fd is readable, and its
- * callback reads and calls JavaScript at once, inside a callback scope opened
- * on an async context made at start: what Node's own handles (a dgram socket's
+ * Under Node, a libuv poll handle says when the fd is readable, and its
+ * callback reads and calls JavaScript at once (the direct path), inside a
+ * callback scope opened on an async context made at start: what Node's own handles (a dgram socket's
  * onmessage) do. JavaScript thus runs in the same turn of the event loop in
  * which the data arrived, and the scope's close runs the nextTick and microtask
  * queues, so a promise resolved by the data settles before the loop goes on.
@@ -18,6 +17,23 @@
  * call runs one loop iteration later, behind an eventfd write and read and an
  * epoll_ctl for the pause and one for the restart, which cost 15-20 % of a
  * ping's round trip through a tunnel pair (bench/tunnel.ts pingVsUdp).
+ *
+ * Which path a wake-up takes (see pr_start, pr_start_batched):
+ *   - A batched reader (the UDP socket: its deliver function says how many
+ *     datagrams it read) is adaptive. A wake-up that finds one datagram is
+ *     request/response traffic (a ping, an RPC), where the direct call saves a
+ *     loop iteration on every hop. A wake-up that finds PR_BUSY_BATCH or more is
+ *     a stream: the next wake-up goes through the queued call, whose pause lets
+ *     the loop run its timers and setImmediate callbacks (the engine's yield,
+ *     which sends the next burst) and lets the socket fill, so each call into
+ *     JavaScript carries a larger batch. Always direct was once measured to cost
+ *     single-stream throughput (bench (c): 264-607 vs 424-700 Mbit/s); under a
+ *     stream this reader takes the queued call on nearly every wake-up (bench
+ *     (c): about 50 direct of 1,000 calls), as the default path used to. The
+ *     queued call returns to direct as soon as a read finds less again.
+ *   - The TUN and ICMP readers keep the queued call unless WGNET_POLL_DIRECT=1,
+ *     with a poll(2) after each direct delivery deciding as above.
+ *   - WGNET_POLL_DIRECT=0 turns the direct path off for every reader.
  *
  * The thread-safe function had been chosen because napi_make_callback from a
  * raw libuv callback aborted Node when async hooks were on (node:test,
@@ -36,6 +52,15 @@
 
 /* Reads what is waiting on fd and calls cb with it (inside a valid scope). */
 typedef void (*pr_deliver_fn)(napi_env env, napi_value cb, int fd, void *state);
+/* The same, returning how many datagrams it delivered (0: nothing was waiting). */
+typedef int (*pr_deliver_count_fn)(napi_env env, napi_value cb, int fd, void *state);
+
+/*
+ * A read of this many datagrams or more means traffic comes faster than one
+ * wake-up at a time (see the header): a ping or a request/response exchange
+ * finds one datagram per wake-up, a TCP stream's data or ACKs several.
+ */
+#define PR_BUSY_BATCH 2
 
 typedef struct poll_reader {
   uv_poll_t poll;
@@ -43,9 +68,10 @@ typedef struct poll_reader {
   int fd;
   int stopped;
   int direct; /* Node: JavaScript may be called from the poll callback (else always through tsfn) */
-  int busy;   /* data was waiting again right after a delivery: queue the next one (batching) */
+  int busy;   /* the last read found a stream (see pr_deliver): queue the next one (batching) */
   int live;   /* the poll handle, plus the tsfn when there is one; freed at 0 */
-  pr_deliver_fn deliver;
+  pr_deliver_fn deliver;          /* one of deliver and deliver_count is set */
+  pr_deliver_count_fn deliver_count;
   void *state;
   /* direct */
   napi_ref cb;            /* the JavaScript callback */
@@ -74,9 +100,24 @@ static void pr_tsfn_finalized(napi_env env, void *data, void *hint) {
   pr_release(r);
 }
 
-/* Reads and calls JavaScript; reports an exception it threw as uncaught, as Node does for an event's. */
+/* Whether more is waiting already: traffic comes faster than it is handled one wake-up at a time. */
+static int pr_more_waiting(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, 0) > 0;
+}
+
+/*
+ * Reads and calls JavaScript; reports an exception it threw as uncaught, as
+ * Node does for an event's. Then decides whether the next wake-up may call
+ * JavaScript directly (r->busy clear) or goes through the queued call: from the
+ * size of the batch when the deliver function reports it (no syscall), else by
+ * polling the fd once more (only when a direct call is possible at all).
+ */
 static void pr_deliver(poll_reader_t *r, napi_env env, napi_value cb) {
-  r->deliver(env, cb, r->fd, r->state);
+  int n = -1;
+  if (r->deliver_count != NULL) n = r->deliver_count(env, cb, r->fd, r->state);
+  else r->deliver(env, cb, r->fd, r->state);
+  if (r->direct && !r->stopped) r->busy = n >= 0 ? n >= PR_BUSY_BATCH : pr_more_waiting(r->fd);
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value e;
@@ -87,12 +128,6 @@ static void pr_deliver(poll_reader_t *r, napi_env env, napi_value cb) {
 
 static void pr_on_readable(uv_poll_t *handle, int status, int events);
 
-/* Whether more is waiting already: traffic comes faster than it is handled one wake-up at a time. */
-static int pr_more_waiting(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  return poll(&p, 1, 0) > 0;
-}
-
 /* The queued path's call (not under Node, or under load). */
 static void pr_call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)data;
@@ -100,7 +135,6 @@ static void pr_call_js(napi_env env, napi_value cb, void *context, void *data) {
   if (env == NULL || r->stopped) return;
   napi_unref_threadsafe_function(env, r->tsfn); /* taken in pr_on_readable */
   pr_deliver(r, env, cb);
-  if (r->direct) r->busy = pr_more_waiting(r->fd);
   if (!r->stopped) uv_poll_start(&r->poll, UV_READABLE, pr_on_readable);
 }
 
@@ -129,7 +163,6 @@ static void pr_on_readable(uv_poll_t *handle, int status, int events) {
     pr_deliver(r, env, cb);
     napi_close_callback_scope(env, scope); /* runs process.nextTick callbacks and microtasks */
   }
-  r->busy = !r->stopped && pr_more_waiting(r->fd);
   napi_close_handle_scope(env, hs);
   /* An error wake-up (status < 0: POLLERR, a queued socket error) stopped the
    * poll; the read above consumed the error, so watch the fd again. */
@@ -186,9 +219,13 @@ static int pr_init_direct(napi_env env, poll_reader_t *r, napi_value cb, napi_va
 
 /*
  * Starts watching fd; returns { stop() } or NULL with an exception pending.
- * `state` (malloc'd, may be NULL) is passed to deliver and freed with the reader.
+ * `state` (malloc'd, may be NULL) is passed to the deliver function and freed
+ * with the reader. One of deliver and deliver_count is set; a reader with
+ * deliver_count reports its batch sizes, so it can choose the path per wake-up
+ * and is direct by default (see the header).
  */
-static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn deliver, void *state, const char *name) {
+static napi_value pr_start_any(napi_env env, int fd, napi_value cb, pr_deliver_fn deliver, pr_deliver_count_fn deliver_count,
+                               void *state, const char *name) {
   uv_loop_t *loop;
   poll_reader_t *r = calloc(1, sizeof *r);
   if (r == NULL || napi_get_uv_event_loop(env, &loop) != napi_ok) {
@@ -200,12 +237,12 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
   r->fd = fd;
   r->env = env;
   r->deliver = deliver;
+  r->deliver_count = deliver_count;
   r->state = state;
   r->poll.data = r;
-  /* Off unless WGNET_POLL_DIRECT=1: it cut a ping's round trip (2.0-2.2x -> 1.5-1.7x a UDP
-   * echo) but single-stream throughput fell (bench (c): 264-607 vs 424-700 Mbit/s, same runs). */
   const char *d = getenv("WGNET_POLL_DIRECT");
-  r->direct = d != NULL && d[0] == '1' && pr_is_node(env);
+  int want = d != NULL && d[0] != '\0' ? d[0] == '1' : deliver_count != NULL;
+  r->direct = want && pr_is_node(env);
   int e = uv_poll_init(loop, &r->poll, fd);
   if (e < 0) {
     free(state);
@@ -240,6 +277,16 @@ static napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn de
     return NULL;
   }
   return handle;
+}
+
+/* A reader that delivers whatever it read per call (TUN, ICMP); queued unless WGNET_POLL_DIRECT=1. */
+static inline napi_value pr_start(napi_env env, int fd, napi_value cb, pr_deliver_fn deliver, void *state, const char *name) {
+  return pr_start_any(env, fd, cb, deliver, NULL, state, name);
+}
+
+/* A reader whose deliver function returns its batch size: direct for small batches (see the header). */
+static inline napi_value pr_start_batched(napi_env env, int fd, napi_value cb, pr_deliver_count_fn deliver, void *state, const char *name) {
+  return pr_start_any(env, fd, cb, NULL, deliver, state, name);
 }
 
 #endif

@@ -144,8 +144,15 @@ static void format_from(struct sockaddr_storage *ss, char *out, size_t outlen, i
  * One recvmmsg, then one call cb(datagrams[], addresses[], ports[]). All
  * datagrams of a call share one ArrayBuffer (one allocation per batch); an
  * address string is made only when the sender differs from the previous one.
+ * Returns the number of datagrams delivered (poll_reader.h picks the path of
+ * the next wake-up from it).
+ *
+ * One datagram (a ping, a request, an ACK alone) is passed as cb(datagram,
+ * address, port), without the three arrays and their elements (six N-API calls
+ * into V8): request/response traffic finds one datagram per wake-up, and each
+ * of its hops waits for this call.
  */
-static void deliver(napi_env env, napi_value cb, int fd, void *state) {
+static int deliver(napi_env env, napi_value cb, int fd, void *state) {
   udp_reader_t *r = (udp_reader_t *)state;
   for (int i = 0; i < RECV_BATCH; i++) {
     r->iov[i].iov_base = r->slots + (size_t)i * RECV_SLOT;
@@ -166,9 +173,27 @@ static void deliver(napi_env env, napi_value cb, int fd, void *state) {
   /* n < 0: EAGAIN (a spurious wake-up), or an error queued by ICMP
    * (ECONNREFUSED...) that the failed call consumed; neither means anything
    * to an unconnected socket. Poll again. */
+  uint32_t count = 0;
+  if (n == 1) {
+    size_t len = r->msgs[0].msg_len, seg = (size_t)gro_size(&r->msgs[0].msg_hdr);
+    if (seg == 0 || seg >= len) {
+      napi_value args[3], ab, global, result;
+      void *buf;
+      char from[INET6_ADDRSTRLEN];
+      int port;
+      if (napi_create_arraybuffer(env, len > 0 ? len : 1, &buf, &ab) != napi_ok) return 0;
+      memcpy(buf, r->iov[0].iov_base, len);
+      format_from(&r->from[0], from, sizeof from, &port);
+      napi_create_typedarray(env, napi_uint8_array, len, ab, 0, &args[0]);
+      napi_create_string_utf8(env, from, NAPI_AUTO_LENGTH, &args[1]);
+      napi_create_int32(env, port, &args[2]);
+      napi_get_global(env, &global);
+      napi_call_function(env, global, cb, 3, args, &result); /* an exception is reported by poll_reader.h */
+      return 1;
+    }
+  }
   if (n > 0) {
     napi_value arrs[3];
-    uint32_t count = 0;
     napi_create_array(env, &arrs[0]);
     napi_create_array(env, &arrs[1]);
     napi_create_array(env, &arrs[2]);
@@ -212,9 +237,10 @@ static void deliver(napi_env env, napi_value cb, int fd, void *state) {
     napi_get_global(env, &global);
     napi_call_function(env, global, cb, 3, arrs, &result); /* an exception is reported by poll_reader.h */
   }
+  return (int)count;
 }
 
-/* startReader(fd, cb(datagrams[], addresses[], ports[])) -> { stop() } */
+/* startReader(fd, cb(datagrams[], addresses[], ports[]) or cb(datagram, address, port)) -> { stop() } */
 static napi_value start_reader(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -229,7 +255,7 @@ static napi_value start_reader(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_WGNET_NATIVE", "out of memory");
     return NULL;
   }
-  return pr_start(env, fd, argv[1], deliver, r, "wgnet:udp");
+  return pr_start_batched(env, fd, argv[1], deliver, r, "wgnet:udp");
 }
 
 /* Waits briefly for room in the socket's send buffer: a full buffer drains at line rate. */
@@ -281,7 +307,11 @@ static uint32_t group(struct iovec *iov, struct sockaddr_storage *to, socklen_t 
 }
 
 /*
- * send(fd, family, datagrams[], addresses[], ports[], count, gso) -> datagrams sent.
+ * send(fd, family, datagrams[], addresses[], ports[], count, gso) -> datagrams sent,
+ * or { sent, gsoFailed: true } when the device could not segment and GSO is to be
+ * turned off. A number, not an object every time: making the object and setting
+ * its two properties through N-API cost more than a third of a microsecond per
+ * call, on every hop of a request/response exchange.
  * Datagrams the kernel will not take (buffer still full after a short wait,
  * unreachable destination) are not retried: UDP may lose them, and the caller
  * counts count - sent as dropped.
@@ -333,7 +363,8 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
     uint32_t m = 0;
     int regroup = 0;
     while (m < nmsg && !regroup) {
-      int r = sendmmsg(fd, &msgs[m], nmsg - m, MSG_DONTWAIT);
+      /* One message (a ping, an ACK): sendmsg, which costs less than a sendmmsg of one. */
+      int r = nmsg - m == 1 ? (sendmsg(fd, &msgs[m].msg_hdr, MSG_DONTWAIT) >= 0 ? 1 : -1) : sendmmsg(fd, &msgs[m], nmsg - m, MSG_DONTWAIT);
       if (r > 0) {
         for (int k = 0; k < r; k++) sent += first[m + k + 1] - first[m + k];
         m += (uint32_t)r;
@@ -357,10 +388,11 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
     from = first[m];
   }
   napi_value res, v;
-  CHECK(napi_create_object(env, &res));
   CHECK(napi_create_uint32(env, sent, &v));
+  if (!gso_failed) return v;
+  CHECK(napi_create_object(env, &res));
   CHECK(napi_set_named_property(env, res, "sent", v));
-  CHECK(napi_get_boolean(env, gso_failed, &v));
+  CHECK(napi_get_boolean(env, true, &v));
   CHECK(napi_set_named_property(env, res, "gsoFailed", v));
   return res;
 }

@@ -114,3 +114,66 @@ for (const backend of backends) {
     await rx.close();
   });
 }
+
+/**
+ * Which path a wake-up of the native reader takes (native/poll_reader.h), seen from
+ * JavaScript: a datagram sent from the check phase, with an immediate queued right after,
+ * reaches onMessage before that immediate only if the poll callback called JavaScript
+ * directly; the queued call runs one loop iteration later, after it.
+ */
+async function deliveredBeforeImmediate(tx: UdpBind, port: number, n: number, seen: () => number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    setImmediate(() => {
+      const want = seen() + n;
+      for (let i = 0; i < n; i++) tx.send(datagram(i, 64), '127.0.0.1', port);
+      tx.flush();
+      setImmediate(() => {
+        const direct = seen() >= want;
+        until(() => seen() >= want).then(() => resolve(direct), reject);
+      });
+    });
+  });
+}
+
+async function withPollDirect<T>(value: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const old = process.env.WGNET_POLL_DIRECT;
+  if (value === undefined) delete process.env.WGNET_POLL_DIRECT;
+  else process.env.WGNET_POLL_DIRECT = value;
+  try {
+    return await fn();
+  } finally {
+    if (old === undefined) delete process.env.WGNET_POLL_DIRECT;
+    else process.env.WGNET_POLL_DIRECT = old;
+  }
+}
+
+test('native: a datagram alone reaches onMessage in the loop turn that finds it; after a burst the next goes through the queued call; WGNET_POLL_DIRECT=0 always queues', { skip: nativeBuilt ? false : process.env.CI ? false : 'native/udp.c is not built (npm run build:native)' }, async () => {
+  // Counted over several tries: the ordering needs the kernel to have queued the datagram
+  // by the time sendmsg returns, which loopback does unless softirqs are deferred under load.
+  const TRIES = 10;
+  const run = (env: string | undefined) =>
+    withPollDirect(env, async () => {
+      let seen = 0;
+      // The variable is read when the reader starts, so the binds are opened inside.
+      const rx = await UdpBind.open({ backend: 'native', host4: '127.0.0.1', host6: '::1', onMessage: () => seen++ });
+      const tx = await UdpBind.open({ backend: 'native', host4: '127.0.0.1', host6: '::1', onMessage: () => {} });
+      let alone = 0;
+      let afterBurst = 0;
+      try {
+        for (let i = 0; i < TRIES; i++) if (await deliveredBeforeImmediate(tx, rx.port, 1, () => seen)) alone++;
+        for (let i = 0; i < TRIES; i++) {
+          await deliveredBeforeImmediate(tx, rx.port, 16, () => seen);
+          if (await deliveredBeforeImmediate(tx, rx.port, 1, () => seen)) afterBurst++;
+        }
+      } finally {
+        await tx.close();
+        await rx.close();
+      }
+      return { alone, afterBurst };
+    });
+  const adaptive = await run(undefined);
+  assert.ok(adaptive.alone > TRIES / 2, `a datagram alone was delivered directly ${adaptive.alone} of ${TRIES} times`);
+  assert.ok(adaptive.afterBurst < TRIES / 2, `the datagram after a burst was delivered directly ${adaptive.afterBurst} of ${TRIES} times`);
+  const queued = await run('0');
+  assert.deepEqual(queued, { alone: 0, afterBurst: 0 });
+});

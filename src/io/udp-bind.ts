@@ -55,8 +55,10 @@ const SEND_BATCH = 128;
 
 interface UdpAddon {
   open(family: 4 | 6, host: string, port: number, bufferBytes: number): { fd: number; port: number; gro: boolean };
-  startReader(fd: number, cb: (data: Uint8Array[], addresses: string[], ports: number[]) => void): { stop(): void };
-  send(fd: number, family: 4 | 6, data: Uint8Array[], addresses: string[], ports: number[], count: number, gso: boolean): { sent: number; gsoFailed: boolean };
+  /** The callback gets one datagram as it is, several as arrays (native/udp.c's deliver). */
+  startReader(fd: number, cb: (data: Uint8Array | Uint8Array[], addresses: string | string[], ports: number | number[]) => void): { stop(): void };
+  /** Datagrams sent; an object only when GSO failed (native/udp.c's udp_send). */
+  send(fd: number, family: 4 | 6, data: Uint8Array[], addresses: string[], ports: number[], count: number, gso: boolean): number | { sent: number; gsoFailed: boolean };
   close(fd: number): void;
 }
 
@@ -140,7 +142,8 @@ class NativeSocket implements OuterSocket {
     const s = new NativeSocket(a, family, r.fd, r.port, owner);
     // An exception from onMessage surfaces as uncaught, as from any event handler.
     s.reader = a.startReader(r.fd, (data, addrs, ports) => {
-      for (let i = 0; i < data.length; i++) o.onMessage(data[i]!, addrs[i]!, ports[i]!);
+      if (data instanceof Uint8Array) o.onMessage(data, addrs as string, ports as number);
+      else for (let i = 0; i < data.length; i++) o.onMessage(data[i]!, (addrs as string[])[i]!, (ports as number[])[i]!);
       o.onBatchEnd?.();
     });
     return s;
@@ -158,10 +161,15 @@ class NativeSocket implements OuterSocket {
     if (n === 0 || this.closed) return;
     try {
       const r = this.a.send(this.fd, this.family, this.data, this.addrs, this.ports, n, this.gso);
-      if (r.gsoFailed) this.gso = false; // the route's device cannot segment; the addon resent them singly
+      let sent: number;
+      if (typeof r === 'number') sent = r;
+      else {
+        sent = r.sent;
+        if (r.gsoFailed) this.gso = false; // the route's device cannot segment; the addon resent them singly
+      }
       // The addon skips a datagram the kernel refuses (after waiting out ENOBUFS/EAGAIN) and
       // sends the rest; it reports how many went, not why the others did not.
-      if (r.sent < n) this.owner.sendFailed(undefined, n - r.sent);
+      if (sent < n) this.owner.sendFailed(undefined, n - sent);
     } catch (err) {
       // Only a misuse of the addon throws (a bad argument): count the batch, keep the tunnel.
       this.owner.sendFailed(err as Error, n);
