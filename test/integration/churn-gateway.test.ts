@@ -129,8 +129,9 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
     await waitFor(() => JSON.stringify(handles()) === JSON.stringify(base.handles), 10_000, `host sockets back to ${JSON.stringify(base.handles)} (now ${JSON.stringify(handles())})`);
     const counters = b.gatewayStats()!.counters;
     assert.equal(counters['tcp.flows'], CONNECTIONS + FAILED + 1);
-    // A new socket may get the source port of one whose flow is still open (idle timeout 1 s): one flow for both.
-    assert.ok(counters['udp.flows']! <= UDP_FLOWS + 1 && counters['udp.flows']! > UDP_FLOWS * 0.8, `${counters['udp.flows']} UDP flows`);
+    // A new socket may get the source port of one whose flow is still open (idle timeout 1 s): one
+    // flow for both. More flows reuse more ports (10,000: 75 % new flows), hence the loose lower bound.
+    assert.ok(counters['udp.flows']! <= UDP_FLOWS + 1 && counters['udp.flows']! > UDP_FLOWS * 0.5, `${counters['udp.flows']} UDP flows`);
     const peakMB = peak.stop();
     const mem = await settledMemory();
     const counts = handleCounts();
