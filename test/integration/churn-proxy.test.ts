@@ -1,0 +1,234 @@
+/**
+ * Churn (issue 18) through `wgnet proxy` (SOCKS5) and `wgnet forward` (-L, TCP and --udp) as
+ * real processes: short TCP connections through each, refused ones through the proxy, and
+ * UDP flows through the forward, to echo servers on a tunnel in this process. Afterwards the
+ * far tunnel's bookkeeping and each child's open file descriptors are back to the start;
+ * each child's RSS (start, peak, settled) is printed.
+ *
+ * Scale: WGNET_CHURN_PROXY=100000 (connections through each), WGNET_CHURN_UDP=10000,
+ * WGNET_CHURN_FAILED=10000; then the settle waits up to 90 s for the children's RSS to stop
+ * falling (V8 shrinks its heap when the process goes quiet, io/memory.ts trims at most every
+ * 30 s), against 5 s at CI's size.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tunnel } from '../../src/index.js';
+import { keyPair } from '../harness/tunnel-pair.js';
+import { freePort } from '../harness/ports.js';
+import { bookkeeping, waitFor, type Bookkeeping } from '../harness/churn.js';
+
+const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
+const CONNECTIONS = Number(process.env.WGNET_CHURN_PROXY ?? 1_000);
+const UDP_FLOWS = Number(process.env.WGNET_CHURN_UDP ?? 300);
+const FAILED = Number(process.env.WGNET_CHURN_FAILED ?? 200);
+const SETTLE_MS = CONNECTIONS >= 10_000 ? 90_000 : 5_000;
+const CONCURRENCY = 32;
+const skip = process.platform === 'linux' ? false : 'reads /proc';
+
+/** A child's resident memory (MB) and open file descriptors, from /proc. */
+function usage(pid: number): { rssMB: number; fds: number } {
+  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { rssMB: Number(rss?.[1] ?? 0) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+function startCli(args: string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no ready line in 20 s: ${out}${err}`));
+    }, 20_000);
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.split('\n').some((l) => l.startsWith('ready'))) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code}: ${err}`));
+    });
+  });
+}
+
+/** Writes `msg`, ends once its echo is in (a request, then its answer), resolves with what was read by close. */
+function exchange(s: net.Socket, msg: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= msg.length) s.end();
+    });
+    s.on('error', reject);
+    s.on('close', () => resolve(got));
+    s.write(msg);
+  });
+}
+
+/** One SOCKS5 CONNECT to 10.66.0.2:`port` (no auth), then `msg` echoed; or the reply code when refused. */
+function socks(proxyPort: number, port: number, msg: Buffer): Promise<Buffer | number> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(proxyPort, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    let stage = 0;
+    s.on('connect', () => s.write(Buffer.from([5, 1, 0])));
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (stage === 0 && got.length >= 2) {
+        got = got.subarray(2);
+        stage = 1;
+        s.write(Buffer.from([5, 1, 0, 1, 10, 66, 0, 2, port >> 8, port & 0xff]));
+      }
+      // The request, its echo, then the end, as an HTTP client does: a client that half-closes
+      // right after the CONNECT reply (end(msg)) gets no echo through `wgnet proxy` today, while
+      // `wgnet forward` relays it; that is a bug of its own, not what this test measures.
+      if (stage === 1 && got.length >= 10) {
+        if (got[1] !== 0) {
+          stage = 3;
+          s.destroy();
+          resolve(got[1]!);
+          return;
+        }
+        got = got.subarray(10);
+        stage = 2;
+        s.write(msg);
+      }
+      if (stage === 2 && got.length >= msg.length) s.end();
+    });
+    s.on('error', (e) => (stage === 3 ? undefined : reject(e)));
+    s.on('close', () => {
+      if (stage === 2) resolve(got);
+      else if (stage !== 3) reject(new Error(`SOCKS5 closed at stage ${stage}`));
+    });
+  });
+}
+
+/** One UDP flow: a fresh local socket, one datagram through the forward, its echo, closed. */
+function udpFlow(port: number, i: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    const msg = Buffer.from(`proxy flow ${i}`);
+    const t = setTimeout(() => {
+      s.close();
+      reject(new Error(`UDP flow ${i}: no echo in 5 s`));
+    }, 5000);
+    s.on('message', (m) => {
+      clearTimeout(t);
+      s.close();
+      if (m.equals(msg)) resolve();
+      else reject(new Error(`UDP flow ${i}: echoed '${m.toString()}'`));
+    });
+    s.send(msg, port, '127.0.0.1');
+  });
+}
+
+async function pool(n: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, () => {
+  let far: Tunnel;
+  let dir: string;
+  let base: Bookkeeping;
+  const children: ChildProcess[] = [];
+  const ports = { socks: 0, fwd: 0, udp: 0 };
+
+  before(async () => {
+    const farKeys = keyPair();
+    const clients = [keyPair(), keyPair(), keyPair()];
+    far = await Tunnel.create(
+      `[Interface]\nPrivateKey = ${farKeys.privateKey}\nAddress = 10.66.0.2/24\n` +
+        clients.map((k, i) => `\n[Peer]\nPublicKey = ${k.publicKey}\nAllowedIPs = 10.66.0.${11 + i}/32\n`).join(''),
+    );
+    far.createServer((s) => {
+      s.on('data', (d: Buffer) => s.write(d));
+      s.on('end', () => s.end());
+      s.on('error', () => {});
+    }).listen(7000);
+    const echo = far.createSocket('udp4');
+    echo.on('message', (m: Buffer, r: { address: string; port: number }) => echo.send(m, r.port, r.address));
+    echo.bind(7);
+    dir = mkdtempSync(join(tmpdir(), 'wgnet-churn-'));
+    const conf = clients.map((k, i) => {
+      const path = join(dir, `c${i}.conf`);
+      writeFileSync(path, `[Interface]\nPrivateKey = ${k.privateKey}\nAddress = 10.66.0.${11 + i}/24\n\n[Peer]\nPublicKey = ${farKeys.publicKey}\nAllowedIPs = 10.66.0.2/32\nEndpoint = 127.0.0.1:${far.listenPort}\n`, { mode: 0o600 });
+      return path;
+    });
+    [ports.socks, ports.fwd, ports.udp] = [await freePort(), await freePort(), await freePort()];
+    children.push(await startCli(['proxy', '-c', conf[0]!, '--socks5', `127.0.0.1:${ports.socks}`]));
+    children.push(await startCli(['forward', '-c', conf[1]!, '-L', `127.0.0.1:${ports.fwd}:10.66.0.2:7000`]));
+    children.push(await startCli(['forward', '-c', conf[2]!, '--udp', '--udp-timeout', '1', '-L', `127.0.0.1:${ports.udp}:10.66.0.2:7`]));
+    // Warm-up: each path once, code compiled, sessions up.
+    assert.equal(String(await socks(ports.socks, 7000, Buffer.from('warm'))), 'warm', 'SOCKS5 warm-up');
+    assert.equal((await exchange(net.connect(ports.fwd, '127.0.0.1'), Buffer.from('warm'))).toString(), 'warm', 'forward warm-up');
+    await udpFlow(ports.udp, -1);
+    await waitFor(() => bookkeeping(far).tcpConnections === 0, 10_000, 'warm-up connections gone');
+    base = bookkeeping(far);
+  });
+  after(async () => {
+    for (const c of children) c.kill('SIGTERM');
+    await far?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(`${CONNECTIONS} connections through each of proxy and forward, ${FAILED} refused, ${UDP_FLOWS} UDP flows; tables and descriptors back to the start`, async () => {
+    const pids = children.map((c) => c.pid!);
+    const start = pids.map(usage);
+    const peaks = start.map((u) => u.rssMB);
+    const sampler = setInterval(() => pids.forEach((pid, i) => (peaks[i] = Math.max(peaks[i]!, usage(pid).rssMB))), 200);
+    try {
+      await pool(CONNECTIONS, async (i) => {
+        const msg = Buffer.from(`socks ${String(i).padStart(10, '0')}`);
+        const got = await socks(ports.socks, 7000, msg);
+        assert.ok(Buffer.isBuffer(got) && got.equals(msg), `SOCKS5 connection ${i}: ${String(got)}`);
+      });
+      await pool(CONNECTIONS, async (i) => {
+        const msg = Buffer.from(`fwd ${String(i).padStart(10, '0')}`);
+        const got = await exchange(net.connect(ports.fwd, '127.0.0.1'), msg);
+        assert.ok(got.equals(msg), `forward connection ${i}: '${got.toString()}'`);
+      });
+      const codes = new Map<number, number>();
+      await pool(FAILED, async () => {
+        const r = await socks(ports.socks, 7001, Buffer.alloc(0)); // nothing listens on 7001: the far side answers RST
+        if (typeof r === 'number') codes.set(r, (codes.get(r) ?? 0) + 1);
+      });
+      assert.deepEqual(Object.fromEntries(codes), { 5: FAILED }, 'SOCKS5 reply 5, connection refused');
+      await pool(UDP_FLOWS, (i) => udpFlow(ports.udp, i));
+    } finally {
+      clearInterval(sampler);
+    }
+
+    await waitFor(() => bookkeeping(far).tcpConnections === base.tcpConnections && bookkeeping(far).tcpTimers <= base.tcpTimers, 30_000, 'far side TCP back to the start');
+    assert.deepEqual(bookkeeping(far), base, 'far tunnel');
+    await waitFor(() => pids.every((pid, i) => usage(pid).fds <= start[i]!.fds + 1), 30_000, `children's descriptors back to ${JSON.stringify(start.map((u) => u.fds))}`);
+    // Settled: until no child's RSS has fallen for 5 s, or SETTLE_MS.
+    let last = pids.map((pid) => usage(pid).rssMB);
+    for (let quiet = 0, t = 0; quiet < 5 && t < SETTLE_MS; t += 1000) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = pids.map((pid) => usage(pid).rssMB);
+      quiet = now.some((v, i) => v < last[i]! - 1) ? 0 : quiet + 1;
+      last = now.map((v, i) => Math.min(v, last[i]!));
+    }
+    const end = pids.map(usage);
+    const names = ['proxy', 'forward', 'forward --udp'];
+    console.log(
+      `churn-proxy: ${names.map((n, i) => `${n}: RSS ${start[i]!.rssMB.toFixed(0)} -> peak ${peaks[i]!.toFixed(0)} -> ${end[i]!.rssMB.toFixed(0)} MB settled, fds ${start[i]!.fds} -> ${end[i]!.fds}`).join('; ')}`,
+    );
+  });
+});
