@@ -23,9 +23,10 @@
  * >= 1 s, and the server side's CPU per connection (the wgnet process; wireguard-go + node for
  * the reference: its kernel TCP work in softirq is not counted, so that figure flatters it).
  * Also per round: the UDP datagrams each namespace's kernel dropped at a full receive buffer
- * (wireguard-go before v0.0.20230223 keeps the default ~208 KiB, and a burst overflows it
- * while it waits for a core: a SYN or SYN-ACK lost that way is a 1 s stall with either
- * server, so the stall count is read next to this), and the wgnet TCP counters that moved.
+ * (this machine's wireguard-go, v0.0.20220316, keeps the default ~208 KiB, where releases from
+ * 2023 ask for 7 MiB; a burst overflows it while it waits for a core, and a SYN or SYN-ACK lost
+ * that way is a 1 s stall with either server, so the stall count is read next to this), and
+ * the wgnet TCP counters that moved.
  *
  * `npm run bench -- connrate`; `npx tsx bench/connrate.ts` alone prints every round.
  * WGNET_CONNRATE_ROUNDS (3), WGNET_CONNRATE_SECS (4), WGNET_CONNRATE_CLIENTS ("10,100");
