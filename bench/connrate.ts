@@ -93,7 +93,9 @@ async function wgnetServer(confPath: string, port: number): Promise<void> {
   const { Tunnel } = await import('../src/index.js');
   const t = await Tunnel.create(readFileSync(confPath, 'utf8'));
   const server = http.createServer(handler);
-  t.createServer((s) => server.emit('connection', s)).listen(port, () => console.log('ready'));
+  // The backends in the ready line: a missing UDP addon falls back to node:dgram, much slower.
+  const b = Tunnel.backends();
+  t.createServer((s) => server.emit('connection', s)).listen(port, () => console.log(`ready udp=${b.udp.backend} crypto=${b.crypto.backend}`));
   // SIGUSR2: the tunnel's TCP counters and device drops, one line, for the round's log.
   process.on('SIGUSR2', () => {
     const st = t.stats();
@@ -175,7 +177,7 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
-function ready(c: ChildProcess, what: RegExp, ms = 20_000): Promise<void> {
+function ready(c: ChildProcess, what: RegExp, ms = 20_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`not ready: ${out.slice(-300)}`)), ms);
@@ -183,7 +185,7 @@ function ready(c: ChildProcess, what: RegExp, ms = 20_000): Promise<void> {
       out += d.toString();
       if (what.test(out)) {
         clearTimeout(t);
-        resolve();
+        resolve(out);
       }
     };
     c.stdout?.on('data', on);
@@ -200,6 +202,8 @@ interface Setup {
   client: WgGoPeer;
   /** The server's address inside the tunnel. */
   target: string;
+  /** wgnet only: its UDP and crypto backends, as its ready line gives them. */
+  backends?: string;
   /** Server-side processes whose CPU is counted. */
   pids: number[];
   /** UDP datagrams the kernel dropped for a full receive buffer so far: [client ns, server ns]. */
@@ -239,6 +243,7 @@ async function setup(mode: 'kernel' | 'wgnet', dir: string): Promise<Setup> {
     return c;
   };
   let counters: Setup['counters'];
+  let backends: string | undefined;
   const close = (): void => {
     for (const k of kids) if (k.exitCode === null) k.kill('SIGKILL');
     client.close();
@@ -258,7 +263,7 @@ async function setup(mode: 'kernel' | 'wgnet', dir: string): Promise<Setup> {
       writeFileSync(conf, `[Interface]\nPrivateKey = ${keys.privateKey}\nAddress = ${target}/24\nListenPort = ${port}\n[Peer]\nPublicKey = ${client.publicKey}\nAllowedIPs = ${client.inner4}/32\n`, { mode: 0o600 });
       const nodeArgs = (process.env.WGNET_CONNRATE_NODE_ARGS ?? '').split(' ').filter(Boolean);
       const w = spawnIn(process.execPath, [...nodeArgs, ...tsx, SELF, 'wgnet-server', conf, String(HTTP_PORT)]);
-      await ready(w, /ready/);
+      backends = /ready (.*)/.exec(await ready(w, /ready .*\n/))?.[1];
       counters = () =>
         new Promise((resolve) => {
           let buf = '';
@@ -286,6 +291,7 @@ async function setup(mode: 'kernel' | 'wgnet', dir: string): Promise<Setup> {
     pids: kids.map((k) => k.pid!),
     udpDrops: () => [rcvbufErrors(client.exec), rcvbufErrors(srv.exec)],
     counters,
+    backends,
     stop: async () => {
       // SIGTERM and wait, so that a profile asked for in WGNET_CONNRATE_NODE_ARGS gets written.
       await Promise.all(kids.map((k) => new Promise<void>((r) => (k.exitCode !== null ? r() : (k.once('exit', () => r()), k.kill('SIGTERM'))))));
@@ -361,7 +367,7 @@ export async function benchConnrate(log: (s: string) => void = (s) => console.er
       const kr = median(k.map((r) => r.rate));
       const wr = median(w.map((r) => r.rate));
       rows.push({ name: `${c} clients: kernel TCP behind wireguard-go, new conn/s (median of ${rounds} × ${secs} s) [reference]`, value: kr, unit: 'conn/s' });
-      rows.push({ name: `${c} clients: wgnet server, new conn/s (ratios ${range(ratios, 2)})`, value: wr, unit: 'conn/s', ref: 'kernel', ratio: median(ratios) });
+      rows.push({ name: `${c} clients: wgnet server (${wg.backends}), new conn/s (ratios ${range(ratios, 2)})`, value: wr, unit: 'conn/s', ref: 'kernel', ratio: median(ratios) });
       const pct = (rs: Round[]): string => `p99 ${range(rs.map((r) => r.p99), 1)} ms, max ${range(rs.map((r) => r.max))} ms, ≥1 s: ${rs.reduce((a, r) => a + r.slow, 0)} of ${rs.reduce((a, r) => a + r.n, 0)}, errors ${rs.reduce((a, r) => a + r.errors, 0)}, UDP datagrams dropped at a full receive buffer client/server side ${rs.reduce((a, r) => a + r.udpDrops![0], 0)}/${rs.reduce((a, r) => a + r.udpDrops![1], 0)}`;
       rows.push({ name: `  kernel: ${pct(k)}`, value: median(k.map((r) => r.serverUs!)), unit: 'µs CPU/conn (wireguard-go + node)' });
       rows.push({ name: `  wgnet:  ${pct(w)}`, value: median(w.map((r) => r.serverUs!)), unit: 'µs CPU/conn (wgnet process)' });
