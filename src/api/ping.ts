@@ -96,6 +96,10 @@ export class TunnelPing {
   /** Rejects every pending ping with `err` (tunnel.close()). */
   cancelAll(err: () => Error): void {
     for (const w of [...this.pending.values()]) this.settle(w, err());
+    // Not left to fire: an armed timer would hold this tunnel in memory until it did.
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
   }
 
   private settle(w: Waiter, err: Error): void {
