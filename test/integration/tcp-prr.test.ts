@@ -44,6 +44,7 @@ const RTT = 20;
 
 interface Internals {
   cc: { cwnd: number; ssthresh: number };
+  rack: { reorderingSeen: boolean };
   pipe(): number;
   inRecovery: boolean;
 }
@@ -54,6 +55,8 @@ interface Rig {
   seg: number[];
   /** The ACK for segment k: SND.UNA unchanged at segment 0, SACK blocks as given. Returns what was sent: 'R' or 'N' per segment. */
   ack(now: number, sack: number[]): string;
+  /** Runs the timers due by `now`; returns what was sent. */
+  tick(now: number): string;
   internals: Internals;
 }
 
@@ -103,7 +106,12 @@ function rig(cc: 'newreno' | 'cubic' | 'bbr' = 'newreno'): Rig {
   if (cc !== 'bbr') assert.equal(first, 'N'.repeat(20)); // BBR paces them out
   const una = (iss + 101) >>> 0;
   const seg = Array.from({ length: 20 }, (_, k) => (una + k * MSS) >>> 0);
-  return { c, seg, internals, ack: (now, sack) => send(now, una, sack) };
+  const tick = (now: number): string => {
+    const d = t.pollTimeout();
+    if (d && d.at <= now) t.handleTimeout(now);
+    return drain(now);
+  };
+  return { c, seg, internals, ack: (now, sack) => send(now, una, sack), tick };
 }
 
 const end = (r: Rig, k: number): number => (r.seg[k]! + MSS) >>> 0;
@@ -160,3 +168,24 @@ test('BBR keeps its own recovery (packet conservation, no PRR): the retransmissi
   assert.ok(sent[2]!.startsWith('R'), `the fast retransmit on the third ACK: ${sent.join(',')}`);
   assert.equal((r.internals.cc as { prr?: unknown }).prr, undefined);
 });
+
+test('a segment the reordering timer finds lost in recovery goes out at once, in place of the one that left the pipe', () => {
+  const r = rig();
+  // Reordering seen before: the window is min_RTT / 4 = 5 ms (RFC 8985 §6.2 step 4), so losses
+  // are found by the reordering timer rather than on the ACKs. Segments 0 and 5 are lost.
+  r.internals.rack.reorderingSeen = true;
+  for (let k = 1; k <= 4; k++) r.ack(70, [r.seg[1]!, end(r, k)]);
+  // 50 + RACK.rtt 20 + 5: segment 0 is lost; recovery begins with its retransmission.
+  assert.equal(r.tick(75), 'R');
+  assert.ok(r.internals.inRecovery);
+  // ACKs for 6-19 at 76, SACKing above the second hole: PRR sends on them as it will.
+  for (let k = 6; k <= 19; k++) r.ack(76, [r.seg[6]!, end(r, k), r.seg[1]!, end(r, 4)]);
+  // No more ACKs come. Segment 5 is judged at 50 + RACK.rtt 26 + 5 = 81 by the timer: marked
+  // lost, it no longer counts in the pipe, and its retransmission takes its place. Before, the
+  // timer gave PRR no delivery and so no sndcnt, and the segment waited for an ACK that only
+  // its own retransmission could bring: the RTO, 200 ms on.
+  let sent = '';
+  for (let now = 77; now <= 81; now++) sent += r.tick(now);
+  assert.equal(sent, 'R');
+});
+

@@ -165,10 +165,12 @@ export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
   if (!c.sackOk || !c.hasRecords || c.state === 'CLOSED') return;
   if (rackDetectLoss(t, now, c)) {
     onRackLoss(t, now, c);
-    // No ACK, nothing delivered: PRR grants only the fast retransmit of a recovery that begins
-    // here, or what the last ACK's sndcnt left unsent; what is newly marked lost no longer
-    // counts in the pipe, and must not make room for a burst.
-    prrUpdate(c, 0);
+    // A recovery that begins here (or starts over) has no ACK to take its sndcnt from: PRR
+    // grants it the fast retransmit. In one under way cwnd stays where the last ACK left it:
+    // what is newly marked lost left the pipe, and resending it in its place keeps the flight
+    // as it was (Linux does the same); holding it for the next ACK could wait for ever when
+    // the segments still in flight are all that could bring one.
+    if (c.cc.prr?.out === 0) prrUpdate(c, 0);
   }
   armRetransmitTimer(t, c); // a probe may be due now that RACK has nothing left to time
 }
