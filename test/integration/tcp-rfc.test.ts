@@ -421,4 +421,22 @@ describe('PAWS and reordered ACKs (RFC 7323 §5.3)', () => {
     assert.equal(t.stats.pawsDisorderedAcks, 0);
     assert.equal(t.stats.challengeAcks, 3, 'the dropped segments without data were answered (RFC 5961 §7)');
   });
+
+  test('an original that arrives after its retransmission, with the older TSval, is still dropped by PAWS but reported as a D-SACK (RFC 2883 §4)', () => {
+    const { t, conn, iss, peerNxt } = withTimestamps();
+    const data = new Uint8Array(100).fill(7);
+    // The retransmission (TSval 1010) arrives first and is delivered.
+    inject(t, 30, { srcPort: 40000, seq: peerNxt, ack: iss + 1, flags: ['ACK', 'PSH'], payload: data, options: tsOpt(1010, 20) });
+    assert.equal(conn.recvAvailable, 100);
+    // The original, held back on the way (TSval 1009), follows.
+    const out = inject(t, 31, { srcPort: 40000, seq: peerNxt, ack: iss + 1, flags: ['ACK', 'PSH'], payload: data, options: tsOpt(1009, 20) });
+    assert.equal(t.stats['drop.paws'], 1, 'R1 still drops it');
+    assert.equal(conn.recvAvailable, 100, 'not delivered twice');
+    const acks = out.map((s) => parseTcp(s)!).filter((h) => h.sack !== undefined);
+    assert.equal(acks.length, 1, 'answered with one ACK that carries SACK blocks');
+    // The first block is the duplicate, below the cumulative ACK: a D-SACK (RFC 2883 §4).
+    assert.deepEqual(acks[0]!.sack!.slice(0, 2), [peerNxt, peerNxt + 100]);
+    assert.equal(acks[0]!.ack, peerNxt + 100);
+    assert.equal(t.stats.dsackSent, 1);
+  });
 });

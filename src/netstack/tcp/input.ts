@@ -78,6 +78,17 @@ export function segmentArrives(t: TcpLayer, now: Instant, c: Conn, h: TcpSegment
       // Throttled as below: two ends whose TS.Recent a spoofed timestamp moved ahead would otherwise
       // trade PAWS-dropped ACKs for ever (found by test/fuzz).
       if (payload.length === 0 || f & SYN) return challengeAck(t, now, c);
+      // Data already received, its TSval older than a later copy's: the original of a segment
+      // resent before it arrived (the path held it back). The ACK that R1 sends reports it as a
+      // D-SACK (RFC 2883 §4), as for any duplicate: without one the sender never learns the
+      // retransmission was spurious, so it neither undoes the window cut (RFC 3708) nor widens
+      // RACK's reordering window (RFC 8985 §6.2 step 4), and resends every late segment again.
+      // Only within a receive buffer below RCV.NXT: PAWS's own old duplicates, from before the
+      // sequence space wrapped, may lie anywhere.
+      if (seqLt(h.seq, c.rcvNxt) && seqGe(h.seq, seqAdd(c.rcvNxt, -c.rbuf.max))) {
+        const end = seqAdd(h.seq, payload.length);
+        noteDuplicate(t, c, h.seq, seqLt(end, c.rcvNxt) ? end : c.rcvNxt);
+      }
       c.ackNow = true;
       t.markDirty(c);
       return;
