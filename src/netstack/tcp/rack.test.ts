@@ -9,6 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RateSampler } from './rate.js';
+import { Rack, reoWnd } from './rack.js';
+import type { Conn } from './conn.js';
 import { SeededRng } from '../../util/rng.js';
 
 const MSS = 1000;
@@ -121,3 +123,19 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
     }
   });
 }
+
+test('RACK.reo_wnd (RFC 8985 §6.2 step 4): min_RTT / 4 per step, bounded by SRTT; past it only on a sub-ms path for a loss-based sender', () => {
+  const conn = (minRtt: number, srtt: number, mult: number, ccSamples = false): Conn =>
+    ({ inRecovery: false, rtoRecovery: false, ccSamples, rate: { sackedSegs: 0 }, rtt: { sampled: true, minRtt, srtt }, rack: Object.assign(new Rack(), { reoWndMult: mult, reorderingSeen: true }) }) as unknown as Conn;
+  // A 20 ms path: 5 ms per step, at most SRTT, however many D-SACK rounds widened it.
+  assert.equal(reoWnd(conn(20, 22, 1)), 5);
+  assert.equal(reoWnd(conn(20, 22, 3)), 15);
+  assert.equal(reoWnd(conn(20, 22, 40)), 22);
+  // A 0.4 ms path (1 ms timestamps: taken as 1 ms, so 0.25 ms per step): SRTT (0.8, taken as
+  // 1 ms) bounds the base window; once D-SACKs have widened it, a quarter of the 200 ms RTO floor.
+  assert.equal(reoWnd(conn(0.4, 0.8, 1)), 0.25);
+  assert.equal(reoWnd(conn(0.4, 0.8, 20)), 5);
+  assert.equal(reoWnd(conn(0.4, 0.8, 1000)), 200 / 4);
+  // BBR on the same path keeps the SRTT bound.
+  assert.equal(reoWnd(conn(0.4, 0.8, 20, true)), 1);
+});
