@@ -173,7 +173,10 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
     [ports.socks, ports.fwd, ports.udp] = [await freePort(), await freePort(), await freePort()];
     children.push(await startCli(['proxy', '-c', conf[0]!, '--socks5', `127.0.0.1:${ports.socks}`]));
     children.push(await startCli(['forward', '-c', conf[1]!, '-L', `127.0.0.1:${ports.fwd}:10.66.0.2:7000`]));
-    children.push(await startCli(['forward', '-c', conf[2]!, '--udp', '--udp-timeout', '1', '-L', `127.0.0.1:${ports.udp}:10.66.0.2:7`]));
+    // Flows idle out after 1 s; above 1,024 new flows a second the default limit (1,024 at once)
+    // drops new sources by design (2.9 % of 10,000 flows here), so the limit is raised: this
+    // test is about what closed flows leave behind, not about the limit.
+    children.push(await startCli(['forward', '-c', conf[2]!, '--udp', '--udp-timeout', '1', '--max-udp-flows', '16384', '-L', `127.0.0.1:${ports.udp}:10.66.0.2:7`]));
     // Warm-up: each path once, code compiled, sessions up.
     assert.equal(String(await socks(ports.socks, 7000, Buffer.from('warm'))), 'warm', 'SOCKS5 warm-up');
     assert.equal((await exchange(net.connect(ports.fwd, '127.0.0.1'), Buffer.from('warm'))).toString(), 'warm', 'forward warm-up');
@@ -210,8 +213,7 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
         if (typeof r === 'number') codes.set(r, (codes.get(r) ?? 0) + 1);
       });
       assert.deepEqual(Object.fromEntries(codes), { 5: FAILED }, 'SOCKS5 reply 5, connection refused');
-      // UDP may lose a datagram under load (10,000 flows: one lost in a first run); a few are
-      // counted and printed, more fail the test.
+      // UDP may lose a datagram under load; a few are counted and printed, more fail the test.
       await pool(UDP_FLOWS, async (i) => {
         if (!(await udpFlow(ports.udp, i))) lost++;
       });
