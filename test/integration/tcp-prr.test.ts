@@ -54,7 +54,7 @@ interface Rig {
   /** The first 20 segments' starts. */
   seg: number[];
   /** The ACK for segment k: SND.UNA unchanged at segment 0, SACK blocks as given. Returns what was sent: 'R' or 'N' per segment. */
-  ack(now: number, sack: number[]): string;
+  ack(now: number, sack: number[] | undefined): string;
   /** Runs the timers due by `now`; returns what was sent. */
   tick(now: number): string;
   internals: Internals;
@@ -67,7 +67,7 @@ function sackOption(blocks: number[]): number[] {
 }
 
 /** An accepted connection with an RTT sample of 20 ms, cwnd 20 segments, 20 segments sent at 50 and more queued. */
-function rig(cc: 'newreno' | 'cubic' | 'bbr' = 'newreno'): Rig {
+function rig(cc: 'newreno' | 'cubic' | 'bbr' = 'newreno', sackOk = true): Rig {
   const t = new TcpLayer({ rng: new SeededRng(7), mtu: 1440, congestionControl: cc, isLocal: (a: IpAddr) => ipEqual(a, US), sourceFor: () => US });
   const l = t.listen({ port: 80 });
   let sndMax = 0;
@@ -84,7 +84,7 @@ function rig(cc: 'newreno' | 'cubic' | 'bbr' = 'newreno'): Rig {
     }
     return out;
   };
-  t.handleSegment(0, PEER, US, buildTcp(PEER, US, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ, flags: ['SYN'], options: SYN_OPTS }));
+  t.handleSegment(0, PEER, US, buildTcp(PEER, US, { srcPort: 4000, dstPort: 80, seq: PEER_SEQ, flags: ['SYN'], options: sackOk ? SYN_OPTS : SYN_OPTS.slice(0, 4) }));
   let iss = 0;
   for (let o = t.pollTransmit(0); o; o = t.pollTransmit(0)) iss = tcpFields(o.segment).seq;
   sndMax = (iss + 1) >>> 0;
@@ -187,5 +187,18 @@ test('a segment the reordering timer finds lost in recovery goes out at once, in
   let sent = '';
   for (let now = 77; now <= 81; now++) sent += r.tick(now);
   assert.equal(sent, 'R');
+});
+
+test('without SACK (RFC 6937 §3: a duplicate ACK stands for one segment delivered): the same reduction, clocked by duplicate ACKs', () => {
+  const r = rig('newreno', false);
+  const sent: string[] = [];
+  for (let k = 1; k <= 19; k++) sent.push(r.ack(70, undefined) || '-');
+  // No SACK, no pipe below the flight, so nothing new on the first two duplicate ACKs; the
+  // third resends segment 0 (RFC 5681 §3.2). RecoverFS = 20, ssthresh = 10; the pipe is taken
+  // as the flight less one segment per duplicate ACK. Proportional while it is above ssthresh
+  // (to the 14th), then the reduction bound: nothing at 10 (the 15th), and from the 16th one
+  // segment per duplicate ACK, the flight held at 10. Before PRR nothing new went out at all
+  // (cwnd = ssthresh = 10 below a flight of 20 that duplicate ACKs do not shrink).
+  assert.deepEqual(sent, ['-', '-', 'R', '-', 'N', '-', 'N', '-', 'N', '-', 'N', '-', 'N', '-', '-', 'N', 'N', 'N', 'N']);
 });
 
