@@ -7,7 +7,7 @@ import type { Instant } from '../../util/time.js';
 import type { IpAddr } from '../../util/ip.js';
 import { mac } from '../../crypto/hash.js';
 import { ACK, putU32, RST, SYN, seqAdd, type TcpSegmentInfo } from '../../wire/tcp.js';
-import type { PeerKey, TcpConnection, TcpListener } from '../types.js';
+import { addressKey, type PeerKey, type TcpConnection, type TcpListener } from '../types.js';
 import { DEFAULT_MSS, IP4_TCP, IP6_TCP, OUR_WSCALE, synQueueShare } from './constants.js';
 import { Conn, newId } from './conn.js';
 import { queueSyn, sendRst, sendSyn } from './output.js';
@@ -169,6 +169,7 @@ export function openPassive(t: TcpLayer, now: Instant, src: IpAddr, dst: IpAddr,
   c.wl2 = c.iss;
   c.state = 'SYN-RECEIVED';
   c.lastActivity = now;
+  c.rtt.rto = t.rttMemory.initialRto(addressKey(src), now);
   if (l) l.synJoin(c, peer ?? t.peerKey(src));
   t.conns.set(c.key, c);
   sendSyn(t, now, c, true);

@@ -30,6 +30,7 @@ import { TIMER_REASON, TimerHeap } from './timers.js';
 import { pickEphemeralPort } from '../ports.js';
 import { Conn, connKey } from './conn.js';
 import { isn, Listener, listenArrives, openPassive } from './accept.js';
+import { RttMemory } from './rtt.js';
 import { segmentArrives, timeWaitReusable } from './input.js';
 import { flush, onKeepalive, onPersist } from './snd.js';
 import { onReoTimer, onRto } from './recovery.js';
@@ -54,6 +55,8 @@ export class TcpLayer implements TcpLayerApi {
   /** Connections from listeners per peer (TcpOptions.maxConnectionsPerPeer), and whose each one is. */
   private readonly perPeer = new Map<PeerKey, number>();
   private readonly peerOfConn = new Map<Conn, PeerKey>();
+  /** Each host's last RTT, for the next handshake's timer (RFC 9040). */
+  readonly rttMemory = new RttMemory();
 
   constructor(opts: Partial<TcpOptions> & Pick<TcpOptions, 'rng' | 'mtu' | 'isLocal' | 'sourceFor'>) {
     this.opts = {
@@ -164,6 +167,7 @@ export class TcpLayer implements TcpLayerApi {
   }
 
   destroy(c: Conn, error: TcpErrorCode | undefined): void {
+    if (c.state !== 'CLOSED') this.rttMemory.remember(addressKey(c.remoteAddr), c.rtt, c.lastActivity);
     c.state = 'CLOSED';
     if (error && !c.error) c.error = error;
     this.conns.delete(c.key);
@@ -222,6 +226,7 @@ export class TcpLayer implements TcpLayerApi {
     c.recoverSeq = c.iss;
     c.state = 'SYN-SENT';
     c.lastActivity = now;
+    c.rtt.rto = this.rttMemory.initialRto(addressKey(c.remoteAddr), now);
     c.rtt.time(c.iss, now); // the SYN's round trip is the first RTT sample (RFC 6298 §2.1 allows it when not retransmitted)
     this.conns.set(c.key, c);
     sendSyn(this, now, c, false);

@@ -6,6 +6,7 @@
  */
 import { seqGe, seqGt, seqLt } from '../../wire/tcp.js';
 import { INITIAL_RTO, MAX_RTO, MIN_RTO } from './constants.js';
+import type { PeerKey } from '../types.js';
 
 /** Samples above this are taken as bogus (a wrapped or forged echo) and ignored. */
 const MAX_SAMPLE_MS = 120_000;
@@ -82,5 +83,47 @@ export class RttEstimator {
   /** RFC 6298 §5.5: double the RTO after a timeout, up to the maximum. */
   backoff(): void {
     this.rto = Math.min(MAX_RTO, this.rto * 2);
+  }
+}
+
+/** How long a host's remembered RTT seeds new connections (RFC 9040 §8: "a few minutes"). */
+export const RTT_MEMORY_MS = 600_000;
+/** Hosts remembered; past it the least recently stored is forgotten. */
+const RTT_MEMORY_HOSTS = 4096;
+
+/**
+ * Temporal sharing of the RTT between connections to the same host (RFC 9040 §4.2, §5):
+ * a connection that ends leaves its smoothed RTT and variance, and a new connection to that
+ * host within RTT_MEMORY_MS times its SYN or SYN-ACK from them instead of the blind 1 s of
+ * RFC 6298 §2.1. A lost SYN-ACK then costs a few RTTs, not a second (with many short
+ * connections through one lossy receiver, that second was most of the tail latency). Only
+ * the handshake's timer is seeded: the connection's own samples still start its estimator
+ * (§5 allows more; this is the part that pays, with none of the risk of a stale srtt
+ * steering RACK or BBR). Linux keeps the same in tcp_metrics.
+ */
+export class RttMemory {
+  private readonly hosts = new Map<PeerKey, { srtt: number; rttvar: number; at: number }>();
+
+  /** A connection to `host` ends; `at` is its last activity. */
+  remember(host: PeerKey, rtt: RttEstimator, at: number): void {
+    if (!rtt.sampled) return;
+    this.hosts.delete(host); // re-inserted last: Map order is the eviction order
+    if (this.hosts.size >= RTT_MEMORY_HOSTS) this.hosts.delete(this.hosts.keys().next().value!);
+    this.hosts.set(host, { srtt: rtt.srtt, rttvar: rtt.rttvar, at });
+  }
+
+  /** The handshake RTO for a new connection to `host` at `now`: from memory, else RFC 6298's 1 s. */
+  initialRto(host: PeerKey, now: number): number {
+    const m = this.hosts.get(host);
+    if (!m) return INITIAL_RTO;
+    if (now - m.at > RTT_MEMORY_MS) {
+      this.hosts.delete(host);
+      return INITIAL_RTO;
+    }
+    return Math.min(INITIAL_RTO, Math.max(MIN_RTO, m.srtt + Math.max(1, 4 * m.rttvar)));
+  }
+
+  get size(): number {
+    return this.hosts.size;
   }
 }
