@@ -47,13 +47,6 @@ export function enterRecovery(t: TcpLayer, now: Instant, c: Conn): void {
 }
 
 /**
- * RFC 6937 §3 on an ACK in fast recovery (`delivered`: its DeliveredData), or with 0 when
- * the reordering timer marked more lost: the window flush sends by becomes pipe + sndcnt,
- * so what goes out before the next ACK is sndcnt (as Linux applies PRR). Without SACK
- * there is no RFC 6675 pipe; the flight less a segment per duplicate ACK stands for it (each
- * one reports a segment that left the network, RFC 5681 §3.2 step 4). BBR has no PRR.
- */
-/**
  * In a PRR recovery cwnd holds pipe + sndcnt, a send limit for the next ACK, not the
  * controller's window: that is ssthresh, the window recovery ends at (RFC 6937 §3). A
  * further cut (a lost retransmission, a timeout) starts from it, as it did before PRR;
@@ -64,6 +57,14 @@ function prrWindow(c: Conn): void {
   if (c.inRecovery && c.cc.prr !== undefined) c.cc.cwnd = c.cc.ssthresh;
 }
 
+/**
+ * RFC 6937 §3 on an ACK in fast recovery (`delivered`: its DeliveredData), or with 0 when a
+ * recovery begins or starts over on the reordering timer: the window flush sends by becomes
+ * pipe + sndcnt, so what goes out before the next ACK is sndcnt (as Linux applies PRR).
+ * Without SACK there is no RFC 6675 pipe; the flight less a segment per duplicate ACK stands
+ * for it (each one reports a segment that left the network, RFC 5681 §3.2 step 4). BBR has
+ * no PRR.
+ */
 export function prrUpdate(c: Conn, delivered: number): void {
   const prr = c.cc.prr;
   if (prr === undefined || !c.inRecovery) return;
