@@ -319,14 +319,23 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
    * One ICMP echo through the tunnel. Rejects with ETIMEDOUT after `timeout` ms (default 3000),
    * with an AbortError when `signal` aborts, with ERR_WGNET_CLOSED when the tunnel closes first.
    */
-  async ping(host: string, opts: { timeout?: number; size?: number; signal?: AbortSignal } = {}): Promise<PingResult> {
-    this.assertOpen();
+  ping(host: string, opts: { timeout?: number; size?: number; signal?: AbortSignal } = {}): Promise<PingResult> {
     const signal = opts.signal;
-    if (signal?.aborted) throw abortError(signal);
-    const addr = parseIp(host) ?? mustParseIp((await this.lookup(host, { signal })).address);
-    this.assertOpen();
-    if (signal?.aborted) throw abortError(signal);
-    return this.pinger.send(addr, opts);
+    try {
+      this.assertOpen();
+      if (signal?.aborted) throw abortError(signal);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    // An address goes straight to the pinger: no async wrapper, whose extra promise turns
+    // were a measurable part of a loopback round trip (issue 14).
+    const addr = parseIp(host);
+    if (addr) return this.pinger.send(addr, opts);
+    return this.lookup(host, { signal }).then((r) => {
+      this.assertOpen();
+      if (signal?.aborted) throw abortError(signal);
+      return this.pinger.send(mustParseIp(r.address), opts);
+    });
   }
 
   // --- DNS ---------------------------------------------------------------
