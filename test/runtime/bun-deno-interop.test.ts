@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { interopSkipReason, startWgGo, genKeyPair } from '../interop/harness.js';
+import { interopSkipReason, startWgGo, genKeyPair, startServer } from '../interop/harness.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const root = join(HERE, '..', '..');
@@ -43,11 +43,12 @@ describe('Bun and Deno against the real wireguard-go', { skip: interop }, () => 
         const blob = Buffer.alloc(2 * 1024 * 1024);
         for (let i = 0; i < blob.length; i++) blob[i] = (i * 31) & 0xff;
         writeFileSync(join(dir, 'blob'), blob);
-        const http = peer.spawn('python3', ['-u', '-m', 'http.server', '8080', '--bind', peer.inner4, '--directory', dir]);
+        // Both servers are waited for ('Serving HTTP', 'ready'): a fixed pause was too short for
+        // python's start on a loaded machine, and the connect then met ECONNREFUSED.
+        const http = await startServer(peer, 'python3', ['-u', '-m', 'http.server', '8080', '--bind', peer.inner4, '--directory', dir]);
         let httpLog = '';
         http.stderr!.on('data', (d: Buffer) => (httpLog += d));
-        peer.spawn('python3', ['-u', SERVERS, 'sink', peer.inner4, '9000']);
-        await new Promise((r) => setTimeout(r, 500));
+        await startServer(peer, 'python3', ['-u', SERVERS, 'sink', peer.inner4, '9000']);
         const me = genKeyPair();
         const n = peer.inner4.split('.')[2];
         const port = 42000 + Number(n);
