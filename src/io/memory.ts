@@ -11,20 +11,24 @@
  * with the main arena holding 150 MB of free chunks; no MALLOC_* environment variable
  * changed that, one malloc_trim(0) brought RSS to 96 MB in 18 ms.
  *
- * When: a check every trimPolicy.checkMs on an unref'd timer reads V8's external memory (ArrayBuffer
- * backing stores and other malloc'd memory V8 knows of; process.memoryUsage(), some
- * microseconds). A drop of releaseBytes below the highest value seen since the last trim
- * means at least that much went back to malloc: then, at most once per minIntervalMs,
- * the addon trims. The allocator's own statistics (mallinfo2) are not polled: they walk
- * every free chunk under the arena locks, 1-2 ms once the arena is fragmented and once
+ * When: a check every trimPolicy.checkMs on an unref'd timer reads V8's external memory
+ * (ArrayBuffer backing stores and other malloc'd memory V8 knows of; process.memoryUsage(),
+ * some microseconds). Its falls, summed since the last trim, are what went back to malloc; once
+ * they reach releaseBytes the addon trims, at most once per minIntervalMs. A sum, not the
+ * fall from a peak: under churn each GC frees some MB and the next connections take them
+ * again, so the arena's resident high-water mark grows by many small cycles, none of them
+ * large (a first version that waited for one 16 MB fall left `wgnet forward` at 275 MB after
+ * 100,000 connections, start 100 MB). The allocator's own statistics (mallinfo2) are not
+ * polled: they walk every free chunk under the arena locks, 1-2 ms once the arena is fragmented and once
  * 136 ms while V8's background sweeper was freeing. A trim costs what it releases (18 ms
  * for 150 MB, 0.3 ms when there is nothing to give back); during sustained churn the
  * pages it returns are faulted back in as allocation resumes, so the interval bounds that
- * cost to one trim per minIntervalMs. The check stops itself after idleChecks quiet
- * checks and is re-armed by watchMemory() (each new TcpSocket calls it).
+ * cost to one trim per minIntervalMs. The check stops itself after idleChecks checks in which
+ * external memory moved less than 1 MB, and is re-armed by watchMemory() (each new TcpSocket
+ * calls it).
  *
- * Only where the addon loads and exports trim (Linux with glibc; musl's allocator returns
- * freed memory itself). WGNET_MALLOC_TRIM=0 turns it off.
+ * Only where the addon loads and exports trim (Linux with glibc; musl's mallocng gives
+ * freed groups back by itself). WGNET_MALLOC_TRIM=0 turns it off.
  */
 import { performance } from 'node:perf_hooks';
 import { probeAddon } from './native.js';
@@ -42,11 +46,11 @@ const MiB = 1024 * 1024;
 export const trimPolicy = {
   /** How often external memory is sampled. */
   checkMs: 2000,
-  /** A release at least this large, seen in external memory, is worth a trim. */
+  /** Releases seen in external memory that add up to this much are worth a trim. */
   releaseBytes: 16 * MiB,
   /** At most one trim per this interval: it blocks the event loop while it runs, and pages it returns during churn come back as faults. */
   minIntervalMs: 30_000,
-  /** Checks in a row without a new peak or a pending release before the timer stops (a minute). */
+  /** Quiet checks in a row (external memory moved less than 1 MB, no trim owed) before the timer stops (a minute). */
   idleChecks: 30,
 };
 
@@ -61,8 +65,10 @@ export interface MemoryTrimStats {
 
 let addon: MemoryAddon | undefined | null; // null: probed, unavailable
 let timer: NodeJS.Timeout | undefined;
-/** Highest external memory seen since the last trim. */
-let peak = 0;
+/** External memory at the previous check. */
+let last = 0;
+/** Bytes external memory fell by, summed over the checks since the last trim. */
+let released = 0;
 let idle = 0;
 const stats: MemoryTrimStats = { enabled: false, trims: 0, lastTrimAt: undefined, lastTrimMs: undefined };
 
@@ -83,7 +89,7 @@ export function watchMemory(): void {
     return;
   }
   stats.enabled = true;
-  peak = process.memoryUsage().external;
+  last = process.memoryUsage().external;
   idle = 0;
   timer = setInterval(check, trimPolicy.checkMs);
   timer.unref();
@@ -94,13 +100,12 @@ export function check(): void {
   const a = memoryAddon();
   if (!a) return;
   const ext = process.memoryUsage().external;
-  if (ext > peak) {
-    peak = ext;
-    idle = 0;
-    return;
-  }
-  if (peak - ext < trimPolicy.releaseBytes) {
-    if (++idle >= trimPolicy.idleChecks && timer !== undefined) {
+  const moved = Math.abs(ext - last) >= MiB;
+  if (ext < last) released += last - ext;
+  last = ext;
+  if (released < trimPolicy.releaseBytes) {
+    idle = moved ? 0 : idle + 1;
+    if (idle >= trimPolicy.idleChecks && timer !== undefined) {
       clearInterval(timer);
       timer = undefined;
     }
@@ -108,12 +113,12 @@ export function check(): void {
   }
   idle = 0;
   const now = performance.now();
-  if (stats.lastTrimAt !== undefined && now - stats.lastTrimAt < trimPolicy.minIntervalMs) return; // owed: the peak stays until the interval has passed
+  if (stats.lastTrimAt !== undefined && now - stats.lastTrimAt < trimPolicy.minIntervalMs) return; // owed: taken once the interval has passed
   a.trim();
   stats.trims++;
   stats.lastTrimAt = now;
   stats.lastTrimMs = performance.now() - now;
-  peak = ext;
+  released = 0;
 }
 
 /** What the checks have done in this process. */
