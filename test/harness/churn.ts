@@ -110,10 +110,11 @@ export async function settledMemory(awaitTrim = true): Promise<{ heapMB: number;
       trimPolicy.minIntervalMs = saved;
     }
   }
-  // V8 returns the pages its GC emptied from a background task, seconds later: wait until
-  // RSS has not fallen for 1.5 s (at most 15 s).
+  // V8 returns the pages its GC emptied from a background task, and shrinks its heap once
+  // allocation has stopped for a while (its memory reducer), seconds later: wait until RSS
+  // has not fallen for 4 s (at most 30 s).
   let last = process.memoryUsage.rss();
-  for (let still = 0, i = 0; still < 3 && i < 30; i++) {
+  for (let still = 0, i = 0; still < 8 && i < 60; i++) {
     await new Promise((r) => setTimeout(r, 500));
     const now = process.memoryUsage.rss();
     still = now < last - 1024 * 1024 ? 0 : still + 1;
