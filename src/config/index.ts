@@ -5,13 +5,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { parseWgQuick } from './wg-quick.js';
+import { parseWgQuick, parseWgQuickWithRules } from './wg-quick.js';
+import type { ListenerRule } from './rules.js';
 import { parseSingBox } from './sing-box.js';
 import { ConfigError, type InterfaceAddress, type PeerSpec, type TunnelConfig } from './model.js';
 import { closest, parseAddress, parseCidr, parseEndpoint, parseKeyValue, shown, type Parsed } from './values.js';
 import { parseIp, type IpPrefix } from '../util/ip.js';
 
-export { parseWgQuick, formatWgQuick } from './wg-quick.js';
+export { parseWgQuick, parseWgQuickWithRules, formatWgQuick } from './wg-quick.js';
+export { describeRule, ruleId, proxyAuth, RULE_SECTIONS } from './rules.js';
+export type { ListenerRule, BindAddress, ProxyAuth, RuleOrigin, RuleSection } from './rules.js';
 export { parseSingBox } from './sing-box.js';
 export { ConfigError } from './model.js';
 export type { TunnelConfig, PeerSpec, InterfaceAddress, EndpointSpec } from './model.js';
@@ -105,6 +108,26 @@ export type TunnelConfigInput = string | { file: string } | TunnelConfigObject |
 /** Detects the format: JSON if it starts with `{`, else wg-quick INI. */
 export function parseConfig(text: string, opts: { file?: string; tag?: string } = {}): TunnelConfig {
   return /^\s*\{/.test(text) ? parseSingBox(text, opts) : parseWgQuick(text, opts);
+}
+
+/**
+ * For `wgnet proxy` / `forward`: a config file (or text) and its listener sections (rules.ts),
+ * from one read, so that a reload applies peers and listeners of the same version of the file.
+ * sing-box JSON has no listener sections: its rules are [].
+ */
+export async function loadConfigWithRules(input: string | { file: string }, opts: { tag?: string } = {}): Promise<{ config: TunnelConfig; rules: ListenerRule[] }> {
+  let text = typeof input === 'string' ? input : undefined;
+  let file: string | undefined;
+  if (typeof input !== 'string') {
+    try {
+      text = await readFile(input.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError({ file: input.file }, `cannot read: ${(err as Error).message}`);
+    }
+    file = basename(input.file);
+  }
+  if (/^\s*\{/.test(text!)) return { config: parseSingBox(text!, { file, tag: opts.tag }), rules: [] };
+  return parseWgQuickWithRules(text!, { file });
 }
 
 export async function loadConfig(input: TunnelConfigInput, opts: { tag?: string } = {}): Promise<TunnelConfig> {

@@ -7,6 +7,7 @@ import { formatIp, formatPrefix, parseIp } from '../util/ip.js';
 import { toBase64 } from '../util/bytes.js';
 import { ConfigError, type PeerSpec, type TunnelConfig } from './model.js';
 import { closest, isShowable, parseAddress, parseCidr, parseEndpoint, parseKeyValue, parsePort, parseUint, type Parsed } from './values.js';
+import { checkRuleConflicts, ruleSection, RULE_SECTIONS, RuleSectionParser, type ListenerRule } from './rules.js';
 
 /** wg-quick keys that mean nothing without an OS interface: accepted, reported once. */
 const IGNORED = new Map([
@@ -33,9 +34,26 @@ function unknownName(what: string, found: string, known: readonly string[]): str
   return isShowable(found) ? hint : ` (name not shown: ${found.length} characters)${hint}`;
 }
 
+/**
+ * The tunnel of a wg-quick file. Strict as wg(8): a listener section ([Socks5], [TCPClientTunnel],
+ * ... rules.ts) is an error here, because a Tunnel opens no listeners and a file that asks for
+ * them should not look as if it worked; `wgnet proxy` / `forward` read them with
+ * parseWgQuickWithRules.
+ */
 export function parseWgQuick(text: string, opts: { file?: string } = {}): TunnelConfig {
-  const file = opts.file;
-  let section: 'interface' | 'peer' | undefined;
+  return parse(text, opts.file, undefined);
+}
+
+/** The tunnel and the listener rules of a wg-quick file with wireproxy's sections (rules.ts), in file order. */
+export function parseWgQuickWithRules(text: string, opts: { file?: string } = {}): { config: TunnelConfig; rules: ListenerRule[] } {
+  const rules: ListenerRule[] = [];
+  const config = parse(text, opts.file, rules);
+  return { config, rules };
+}
+
+function parse(text: string, file: string | undefined, rules: ListenerRule[] | undefined): TunnelConfig {
+  let section: 'interface' | 'peer' | 'rule' | undefined;
+  let rule: RuleSectionParser | undefined;
   let sawInterface = false;
   let privateKey: Uint8Array | undefined;
   const cfg: Omit<TunnelConfig, 'privateKey'> = { addresses: [], dns: { servers: [], search: [] }, peers: [], warnings: [], source: file };
@@ -53,6 +71,11 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
     cfg.peers.push(spec);
     peer = undefined;
   };
+  const finishSection = (): void => {
+    finishPeer();
+    if (rule) rules!.push(rule.finish());
+    rule = undefined;
+  };
 
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -61,21 +84,32 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
     const hash = raw.indexOf('#');
     const line = (hash >= 0 ? raw.slice(0, hash) : raw).trim();
     if (line === '') continue;
-    const sec = /^\[\s*([A-Za-z]+)\s*\]$/.exec(line);
+    const sec = /^\[\s*([A-Za-z][A-Za-z0-9]*)\s*\]$/.exec(line);
     if (sec) {
       const name = sec[1]!.toLowerCase();
+      const ruleName = ruleSection(name);
       if (name === 'interface') {
-        finishPeer();
+        finishSection();
         if (sawInterface) throw new ConfigError({ file, line: lineNo }, 'a second [Interface] section');
         section = 'interface';
         sawInterface = true;
       } else if (name === 'peer') {
-        finishPeer();
+        finishSection();
         section = 'peer';
         peer = { publicKey: new Uint8Array(32), allowedIps: [], line: lineNo, hasKey: false };
+      } else if (ruleName && rules) {
+        finishSection();
+        section = 'rule';
+        rule = new RuleSectionParser(ruleName, lineNo, file);
+      } else if (ruleName) {
+        throw new ConfigError({ file, line: lineNo }, `[${ruleName}] is a listener section of 'wgnet proxy' and 'wgnet forward'; a Tunnel opens no listeners (parseWgQuickWithRules reads them)`);
+      } else if (name === 'stdiotunnel') {
+        throw new ConfigError({ file, line: lineNo }, "[STDIOTunnel] is not supported: wgnet has no stdin/stdout tunnel (a [Socks5] section and 'nc -X 5' as ssh's ProxyCommand do the same)");
       } else {
         const shownName = isShowable(sec[1]!) ? ` [${sec[1]}]` : '';
-        throw new ConfigError({ file, line: lineNo }, `unknown section${shownName}${unknownName('section', sec[1]!, ['Interface', 'Peer'])} (expected [Interface] or [Peer])`);
+        const known = rules ? ['Interface', 'Peer', ...RULE_SECTIONS] : ['Interface', 'Peer'];
+        const expected = rules ? `[Interface], [Peer] or a listener section: ${RULE_SECTIONS.map((r) => `[${r}]`).join(', ')}` : '[Interface] or [Peer]';
+        throw new ConfigError({ file, line: lineNo }, `unknown section${shownName}${unknownName('section', sec[1]!, known)} (expected ${expected})`);
       }
       continue;
     }
@@ -92,8 +126,13 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
       return r.value;
     };
     const list = (): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-    if (!section) throw new ConfigError({ file, line: lineNo, key }, 'this key must be inside an [Interface] or [Peer] section');
-    if (section === 'interface') {
+    if (!section) {
+      // wireproxy's include of a separate wg-quick file: name it rather than "must be inside".
+      if (lk === 'wgconfig') throw new ConfigError({ file, line: lineNo, key: 'WGConfig' }, 'is not supported: put the [Interface] and [Peer] sections in this file');
+      throw new ConfigError({ file, line: lineNo, key }, 'this key must be inside an [Interface] or [Peer] section');
+    }
+    if (section === 'rule') rule!.key(found, value, lineNo);
+    else if (section === 'interface') {
       switch (lk) {
         case 'privatekey':
           privateKey = need(parseKeyValue(value));
@@ -152,7 +191,8 @@ export function parseWgQuick(text: string, opts: { file?: string } = {}): Tunnel
       }
     }
   }
-  finishPeer();
+  finishSection();
+  if (rules) checkRuleConflicts(rules, file);
   if (!sawInterface) throw new ConfigError({ file }, 'missing [Interface] section');
   if (!privateKey) throw new ConfigError({ file, key: 'PrivateKey' }, 'missing in [Interface]');
   return { privateKey, ...cfg };
