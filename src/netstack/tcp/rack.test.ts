@@ -12,6 +12,10 @@ import { RateSampler } from './rate.js';
 import { Rack, reoWnd } from './rack.js';
 import type { Conn } from './conn.js';
 import { SeededRng } from '../../util/rng.js';
+import { TcpLayer } from './layer.js';
+import type { TcpConnection } from '../types.js';
+import { parseIp, ipEqual, type IpAddr } from '../../util/ip.js';
+import { ACK, FIN, SYN, TCP_HEADER_LEN, fillTcpChecksum, tcpFlags, tcpSeq, writeTcpHeader } from '../../wire/tcp.js';
 
 const MSS = 1000;
 
@@ -138,4 +142,110 @@ test('RACK.reo_wnd (RFC 8985 §6.2 step 4): min_RTT / 4 per step, bounded by SRT
   assert.equal(reoWnd(conn(0.4, 0.8, 1000)), 200 / 4);
   // BBR on the same path keeps the SRTT bound.
   assert.equal(reoWnd(conn(0.4, 0.8, 20, true)), 1);
+});
+
+/*
+ * The tail loss probe once the FIN is sent (RFC 8985 §7: the probe is the last segment sent,
+ * whatever it carries). A short connection (one response, then close) has nothing after its
+ * last data and FIN whose SACK could show them lost, so without a probe each such loss waits
+ * for the RTO. Played at packet level against one TcpLayer: the peer SACKs, uses no
+ * timestamps, and one exchange at a 20 ms RTT sets SRTT 20 ms, RTTVAR 10 ms, RTO at its
+ * 200 ms floor. PTO (§7.2) is then 2 × SRTT plus the delayed-ACK allowance (40 ms, the
+ * stack's own delayed-ACK time) with one segment in flight: 80 ms, well before the RTO.
+ */
+const ME = parseIp('10.0.0.1')!;
+const PEER = parseIp('10.0.0.2')!;
+const PEER_ISN = 100;
+const FIN_RTT = 20;
+const FIN_RTO = 200;
+
+interface Sent {
+  seq: number;
+  len: number;
+  flags: number;
+  at: number;
+}
+
+function finRig(): { t: TcpLayer; c: TcpConnection; log: Sent[]; ack(now: number, a: number, sack?: [number, number]): void; tick(now: number): void; una: number } {
+  const t = new TcpLayer({ rng: new SeededRng(5), mtu: 1440, congestionControl: 'cubic', isLocal: (a: IpAddr) => ipEqual(a, ME), sourceFor: () => ME });
+  const l = t.listen({ port: 80 });
+  const log: Sent[] = [];
+  const drain = (now: number): void => {
+    for (let o = t.pollTransmit(now); o; o = t.pollTransmit(now)) {
+      const s = o.segment;
+      log.push({ seq: tcpSeq(s), len: s.length - (s[12]! >> 4) * 4, flags: tcpFlags(s), at: now });
+    }
+  };
+  const seg = (now: number, flags: number, ack: number, options: number[]): void => {
+    const hl = TCP_HEADER_LEN + options.length;
+    const s = new Uint8Array(hl);
+    writeTcpHeader(s, 0, 4000, 80, flags & SYN ? PEER_ISN : PEER_ISN + 1, ack, flags, 65535, hl);
+    s.set(options, TCP_HEADER_LEN);
+    fillTcpChecksum(s, PEER, ME);
+    t.handleSegment(now, PEER, ME, s);
+    drain(now);
+  };
+  // MSS 1400 and SACK-permitted, no timestamps.
+  seg(0, SYN, 0, [2, 4, 0x05, 0x78, 1, 1, 4, 2]);
+  const iss = log.find((s) => s.flags & SYN)!.seq;
+  const ack = (now: number, a: number, sack?: [number, number]): void => {
+    const o = sack ? [1, 1, 5, 10, ...[sack[0], sack[1]].flatMap((v) => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff])] : [];
+    seg(now, ACK, a >>> 0, o);
+  };
+  ack(10, iss + 1);
+  for (let e = t.pollEvent(); e; e = t.pollEvent());
+  const c = l.accept()!;
+  c.send(20, new Uint8Array(100));
+  drain(20);
+  ack(20 + FIN_RTT, iss + 101);
+  log.length = 0;
+  const tick = (now: number): void => {
+    const d = t.pollTimeout();
+    if (d && d.at <= now) t.handleTimeout(now);
+    drain(now);
+  };
+  return { t, c, log, ack, tick, una: (iss + 101) >>> 0 };
+}
+
+test('RFC 8985 §7 in FIN-WAIT-1: a lost FIN after acknowledged data is probed (the FIN alone) before the RTO', () => {
+  const r = finRig();
+  r.c.send(50, new Uint8Array(200));
+  r.c.shutdown(50);
+  r.tick(50);
+  const out = r.log.filter((s) => s.at === 50);
+  assert.deepEqual(out.map((s) => [s.seq, s.len, s.flags & FIN]), [[r.una, 200, 0], [(r.una + 200) >>> 0, 0, FIN]], 'the response, then the FIN');
+  // The data arrives and is acknowledged; the FIN is lost.
+  r.ack(50 + FIN_RTT, r.una + 200);
+  let probe: Sent | undefined;
+  for (let now = 51 + FIN_RTT; now < 50 + FIN_RTO && !probe; now++) {
+    r.tick(now);
+    probe = r.log.find((s) => s.at === now && (s.flags & FIN) !== 0);
+  }
+  assert.ok(probe, 'the FIN went again before the RTO');
+  assert.deepEqual([probe.seq, probe.len], [(r.una + 200) >>> 0, 0], 'the FIN alone, at its own sequence number');
+  assert.equal(r.t.stats.tailLossProbes, 1);
+  assert.equal(r.t.stats.rtoExpired, 0);
+  r.ack(probe.at + FIN_RTT, r.una + 201);
+  assert.equal(r.c.state, 'FIN-WAIT-2', 'the probe repaired the loss');
+});
+
+test('RFC 8985 §7 in FIN-WAIT-1: lost last data whose FIN arrived is probed, with the FIN, before the RTO', () => {
+  const r = finRig();
+  r.c.send(50, new Uint8Array(200));
+  r.c.shutdown(50);
+  r.tick(50);
+  const end = (r.una + 200) >>> 0;
+  // The data is lost; the FIN arrives out of order and is SACKed (a FIN has no send record:
+  // RACK cannot time the data against it).
+  r.ack(50 + FIN_RTT, r.una, [end, (end + 1) >>> 0]);
+  let probe: Sent | undefined;
+  for (let now = 51 + FIN_RTT; now < 50 + FIN_RTO && !probe; now++) {
+    r.tick(now);
+    probe = r.log.find((s) => s.at === now && s.len > 0);
+  }
+  assert.ok(probe, 'the data went again before the RTO');
+  assert.deepEqual([probe.seq, probe.len, probe.flags & FIN], [r.una, 200, FIN], 'the last data segment, carrying the FIN');
+  assert.equal(r.t.stats.rtoExpired, 0);
+  r.ack(probe.at + FIN_RTT, end + 1);
+  assert.equal(r.c.state, 'FIN-WAIT-2', 'the probe repaired the loss');
 });

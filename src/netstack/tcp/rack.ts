@@ -222,7 +222,14 @@ export function rackMarkLossesOnRto(now: Instant, c: Conn): void {
 /**
  * §7.2: a probe may be scheduled while the connection is open (not in fast or RTO
  * recovery) and nothing is SACKed (RACK.segs_sacked = 0: RACK's timer covers that case),
- * with no probe outstanding and data in flight, no FIN sent yet.
+ * with no probe outstanding and data in flight.
+ *
+ * Also once our FIN is sent (FIN-WAIT-1, CLOSING, LAST-ACK): §7 does not stop at the FIN,
+ * and a short connection's last data segment and FIN are its whole tail, with nothing sent
+ * after them whose SACK could show them lost (§6.2). Without a probe each such loss costs an
+ * RTO: measured behind a wireguard-go peer that drops datagrams at its full receive buffer
+ * (bench/connrate.ts, 100 clients), every round's p99 sat at the 200 ms floor. The probe is
+ * then the last data segment with the FIN, or the FIN alone (recovery.ts sendProbe).
  *
  * And one case §7.2 leaves to fast recovery, where fast recovery is stuck: nothing is
  * marked lost and waiting, and RACK has no segment to time (its timer is idle), yet data is
@@ -234,7 +241,10 @@ export function rackMarkLossesOnRto(now: Instant, c: Conn): void {
  * retransmission (recovery.ts tlpLossResponse).
  */
 export function tlpEligible(c: Conn): boolean {
-  if (!c.sackOk || !c.hasRecords || c.rack.tlpOn || c.rtoRecovery || !(c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT') || c.sbuf.length === 0 || seqDiff(c.sndMax, c.una) <= 0) return false;
+  if (!c.sackOk || !c.hasRecords || c.rack.tlpOn || c.rtoRecovery || seqDiff(c.sndMax, c.una) <= 0) return false;
+  if (c.state === 'ESTABLISHED' || c.state === 'CLOSE-WAIT') {
+    if (c.sbuf.length === 0) return false;
+  } else if (!(c.finSent && (c.state === 'FIN-WAIT-1' || c.state === 'CLOSING' || c.state === 'LAST-ACK'))) return false;
   const s = c.rate;
   if (c.inRecovery) return s.lostBytes === 0 && c.timers.reo === NEVER && c.pipe() > 0;
   return s.sackedSegs === 0;

@@ -271,12 +271,20 @@ export function sendProbe(t: TcpLayer, now: Instant, c: Conn): void {
       if (len > 0) {
         c.undoState = undefined; // the probe's D-SACK must not read as one for the last recovery
         c.rate.probing = true;
-        emitSegment(t, now, c, ACK, seq, off, len);
+        // The last data segment takes the FIN sent after it: a FIN has no send record, so
+        // its SACK cannot show the data lost, and if both were lost one probe repairs both.
+        emitSegment(t, now, c, c.finSent && off + len === c.sbuf.length ? FIN | ACK : ACK, seq, off, len);
         c.rate.probing = false;
         c.rtt.resent(seq, seqAdd(seq, len));
         r.tlpRetrans = true;
         sent = true;
       }
+    } else if (c.finSent && c.sbuf.length === 0) {
+      // All data acknowledged, the FIN not: the FIN is the last segment (rack.ts tlpEligible).
+      c.undoState = undefined;
+      emitSegment(t, now, c, FIN | ACK, c.una, 0, 0);
+      r.tlpRetrans = true;
+      sent = true;
     }
   }
   if (sent) {
