@@ -5,6 +5,7 @@
  */
 import { WgnetError } from '../util/errors.js';
 import { parseIp } from '../util/ip.js';
+import type { ListenerRule } from '../config/index.js';
 
 export interface ForwardSpec {
   kind: 'L' | 'R';
@@ -44,4 +45,24 @@ export function parseForwardSpec(spec: string, kind: 'L' | 'R'): ForwardSpec {
   if (bindHost !== undefined && !parseIp(bindHost) && bindHost !== 'localhost') throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `-${kind} ${spec}: bind address '${bindHost}' is not an IP address`);
   if (!host) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `-${kind} ${spec}: missing HOST`);
   return { kind, bindHost, bindPort: port(bp!, kind), host, port: port(hp!, kind) };
+}
+
+/**
+ * A -L / -R flag as a listener rule, with the metrics label and ready-line text it had before
+ * config files could hold rules (dashboards and scripts match on them).
+ */
+export function forwardFlagRule(spec: ForwardSpec, udp: boolean): { rule: ListenerRule; label: string; ready: string } {
+  const target = { host: spec.host, port: spec.port };
+  const label = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}${udp ? ' udp' : ''}`;
+  const ready = `-${spec.kind} ${spec.bindHost ? spec.bindHost + ':' : ''}${spec.bindPort}:${spec.host}:${spec.port}`;
+  const bind = { host: spec.bindHost ?? '127.0.0.1', port: spec.bindPort };
+  const rule: ListenerRule =
+    spec.kind === 'L'
+      ? udp
+        ? { kind: 'udp-client', bind, target }
+        : { kind: 'tcp-client', bind, target }
+      : udp
+        ? { kind: 'udp-server', port: spec.bindPort, target }
+        : { kind: 'tcp-server', port: spec.bindPort, target };
+  return { rule, label, ready };
 }

@@ -3,22 +3,16 @@
  * A readiness line on stdout once the handshake is up (or after 5 s without one),
  * logs on stderr, clean shutdown on SIGINT/SIGTERM, one-line errors.
  */
-import net from 'node:net';
-import dgram from 'node:dgram';
+import type net from 'node:net';
 import { Tunnel } from '../api/tunnel.js';
-import { tunnelDialer, systemDialer, splice, dial } from './dialer.js';
-import { createSocks5Server } from './socks5.js';
-import { forwardUdp, type UdpForwardCounters } from './udp-forward.js';
-import type { DatagramSocket } from './dialer.js';
-import { createHttpProxyServer } from './http-proxy.js';
-import { parseForwardSpec, type ForwardSpec } from './forward.js';
+import { parseForwardSpec, forwardFlagRule, type ForwardSpec } from './forward.js';
 import { WgnetError } from '../util/errors.js';
-import { parseIp } from '../util/ip.js';
-import { DEFAULT_LIMITS, limitReporter, positiveInt, type ListenerLimits } from './limits.js';
+import { DEFAULT_LIMITS, positiveInt, type ListenerLimits } from './limits.js';
 import { listenerMetrics, type ListenerCounters } from '../io/metrics.js';
 import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
 import { levelEnabled, type Trace } from '../util/trace.js';
-import { loadConfig } from '../config/index.js';
+import { loadConfig, loadConfigWithRules, proxyAuth, RULE_SECTIONS, type ListenerRule, type ProxyAuth, type TunnelConfig } from '../config/index.js';
+import { ListenerSet } from './listeners.js';
 import type { SyncResult, TunnelLimits, TunnelOptions } from '../api/tunnel.js';
 
 /** The log levels of every command, most severe first. */
@@ -152,15 +146,6 @@ export function makeLog(c: Pick<Common, 'level' | 'json'>): CliLog {
   };
 }
 
-function listen(server: net.Server, host: string, port: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new WgnetError(err.code === 'EADDRINUSE' ? 'ERR_WGNET_IN_USE' : 'ERR_WGNET_INVALID_ARGUMENT', `${what}: cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address in use' : err.message}`)),
-    );
-    server.listen(port, host, () => resolve());
-  });
-}
-
 /** The cores' traces into the log at its level: drops (with why) at debug, per-packet and timer chatter at trace. */
 export function coreTrace(c: Pick<Common, 'level'>, log: CliLog): Trace {
   return { enabled: (level) => levelEnabled(c.level, level), log: (level, event, fields) => log(level, event, fields) };
@@ -208,10 +193,19 @@ export function tunnelOptions(c: Common, trace: Trace): TunnelOptions {
   return { trace, limits: c.peerLimits, ...(c.uapi ? { uapi: c.uapi } : {}), ...(c.congestionControl ? { congestionControl: c.congestionControl } : {}) };
 }
 
-async function upTunnel(c: Common, log: CliLog): Promise<Tunnel> {
+/**
+ * The -c file of proxy / forward, read once for both the tunnel and its listener sections
+ * (config/rules.ts): the library's Tunnel.create rejects those sections, so the CLI hands it
+ * the parsed tunnel part.
+ */
+async function loadCliConfig(c: Common): Promise<{ config: TunnelConfig; rules: ListenerRule[] }> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
+  return loadConfigWithRules({ file: c.config });
+}
+
+async function upTunnel(c: Common, log: CliLog, config: TunnelConfig): Promise<Tunnel> {
   const trace = coreTrace(c, log);
-  const t = await Tunnel.create({ file: c.config }, tunnelOptions(c, trace));
+  const t = await Tunnel.create(config, tunnelOptions(c, trace));
   for (const w of t.config.warnings) log('warn', w);
   watchHandshakes(t, log);
   t.on('warning', (e: Error) => log('warn', e.message));
@@ -294,7 +288,7 @@ export type ListenerSource = () => { listener: string; kind: string; stats: List
  * /readyz server, the health probe, the pcap capture, and SIGUSR1's counter dump.
  * `close()` undoes all of it (before the tunnel closes).
  */
-export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => []): Promise<{ close(): Promise<void>; dump(write?: CliLog): void; metricsAddress?: string }> {
+export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => [], rules?: ListenerSet): Promise<{ close(): Promise<void>; dump(write?: CliLog): void; metricsAddress?: string }> {
   if (c.readyPeers) checkPeerNames(t.peers(), c.readyPeers);
   const undo: (() => Promise<void> | void)[] = [];
   try {
@@ -338,7 +332,7 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
           again = true;
           return;
         }
-        running = reloadConfig(t, file, log).finally(() => {
+        running = reloadConfig(t, file, log, rules).finally(() => {
           running = undefined;
           if (again) {
             again = false;
@@ -368,12 +362,20 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
  * (key, endpoint, allowed IPs, keepalive), unchanged ones left alone, so their sessions and
  * connections go on. A file that does not parse, or an endpoint that does not resolve, changes
  * nothing and logs one line naming file:line. Address, DNS and MTU belong to the netstack: a
- * warning says they need a restart. Resolves to whether the new config was applied.
+ * warning says they need a restart. With `listeners` (proxy, forward), the file's listener
+ * sections are applied after the peers, from the same read (listeners.ts reload: unchanged ones
+ * untouched, gone ones stopped, new ones started; one that cannot listen logs a line and the rest
+ * applies). Resolves to whether the new config was applied.
  */
-export async function reloadConfig(t: Tunnel, file: string, log: CliLog): Promise<boolean> {
+export async function reloadConfig(t: Tunnel, file: string, log: CliLog, listeners?: ListenerSet): Promise<boolean> {
   let r: SyncResult;
+  let rules: ListenerRule[] | undefined;
   try {
-    r = await t.syncConfig({ file });
+    if (listeners) {
+      const loaded = await loadConfigWithRules({ file });
+      rules = loaded.rules;
+      r = await t.syncConfig(loaded.config);
+    } else r = await t.syncConfig({ file });
   } catch (err) {
     log('error', `config reload failed, the running config stays: ${(err as Error).message}`);
     return false;
@@ -382,15 +384,20 @@ export async function reloadConfig(t: Tunnel, file: string, log: CliLog): Promis
   if (r.privateKeyChanged) log('info', 'config reload: new PrivateKey; every session was dropped and is handshaken again', { file });
   if (r.restartNeeded.length) log('warn', `config reload: ${r.restartNeeded.join(', ')} changes take effect on restart; the running ones stay`, { file });
   log('info', 'config reloaded', { file, added: r.added, removed: r.removed, changed: r.changed, unchanged: r.unchanged });
+  if (listeners && rules) log('info', 'listeners reloaded', { file, ...(await listeners.reload(rules)) });
   return true;
 }
 
-/** --check: the config parses and validates (warnings printed); exits 0, or throws the error naming file:line. */
-export async function checkConfig(c: Common): Promise<number> {
+/**
+ * --check: the config parses and validates (warnings printed); exits 0, or throws the error naming
+ * file:line. `withRules` (proxy, forward): listener sections are accepted and counted.
+ */
+export async function checkConfig(c: Common, withRules = false): Promise<number> {
   if (!c.config) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '-c FILE is required');
-  const cfg = await loadConfig({ file: c.config });
+  const { config: cfg, rules } = withRules ? await loadConfigWithRules({ file: c.config }) : { config: await loadConfig({ file: c.config }), rules: [] };
   for (const w of cfg.warnings) process.stderr.write(`WARN ${w}\n`);
-  process.stdout.write(`${c.config}: ok (${cfg.peers.length} peer${cfg.peers.length === 1 ? '' : 's'}, ${cfg.addresses.length} address${cfg.addresses.length === 1 ? '' : 'es'}${cfg.warnings.length ? `, ${cfg.warnings.length} warning${cfg.warnings.length === 1 ? '' : 's'}` : ''})\n`);
+  const n = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
+  process.stdout.write(`${c.config}: ok (${n(cfg.peers.length, 'peer', 'peers')}, ${n(cfg.addresses.length, 'address', 'addresses')}${rules.length ? `, ${n(rules.length, 'listener', 'listeners')}` : ''}${cfg.warnings.length ? `, ${n(cfg.warnings.length, 'warning', 'warnings')}` : ''})\n`);
   return 0;
 }
 
@@ -418,10 +425,43 @@ export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, writ
   for (const l of listeners) write('info', 'stats listener', { listener: l.listener, kind: l.kind, ...l.stats });
 }
 
+/** Starts `set`'s listeners, the flags' then the config's; on a failure, closes what started and the tunnel, and throws. */
+async function startListeners(set: ListenerSet, t: Tunnel, flags: Parameters<ListenerSet['startFixed']>[0], rules: readonly ListenerRule[]): Promise<void> {
+  try {
+    await set.startFixed(flags);
+    await set.startConfig(rules);
+  } catch (err) {
+    set.closeAll();
+    await t.close();
+    throw err;
+  }
+}
+
+/** The shared tail of proxy and forward: ops, the ready line, then serving until a signal. */
+async function serveListeners(c: Common, t: Tunnel, log: CliLog, set: ListenerSet, udpFlag: boolean): Promise<number> {
+  let ops: Awaited<ReturnType<typeof startOps>>;
+  try {
+    ops = await startOps(c, t, log, () => set.list(), set);
+  } catch (err) {
+    set.closeAll();
+    await t.close();
+    throw err;
+  }
+  const hs = await waitHandshake(t, 5000, log);
+  const parts = set.readyParts();
+  const where = [...parts.fixed, ...(udpFlag && parts.fixed.length ? ['udp'] : []), ...parts.config].join(' ');
+  process.stdout.write(`ready ${where}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} udp=${udpBackend(t)} handshake=${hs ? 'ok' : 'pending'}\n`);
+  return untilSignal(async () => {
+    await ops.close();
+    set.closeAll(log);
+    await t.close();
+  });
+}
+
 export async function runProxy(args: string[]): Promise<number> {
   let socks: { host: string; port: number } | undefined;
   let httpAt: { host: string; port: number } | undefined;
-  let auth: { username: string; password: string } | undefined;
+  let auth: ProxyAuth | undefined;
   let requestTimeoutMs: number | undefined;
   let maxHeaderBytes: number | undefined;
   const c = parseCommon(args, (a, next) => {
@@ -433,67 +473,25 @@ export async function runProxy(args: string[]): Promise<number> {
       const v = next();
       const i = v.indexOf(':');
       if (i < 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', '--auth: expected USER:PASS');
-      auth = { username: v.slice(0, i), password: v.slice(i + 1) };
+      auth = proxyAuth(v.slice(0, i), v.slice(i + 1));
     } else return false;
     return true;
   });
-  if (c.check) return checkConfig(c);
-  if (!socks && !httpAt) socks = { host: '127.0.0.1', port: 1080 };
+  if (c.check) return checkConfig(c, true);
   if (requestTimeoutMs !== undefined) c.limits.requestTimeoutMs = requestTimeoutMs;
   if (maxHeaderBytes !== undefined) c.limits.maxHeaderBytes = maxHeaderBytes;
+  const { config, rules } = await loadCliConfig(c);
+  // The default SOCKS5 listener only when nothing else is asked for: a file with an [http]
+  // section alone (as wireproxy runs it) gets no extra port.
+  if (!socks && !httpAt && rules.length === 0) socks = { host: '127.0.0.1', port: 1080 };
+  const flags: { rule: ListenerRule }[] = [];
+  if (socks) flags.push({ rule: { kind: 'socks5', bind: socks, ...(auth ? { auth } : {}) } });
+  if (httpAt) flags.push({ rule: { kind: 'http', bind: httpAt, ...(auth ? { auth } : {}) } });
   const log = makeLog(c);
-  const t = await upTunnel(c, log);
-  const dialer = tunnelDialer(t);
-  const servers: net.Server[] = [];
-  try {
-    if (socks) {
-      const s = createSocks5Server({ dialer, auth, log, limits: c.limits, onLimit: limitReporter('socks5', log) });
-      await listen(s, socks.host, socks.port, 'socks5');
-      servers.push(s);
-    }
-    if (httpAt) {
-      const s = createHttpProxyServer({ dialer, auth, log, limits: c.limits, onLimit: limitReporter('http proxy', log) });
-      await listen(s, httpAt.host, httpAt.port, 'http proxy');
-      servers.push(s);
-    }
-  } catch (err) {
-    for (const s of servers) s.close();
-    await t.close();
-    throw err;
-  }
-  const kinds = servers.map((s) => (s === servers[0] && socks ? 'socks5' : 'http'));
-  const where = servers.map((s, i) => {
-    const a = s.address() as net.AddressInfo;
-    return `${kinds[i]}=${a.address}:${a.port}`;
-  });
-  let ops: Awaited<ReturnType<typeof startOps>>;
-  try {
-    ops = await startOps(c, t, log, () =>
-      servers.map((s, i) => {
-        const st = (s as net.Server & { stats: import('./socks5.js').ProxyStats }).stats;
-        return {
-          listener: where[i]!.slice(kinds[i]!.length + 1),
-          kind: kinds[i]!,
-          stats: { connections: st.connections, failures: st.failures, bytesUp: st.bytesUp, bytesDown: st.bytesDown, udpFlows: st.udpAssociations, datagramsUp: st.udpUp, datagramsDown: st.udpDown, limited: st.limited },
-        };
-      }),
-    );
-  } catch (err) {
-    for (const s of servers) s.close();
-    await t.close();
-    throw err;
-  }
-  const hs = await waitHandshake(t, 5000, log);
-  process.stdout.write(`ready ${where.join(' ')}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} udp=${udpBackend(t)} handshake=${hs ? 'ok' : 'pending'}\n`);
-  return untilSignal(async () => {
-    await ops.close();
-    for (const s of servers) {
-      s.close();
-      const st = (s as net.Server & { stats?: object }).stats;
-      if (st) log('info', 'proxy stats', st as Record<string, unknown>);
-    }
-    await t.close();
-  });
+  const t = await upTunnel(c, log, config);
+  const set = new ListenerSet({ t, log, limits: c.limits, udpIdleMs: 60_000 });
+  await startListeners(set, t, flags, rules);
+  return serveListeners(c, t, log, set, false);
 }
 
 export async function runForward(args: string[]): Promise<number> {
@@ -509,148 +507,12 @@ export async function runForward(args: string[]): Promise<number> {
     else return false;
     return true;
   });
-  if (specs.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', 'give at least one -L or -R');
-  if (c.check) return checkConfig(c);
+  if (c.check) return checkConfig(c, true);
+  const { config, rules } = await loadCliConfig(c);
+  if (specs.length === 0 && rules.length === 0) throw new WgnetError('ERR_WGNET_INVALID_ARGUMENT', `give at least one -L or -R, or a listener section (${RULE_SECTIONS.map((s) => `[${s}]`).join(', ')}) in the config file`);
   const log = makeLog(c);
-  const t = await upTunnel(c, log);
-  const viaTunnel = tunnelDialer(t);
-  const local = systemDialer();
-  const closers: (() => void)[] = [];
-  const counters: Record<string, { connections: number; active: number; errors: number; up: number; down: number; limited: number; idleTimeouts: number }> = {};
-  const tcpCounters = (spec: ForwardSpec): (typeof counters)[string] => (counters[`-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`] ??= { connections: 0, active: 0, errors: 0, up: 0, down: 0, limited: 0, idleTimeouts: 0 });
-  const onIdle = new Map<string, ReturnType<typeof limitReporter>>();
-  const serve = (spec: ForwardSpec, sock: import('node:stream').Duplex): void => {
-    const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port}`;
-    const ctr = tcpCounters(spec);
-    sock.on('error', () => {});
-    sock.pause();
-    const started = Date.now();
-    const client = (sock as { remoteAddress?: string; remotePort?: number }).remoteAddress;
-    const from = client ? `${client}:${(sock as { remotePort?: number }).remotePort}` : undefined;
-    dial(spec.kind === 'L' ? viaTunnel : local, spec.host, spec.port).then(
-      (up) => {
-        ctr.connections++;
-        ctr.active++;
-        let bytesUp = 0;
-        let bytesDown = 0;
-        splice(sock, up, (dir, n) => (dir === 'up' ? ((ctr.up += n), (bytesUp += n)) : ((ctr.down += n), (bytesDown += n))), {
-          ms: c.limits.idleTimeoutMs,
-          onIdle: () => {
-            ctr.idleTimeouts++;
-            let report = onIdle.get(key);
-            if (!report) onIdle.set(key, (report = limitReporter(`forward ${key}`, log)));
-            report('idleTimeout', { timeoutMs: c.limits.idleTimeoutMs, client: from });
-          },
-        });
-        log('debug', 'forward connection opened', { forward: key, client: from });
-        sock.once('close', () => {
-          ctr.active--;
-          log('debug', 'forward connection closed', { forward: key, client: from, up: bytesUp, down: bytesDown, ms: Date.now() - started });
-        });
-        sock.resume();
-      },
-      (err: NodeJS.ErrnoException) => {
-        ctr.errors++;
-        log('info', 'forward connect failed', { forward: key, client: from, error: err.code ?? err.message, ms: Date.now() - started });
-        sock.destroy();
-      },
-    );
-  };
-  const udpCounters: Record<string, UdpForwardCounters> = {};
-  try {
-    for (const spec of specs) {
-      if (udp) {
-        const key = `-${spec.kind} ${spec.bindPort}:${spec.host}:${spec.port} udp`;
-        const counters = (udpCounters[key] = { flows: 0, up: 0, down: 0, expired: 0, limited: 0, limitedPerPeer: 0 });
-        const onLimit = limitReporter(`forward ${key}`, log);
-        const family: 4 | 6 = parseIp(spec.host)?.length === 16 ? 6 : 4; // names: IPv4
-        let listener: DatagramSocket;
-        if (spec.kind === 'L') {
-          const bindHost = spec.bindHost ?? '127.0.0.1';
-          const d = dgram.createSocket(bindHost.includes(':') ? 'udp6' : 'udp4');
-          await new Promise<void>((resolve, reject) => {
-            d.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-L ${spec.bindPort} (udp): ${e.message}`)));
-            d.bind(spec.bindPort, bindHost, () => resolve());
-          });
-          listener = d;
-        } else {
-          const u = t.createSocket('udp4');
-          await new Promise<void>((resolve, reject) => {
-            u.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-R ${spec.bindPort} (udp): ${e.message}`)));
-            u.bind(spec.bindPort, () => resolve());
-          });
-          listener = u;
-        }
-        const fwd = forwardUdp({
-          listener,
-          outbound: spec.kind === 'L' ? () => viaTunnel.udp!(family) : () => dgram.createSocket(family === 6 ? 'udp6' : 'udp4'),
-          host: spec.host,
-          port: spec.port,
-          idleMs: udpIdleMs,
-          counters,
-          maxFlows: c.limits.maxUdpFlows,
-          // -R: the clients are peers, and one may hold only its share (whitepaper §2: a peer
-          // is its AllowedIPs). -L's clients are local programs, all one address: no share.
-          ...(spec.kind === 'R' ? { peerOf: (a: string) => t.peerFor(a), maxFlowsPerPeer: udpFlowsPerPeer } : {}),
-          onLimit: (fields) => onLimit('maxPerPeer' in fields ? 'udpFlowsPerPeer' : 'udpFlows', fields),
-          onError: (e) => log('debug', 'forward udp error', { forward: key, error: e.message }),
-        });
-        closers.push(() => fwd.close());
-      } else if (spec.kind === 'L') {
-        const s = net.createServer((sock) => serve(spec, sock));
-        const onLimit = limitReporter(`forward -L ${spec.bindPort}`, log);
-        s.maxConnections = c.limits.maxConnections; // Node closes the excess at once and emits 'drop'
-        s.on('drop', (d?: { remoteAddress?: string }) => {
-          tcpCounters(spec).limited++;
-          onLimit('connections', { max: c.limits.maxConnections, client: d?.remoteAddress });
-        });
-        await listen(s, spec.bindHost ?? '127.0.0.1', spec.bindPort, `-L ${spec.bindPort}`);
-        closers.push(() => s.close());
-      } else {
-        // The tunnel's TcpServer has maxConnections but reports no drops: count here instead.
-        const onLimit = limitReporter(`forward -R ${spec.bindPort}`, log);
-        let open = 0;
-        const s = t.createServer((sock) => {
-          if (open >= c.limits.maxConnections) {
-            tcpCounters(spec).limited++;
-            onLimit('connections', { max: c.limits.maxConnections, client: sock.remoteAddress });
-            sock.destroy();
-            return;
-          }
-          open++;
-          sock.once('close', () => open--);
-          serve(spec, sock);
-        });
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', (e: Error) => reject(new WgnetError('ERR_WGNET_IN_USE', `-R ${spec.bindPort}: ${e.message}`)));
-          s.listen(spec.bindPort, () => resolve());
-        });
-        closers.push(() => s.close());
-      }
-    }
-  } catch (err) {
-    for (const cl of closers) cl();
-    await t.close();
-    throw err;
-  }
-  let ops: Awaited<ReturnType<typeof startOps>>;
-  try {
-    ops = await startOps(c, t, log, () => [
-      ...Object.entries(counters).map(([listener, v]) => ({ listener, kind: 'forward', stats: { connections: v.connections, active: v.active, failures: v.errors, bytesUp: v.up, bytesDown: v.down, limited: { connections: v.limited, idleTimeout: v.idleTimeouts } } })),
-      ...Object.entries(udpCounters).map(([listener, v]) => ({ listener, kind: 'forward-udp', stats: { udpFlows: v.flows, datagramsUp: v.up, datagramsDown: v.down, limited: { udpFlows: v.limited, udpFlowsPerPeer: v.limitedPerPeer ?? 0 } } })),
-    ]);
-  } catch (err) {
-    for (const cl of closers) cl();
-    await t.close();
-    throw err;
-  }
-  const hs = await waitHandshake(t, 5000, log);
-  process.stdout.write(`ready ${specs.map((s) => `-${s.kind} ${s.bindHost ? s.bindHost + ':' : ''}${s.bindPort}:${s.host}:${s.port}`).join(' ')}${udp ? ' udp' : ''}${ops.metricsAddress ? ` metrics=${ops.metricsAddress}` : ''} udp=${udpBackend(t)} handshake=${hs ? 'ok' : 'pending'}\n`);
-  return untilSignal(async () => {
-    await ops.close();
-    for (const cl of closers) cl();
-    for (const [k, v] of Object.entries(counters)) log('info', 'forward stats', { forward: k, ...v });
-    for (const [k, v] of Object.entries(udpCounters)) log('info', 'forward stats', { forward: k, ...v });
-    await t.close();
-  });
+  const t = await upTunnel(c, log, config);
+  const set = new ListenerSet({ t, log, limits: c.limits, udpIdleMs, udpFlowsPerPeer });
+  await startListeners(set, t, specs.map((s) => forwardFlagRule(s, udp)), rules);
+  return serveListeners(c, t, log, set, udp);
 }
