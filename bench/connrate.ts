@@ -25,8 +25,10 @@
  * Also per round: the UDP datagrams each namespace's kernel dropped at a full receive buffer
  * (this machine's wireguard-go, v0.0.20220316, keeps the default ~208 KiB, where releases from
  * 2023 ask for 7 MiB; a burst overflows it while it waits for a core, and a SYN or SYN-ACK lost
- * that way is a 1 s stall with either server, so the stall count is read next to this), and
- * the wgnet TCP counters that moved.
+ * that way is a 1 s stall with either server, so the stall count is read next to this), the
+ * datagrams per connection that reached the client's namespace, read or dropped (about 5 with
+ * either server: more drops from one server come from when its datagrams arrive, not how
+ * many), and the wgnet TCP counters that moved.
  *
  * `npm run bench -- connrate`; `npx tsx bench/connrate.ts` alone prints every round.
  * WGNET_CONNRATE_ROUNDS (3), WGNET_CONNRATE_SECS (4), WGNET_CONNRATE_CLIENTS ("10,100");
@@ -67,6 +69,8 @@ interface Round {
   serverUs?: number;
   /** UDP datagrams dropped for a full receive buffer during the round: client side, server side. */
   udpDrops?: [number, number];
+  /** UDP datagrams that reached the client's namespace per connection, read or dropped (what its wireguard-go must read). */
+  inPerConn?: number;
   /** wgnet's counters that moved during the round. */
   counters?: string;
 }
@@ -208,16 +212,18 @@ interface Setup {
   pids: number[];
   /** UDP datagrams the kernel dropped for a full receive buffer so far: [client ns, server ns]. */
   udpDrops(): [number, number];
+  /** UDP datagrams received in the client namespace so far. */
+  clientIn(): number;
   /** wgnet only: its counters now, flattened ('tcp.synCookiesSent': n), for the per-round log. */
   counters?: () => Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
-/** Udp RcvbufErrors of a namespace (/proc/net/snmp: a header line, then a values line). */
-function rcvbufErrors(exec: (cmd: string, args: string[]) => string): number {
+/** A Udp counter of a namespace (/proc/net/snmp: a header line, then a values line). */
+function udpCounter(exec: (cmd: string, args: string[]) => string, name: 'RcvbufErrors' | 'InDatagrams'): number {
   const lines = exec('cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:'));
   const names = lines[0]!.split(/\s+/);
-  return Number(lines[1]!.split(/\s+/)[names.indexOf('RcvbufErrors')]);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf(name)]);
 }
 
 function flatten(o: unknown, prefix: string, out: Record<string, number>): Record<string, number> {
@@ -289,7 +295,8 @@ async function setup(mode: 'kernel' | 'wgnet', dir: string): Promise<Setup> {
     client,
     target,
     pids: kids.map((k) => k.pid!),
-    udpDrops: () => [rcvbufErrors(client.exec), rcvbufErrors(srv.exec)],
+    udpDrops: () => [udpCounter(client.exec, 'RcvbufErrors'), udpCounter(srv.exec, 'RcvbufErrors')],
+    clientIn: () => udpCounter(client.exec, 'InDatagrams'),
     counters,
     backends,
     stop: async () => {
@@ -303,6 +310,7 @@ async function setup(mode: 'kernel' | 'wgnet', dir: string): Promise<Setup> {
 async function round(s: Setup, conc: number, secs: number): Promise<Round> {
   const c0 = await s.counters?.();
   const u0 = s.udpDrops();
+  const in0 = s.clientIn();
   const cpu0 = s.pids.reduce((a, p) => a + cpuMs(p), 0);
   const out = await s.client.run(process.execPath, [...tsx, SELF, 'client', s.target, String(HTTP_PORT), String(conc), String(secs)], { timeoutMs: 120_000 });
   const r = JSON.parse(out.split('\n').pop()!) as Round;
@@ -311,6 +319,7 @@ async function round(s: Setup, conc: number, secs: number): Promise<Round> {
   r.serverUs = (cpu * 1000) / (r.n + r.warm + r.errors);
   const u1 = s.udpDrops();
   r.udpDrops = [u1[0] - u0[0], u1[1] - u0[1]];
+  r.inPerConn = (s.clientIn() - in0 + r.udpDrops[0]) / (r.n + r.warm + r.errors);
   if (c0) {
     const c1 = await s.counters!();
     const d = Object.entries(c1).filter(([k, v]) => v !== (c0[k] ?? 0) && !/bytes|Bytes|packets|Packets/.test(k));
@@ -331,7 +340,7 @@ function range(xs: number[], digits = 0): string {
 }
 
 function line(r: Round): string {
-  return `${r.rate.toFixed(0)} conn/s, mean ${r.mean.toFixed(1)} p50 ${r.p50.toFixed(1)} p90 ${r.p90.toFixed(1)} p99 ${r.p99.toFixed(1)} max ${r.max.toFixed(0)} ms, ≥1 s: ${r.slow}, errors ${r.errors}, server CPU ${r.serverUs!.toFixed(0)} µs/conn, client CPU ${(r.clientCpu * 100).toFixed(0)} %, UDP drops client/server ${r.udpDrops!.join('/')}${r.counters ? `\n      counters: ${r.counters}` : ''}`;
+  return `${r.rate.toFixed(0)} conn/s, mean ${r.mean.toFixed(1)} p50 ${r.p50.toFixed(1)} p90 ${r.p90.toFixed(1)} p99 ${r.p99.toFixed(1)} max ${r.max.toFixed(0)} ms, ≥1 s: ${r.slow}, errors ${r.errors}, server CPU ${r.serverUs!.toFixed(0)} µs/conn, client CPU ${(r.clientCpu * 100).toFixed(0)} %, UDP drops client/server ${r.udpDrops!.join('/')}, datagrams to the client ${r.inPerConn!.toFixed(2)}/conn${r.counters ? `\n      counters: ${r.counters}` : ''}`;
 }
 
 export async function benchConnrate(log: (s: string) => void = (s) => console.error(`  · ${s}`)): Promise<BenchRow[]> {
