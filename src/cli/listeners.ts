@@ -128,7 +128,10 @@ export class ListenerSet {
         this.d.log('info', 'listener started', { listener: r.label, rule: ruleWhere(rule) });
       } catch (err) {
         failed++;
-        this.d.log('error', `listener not started, the rest of the config applies: ${ruleWhere(rule)}: ${(err as Error).message}`);
+        // Bind errors already start with where the rule is written (listen()'s `what`).
+        const where = ruleWhere(rule);
+        const msg = (err as Error).message;
+        this.d.log('error', `listener not started, the rest of the config applies: ${msg.startsWith(where) ? msg : `${where}: ${msg}`}`);
       }
     }
     return { started, stopped, unchanged: next.size - started - failed, failed };
