@@ -22,6 +22,9 @@ Commands:
   up [-f] IFNAME       WireGuard on a kernel TUN device (Linux, root): a drop-in for wireguard-go
   show [NAME]          the wg show view of interfaces with a UAPI socket (--uapi NAME, up, wireguard-go)
 
+proxy and forward also run the listener sections of FILE, as wireproxy writes them ([Socks5], [http],
+[TCPClientTunnel], [TCPServerTunnel], [UDPProxyTunnel]); SIGHUP applies a changed FILE.
+
 Run 'wgnet help <command>' or 'wgnet <command> --help' for a command's options.`;
 
 const HELP_TOPICS = ['demo', 'genkey', 'pubkey', 'genpsk', 'proxy', 'forward', 'gateway', 'up', 'show'];

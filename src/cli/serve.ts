@@ -50,7 +50,8 @@ export const OPS_HELP = `Operations:
   --max-reassembly-per-peer BYTES  IP fragments one peer may have waiting for reassembly (default 1048576)
   --check                    validate the config file (and these flags) and exit: 0 if good, else the error with file:line
 Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
-         connections untouched; a bad file keeps the running config and logs file:line.
+         connections untouched (proxy and forward: its listener sections too); a bad file
+         keeps the running config and logs file:line.
          SIGUSR1 prints the live counters to stderr, labelled. SIGINT and SIGTERM stop.`;
 
 const IDLE_HELP = `  --idle-timeout SECONDS     close an established connection (CONNECT, TCP forward) after this long with no
@@ -70,20 +71,38 @@ ${IDLE_HELP}`
   --max-udp-flows-per-peer N  --udp -R flows one peer may hold at once (default a quarter of --max-udp-flows)
 ${IDLE_HELP}`;
 
+/** The config file's listener sections (config/rules.ts), in both proxy's and forward's help. */
+const RULES_HELP = `Listeners in the config file (wireproxy's sections, any number; proxy and forward both run every
+kind, alongside their flags):
+  [Socks5]           BindAddress = 127.0.0.1:1080   (Username = U, Password = P: optional, both)
+  [http]             BindAddress = 127.0.0.1:8080   (Username, Password as [Socks5])
+  [TCPClientTunnel]  BindAddress = 127.0.0.1:2222   Target = 10.0.0.5:22     as -L
+  [TCPServerTunnel]  ListenPort = 8080              Target = 127.0.0.1:3000  as -R
+  [UDPProxyTunnel]   BindAddress = 127.0.0.1:5353   Target = 10.0.0.1:53     as --udp -L (InactivityTimeout = SECONDS)
+BindAddress ':PORT' is every interface. On SIGHUP an unchanged section keeps its listener and
+connections; a removed one stops listening and lets its open TCP connections run to their end
+(as an nginx or HAProxy reload; UDP flows close at once); a new one starts; one that cannot
+listen logs one line and the rest applies. The flags' listeners stay as started.`;
+
 export const PROXY_USAGE = `Usage: wgnet proxy -c FILE [--socks5 HOST:PORT] [--http HOST:PORT] [--auth USER:PASS] [--uapi NAME] [--log-level LEVEL] [--log-format text|json]
                    [--max-connections N] [--request-timeout SECONDS] [--max-header-size BYTES] [--max-udp-flows N] [--idle-timeout SECONDS]
                    [--metrics HOST:PORT] [--ready-peers KEY,...] [--health-check IP[:PORT]] [--pcap FILE]
 
 Runs a SOCKS5 (RFC 1928: CONNECT and UDP ASSOCIATE; names resolved through the tunnel's DNS) and/or an
 HTTP proxy (CONNECT and http:// requests) whose connections go through the WireGuard
-tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface.
+tunnel of FILE (wg-quick or sing-box JSON). No root, no OS interface. With no --socks5, --http
+or listener section in FILE: --socks5 127.0.0.1:1080. --auth is for the flags' listeners; a
+section has its own Username and Password.
+
+${RULES_HELP}
 
 ${LIMITS_HELP('proxy')}
 
 ${OPS_HELP}
 
 Example: wgnet proxy -c wg0.conf --socks5 127.0.0.1:1080 --http 127.0.0.1:8080
-         curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/`;
+         curl --socks5-hostname 127.0.0.1:1080 http://10.0.0.1/
+         wgnet proxy -c wireproxy.conf      # its [Socks5], [http], ... sections; kill -HUP to reload`;
 
 export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:PORT ...] [-R PORT:HOST:PORT ...] [--udp [--udp-timeout SECONDS]] [--uapi NAME] [--log-level ...]
                      [--max-connections N] [--max-udp-flows N] [--idle-timeout SECONDS] [--metrics HOST:PORT] [--health-check IP[:PORT]] [--pcap FILE]
@@ -95,14 +114,20 @@ export const FORWARD_USAGE = `Usage: wgnet forward -c FILE [-L [BIND:]PORT:HOST:
 
 --udp  the forwards of this command carry UDP instead of TCP: each client address and
        port is a flow with its own socket on the other side, closed after
-       --udp-timeout seconds without traffic (default 60). Run a second forward for TCP.
+       --udp-timeout seconds without traffic (default 60). Run a second forward for TCP,
+       or put the UDP ones in FILE as [UDPProxyTunnel] sections: --udp is for the flags only.
+
+At least one -L, -R or listener section in FILE.
+
+${RULES_HELP}
 
 ${LIMITS_HELP('forward')}
 
 ${OPS_HELP}
 
 Example: wgnet forward -c wg0.conf -L 8022:10.0.0.5:22 -R 8080:127.0.0.1:3000
-         wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53`;
+         wgnet forward -c wg0.conf --udp -L 5353:10.0.0.1:53
+         wgnet forward -c tunnels.conf      # its [TCPClientTunnel], ... sections; kill -HUP to reload`;
 
 export interface Common {
   limits: ListenerLimits;
