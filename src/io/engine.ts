@@ -286,14 +286,32 @@ export class Engine<L extends PacketLayer = Interface> {
     }
   };
 
+  /** True if neither the packet layer nor any extra component has a deadline before `at`. */
+  private othersNotBefore(at: Instant): boolean {
+    const d = this.iface.pollTimeout();
+    if (d !== undefined && d.at < at) return false;
+    for (const c of this.extra) {
+      const e = c.pollTimeout();
+      if (e !== undefined && e.at < at) return false;
+    }
+    return true;
+  }
+
   private nextDeadline(): Deadline | undefined {
     let d = earliest(this.device.pollTimeout(), this.iface.pollTimeout());
     for (const c of this.extra) d = earliest(d, c.pollTimeout());
     return d;
   }
 
-  /** One unref'd timer per tunnel (DESIGN §2), moved only when an earlier deadline appears. */
+  /**
+   * One unref'd timer per tunnel (DESIGN §2), moved only when an earlier deadline appears.
+   * Runs after every pump, so three times per ping round trip. While a timer is armed, the
+   * device is asked only for a lower bound of its deadlines: its keepalive and new-handshake
+   * deadlines move (later) on nearly every packet, and the exact answer would fix up its timer
+   * heap and allocate a Deadline each time just to learn that the timer may stay.
+   */
   private arm(): void {
+    if (this.timer !== undefined && this.device.deadlineBound() >= this.timerAt && this.othersNotBefore(this.timerAt)) return;
     const d = this.nextDeadline();
     if (d === undefined) {
       if (this.timer) clearTimeout(this.timer);

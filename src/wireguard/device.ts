@@ -356,6 +356,17 @@ export class Device {
     return this.cachedDeadline;
   }
 
+  /**
+   * An instant before which nothing of this device is due: pollTimeout() is never earlier. O(1)
+   * and allocation-free (no heap fix-up, no Deadline), for a driver whose timer is already armed
+   * and that only needs to know whether an earlier deadline appeared (io/engine, once per pump).
+   */
+  deadlineBound(): Instant {
+    const at = this.timers.lowerBound();
+    const lc = this.limiter.nextCollect();
+    return lc !== undefined && lc < at ? lc : at;
+  }
+
   /** Timer-heap entries held (tests: bounded by the peers, not by the packets). */
   get timerEntries(): number {
     return this.timers.size;

@@ -115,6 +115,17 @@ export class PeerTimerHeap<O extends PeerTimed> {
     }
   }
 
+  /**
+   * No timer that is on is due before this (NEVER if none): the top entry as it stands, without
+   * peek()'s fix-ups. An entry is never later than the deadline it stands for (the invariant), so
+   * this is a lower bound, O(1) and allocation-free; the data path moves a deadline on nearly every
+   * packet, and a driver that only asks "anything before my armed timer?" need not fix the heap.
+   */
+  lowerBound(): number {
+    const e = this.heap.top;
+    return e === undefined ? NEVER : e.at;
+  }
+
   /** The earliest deadline that is on, NEVER if none. */
   next(): number {
     return this.peek()?.at ?? NEVER;
