@@ -24,6 +24,17 @@ export class AllowedIps<T> {
   /** prefixesOf's answers, dropped when the value's prefixes change. */
   private sorted = new Map<T, readonly IpPrefix[]>();
   private count = 0;
+  /**
+   * The last lookup per family and its answer. The trie is walked bit by bit (33 nodes for an
+   * IPv4 /32, 129 for an IPv6 /128) on every packet, twice per packet counting both directions,
+   * and consecutive packets nearly always carry the same address: one compare answers them.
+   * Any change to the trie forgets both (forget()).
+   */
+  private last4 = -1; // the address as a uint32; -1: none
+  private last4Value: T | undefined;
+  private readonly last6 = new Int32Array(4);
+  private last6Valid = false;
+  private last6Value: T | undefined;
 
   get size(): number {
     return this.count;
@@ -50,7 +61,15 @@ export class AllowedIps<T> {
     return n;
   }
 
+  private forget(): void {
+    this.last4 = -1;
+    this.last4Value = undefined;
+    this.last6Valid = false;
+    this.last6Value = undefined;
+  }
+
   insert(prefix: IpPrefix, value: T): void {
+    this.forget();
     const p = { addr: maskAddr(prefix.addr, prefix.bits), bits: prefix.bits };
     const n = this.walk(p, true)!;
     if (n.has) {
@@ -67,6 +86,7 @@ export class AllowedIps<T> {
   }
 
   remove(prefix: IpPrefix): boolean {
+    this.forget();
     const p = { addr: maskAddr(prefix.addr, prefix.bits), bits: prefix.bits };
     const n = this.walk(p, false);
     if (!n || !n.has) return false;
@@ -90,8 +110,33 @@ export class AllowedIps<T> {
   }
 
   lookup(family: 4 | 6, bytes: Uint8Array, offset = 0): T | undefined {
-    let n: Node<T> | undefined = family === 4 ? this.root4 : this.root6;
-    const bits = family === 4 ? 32 : 128;
+    if (family === 4) {
+      const a = ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+      if (a === this.last4) return this.last4Value;
+      const v = this.walkLookup(this.root4, 32, bytes, offset);
+      this.last4 = a;
+      this.last4Value = v;
+      return v;
+    }
+    const l = this.last6;
+    const w0 = (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+    const w1 = (bytes[offset + 4]! << 24) | (bytes[offset + 5]! << 16) | (bytes[offset + 6]! << 8) | bytes[offset + 7]!;
+    const w2 = (bytes[offset + 8]! << 24) | (bytes[offset + 9]! << 16) | (bytes[offset + 10]! << 8) | bytes[offset + 11]!;
+    const w3 = (bytes[offset + 12]! << 24) | (bytes[offset + 13]! << 16) | (bytes[offset + 14]! << 8) | bytes[offset + 15]!;
+    if (this.last6Valid && l[0] === w0 && l[1] === w1 && l[2] === w2 && l[3] === w3) return this.last6Value;
+    const v = this.walkLookup(this.root6, 128, bytes, offset);
+    l[0] = w0;
+    l[1] = w1;
+    l[2] = w2;
+    l[3] = w3;
+    this.last6Valid = true;
+    this.last6Value = v;
+    return v;
+  }
+
+  /** The longest-prefix match: the last node with a value on the address's path. */
+  private walkLookup(root: Node<T>, bits: number, bytes: Uint8Array, offset: number): T | undefined {
+    let n: Node<T> | undefined = root;
     let best: T | undefined;
     for (let i = 0; n; i++) {
       if (n.has) best = n.value;
@@ -124,6 +169,7 @@ export class AllowedIps<T> {
   }
 
   clear(): void {
+    this.forget();
     this.root4 = newNode();
     this.root6 = newNode();
     this.byValue.clear();

@@ -91,6 +91,31 @@ test('allowed IPs: longest-prefix match equals a naive scan on random data (wire
   }
 });
 
+test('allowed IPs: the same address looked up twice in a row sees every change made in between', () => {
+  for (const [fam, net, host, addr] of [
+    [4, '10.9.0.0/16', '10.9.1.2/32', Uint8Array.of(10, 9, 1, 2)],
+    [6, 'fd00:9::/32', 'fd00:9::1:2/128', Uint8Array.of(0xfd, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2)],
+  ] as const) {
+    const t = new AllowedIps<string>();
+    assert.equal(t.lookup(fam, addr), undefined);
+    t.insert(parsePrefix(net)!, 'net');
+    assert.equal(t.lookup(fam, addr), 'net');
+    t.insert(parsePrefix(host)!, 'host');
+    assert.equal(t.lookup(fam, addr), 'host');
+    assert.equal(t.lookup(fam, addr), 'host');
+    t.insert(parsePrefix(host)!, 'other');
+    assert.equal(t.lookup(fam, addr), 'other');
+    t.remove(parsePrefix(host)!);
+    assert.equal(t.lookup(fam, addr), 'net');
+    t.removeByValue('net');
+    assert.equal(t.lookup(fam, addr), undefined);
+    t.insert(parsePrefix(net)!, 'net');
+    assert.equal(t.lookup(fam, addr), 'net');
+    t.clear();
+    assert.equal(t.lookup(fam, addr), undefined);
+  }
+});
+
 test('allowed IPs: /0, host routes, owner replacement, removal of a missing prefix, 100,000 prefixes for one peer', () => {
   const t = new AllowedIps<string>();
   t.insert(parsePrefix('0.0.0.0/0')!, 'default');
