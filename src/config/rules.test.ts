@@ -72,7 +72,7 @@ InactivityTimeout = 30
 
   test('parseWgQuick (what Tunnel.create reads) rejects a listener section by name and line: a Tunnel opens no listeners', async () => {
     const text = `${HEAD}\n[Socks5]\nBindAddress = 127.0.0.1:1080\n`;
-    assert.throws(() => parseWgQuick(text, { file: 'w.conf' }), /^ConfigError: w\.conf:10: \[Socks5\] is a listener section of 'wgnet proxy' and 'wgnet forward'; a Tunnel opens no listeners/);
+    assert.throws(() => parseWgQuick(text, { file: 'w.conf' }), /^ConfigError: w\.conf:10: \[Socks5\] is a listener section: a Tunnel opens no listeners; run this file with 'wgnet proxy -c' or 'wgnet forward -c', or remove the section$/);
     await assert.rejects(loadConfig(text), /:10: \[Socks5\] is a listener section/);
   });
 

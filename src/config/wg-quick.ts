@@ -102,7 +102,7 @@ function parse(text: string, file: string | undefined, rules: ListenerRule[] | u
         section = 'rule';
         rule = new RuleSectionParser(ruleName, lineNo, file);
       } else if (ruleName) {
-        throw new ConfigError({ file, line: lineNo }, `[${ruleName}] is a listener section of 'wgnet proxy' and 'wgnet forward'; a Tunnel opens no listeners (parseWgQuickWithRules reads them)`);
+        throw new ConfigError({ file, line: lineNo }, `[${ruleName}] is a listener section: a Tunnel opens no listeners; run this file with 'wgnet proxy -c' or 'wgnet forward -c', or remove the section`);
       } else if (name === 'stdiotunnel') {
         throw new ConfigError({ file, line: lineNo }, "[STDIOTunnel] is not supported: wgnet has no stdin/stdout tunnel (a [Socks5] section and 'nc -X 5' as ssh's ProxyCommand do the same)");
       } else {
