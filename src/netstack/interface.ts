@@ -34,10 +34,10 @@ import {
   echoId,
   echoSeq,
   echoType,
+  echoRequestToReply,
   fillIcmpChecksum,
   ICMP_HEADER_LEN,
   icmpChecksumOk,
-  icmpCode,
   icmpErrorKind,
   icmpType,
   MAX_QUOTE_V4,
@@ -82,6 +82,7 @@ export type NetEvent =
   | TcpEvent
   | { type: 'udp-readable'; socket: UdpSocket }
   | { type: 'udp-error'; socket: UdpSocket; error: 'ECONNREFUSED' | 'EHOSTUNREACH' | 'EMSGSIZE' }
+  /** `from` and `data` are views into the received packet. */
   | { type: 'echo-reply'; from: IpAddr; id: number; seq: number; ttl: number; data: Uint8Array }
   | FlowEvent; // gateway mode
 
@@ -386,12 +387,18 @@ export class Interface {
     const type = icmpType(m);
     if (type === echoType(v6, false)) {
       if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
-      // RFC 792 / RFC 4443 §4.2: the reply carries the same identifier, sequence and data.
-      return this.sendEcho(ip.dst, ip.src, echoType(v6, true), echoId(m), echoSeq(m), m.subarray(ICMP_HEADER_LEN), icmpCode(m));
+      // RFC 792 / RFC 4443 §4.2: the reply carries the same identifier, sequence and data, so it
+      // is the request copied whole with its type changed (and the checksum adjusted to match).
+      const [pkt, body] = this.ipPacket(ip.dst, ip.src, ip.protocol, m.length);
+      body.set(m);
+      echoRequestToReply(body, v6);
+      this.txq.push(pkt);
+      return;
     }
     if (!this.isLocal(ip.dst)) return this.count('drop.icmp.notForUs');
     if (type === echoType(v6, true)) {
-      this.events.push({ type: 'echo-reply', from: ip.src.slice(), id: echoId(m), seq: echoSeq(m), ttl: ip.ttl, data: m.slice(ICMP_HEADER_LEN) });
+      // Views, not copies: nothing writes to a packet after it was handed to handleInput.
+      this.events.push({ type: 'echo-reply', from: ip.src, id: echoId(m), seq: echoSeq(m), ttl: ip.ttl, data: m.subarray(ICMP_HEADER_LEN) });
       return;
     }
     const kind = icmpErrorKind(m, v6);
@@ -414,7 +421,11 @@ export class Interface {
     }
   }
 
-  /** An echo request or reply from `src` to `dst`: the one place echo messages are built. */
+  /**
+   * An echo request or reply from `src` to `dst`, built from its fields (ping(), a gateway's
+   * replies). The reply to a request for one of our addresses is the request turned around
+   * instead (handleIcmp), which needs no checksum pass over the data.
+   */
   private sendEcho(src: IpAddr, dst: IpAddr, type: number, id: number, seq: number, data: Uint8Array, code = 0): void {
     const [pkt, body] = this.ipPacket(src, dst, src.length === 4 ? PROTO_ICMP : PROTO_ICMPV6, ICMP_HEADER_LEN + data.length);
     writeEcho(body, type, id, seq, data, code);

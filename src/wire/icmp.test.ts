@@ -9,6 +9,7 @@ import { checksum, finishChecksum, pseudoHeaderSum, sumBytes } from '../util/che
 import { writeIPv4Header, writeIPv6Header } from './ip.js';
 import {
   echoId,
+  echoRequestToReply,
   echoSeq,
   echoType,
   fillIcmpChecksum,
@@ -86,6 +87,36 @@ test('echo round trip: id, sequence and data read back; stale checksum bytes ove
   const reply = unaligned(8);
   writeEcho(reply, 0, 1, 2, new Uint8Array(0), 5);
   assert.equal(reply[1], 5, "a reply may keep its request's code");
+});
+
+test('an echo request turned into its reply in place: the same bytes as a reply built and summed afresh', () => {
+  // Random requests, both families, every length to 100 and some codes, so the incremental
+  // checksum (RFC 1624 eqn. 3) meets every carry and the all-ones sums.
+  let x = 7;
+  const rnd = (): number => (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (const [src, dst] of [
+    [V4A, V4B],
+    [V6A, V6B],
+  ] as const) {
+    const v6 = src.length === 16;
+    for (let len = 0; len <= 100; len++) {
+      for (let k = 0; k < 20; k++) {
+        const data = new Uint8Array(len).map(() => rnd());
+        const id = (rnd() << 8) | rnd();
+        const seq = k === 0 ? 0xffff : (rnd() << 8) | rnd();
+        const code = k === 1 ? 7 : 0;
+        const req = unaligned(8 + len);
+        writeEcho(req, echoType(v6, false), id, seq, data, code);
+        fillIcmpChecksum(req, src, dst);
+        const want = unaligned(8 + len);
+        writeEcho(want, echoType(v6, true), id, seq, data, code);
+        fillIcmpChecksum(want, dst, src);
+        echoRequestToReply(req, v6);
+        assert.deepEqual(Array.from(req), Array.from(want), `len ${len} id ${id} seq ${seq}`);
+        assert.ok(icmpChecksumOk(req, dst, src));
+      }
+    }
+  }
 });
 
 test('shorter than 8 bytes never verifies', () => {
