@@ -146,6 +146,8 @@ export class Bbr implements CongestionControl {
   // Loss response (v1 BBRModulateCwndForRecovery: packet conservation).
   private inLossRecovery = false;
   private packetConservation = false;
+  /** RACK.reo_wnd from the sampler (rate.ts reoWnd), ms: see targetCwnd. */
+  reoWnd = 0;
   /** After a timeout: C.delivered at which what was outstanding is delivered and the old window returns. */
   private rtoRestoreAt = -1;
 
@@ -173,6 +175,7 @@ export class Bbr implements CongestionControl {
       this.rtoRestoreAt = -1;
       this.onRecoveryExit();
     }
+    this.reoWnd = sampler.reoWnd;
     this.updateRound(rs, sampler);
     this.updateBw(now, rs);
     this.updateAckAggregation(now, rs);
@@ -407,9 +410,25 @@ export class Bbr implements CongestionControl {
    * and a 200-packet queue in Startup, for no gain on longer paths.
    * During the first round of a recovery, packet conservation: no more in flight than
    * was, plus what this ACK delivered (v1 BBRModulateCwndForRecovery).
+   *
+   * Plus max_bw × RACK.reo_wnd (reorderAllowance): what is sent while a late segment is
+   * still waiting out the reordering window. BBR's inflight model is bw × min_rtt, but a
+   * segment the path holds back stays in flight for min_rtt plus its delay, and RACK (RFC
+   * 8985 §6.2) only stops counting it once reo_wnd has passed; at the pacing rate that is
+   * up to bw × reo_wnd more in flight than the model. On a sub-millisecond path with
+   * segments held 5 ms, two BDPs are a few segments, the held ones filled them and the
+   * sender stalled until RACK gave up on them; Linux's v1 has room there from its
+   * quantization budget (three 1 ms bursts at the pacing rate, tcp_bbr.c), which this
+   * stack leaves out (above). The term is 0 until the path shows reordering (rack.ts
+   * reoWnd) and grows only as D-SACKs prove the window too small.
    */
   targetCwnd(): number {
-    return this.inflight(this.cwndGain) + (this.fullBwReached ? this.extraAcked : 0) + 3 * this.mss;
+    return this.inflight(this.cwndGain) + (this.fullBwReached ? this.extraAcked : 0) + 3 * this.mss + this.reorderAllowance();
+  }
+
+  /** max_bw × RACK.reo_wnd, bytes: see targetCwnd. */
+  reorderAllowance(): number {
+    return this.maxBw * this.reoWnd;
   }
 
   private setCwnd(rs: RateSample, inFlight: number, sampler: RateSampler): void {

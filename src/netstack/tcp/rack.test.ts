@@ -128,7 +128,7 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
   });
 }
 
-test('RACK.reo_wnd (RFC 8985 §6.2 step 4): min_RTT / 4 per step, bounded by SRTT; past it only on a sub-ms path for a loss-based sender', () => {
+test('RACK.reo_wnd (RFC 8985 §6.2 step 4): min_RTT / 4 per step, bounded by SRTT; past it only on a sub-ms path', () => {
   const conn = (minRtt: number, srtt: number, mult: number, ccSamples = false): Conn =>
     ({ inRecovery: false, rtoRecovery: false, ccSamples, rate: { sackedSegs: 0 }, rtt: { sampled: true, minRtt, srtt }, rack: Object.assign(new Rack(), { reoWndMult: mult, reorderingSeen: true }) }) as unknown as Conn;
   // A 20 ms path: 5 ms per step, at most SRTT, however many D-SACK rounds widened it.
@@ -140,8 +140,10 @@ test('RACK.reo_wnd (RFC 8985 §6.2 step 4): min_RTT / 4 per step, bounded by SRT
   assert.equal(reoWnd(conn(0.4, 0.8, 1)), 0.25);
   assert.equal(reoWnd(conn(0.4, 0.8, 20)), 5);
   assert.equal(reoWnd(conn(0.4, 0.8, 1000)), 200 / 4);
-  // BBR on the same path keeps the SRTT bound.
-  assert.equal(reoWnd(conn(0.4, 0.8, 20, true)), 1);
+  // BBR too: its window makes room for what the reordering window holds (bbr.ts targetCwnd).
+  assert.equal(reoWnd(conn(0.4, 0.8, 20, true)), 5);
+  // A 20 ms path keeps the SRTT bound for BBR as well.
+  assert.equal(reoWnd(conn(20, 22, 40, true)), 22);
 });
 
 /*

@@ -84,6 +84,13 @@ export class RateSampler {
   /** The smallest RTT any sample showed, ms; Infinity before the first (precise, unlike the ms timestamps). */
   minRtt = Infinity;
   readonly rs = new RateSample();
+  /**
+   * RACK.reo_wnd (RFC 8985 §6.2 step 4) as the last loss check used it, ms, once the path
+   * has shown reordering (RACK.reordering_seen), else 0: how long past RACK.rtt a segment
+   * the path holds back stays undelivered before it is judged lost. rack.ts writes it on
+   * every check; BBR sizes its window by it (bbr.ts targetCwnd).
+   */
+  reoWnd = 0;
 
   // RACK-TLP's view of the slots (RFC 8985 §6.1-6.2; rack.ts holds the connection state).
   /** Bytes of slots marked lost and not yet sent again: RFC 6675's pipe leaves them out. */
