@@ -81,6 +81,8 @@ export class ListenerSet {
   private readonly fromConfig = new Map<string, Running>();
   private readonly viaTunnel: Dialer;
   private readonly local = systemDialer();
+  /** Set by closeAll: a reload still under way when the process stops must not start anything. */
+  private closed = false;
 
   constructor(private readonly d: ListenerDeps) {
     this.viaTunnel = tunnelDialer(d.t);
@@ -103,6 +105,7 @@ export class ListenerSet {
    */
   async reload(rules: readonly ListenerRule[]): Promise<{ started: number; stopped: number; unchanged: number; failed: number }> {
     const next = new Map(rules.map((r) => [ruleId(r), r] as const));
+    if (this.closed) return { started: 0, stopped: 0, unchanged: 0, failed: 0 };
     let stopped = 0;
     for (const [id, run] of this.fromConfig) {
       if (next.has(id)) continue;
@@ -123,6 +126,10 @@ export class ListenerSet {
       }
       try {
         const r = await this.start(rule);
+        if (this.closed) {
+          r.close();
+          break;
+        }
         this.fromConfig.set(id, r);
         started++;
         this.d.log('info', 'listener started', { listener: r.label, rule: ruleWhere(rule) });
@@ -159,6 +166,7 @@ export class ListenerSet {
     }
     this.fixed.length = 0;
     this.fromConfig.clear();
+    this.closed = true;
   }
 
   private async start(rule: ListenerRule, label?: string, ready?: string): Promise<Running> {
