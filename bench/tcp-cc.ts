@@ -22,7 +22,8 @@
  *
  * Needs root, wireguard-go, wg, iperf3, tc (tbf) and kernel bbr/cubic; otherwise one
  * 'skipped (why)' row. Run: npm run bench -- tcp-cc, or
- * node --expose-gc --import tsx bench/tcp-cc.ts [ROUNDS] (WGNET_TCP_CC=lossy|fair for one part).
+ * node --expose-gc --import tsx bench/tcp-cc.ts [ROUNDS] (WGNET_TCP_CC=lossy|fair for one part;
+ * lossyRows lists the variables that narrow the lossy part).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -238,6 +239,7 @@ class Lab {
   async wgnetUpload(cc: Wcc, seconds: number): Promise<Receipt> {
     const t = this.tunnels.get(cc === 'bbr' ? 'bbr' : 'cubic')!;
     setLossBasedPacing(cc === 'cubic-paced');
+    const before = VERBOSE ? t.stats().tcp?.counters : undefined;
     try {
       const s = t.connect(SINK, this.peer.inner4);
       await new Promise<void>((resolve, reject) => {
@@ -275,6 +277,12 @@ class Lab {
       const [ms, bytes] = done!;
       if (bytes !== sent) throw new Error(`sink got ${bytes} of ${sent} bytes`);
       samples.push([ms, bytes]);
+      const after = VERBOSE ? t.stats().tcp?.counters : undefined;
+      if (before && after) {
+        const d = (k: keyof typeof after): number => after[k] - before[k];
+        const keys = ['txSegments', 'fastRetransmits', 'lostRetransmits', 'dsackReceived', 'spuriousRecoveries', 'tailLossProbes', 'rtoExpired'] as const;
+        console.error(`wgnet ${cc} ${f0((bytes * 8) / 1e3 / ms)} Mbit/s: ${keys.map((k) => `${k} ${d(k)}`).join(', ')}`);
+      }
       return { mbps: (bytes * 8) / 1e3 / ms, samples };
     } finally {
       setLossBasedPacing(false);
@@ -356,23 +364,41 @@ async function repeat<K extends string>(rounds: number, fns: Record<K, () => Pro
   return out;
 }
 
+/**
+ * Narrowing a run for a quick comparison, all optional: WGNET_TCP_CC_PATH picks the lossy
+ * paths whose name contains one of its comma-separated parts ('reordered,1 %');
+ * WGNET_TCP_CC_BBR_ONLY=1 uploads with BBR only (kernel and wgnet, still alternating in
+ * each round); WGNET_TCP_CC_DOWNLOAD=0 leaves out the downloads.
+ */
+const PATH_FILTER = process.env.WGNET_TCP_CC_PATH;
+/** WGNET_TCP_CC_VERBOSE=1: each wgnet upload's TCP counters (retransmissions, D-SACKs, ...) on stderr. */
+const VERBOSE = process.env.WGNET_TCP_CC_VERBOSE === '1';
+const BBR_ONLY = process.env.WGNET_TCP_CC_BBR_ONLY === '1';
+const DOWNLOADS = process.env.WGNET_TCP_CC_DOWNLOAD !== '0';
+
 async function lossyRows(lab: Lab, rounds: number, rows: BenchRow[]): Promise<void> {
   lab.bottleneck(false);
   for (const p of PATHS) {
+    if (PATH_FILTER && !PATH_FILTER.split(',').some((f) => p.name.includes(f))) continue;
     await lab.shape({ loss: p.loss, reorder: p.reorder, delayMs: 0 });
-    const up = await repeat(rounds, {
+    const all: Record<string, () => Promise<number>> = {
       'kernel cubic': () => lab.iperf('cubic', SECONDS),
       'kernel bbr': () => lab.iperf('bbr', SECONDS),
       'wgnet cubic': async () => (await lab.wgnetUpload('cubic', SECONDS)).mbps,
       'wgnet cubic-paced': async () => (await lab.wgnetUpload('cubic-paced', SECONDS)).mbps,
       'wgnet bbr': async () => (await lab.wgnetUpload('bbr', SECONDS)).mbps,
-    });
+    };
+    const up: Record<string, number[]> = await repeat(rounds, BBR_ONLY ? { 'kernel bbr': all['kernel bbr']!, 'wgnet bbr': all['wgnet bbr']! } : all);
     for (const [who, ref] of [['kernel cubic', undefined], ['kernel bbr', undefined], ['wgnet cubic', 'kernel cubic'], ['wgnet cubic-paced', 'kernel cubic'], ['wgnet bbr', 'kernel bbr']] as const) {
       const v = up[who];
+      if (!v) continue;
       const row: BenchRow = { name: `upload, ${p.name}: ${who} (${span(v)})`, value: mid(v), unit: 'Mbit/s' };
-      if (ref) Object.assign(row, { ref: ref, ratio: mid(v) / mid(up[ref]) });
+      if (ref) Object.assign(row, { ref: ref, ratio: mid(v) / mid(up[ref]!) });
+      // Each round's own ratio: the machine's load drifts between rounds, less within one.
+      if (ref) row.name += `, per round ${v.map((x, i) => (x / up[ref]![i]!).toFixed(2)).join(' ')}×`;
       rows.push(row);
     }
+    if (!DOWNLOADS) continue;
     for (const cc of ['cubic', 'bbr'] as const) {
       const down = await repeat(rounds, {
         kernel: () => lab.iperf(cc, SECONDS, { reverse: true }),
