@@ -6,13 +6,14 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import http from 'node:http';
+import dgram from 'node:dgram';
 import { SocksClient } from 'socks';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
@@ -107,6 +108,9 @@ describe('wgnet forward / proxy: listener rules in the config file, reloaded on 
     far.createServer((s) => s.on('error', () => {}).pipe(s)).listen(7);
     const web = http.createServer((req, res) => res.end(`far side ${req.url}\n`));
     far.createServer((s) => web.emit('connection', s)).listen(80);
+    const udpEcho = far.createSocket('udp4');
+    udpEcho.on('message', (m, r) => udpEcho.send(m, r.port, r.address));
+    await new Promise<void>((r) => udpEcho.bind(7, () => r()));
     dir = mkdtempSync(join(tmpdir(), 'wgnet-reload-'));
     head = `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.70.0.1/24\n\n[Peer]\nPublicKey = ${them.publicKey}\nAllowedIPs = 10.70.0.0/24\nEndpoint = 127.0.0.1:${far.listenPort}\n`;
   });
@@ -227,5 +231,46 @@ describe('wgnet forward / proxy: listener rules in the config file, reloaded on 
     } finally {
       assert.equal(await cli.stop(), 0);
     }
+  });
+  test('[UDPProxyTunnel] added by SIGHUP carries datagrams; removed, its socket closes and the port is free', async () => {
+    const conf = join(dir, 'udp.conf');
+    const [tp, up] = [await freePort(), await freePort()];
+    const tcp = `[TCPClientTunnel]\nBindAddress = 127.0.0.1:${tp}\nTarget = 10.70.0.2:7\n`;
+    writeFileSync(conf, `${head}\n${tcp}`, { mode: 0o600 });
+    const cli = await startCli(['forward', '-c', conf]);
+    const client = dgram.createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+    try {
+      writeFileSync(conf, `${head}\n${tcp}\n[UDPProxyTunnel]\nBindAddress = 127.0.0.1:${up}\nTarget = 10.70.0.2:7\nInactivityTimeout = 30\n`);
+      cli.child.kill('SIGHUP');
+      await until('the UDP rule started', () => /INFO listeners reloaded file=\S+ started=1 stopped=0 unchanged=1 failed=0/.test(cli.stderr()));
+      let got = '';
+      client.on('message', (m) => (got = String(m)));
+      client.send('ping', up, '127.0.0.1');
+      await until('the UDP echo', () => got === 'ping');
+
+      writeFileSync(conf, `${head}\n${tcp}`);
+      cli.child.kill('SIGHUP');
+      await until('the UDP rule stopped', () => /INFO listeners reloaded file=\S+ started=0 stopped=1 unchanged=1 failed=0/.test(cli.stderr()));
+      const again = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => again.once('error', reject).bind(up, '127.0.0.1', () => resolve()));
+      again.close();
+    } finally {
+      client.close();
+      assert.equal(await cli.stop(), 0);
+    }
+  });
+
+  test('--check counts the listener sections for proxy and forward; gateway refuses them, naming file:line', () => {
+    const conf = join(dir, 'check.conf');
+    writeFileSync(conf, `${head}\n[Socks5]\nBindAddress = 127.0.0.1:1080\n\n[TCPServerTunnel]\nListenPort = 80\nTarget = 127.0.0.1:8080\n`, { mode: 0o600 });
+    for (const cmd of ['proxy', 'forward']) {
+      const r = spawnSync(process.execPath, [BIN, cmd, '-c', conf, '--check'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${conf}: ok (1 peer, 1 address, 2 listeners)\n`);
+    }
+    const g = spawnSync(process.execPath, [BIN, 'gateway', '-c', conf, '--check'], { encoding: 'utf8' });
+    assert.equal(g.status, 1);
+    assert.match(g.stderr, /^wgnet: check\.conf:10: \[Socks5\] is a listener section: a Tunnel opens no listeners/);
   });
 });
