@@ -2,7 +2,7 @@
  * The glue of a userspace tunnel (DESIGN §1: io/tunnel): joins `wireguard/Device`
  * and `netstack/Interface` with plain IP packets, as wireguard-go joins `device`
  * and `tun/netstack`, feeds them real time and the outer UDP socket, and keeps
- * exactly one unref'd timer armed at the earliest deadline of either core.
+ * exactly one unref'd timer armed at (never after) the earliest deadline of either core.
  *
  * Everything happens in `pump()`: after each input (a datagram, an application
  * write, a timer) the cores are drained until neither has anything to say.
@@ -286,46 +286,35 @@ export class Engine<L extends PacketLayer = Interface> {
     }
   };
 
-  /** True if neither the packet layer nor any extra component has a deadline before `at`. */
-  private othersNotBefore(at: Instant): boolean {
-    const d = this.iface.pollTimeout();
-    if (d !== undefined && d.at < at) return false;
-    for (const c of this.extra) {
-      const e = c.pollTimeout();
-      if (e !== undefined && e.at < at) return false;
-    }
-    return true;
-  }
-
-  private nextDeadline(): Deadline | undefined {
-    let d = earliest(this.device.pollTimeout(), this.iface.pollTimeout());
-    for (const c of this.extra) d = earliest(d, c.pollTimeout());
-    return d;
-  }
-
   /**
    * One unref'd timer per tunnel (DESIGN §2), moved only when an earlier deadline appears.
-   * Runs after every pump, so three times per ping round trip. While a timer is armed, the
-   * device is asked only for a lower bound of its deadlines: its keepalive and new-handshake
-   * deadlines move (later) on nearly every packet, and the exact answer would fix up its timer
-   * heap and allocate a Deadline each time just to learn that the timer may stay.
+   * Runs after every pump, three times per ping round trip. The device gives a lower bound of
+   * its deadlines (Device.deadlineBound), not the exact earliest: its keepalive and
+   * new-handshake deadlines move on nearly every packet, and the exact answer fixes up its timer
+   * heap (pops and pushes) and allocates a Deadline each time, only to learn that the timer may
+   * stay. With the bound, a deadline cancelled or moved later leaves the timer where it was; it
+   * fires early at worst, once: handleTimeout runs nothing that is not due (it is idempotent)
+   * and leaves the device's bound exact, and the timer is re-armed from there.
    */
   private arm(): void {
-    if (this.timer !== undefined && this.device.deadlineBound() >= this.timerAt && this.othersNotBefore(this.timerAt)) return;
-    const d = this.nextDeadline();
-    if (d === undefined) {
+    let at = this.device.deadlineBound();
+    let d = this.iface.pollTimeout();
+    for (const c of this.extra) d = earliest(d, c.pollTimeout());
+    if (d !== undefined && d.at < at) at = d.at;
+    else d = undefined;
+    if (at === Infinity) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
       this.timerAt = Infinity;
       return;
     }
-    if (this.timer && d.at >= this.timerAt) return; // fires early at worst; handleTimeout is idempotent
+    if (this.timer && at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
-    const delay = Math.max(0, Math.ceil(d.at - this.now()));
-    this.timerAt = d.at;
+    const delay = Math.max(0, Math.ceil(at - this.now()));
+    this.timerAt = at;
     this.timer = setTimeout(this.onTimer, delay);
     this.timer.unref();
-    if (this.trace.enabled('trace')) this.trace.log('trace', 'timer', { at: d.at, reason: d.reason });
+    if (this.trace.enabled('trace')) this.trace.log('trace', 'timer', { at, reason: d?.reason ?? 'wireguard timers' });
   }
 
   /**

@@ -357,9 +357,11 @@ export class Device {
   }
 
   /**
-   * An instant before which nothing of this device is due: pollTimeout() is never earlier. O(1)
-   * and allocation-free (no heap fix-up, no Deadline), for a driver whose timer is already armed
-   * and that only needs to know whether an earlier deadline appeared (io/engine, once per pump).
+   * An instant before which nothing of this device is due: pollTimeout() is never earlier, and
+   * right after handleTimeout the two are equal (it fixes up the timer heap's top). O(1) and
+   * allocation-free (no heap fix-up, no Deadline): a driver that re-arms after every batch of
+   * packets arms at this (io/engine) and at worst wakes early once, runs handleTimeout, and
+   * finds the exact deadline there.
    */
   deadlineBound(): Instant {
     const at = this.timers.lowerBound();
