@@ -46,6 +46,47 @@ export interface PeerTimed {
   readonly queued: PeerTimers;
 }
 
+/*
+ * A timer's field by name. arm() and cancel() run for several timers on every packet, and
+ * `timers[t]` with `t` varying makes a keyed access whose inline cache goes megamorphic
+ * (a hash lookup of the name each time, ~10x a field access, measured); a switch over the five
+ * names compiles to pointer compares and plain field accesses.
+ */
+function getTimer(ts: PeerTimers, t: PeerTimer): number {
+  switch (t) {
+    case 'sendKeepalive':
+      return ts.sendKeepalive;
+    case 'newHandshake':
+      return ts.newHandshake;
+    case 'persistentKeepalive':
+      return ts.persistentKeepalive;
+    case 'retransmitHandshake':
+      return ts.retransmitHandshake;
+    case 'zeroKeyMaterial':
+      return ts.zeroKeyMaterial;
+  }
+}
+
+function setTimer(ts: PeerTimers, t: PeerTimer, at: number): void {
+  switch (t) {
+    case 'sendKeepalive':
+      ts.sendKeepalive = at;
+      return;
+    case 'newHandshake':
+      ts.newHandshake = at;
+      return;
+    case 'persistentKeepalive':
+      ts.persistentKeepalive = at;
+      return;
+    case 'retransmitHandshake':
+      ts.retransmitHandshake = at;
+      return;
+    case 'zeroKeyMaterial':
+      ts.zeroKeyMaterial = at;
+      return;
+  }
+}
+
 interface Entry<O> {
   at: number;
   o: O;
@@ -69,9 +110,9 @@ export class PeerTimerHeap<O extends PeerTimed> {
 
   /** Sets `o`'s timer `t` to `at` (NEVER cancels it). O(1) unless it moves earlier. */
   arm(o: O, t: PeerTimer, at: number): void {
-    o.timers[t] = at;
-    if (at >= o.queued[t]) return; // NEVER, or a later deadline that its earlier entry will find
-    o.queued[t] = at;
+    setTimer(o.timers, t, at);
+    if (at >= getTimer(o.queued, t)) return; // NEVER, or a later deadline that its earlier entry will find
+    setTimer(o.queued, t, at);
     this.heap.push({ at, o, t });
     // Entries superseded by an earlier deadline, or left by removed owners, are dropped
     // when they surface; rebuild before they dominate the heap.
@@ -80,7 +121,7 @@ export class PeerTimerHeap<O extends PeerTimed> {
   }
 
   cancel(o: O, t: PeerTimer): void {
-    o.timers[t] = NEVER;
+    setTimer(o.timers, t, NEVER);
   }
 
   /** Turns off every timer of `o`. */
