@@ -149,10 +149,18 @@ export class Device {
   readonly timers = new PeerTimerHeap<Peer>(this.peerMap);
   /** Peers with `reserved` bytes: while any, every datagram's reserved field is zeroed first. */
   private reservedPeers = 0;
-  private txq: { to: Endpoint; data: Uint8Array }[] = [];
+  /*
+   * The output queues: entries [head, len) are waiting. The arrays are kept, each slot cleared
+   * as it is taken (no packet stays referenced), rather than replaced by a new array once
+   * drained: the engine drains them after every datagram, and a fresh array and its backing
+   * store per drain were a tenth of what a ping round trip allocated.
+   */
+  private readonly txq: ({ to: Endpoint; data: Uint8Array } | undefined)[] = [];
   private txHead = 0;
-  private rxq: Uint8Array[] = [];
+  private txLen = 0;
+  private readonly rxq: (Uint8Array | undefined)[] = [];
   private rxHead = 0;
+  private rxLen = 0;
   private events: DeviceEvent[] = [];
   private eventHead = 0;
   private cachedDeadline: Deadline | undefined;
@@ -314,20 +322,22 @@ export class Device {
   // --- sans-IO outputs -------------------------------------------------------
 
   pollTransmit(): { to: Endpoint; data: Uint8Array } | undefined {
-    if (this.txHead < this.txq.length) return this.txq[this.txHead++];
-    if (this.txHead > 0) {
-      this.txq = [];
-      this.txHead = 0;
+    if (this.txHead < this.txLen) {
+      const d = this.txq[this.txHead];
+      this.txq[this.txHead++] = undefined;
+      return d;
     }
+    this.txHead = this.txLen = 0;
     return undefined;
   }
 
   pollPacket(): Uint8Array | undefined {
-    if (this.rxHead < this.rxq.length) return this.rxq[this.rxHead++];
-    if (this.rxHead > 0) {
-      this.rxq = [];
-      this.rxHead = 0;
+    if (this.rxHead < this.rxLen) {
+      const p = this.rxq[this.rxHead];
+      this.rxq[this.rxHead++] = undefined;
+      return p;
     }
+    this.rxHead = this.rxLen = 0;
     return undefined;
   }
 
@@ -384,14 +394,14 @@ export class Device {
   send(peer: Peer, data: Uint8Array, to: Endpoint | undefined = peer.endpoint): void {
     if (!to) return;
     if (peer.reserved) data.set(peer.reserved, 1);
-    this.txq.push({ to, data });
+    this.txq[this.txLen++] = { to, data };
     this.stats.txDatagrams++;
     peer.txBytes += data.length;
   }
 
   /** @internal A cookie reply (§5.4.7) goes back to the datagram's source, which may be no peer's. */
   sendCookieReply(to: Endpoint, data: Uint8Array): void {
-    this.txq.push({ to, data });
+    this.txq[this.txLen++] = { to, data };
     this.stats.txDatagrams++;
     this.stats.cookieRepliesSent++;
   }
@@ -528,7 +538,7 @@ export class Device {
     if (this.allowedIps.lookup(v === 4 ? 4 : 6, pt, srcOff) !== peer) return this.drop('sourceNotAllowed');
     this.stats.rxPackets++;
     this.stats.rxBytes += len;
-    this.rxq.push(pt.subarray(0, len));
+    this.rxq[this.rxLen++] = pt.subarray(0, len);
   }
 
   handlePacket(now: Instant, packet: Uint8Array): void {
