@@ -89,6 +89,23 @@ test('echo round trip: id, sequence and data read back; stale checksum bytes ove
   assert.equal(reply[1], 5, "a reply may keep its request's code");
 });
 
+test('checksums of every length from 8 to 300 bytes, both families, agree with util/checksum', () => {
+  // Short messages are summed by icmp.ts itself, long ones by util/checksum: both sides of the cut.
+  for (const [src, dst] of [
+    [V4A, V4B],
+    [V6A, V6B],
+  ] as const) {
+    for (let len = 8; len <= 300; len++) {
+      const m = unaligned(len).map((_, i) => (i * 97 + len) & 0xff);
+      fillIcmpChecksum(m, src, dst);
+      assert.ok(sumsToZero(m, src, dst), `length ${len}`);
+      assert.ok(icmpChecksumOk(m, src, dst));
+      m[len >> 1]! ^= 0x10;
+      assert.ok(!icmpChecksumOk(m, src, dst), `length ${len}: a flipped bit fails`);
+    }
+  }
+});
+
 test('an echo request turned into its reply in place: the same bytes as a reply built and summed afresh', () => {
   // Random requests, both families, every length to 100 and some codes, so the incremental
   // checksum (RFC 1624 eqn. 3) meets every carry and the all-ones sums.

@@ -4,7 +4,7 @@
  * quoted packet an error carries, and the two checksums (ICMPv4 over the message alone,
  * ICMPv6 over the pseudo-header too). The family is told by the address length, 4 or 16.
  */
-import { checksum, finishChecksum, pseudoHeaderSum, sumBytes } from '../util/checksum.js';
+import { finishChecksum, pseudoHeaderSum, sumBytes } from '../util/checksum.js';
 import { IPV4_HEADER_LEN, IPV6_HEADER_LEN, PROTO_ICMPV6 } from './ip.js';
 
 /** Type, code, checksum and the 4 bytes every message has (RFC 792; RFC 4443 §2.1). */
@@ -48,10 +48,32 @@ export function echoType(v6: boolean, reply: boolean): number {
   return v6 ? (reply ? ICMP6_ECHO_REPLY : ICMP6_ECHO_REQUEST) : reply ? ICMP4_ECHO_REPLY : ICMP4_ECHO_REQUEST;
 }
 
+/**
+ * Messages up to this size are summed here 16 bits at a time: util/checksum's faster loop for
+ * long runs makes a Uint32Array view per call, which for a ping (64 bytes) costs twice the sum
+ * itself (57 ns against 18, measured), three times per round trip.
+ */
+const SMALL_MESSAGE = 128;
+
+/** The unfolded RFC 1071 sum of a short message (even or odd length). */
+function sumSmall(m: Uint8Array): number {
+  let sum = 0;
+  const even = m.length & ~1;
+  for (let i = 0; i < even; i += 2) sum += (m[i]! << 8) | m[i + 1]!;
+  if (even !== m.length) sum += m[even]! << 8;
+  return sum;
+}
+
+/** The message's checksum: RFC 792 over the message, RFC 4443 §2.3 with the pseudo-header. */
+function icmpChecksum(m: Uint8Array, src: Uint8Array, dst: Uint8Array): number {
+  const body = m.length <= SMALL_MESSAGE ? sumSmall(m) : sumBytes(m);
+  return finishChecksum(src.length === 4 ? body : pseudoHeaderSum(src, dst, PROTO_ICMPV6, m.length) + body);
+}
+
 /** Whether a received message's checksum holds (a message shorter than its header never does). */
 export function icmpChecksumOk(m: Uint8Array, src: Uint8Array, dst: Uint8Array): boolean {
   if (m.length < ICMP_HEADER_LEN) return false;
-  return (src.length === 4 ? checksum(m) : finishChecksum(pseudoHeaderSum(src, dst, PROTO_ICMPV6, m.length) + sumBytes(m))) === 0;
+  return icmpChecksum(m, src, dst) === 0;
 }
 
 /**
@@ -77,7 +99,7 @@ export function echoRequestToReply(m: Uint8Array, v6: boolean): void {
 /** Fills the checksum of a complete message: RFC 792 over the message, RFC 4443 §2.3 with the pseudo-header. */
 export function fillIcmpChecksum(m: Uint8Array, src: Uint8Array, dst: Uint8Array): void {
   m[2] = m[3] = 0;
-  const c = src.length === 4 ? checksum(m) : finishChecksum(pseudoHeaderSum(src, dst, PROTO_ICMPV6, m.length) + sumBytes(m));
+  const c = icmpChecksum(m, src, dst);
   m[2] = c >> 8;
   m[3] = c & 0xff;
 }
