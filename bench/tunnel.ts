@@ -181,9 +181,13 @@ function median(xs: number[]): number {
 
 /** Ping RTTs measured after the first 300 of each series: JIT-compiled code, the steady state. */
 const PING_WARMUP = 2000;
-/** Samples per block; the blocks alternate between the two series so load on the machine hits both alike. */
-const PING_BLOCK = 100;
-const PING_BLOCKS = 5;
+/**
+ * Samples per block; the blocks alternate between the two series so load on the machine hits both
+ * alike. Short blocks, many of them: on a shared 2-core machine a burst of other work lasts tens of
+ * milliseconds, and with 5 blocks of 100 it could land in one series' block and move the ratio by 0.1.
+ */
+const PING_BLOCK = 50;
+const PING_BLOCKS = 40;
 
 /**
  * Ping RTT through a tunnel pair (one process, loopback) next to a plain UDP echo RTT on the
@@ -275,6 +279,11 @@ export async function idleConnections(): Promise<BenchRow[]> {
 }
 
 export async function benchTunnel(): Promise<BenchRow[]> {
+  // WGNET_BENCH_TUNNEL=ping or =c: only the ping rows, or only (c), in seconds rather than minutes,
+  // for work on per-packet cost: `WGNET_BENCH_TUNNEL=ping npm run bench -- tunnel`.
+  const only = process.env.WGNET_BENCH_TUNNEL;
+  if (only === 'ping') return pingVsUdp();
+  if (only === 'c') return [{ name: '(c) wgnet <-> wgnet, two processes, loopback, 64 MB', value: await wgnetPair(), unit: 'Mbit/s' }];
   const rows: BenchRow[] = [];
   const why = interopUnavailable();
   let ref: number | undefined;
