@@ -389,9 +389,10 @@ export class Interface {
       if (!this.isLocal(ip.dst)) return this.flows.echoRequest(ip, m);
       // RFC 792 / RFC 4443 §4.2: the reply carries the same identifier, sequence and data, so it
       // is the request copied whole with its type changed (and the checksum adjusted to match).
-      const [pkt, body] = this.ipPacket(ip.dst, ip.src, ip.protocol, m.length);
-      body.set(m);
-      echoRequestToReply(body, v6);
+      const pkt = this.ipHeaderOnly(ip.dst, ip.src, ip.protocol, m.length);
+      const hl = pkt.length - m.length;
+      pkt.set(m, hl);
+      echoRequestToReply(pkt, v6, hl);
       this.txq.push(pkt);
       return;
     }
@@ -427,7 +428,9 @@ export class Interface {
    * instead (handleIcmp), which needs no checksum pass over the data.
    */
   private sendEcho(src: IpAddr, dst: IpAddr, type: number, id: number, seq: number, data: Uint8Array, code = 0): void {
-    const [pkt, body] = this.ipPacket(src, dst, src.length === 4 ? PROTO_ICMP : PROTO_ICMPV6, ICMP_HEADER_LEN + data.length);
+    const len = ICMP_HEADER_LEN + data.length;
+    const pkt = this.ipHeaderOnly(src, dst, src.length === 4 ? PROTO_ICMP : PROTO_ICMPV6, len);
+    const body = pkt.subarray(pkt.length - len);
     writeEcho(body, type, id, seq, data, code);
     fillIcmpChecksum(body, src, dst);
     this.txq.push(pkt);
@@ -634,12 +637,18 @@ export class Interface {
 
   /** An outgoing IP packet with room around it; returns [packet, transport view, same]. */
   private ipPacket(src: IpAddr, dst: IpAddr, proto: number, len: number): [Uint8Array, Uint8Array, Uint8Array] {
+    const pkt = this.ipHeaderOnly(src, dst, proto, len);
+    const body = pkt.subarray(pkt.length - len);
+    return [pkt, body, body];
+  }
+
+  /** An outgoing IP packet with room around it, its header written, `len` bytes of payload to fill after it. */
+  private ipHeaderOnly(src: IpAddr, dst: IpAddr, proto: number, len: number): Uint8Array {
     const hl = src.length === 4 ? IPV4_HEADER_LEN : IPV6_HEADER_LEN;
     const pkt = allocPacket(hl + len, WG_HEADROOM, WG_TAILROOM);
     if (hl === IPV4_HEADER_LEN) writeIPv4Header(pkt, src, dst, proto, len, (this.ipId = (this.ipId + 1) & 0xffff));
     else writeIPv6Header(pkt, src, dst, proto, len);
-    const body = pkt.subarray(hl);
-    return [pkt, body, body];
+    return pkt;
   }
 
   // --- ICMP echo (ping) -------------------------------------------------------------

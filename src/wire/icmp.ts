@@ -77,23 +77,23 @@ export function icmpChecksumOk(m: Uint8Array, src: Uint8Array, dst: Uint8Array):
 }
 
 /**
- * Turns a copy of an echo request whose checksum held into its reply, in place: the type becomes
- * the reply's and the checksum is updated for that one word (RFC 1624 eqn. 3) instead of summed
- * again over the whole message. Identifier, sequence, data and code stay (RFC 792; RFC 4443
- * §4.2). Also right for ICMPv6: the reply's pseudo-header holds the same two addresses, swapped,
- * and the same length, so its sum does not change. As the request's sum was not all zeros, the
- * result is the same checksum a full computation gives.
+ * Turns a copy of an echo request whose checksum held (the message at p[off..]) into its reply,
+ * in place: the type becomes the reply's and the checksum is updated for that one word (RFC 1624
+ * eqn. 3) instead of summed again over the whole message. Identifier, sequence, data and code
+ * stay (RFC 792; RFC 4443 §4.2). Also right for ICMPv6: the reply's pseudo-header holds the same
+ * two addresses, swapped, and the same length, so its sum does not change. As the request's sum
+ * was not all zeros, the result is the same checksum a full computation gives.
  */
-export function echoRequestToReply(m: Uint8Array, v6: boolean): void {
-  const before = (m[0]! << 8) | m[1]!;
-  m[0] = v6 ? ICMP6_ECHO_REPLY : ICMP4_ECHO_REPLY;
-  const after = (m[0] << 8) | m[1]!;
-  let sum = (~((m[2]! << 8) | m[3]!) & 0xffff) + (~before & 0xffff) + after;
+export function echoRequestToReply(p: Uint8Array, v6: boolean, off = 0): void {
+  const before = (p[off]! << 8) | p[off + 1]!;
+  p[off] = v6 ? ICMP6_ECHO_REPLY : ICMP4_ECHO_REPLY;
+  const after = (p[off]! << 8) | p[off + 1]!;
+  let sum = (~((p[off + 2]! << 8) | p[off + 3]!) & 0xffff) + (~before & 0xffff) + after;
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
   const c = ~sum & 0xffff;
-  m[2] = c >> 8;
-  m[3] = c & 0xff;
+  p[off + 2] = c >> 8;
+  p[off + 3] = c & 0xff;
 }
 
 /** Fills the checksum of a complete message: RFC 792 over the message, RFC 4443 §2.3 with the pseudo-header. */
