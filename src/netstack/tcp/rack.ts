@@ -160,9 +160,12 @@ export function rackUpdate(t: TcpLayer, now: Instant, c: Conn): void {
  * never open on a path that reorders by more than a few segments (Linux too takes a D-SACK
  * of a retransmission as reordering).
  */
-export function rackOnDsack(t: TcpLayer, c: Conn, right: number): void {
+export function rackOnDsack(t: TcpLayer, c: Conn, left: number, right: number): void {
   const r = c.rack;
   if (r.tlpOn && r.tlpRetrans && right === r.tlpEnd) return;
+  // The retransmission was spurious: its bytes were not lost (rate.ts dsacked). A probe's
+  // D-SACK, above, was never counted as a loss.
+  c.rate.dsacked(seqDiff(right, left));
   if (!r.reorderingSeen) {
     r.reorderingSeen = true;
     t.count('reorderingSeen');

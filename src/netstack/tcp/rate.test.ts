@@ -138,3 +138,26 @@ test('sub-8 ms paths: a sample is capped by the rate averaged over 8 ms (a batch
   assert.ok(s.rs.deliveryRate <= (28 * MSS) / 8, `capped: ${s.rs.deliveryRate}`);
   assert.ok(s.rs.deliveryRate >= (27 * MSS) / 10);
 });
+
+test('a D-SACKed retransmission is no loss: rs.lost of what was in flight with it leaves it out', () => {
+  const s = new RateSampler();
+  send(s, 0, 0, 10, 1, 0);
+  // t = 20: segments 1-3 SACKed; the first, sent 20 ms ago, is judged lost (RFC 8985 §6.2 step 5).
+  s.beginAck();
+  s.sackBlocks(20, [MSS, 4 * MSS], 0, [], 0, 10 * MSS);
+  s.endAck();
+  s.detectLoss(20, 3, 4 * MSS, 1, 10 * MSS, [MSS, 4 * MSS]);
+  assert.equal(s.lost, MSS, 'C.lost counts the mark');
+  s.onSend(21, 0, MSS, 9 * MSS, 10 * MSS); // the retransmission
+  // The original was only late: it arrives, and then the retransmission, which the receiver D-SACKs.
+  s.beginAck();
+  s.acked(24, 4 * MSS);
+  s.endAck();
+  s.dsacked(MSS);
+  assert.equal(s.lost, 0);
+  // Segment 5 was in flight from before the mark to after the D-SACK: no loss in its sample.
+  s.beginAck();
+  s.acked(30, 6 * MSS);
+  assert.equal(s.endAck(), true);
+  assert.equal(s.rs.lost, 0);
+});

@@ -334,6 +334,19 @@ export class RateSampler {
     this.appLimited = Math.max(this.delivered + inFlight, 1);
   }
 
+  /**
+   * A D-SACK (RFC 2883) reported `bytes` that arrived twice: the retransmission was spurious,
+   * the original only late, so they were never lost and leave C.lost again. Otherwise every
+   * segment a reordering path holds back past the reordering window counts as a loss in the
+   * rate samples of everything in flight with it (rs.lost), and BBR reads a path that only
+   * reorders as one that drops (bbr.ts checkInflightTooHigh). This is the per-segment form of
+   * what draft-ietf-ccwg-bbr and Linux do when a whole recovery proves spurious: undo the
+   * loss response (recovery.ts onDsack undoes the window for that case).
+   */
+  dsacked(bytes: number): void {
+    this.lost = Math.max(0, this.lost - bytes);
+  }
+
   /** Forgets the records (the connection is gone or everything was acknowledged after a reset). */
   clear(): void {
     this.count = 0;
@@ -556,7 +569,7 @@ export class RateSampler {
       this.priorTime = this.pDeliveredTime[p]!;
       rs.isAppLimited = (this.flags[p]! & APP_LIMITED) !== 0;
       this.sendElapsed = this.sentTime[p]! - this.pFirstSent[p]!;
-      rs.lost = this.lost - this.pLost[p]!;
+      rs.lost = Math.max(0, this.lost - this.pLost[p]!); // below 0 once D-SACKs took back more than was marked since (dsacked)
       rs.txInFlight = this.pTxInFlight[p]!;
       this.ackElapsed = now - this.priorTime;
       this.firstSentTime = this.sentTime[p]!;

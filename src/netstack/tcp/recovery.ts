@@ -185,7 +185,7 @@ export function onReoTimer(t: TcpLayer, now: Instant, c: Conn): void {
  */
 export function onDsack(t: TcpLayer, c: Conn, l: number, r: number): void {
   t.count('dsackReceived');
-  if (c.sackOk && c.hasRecords) rackOnDsack(t, c, r);
+  if (c.sackOk && c.hasRecords) rackOnDsack(t, c, l, r);
   const p = c.undoPending;
   if (c.undoState === undefined || p === undefined || !p.delete(l) || p.size > 0) return;
   c.cc.undo(c.undoState);
