@@ -216,7 +216,9 @@ export class ListenerSet {
     const onLimit = limitReporter(`forward ${rule.kind === 'tcp-client' ? '-L' : '-R'} ${rule.kind === 'tcp-client' ? rule.bind.port : rule.port}`, log);
     let close: () => void;
     if (rule.kind === 'tcp-client') {
-      const s = net.createServer((sock) => this.carry(rule, name, ctr, sock));
+      // Half-open allowed: a client that shuts its write side after its request (nc -N, HTTP/1.0
+      // clients) still gets the answer; splice passes the FIN on and closes when both sides are done.
+      const s = net.createServer({ allowHalfOpen: true }, (sock) => this.carry(rule, name, ctr, sock));
       s.maxConnections = limits.maxConnections; // Node closes the excess at once and emits 'drop'
       s.on('drop', (dr?: { remoteAddress?: string }) => {
         ctr.limited++;

@@ -70,7 +70,8 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     stats.limited![limit]++;
     opts.onLimit?.(limit, fields);
   };
-  const server = net.createServer((c) => handle(c)) as net.Server & { stats: ProxyStats };
+  // Half-open allowed, as for forward -L: a CONNECT client may shut its write side and still read the answer.
+  const server = net.createServer({ allowHalfOpen: true }, (c) => handle(c)) as net.Server & { stats: ProxyStats };
   server.stats = stats;
   // Over the cap, Node closes the new connection before any handler runs and emits 'drop'.
   server.maxConnections = limits.maxConnections;
@@ -296,6 +297,9 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
     });
     // Anything more on the control connection is a protocol error; its end ends the association.
     c.on('data', () => c.destroy());
+    // RFC 1928 §7: the association ends with its TCP connection; the client's FIN is that end
+    // (the server allows half-open connections for CONNECT, so 'close' alone would wait).
+    c.on('end', close);
     c.on('close', close);
   }
   return server;

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import dgram from 'node:dgram';
+import net from 'node:net';
+import { once } from 'node:events';
 import { SocksClient } from 'socks';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
@@ -103,7 +105,8 @@ describe('wgnet proxy / forward / gateway operations', () => {
     const them = keyPair();
     far = await Tunnel.create(`[Interface]\nPrivateKey = ${them.privateKey}\nAddress = 10.68.0.2/24\n\n[Peer]\nPublicKey = ${me.publicKey}\nAllowedIPs = 10.68.0.1/32\n`);
     const web = http.createServer((req, res) => res.end(`far side ${req.url}\n`));
-    far.createServer((s) => web.emit('connection', s)).listen(80);
+    // Half-open, as Node's own http.Server makes its sockets: a client's early FIN still gets the answer.
+    far.createServer({ allowHalfOpen: true }, (s) => web.emit('connection', s)).listen(80);
     dir = mkdtempSync(join(tmpdir(), 'wgnet-ops-'));
     conf = join(dir, 'wg0.conf');
     writeFileSync(conf, `[Interface]\nPrivateKey = ${me.privateKey}\nAddress = 10.68.0.1/24\n\n[Peer]\nPublicKey = ${them.publicKey}\nAllowedIPs = 10.68.0.0/24\nEndpoint = 127.0.0.1:${far.listenPort}\n`, { mode: 0o600 });
@@ -265,6 +268,35 @@ describe('wgnet proxy / forward / gateway operations', () => {
       for (const s of socks) s.close();
       echo.close();
       assert.equal(await cli.stop(), 0);
+    }
+  });
+
+  test('forward -L and proxy --socks5: a client that half-closes right after its request still gets the whole answer', async () => {
+    // HTTP/1.0 with the write side shut at once (nc -N, curl --http1.0 through some proxies):
+    // the answer must still come back through the half-open connection.
+    const halfClose = async (sock: net.Socket): Promise<string> => {
+      sock.end('GET /half HTTP/1.0\r\nHost: x\r\n\r\n');
+      let got = '';
+      for await (const d of sock) got += String(d);
+      return got;
+    };
+    // One process at a time: both use this config's key, and the far side answers the latest endpoint.
+    const lp = await freePort();
+    const fwd = await startCli(['forward', '-c', conf, '-L', `127.0.0.1:${lp}:10.68.0.2:80`]);
+    try {
+      const a = net.connect(lp, '127.0.0.1');
+      await once(a, 'connect');
+      assert.match(await halfClose(a), /far side \/half/);
+    } finally {
+      assert.equal(await fwd.stop(), 0);
+    }
+    const sp = await freePort();
+    const proxy = await startCli(['proxy', '-c', conf, '--socks5', `127.0.0.1:${sp}`]);
+    try {
+      const { socket } = await SocksClient.createConnection({ proxy: { host: '127.0.0.1', port: sp, type: 5 }, command: 'connect', destination: { host: '10.68.0.2', port: 80 } });
+      assert.match(await halfClose(socket), /far side \/half/);
+    } finally {
+      assert.equal(await proxy.stop(), 0);
     }
   });
 
