@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const ADDONS = ['wgnet_udp', 'wgnet_tun'];
+const ADDONS = ['wgnet_udp', 'wgnet_tun', 'wgnet_memory'];
 
 function run(cmd, args) {
   // Children's stdout goes to stderr: `npm pack --json` prints its JSON on stdout.

@@ -48,6 +48,7 @@ import type { MetricFamily } from '../io/metrics.js';
 import type { HealthOptions, HealthReport } from '../io/health.js';
 import type { CaptureOptions, CaptureStats } from '../io/pcap.js';
 import { TunnelOps } from './ops.js';
+import { watchMemory } from '../io/memory.js';
 import { netstackOptions, type TunnelOptions } from './options.js';
 import { abortError, TunnelPause, waitReady } from './lifecycle.js';
 import type { TunnelEvents } from './types/events.js';
@@ -144,6 +145,8 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       cfg.dns.servers.length > 0 ? new DnsClient(iface, { servers: cfg.dns.servers, search: cfg.dns.search, rng: systemRng }) : undefined;
     const tunnel = new Tunnel(engine, cfg, dns, trace);
     core.bind(tunnel, engine);
+    // Every tunnel, not only TCP sockets, can free memory in bursts (UDP flows, gateway relays): io/memory.ts.
+    watchMemory();
     if (dns) {
       // The DNS client sees network events before the API and its results are delivered after each step.
       engine.addComponent(

@@ -170,7 +170,7 @@ test('npm pack: the tarball installs without a compiler, works from ESM, CommonJ
   for (const f of ['package.json', 'bin/wgnet.js', 'bin/wgnet-tun.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'native/udp.c', 'native/binding.gyp']) {
     assert.ok(shipped.includes(f), `${f} is not in the tarball`);
   }
-  for (const name of ['wgnet_udp', 'wgnet_tun']) {
+  for (const name of ['wgnet_udp', 'wgnet_tun', 'wgnet_memory']) {
     assert.ok(shipped.includes(`prebuilds/linux-x64/${name}.napi.glibc.node`), `the ${name} prebuild is not in the tarball`);
   }
   assert.deepEqual(
