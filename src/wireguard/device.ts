@@ -538,7 +538,11 @@ export class Device {
     if (this.allowedIps.lookup(v === 4 ? 4 : 6, pt, srcOff) !== peer) return this.drop('sourceNotAllowed');
     this.stats.rxPackets++;
     this.stats.rxBytes += len;
-    this.rxq[this.rxLen++] = pt.subarray(0, len);
+    // A view into the datagram, whose padding and tag after the packet are the room encrypt()
+    // needs to send it on in place (gateway routing). A sender that padded less than §5.4.6's
+    // multiple of 16 leaves less, and the buffer past the datagram is the next datagram of the
+    // batch: such a packet is copied, so nothing ever writes past its own datagram.
+    this.rxq[this.rxLen++] = pt.length >= ((len + 15) & ~15) ? pt.subarray(0, len) : pt.slice(0, len);
   }
 
   handlePacket(now: Instant, packet: Uint8Array): void {

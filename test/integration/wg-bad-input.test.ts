@@ -157,3 +157,27 @@ describe('bad input to the Device', () => {
     }
   });
 });
+
+test('an inner packet its sender did not pad (§5.4.6) is re-encrypted without writing past its datagram', () => {
+  const { sim, a, b } = established();
+  // a's session with b, used by hand to send one transport message whose 25-byte IPv4 packet
+  // is sealed without the padding to 16 a conforming sender adds (a receiver must take it).
+  const kp = [...a.device.peers()][0]!.current!;
+  const inner = WgSim.packet('10.0.0.1', '10.0.0.1', 7, 25).slice(); // src in a's AllowedIPs; dst routes back to a from b
+  const msg = new Uint8Array(16 + inner.length + 16);
+  msg[0] = 4;
+  new DataView(msg.buffer).setUint32(4, kp.remoteIndex, true);
+  const counter = kp.sendCounter++;
+  new DataView(msg.buffer).setUint32(8, counter, true);
+  getCryptoProvider('native').aeadSeal(msg.subarray(16), kp.send, counter, inner, null);
+  // As in a batched receive: the next datagram's bytes follow this one in the same buffer.
+  const batch = new Uint8Array(msg.length + 64).fill(0xab);
+  batch.set(msg);
+  b.device.handleDatagram(sim.now, batch.subarray(0, msg.length), a.endpoint);
+  const p = b.device.pollPacket();
+  assert.ok(p, 'the unpadded packet is delivered');
+  assert.equal(p.length, 25);
+  b.device.handlePacket(sim.now, p); // routed on (gateway peer-to-peer): encrypted for a
+  assert.ok(b.device.pollTransmit(), 'sent on');
+  assert.deepEqual([...batch.subarray(msg.length)], new Array(64).fill(0xab), 'the next datagram is untouched');
+});
