@@ -252,7 +252,8 @@ export async function pingVsUdp(): Promise<BenchRow[]> {
 /** RSS of one process holding 10,000 idle TCP connections through one tunnel (both ends are in this process). */
 export async function idleConnections(): Promise<BenchRow[]> {
   const N = 10_000;
-  const p = await tunnelPair();
+  // All of them come from one peer: past the default per-peer share (4,096) its SYNs would go unanswered.
+  const p = await tunnelPair({ limits: { tcpConnectionsPerPeer: N } });
   const held: { destroy(): void }[] = [];
   try {
     const srv = p.b.createServer((s) => held.push(s));
