@@ -600,7 +600,9 @@ export class RateSampler {
   }
 
   private grow(): void {
-    const cap = Math.max(64, this.cap * 2);
+    // From 8 records: 64 B per array, which V8 keeps on its own heap (no malloc), so a short
+    // connection's eight arrays cost no off-heap chunk; a stream doubles its way up.
+    const cap = Math.max(8, this.cap * 2);
     const take = (a: Float64Array): Float64Array => {
       const b = new Float64Array(cap);
       for (let i = 0; i < this.count; i++) b[i] = a[this.phys(i)]!;
