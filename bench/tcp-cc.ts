@@ -311,8 +311,20 @@ class Lab {
 
   /** Kernel TCP from C over wireguard-go, iperf3: receiver goodput and the sender's congestion control. */
   async iperf(cc: Kcc, seconds: number, opts: { reverse?: boolean; port?: number } = {}): Promise<number> {
-    const out = await shAsync('ip', ['netns', 'exec', this.client!.ns, 'iperf3', '-c', this.peer.inner4, '-p', String(opts.port ?? 5201), '-t', String(seconds), '-C', cc, '-J', ...(opts.reverse ? ['-R'] : [])], { timeoutMs: (seconds + 60) * 1000 });
-    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number }; sender_tcp_congestion?: string } };
+    // A test that fails to start (the server still busy with the last one's teardown, a
+    // control connection lost to the relay's drops) reports only `error`: try it again, twice.
+    let j: { error?: string; end?: { sum_received?: { bits_per_second: number }; sender_tcp_congestion?: string } } = {};
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const out = await shAsync('ip', ['netns', 'exec', this.client!.ns, 'iperf3', '-c', this.peer.inner4, '-p', String(opts.port ?? 5201), '-t', String(seconds), '-C', cc, '-J', ...(opts.reverse ? ['-R'] : [])], { timeoutMs: (seconds + 60) * 1000, allowFail: true });
+      try {
+        j = JSON.parse(out) as typeof j;
+      } catch {
+        j = { error: out.slice(0, 200) };
+      }
+      if (j.end?.sum_received) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    if (!j.end?.sum_received) throw new Error(`iperf3 -C ${cc}: ${j.error ?? 'no result'}`);
     const used = j.end.sender_tcp_congestion;
     if (used && used !== cc) throw new Error(`iperf3 sender used ${used}, not ${cc}`);
     return j.end.sum_received.bits_per_second / 1e6;
