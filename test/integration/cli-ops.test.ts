@@ -5,11 +5,10 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -18,52 +17,12 @@ import { SocksClient } from 'socks';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
+import { BIN, startCli, until } from '../harness/cli.js';
 import { parseExposition, valueOf } from '../harness/prom.js';
 
-const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
 const hasTcpdump = spawnSync('sh', ['-c', 'command -v tcpdump']).status === 0;
 const needTcpdump = hasTcpdump ? false : process.env.CI ? assert.fail('CI=true but tcpdump is missing') : 'needs tcpdump';
 
-interface Cli {
-  child: ChildProcess;
-  ready: string;
-  stderr: () => string;
-  stop(): Promise<number | null>;
-}
-
-function startCli(args: string[]): Promise<Cli> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no ready line in 20 s: ${out}${err}`));
-    }, 20_000);
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('ready'));
-      if (line) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          ready: line,
-          stderr: () => err,
-          stop: async () => {
-            child.kill('SIGTERM');
-            return exited;
-          },
-        });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${err}`));
-    });
-  });
-}
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -76,14 +35,6 @@ function get(port: number, path: string): Promise<{ status: number; body: string
       })
       .on('error', reject);
   });
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** One HTTP GET through the SOCKS5 proxy: the far side answers. */

@@ -5,19 +5,18 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { spawn, execFile, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import net from 'node:net';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
+import { BIN, startCli } from '../harness/cli.js';
 
-const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
 const hasCurl = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
 const skip = hasCurl ? false : process.env.CI ? assert.fail('CI=true but curl is missing') : 'needs curl';
 const BODY = Buffer.alloc(20 * 1024 * 1024);
@@ -43,31 +42,6 @@ async function rawExchange(port: number, chunks: (string | Buffer)[]): Promise<B
   return got;
 }
 
-function startCli(args: string[]): Promise<{ child: ChildProcess; ready: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    // Killed if it never gets ready, so a failing test cannot hold the test file open.
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no ready line in 20 s: ${out}${err}`));
-    }, 20_000);
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('ready'));
-      if (line) {
-        clearTimeout(timer);
-        resolve({ child, ready: line });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${err}`));
-    });
-  });
-}
 
 describe('wgnet proxy and forward with curl', { skip }, () => {
   let far: Tunnel;

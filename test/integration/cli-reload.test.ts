@@ -6,11 +6,10 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import http from 'node:http';
 import dgram from 'node:dgram';
@@ -18,57 +17,9 @@ import { SocksClient } from 'socks';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
+import { BIN, startCli, until } from '../harness/cli.js';
 
-const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
 
-interface Cli {
-  child: ChildProcess;
-  ready: string;
-  stderr: () => string;
-  stop(): Promise<number | null>;
-}
-
-function startCli(args: string[]): Promise<Cli> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no ready line in 20 s: ${out}${err}`));
-    }, 20_000);
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('ready'));
-      if (line) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          ready: line,
-          stderr: () => err,
-          stop: async () => {
-            child.kill('SIGTERM');
-            return exited;
-          },
-        });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${err}`));
-    });
-  });
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A TCP connection to a local port whose far end echoes; `echo()` checks one round trip. */
 async function echoClient(port: number): Promise<{ echo(text: string): Promise<void>; close(): void }> {
