@@ -43,7 +43,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { interopUnavailable, makeNamespace, startWgGo, genKeyPair, secretFile, waitFor, type WgGoPeer } from '../test/interop/harness.js';
-import type { BenchRow } from './common.js';
+import { cpuMs, ready, type BenchRow } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const HTTP_PORT = 8080;
@@ -174,32 +174,7 @@ async function client(host: string, port: number, conc: number, secs: number): P
 
 /* ---------- the orchestration ---------- */
 
-/** CPU time (user + system, ms) of process `pid` so far, from /proc/PID/stat. */
-function cpuMs(pid: number): number {
-  // Fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
 
-function ready(c: ChildProcess, what: RegExp, ms = 20_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`not ready: ${out.slice(-300)}`)), ms);
-    const on = (d: Buffer): void => {
-      out += d.toString();
-      if (what.test(out)) {
-        clearTimeout(t);
-        resolve(out);
-      }
-    };
-    c.stdout?.on('data', on);
-    c.stderr?.on('data', on);
-    c.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`exited (${code}) before ready: ${out.slice(-300)}`));
-    });
-  });
-}
 
 interface Setup {
   name: string;

@@ -13,7 +13,7 @@
  * peer), and with 1,000 peers configured and up relaying 10,000 flows (10 each).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../src/index.js';
 import { keyPair } from '../test/harness/tunnel-pair.js';
 import { interopUnavailable, makeNamespace, makeInet, startWgGo, genKeyPair, secretFile, waitFor, type Inet, type WgGoPeer } from '../test/interop/harness.js';
-import type { BenchRow } from './common.js';
+import { cpuMs, ready, type BenchRow } from './common.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WGNET = join(ROOT, 'bin', 'wgnet.js');
@@ -61,28 +61,7 @@ interface Setup {
   pid: number;
 }
 
-/** CPU time (user + system, ms) that process `pid` has used so far, from /proc/PID/stat. */
-function cpuMs(pid: number): number {
-  // Fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
 
-function ready(c: ChildProcess, what: RegExp, ms = 15_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`not ready: ${out.slice(-300)}`)), ms);
-    const on = (d: Buffer): void => {
-      out += d.toString();
-      if (what.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    c.stdout?.on('data', on);
-    c.stderr?.on('data', on);
-  });
-}
 
 /** The three namespaces and, in the middle one, `mode`'s WireGuard server. */
 export async function setup(mode: 'classic' | 'wgnet', dir: string, wgnet = WGNET): Promise<Setup> {

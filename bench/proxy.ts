@@ -10,13 +10,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../src/index.js';
 import { keyPair } from '../test/harness/tunnel-pair.js';
-import type { BenchRow } from './common.js';
+import { cpuMs, type BenchRow } from './common.js';
 import { freePort } from '../test/harness/ports.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -51,11 +51,8 @@ function curlMbit(args: string[]): Promise<number> {
   });
 }
 
-/** CPU seconds of a process so far (utime + stime, /proc/PID/stat fields 14-15; USER_HZ is 100 on Linux). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
+/** CPU seconds of a process so far. */
+const cpuSeconds = (pid: number): number => cpuMs(pid) / 1000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
