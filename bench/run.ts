@@ -20,6 +20,7 @@ const suites: Record<string, { module: string; fn: string }> = {
   peers: { module: './peers.js', fn: 'benchPeers' },
   soak: { module: './soak.js', fn: 'benchSoak' },
   connrate: { module: './connrate.js', fn: 'benchConnrate' },
+  'first-byte': { module: './first-byte.js', fn: 'benchFirstByte' },
 };
 /** Run only when named: minutes long (1 GB each way through a lossy relay). */
 const OPT_IN = new Set(['soak']);

@@ -70,10 +70,13 @@ let secretDir: string | undefined;
  * /dev/stdin cannot open, so keys go through a private temporary file.
  */
 export function secretFile(key: string): string {
-  secretDir ??= mkdtempSync(join(tmpdir(), 'wgnet-keys-'));
+  if (!secretDir) {
+    const dir = (secretDir = mkdtempSync(join(tmpdir(), 'wgnet-keys-')));
+    // One listener for the directory, not one per key: a benchmark makes a key per round.
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
   const p = join(secretDir, `k${counter}-${Math.random().toString(36).slice(2)}`);
   writeFileSync(p, key + '\n', { mode: 0o600 });
-  process.once('exit', () => rmSync(p, { force: true }));
   return p;
 }
 
