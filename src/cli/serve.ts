@@ -13,6 +13,7 @@ import { serveOps, checkPeerNames, parseProbeTarget } from '../io/health.js';
 import { levelEnabled, type Trace } from '../util/trace.js';
 import { loadConfig, loadConfigWithRules, proxyAuth, RULE_SECTIONS, type ListenerRule, type ProxyAuth, type TunnelConfig } from '../config/index.js';
 import { ListenerSet } from './listeners.js';
+import { memoryTrimStats, watchMemory } from '../io/memory.js';
 import type { SyncResult, TunnelLimits, TunnelOptions } from '../api/tunnel.js';
 
 /** The log levels of every command, most severe first. */
@@ -52,7 +53,10 @@ export const OPS_HELP = `Operations:
 Signals: SIGHUP re-reads the config file: peers added, removed or changed as 'wg syncconf' does, other
          connections untouched (proxy and forward: its listener sections too); a bad file
          keeps the running config and logs file:line.
-         SIGUSR1 prints the live counters to stderr, labelled. SIGINT and SIGTERM stop.`;
+         SIGUSR1 prints the live counters and memory to stderr, labelled; when node runs with
+         --expose-gc (node --expose-gc $(which wgnet) ...), a full garbage collection first, so
+         the memory line shows what is retained, not what is yet to be collected (leak checks).
+         SIGINT and SIGTERM stop.`;
 
 const IDLE_HELP = `  --idle-timeout SECONDS     close an established connection (CONNECT, TCP forward) after this long with no
                              byte either way (default ${DEFAULT_LIMITS.idleTimeoutMs / 1000}: 2 h 4 min, RFC 5382's floor for a NAT; 0: never)`;
@@ -313,7 +317,7 @@ export type ListenerSource = () => { listener: string; kind: string; stats: List
  * /readyz server, the health probe, the pcap capture, and SIGUSR1's counter dump.
  * `close()` undoes all of it (before the tunnel closes).
  */
-export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => [], rules?: ListenerSet): Promise<{ close(): Promise<void>; dump(write?: CliLog): void; metricsAddress?: string }> {
+export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: ListenerSource = () => [], rules?: ListenerSet): Promise<{ close(): Promise<void>; dump(write?: CliLog, collected?: boolean): void; metricsAddress?: string }> {
   if (c.readyPeers) checkPeerNames(t.peers(), c.readyPeers);
   const undo: (() => Promise<void> | void)[] = [];
   try {
@@ -343,8 +347,13 @@ export async function startOps(c: Common, t: Tunnel, log: CliLog, listeners: Lis
       metricsAddress = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       undo.push(() => new Promise<void>((resolve) => server.close(() => resolve()).closeAllConnections()));
     }
-    const dump = (write: CliLog = makeLog({ level: 'trace', json: c.json })): void => dumpStats(t, listeners(), write);
-    const onUsr1 = (): void => dump();
+    const dump = (write: CliLog = makeLog({ level: 'trace', json: c.json }), collected = false): void => dumpStats(t, listeners(), write, collected);
+    const onUsr1 = (): void => {
+      // gc exists only under --expose-gc, an explicit debugging flag: a production process never collects on a signal.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (typeof gc !== 'function') return void dump();
+      void collectForDump(gc).then(() => dump(undefined, true));
+    };
     process.on('SIGUSR1', onUsr1);
     undo.push(() => void process.off('SIGUSR1', onUsr1));
     if (c.config) {
@@ -426,8 +435,25 @@ export async function checkConfig(c: Common, withRules = false): Promise<number>
   return 0;
 }
 
-/** The live counters, one labelled line per peer, device, TCP, gateway and listener. */
-export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, write: CliLog): void {
+/**
+ * Full collections with a timer turn between them: what the timers of closed connections still
+ * held is free only once those timers have run. The memory checks (io/memory.ts) are re-armed
+ * first, so the external memory the collections release is seen, and trimmed as their own policy
+ * decides, as if connections were still coming in.
+ */
+async function collectForDump(gc: () => void): Promise<void> {
+  watchMemory();
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * The live counters, one labelled line per peer, device, TCP, gateway and listener, then memory;
+ * `collected`: the memory line follows full collections (SIGUSR1 under --expose-gc).
+ */
+export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, write: CliLog, collected = false): void {
   const now = Date.now();
   const s = t.stats();
   for (const p of s.peers) {
@@ -448,6 +474,9 @@ export function dumpStats(t: Tunnel, listeners: ReturnType<ListenerSource>, writ
   const g = s.gateway;
   if (g) write('info', 'stats gateway', { flows: g.flows, heldSyns: g.heldSyns, udpFlows: g.udpFlows, ...nonzero(g.counters) });
   for (const l of listeners) write('info', 'stats listener', { listener: l.listener, kind: l.kind, ...l.stats });
+  const m = process.memoryUsage();
+  const mb = (n: number): number => Math.round((n / 1024 / 1024) * 10) / 10;
+  write('info', 'stats memory', { rssMB: mb(m.rss), heapMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), externalMB: mb(m.external), mallocTrims: memoryTrimStats().trims, collected });
 }
 
 /** Starts `set`'s listeners, the flags' then the config's; on a failure, closes what started and the tunnel, and throws. */

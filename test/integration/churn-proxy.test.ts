@@ -2,8 +2,17 @@
  * Churn (issue 18) through `wgnet proxy` (SOCKS5) and `wgnet forward` (-L, TCP and --udp) as
  * real processes: short TCP connections through each, refused ones through the proxy, and
  * UDP flows through the forward, to echo servers on a tunnel in this process. Afterwards the
- * far tunnel's bookkeeping and each child's open file descriptors are back to the start;
- * each child's RSS (start, peak, settled) is printed.
+ * far tunnel's bookkeeping and each child's open file descriptors are back to the start, and
+ * each child's JS heap after full collections is within HEAP_GROWTH_MB of its start; each
+ * child's RSS (start, peak, settled) and heap are printed.
+ *
+ * The children run under node --expose-gc, so SIGUSR1 collects before it prints their memory
+ * (cli/serve.ts): heap and RSS are compared after a full GC at both ends. Without it the end
+ * figure depended on when V8 last collected: `wgnet proxy` showed 29 MB of heap used after
+ * 100,000 connections against 16 MB at the start, but heap snapshots (which collect first)
+ * of the same process before and after 20,000 connections differ by 2.3 MB, all of it JIT
+ * code and the source maps tsx parses for the modules whose errors were formatted: no
+ * connection, socket or listener was left, so the rest was garbage not yet collected.
  *
  * Scale: WGNET_CHURN_PROXY=100000 (connections through each), WGNET_CHURN_UDP=10000,
  * WGNET_CHURN_FAILED=10000; then the settle waits up to 120 s for the children's RSS to stop
@@ -32,6 +41,10 @@ const FAILED = Number(process.env.WGNET_CHURN_FAILED ?? 200);
 // waits for RSS to stay put for 30 s (at most 120 s); at CI's size 5 s.
 const SETTLE_QUIET_S = CONNECTIONS >= 10_000 ? 30 : 5;
 const SETTLE_MS = CONNECTIONS >= 10_000 ? 120_000 : 5_000;
+// What a child's heap may grow by after full collections: JIT code and tsx's source maps took
+// 2.3 MB at 20,000 connections and do not grow with more; 400 bytes kept per connection would
+// pass this at 20,000.
+const HEAP_GROWTH_MB = 8;
 const CONCURRENCY = 32;
 const skip = process.platform === 'linux' ? false : 'reads /proc';
 
@@ -41,11 +54,40 @@ function usage(pid: number): { rssMB: number; fds: number } {
   return { rssMB: Number(rss?.[1] ?? 0) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-function startCli(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+interface Cli {
+  child: ChildProcess;
+  /** Everything the child wrote to stderr so far. */
+  stderr(): string;
+}
+
+interface ChildMemory {
+  rssMB: number;
+  heapMB: number;
+  externalMB: number;
+  /** malloc_trim calls so far (io/memory.ts). */
+  trims: number;
+}
+
+/**
+ * The child's memory after full collections: SIGUSR1 under --expose-gc collects, re-arms the
+ * malloc trim's checks, then prints `stats memory ... collected=true` (cli/serve.ts).
+ */
+async function collectedMemory(cli: Cli): Promise<ChildMemory> {
+  const seen = cli.stderr().length;
+  cli.child.kill('SIGUSR1');
+  let line: RegExpExecArray | null = null;
+  await waitFor(() => (line = /stats memory rssMB=([\d.]+) heapMB=([\d.]+) heapTotalMB=[\d.]+ externalMB=([\d.]+) mallocTrims=(\d+) collected=true/.exec(cli.stderr().slice(seen))) !== null, 10_000, `pid ${cli.child.pid}: a collected memory line`);
+  const m = line as unknown as RegExpExecArray;
+  return { rssMB: Number(m[1]), heapMB: Number(m[2]), externalMB: Number(m[3]), trims: Number(m[4]) };
+}
+
+function startCli(args: string[]): Promise<Cli> {
+  // --expose-gc only lets SIGUSR1 collect (cli/serve.ts); nothing collects on its own because of it.
+  const child = spawn(process.execPath, ['--expose-gc', BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const cli: Cli = { child, stderr: () => err };
   return new Promise((resolve, reject) => {
     let out = '';
-    let err = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`no ready line in 20 s: ${out}${err}`));
@@ -55,7 +97,7 @@ function startCli(args: string[]): Promise<ChildProcess> {
       out += d;
       if (out.split('\n').some((l) => l.startsWith('ready'))) {
         clearTimeout(timer);
-        resolve(child);
+        resolve(cli);
       }
     });
     child.on('exit', (code) => {
@@ -149,7 +191,7 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
   let far: Tunnel;
   let dir: string;
   let base: Bookkeeping;
-  const children: ChildProcess[] = [];
+  const children: Cli[] = [];
   const ports = { socks: 0, fwd: 0, udp: 0 };
 
   before(async () => {
@@ -188,13 +230,14 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
     base = bookkeeping(far);
   });
   after(async () => {
-    for (const c of children) c.kill('SIGTERM');
+    for (const c of children) c.child.kill('SIGTERM');
     await far?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test(`${CONNECTIONS} connections through each of proxy and forward, ${FAILED} refused, ${UDP_FLOWS} UDP flows; tables and descriptors back to the start`, async () => {
-    const pids = children.map((c) => c.pid!);
+    const pids = children.map((c) => c.child.pid!);
+    const startMem = await Promise.all(children.map(collectedMemory));
     const start = pids.map(usage);
     const peaks = start.map((u) => u.rssMB);
     let lost = 0;
@@ -228,7 +271,10 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
     await waitFor(() => bookkeeping(far).tcpConnections === base.tcpConnections && bookkeeping(far).tcpTimers <= base.tcpTimers, 30_000, 'far side TCP back to the start');
     assert.deepEqual(bookkeeping(far), base, 'far tunnel');
     await waitFor(() => pids.every((pid, i) => usage(pid).fds <= start[i]!.fds + 1), 30_000, `children's descriptors back to ${JSON.stringify(start.map((u) => u.fds))}`);
-    // Settled: until no child's RSS has fallen for SETTLE_QUIET_S, or SETTLE_MS.
+    // Settled: full collections in each child (what V8 would do some time after the churn, when
+    // its heuristics get to it), then until no child's RSS has fallen for SETTLE_QUIET_S (the
+    // trim and V8's return of emptied pages), or SETTLE_MS.
+    await Promise.all(children.map(collectedMemory));
     let last = pids.map((pid) => usage(pid).rssMB);
     for (let quiet = 0, t = 0; quiet < SETTLE_QUIET_S && t < SETTLE_MS; t += 1000) {
       await new Promise((r) => setTimeout(r, 1000));
@@ -236,10 +282,21 @@ describe('churn: TCP and UDP through wgnet proxy and wgnet forward', { skip }, (
       quiet = now.some((v, i) => v < last[i]! - 1) ? 0 : quiet + 1;
       last = now.map((v, i) => Math.min(v, last[i]!));
     }
+    const endMem = await Promise.all(children.map(collectedMemory));
     const end = pids.map(usage);
     const names = ['proxy', 'forward', 'forward --udp'];
+    const pct = (a: number, b: number): string => `${b >= a ? '+' : ''}${(((b - a) / a) * 100).toFixed(0)} %`;
     console.log(
-      `churn-proxy: UDP flows without an echo: ${lost}; ${names.map((n, i) => `${n}: RSS ${start[i]!.rssMB.toFixed(0)} -> peak ${peaks[i]!.toFixed(0)} -> ${end[i]!.rssMB.toFixed(0)} MB settled, fds ${start[i]!.fds} -> ${end[i]!.fds}`).join('; ')}`,
+      `churn-proxy: UDP flows without an echo: ${lost}; ${names
+        .map(
+          (n, i) =>
+            `${n}: RSS ${start[i]!.rssMB.toFixed(0)} -> peak ${peaks[i]!.toFixed(0)} -> ${end[i]!.rssMB.toFixed(0)} MB settled (${pct(start[i]!.rssMB, end[i]!.rssMB)}), ` +
+            `heap after GC ${startMem[i]!.heapMB.toFixed(1)} -> ${endMem[i]!.heapMB.toFixed(1)} MB, external ${startMem[i]!.externalMB.toFixed(1)} -> ${endMem[i]!.externalMB.toFixed(1)} MB, malloc trims ${endMem[i]!.trims}, fds ${start[i]!.fds} -> ${end[i]!.fds}`,
+        )
+        .join('; ')}`,
     );
+    for (const [i, n] of names.entries()) {
+      assert.ok(endMem[i]!.heapMB - startMem[i]!.heapMB < HEAP_GROWTH_MB, `${n}: JS heap after GC grew ${(endMem[i]!.heapMB - startMem[i]!.heapMB).toFixed(1)} MB (a leak)`);
+    }
   });
 });
