@@ -138,7 +138,7 @@ describe('churn: TCP and UDP through a gateway tunnel', () => {
     const [m1, m2] = mems as [(typeof mems)[0], (typeof mems)[0]];
     const fmt = (m: { heapMB: number; externalMB: number; rssMB: number }): string => `heap ${m.heapMB.toFixed(1)} MB, external ${m.externalMB.toFixed(1)} MB, RSS ${m.rssMB.toFixed(0)} MB`;
     console.log(
-      `churn-gateway: start ${fmt(base.mem)}; after ${CONNECTIONS / 2}: ${fmt(m1)}; after ${CONNECTIONS}: ${fmt(m2)}; at the end, settled: ${fmt(mem)}; ` +
+      `churn-gateway: start ${fmt(base.mem)}; after ${CONNECTIONS / 2}: ${fmt(m1)}; after ${CONNECTIONS}: ${fmt(m2)}; at the end, settled: ${fmt(mem)} (RSS ${mem.rssMB >= base.mem.rssMB ? '+' : ''}${(((mem.rssMB - base.mem.rssMB) / base.mem.rssMB) * 100).toFixed(0)} % of the start); ` +
         `RSS peak ${peakMB.toFixed(0)} MB; malloc trims ${JSON.stringify(memoryTrimStats())}; handles ${JSON.stringify(base.counts)} -> ${JSON.stringify(counts)}`,
     );
     assert.ok(mem.heapMB - base.mem.heapMB < 10, `JS heap grew ${(mem.heapMB - base.mem.heapMB).toFixed(1)} MB (a leak)`);
