@@ -212,6 +212,13 @@ export function createSocks5Server(opts: Socks5Options): net.Server & { stats: P
       }
     };
     c.on('data', onData);
+    // Half-open connections are allowed (for CONNECT), so a client that gives up before its
+    // request is complete would otherwise hold its connection until the request timeout.
+    c.on('end', () => {
+      if (stage === 'done') return;
+      clearTimeout(timer);
+      c.destroy();
+    });
   }
 
   /**
