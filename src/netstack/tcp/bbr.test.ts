@@ -208,3 +208,18 @@ test('inflight_hi (draft-ietf-ccwg-bbr BBRHandleInflightTooHigh): set in ProbeBW
   round({ rate: 1000, rtt: 10, inFlight: 10_000, dt: 0, txInFlight: 1000 * MSS, lost: 8 * MSS });
   assert.ok(bbr.inflightHi >= hi);
 });
+
+test('the window holds what RACK waits for on a reordering path: target + max_bw × reo_wnd (none until reordering is seen)', () => {
+  const { bbr, s, round } = harness();
+  // A sub-ms path: 0.5 ms, 50 bytes/ms. Without reordering the target is 2 BDPs (+ extra_acked, + 3 segments).
+  const base = (): number => 2 * 50 * 0.5 + (bbr.fullBwReached ? bbr.extraAcked : 0) + 3 * MSS;
+  for (let i = 0; i < 12; i++) round({ rate: 50, rtt: 0.5 });
+  assert.equal(bbr.state, 'ProbeBW');
+  assert.equal(bbr.reorderAllowance(), 0);
+  assert.equal(bbr.targetCwnd(), base());
+  // RACK waits 5 ms for late segments (rate.ts reoWnd): at 50 bytes/ms that is 250 bytes more in flight.
+  s.reoWnd = 5;
+  round({ rate: 50, rtt: 0.5 });
+  assert.equal(bbr.reorderAllowance(), 50 * 5);
+  assert.equal(bbr.targetCwnd(), base() + 50 * 5);
+});
