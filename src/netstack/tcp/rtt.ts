@@ -65,12 +65,15 @@ export class RttEstimator {
   sample(ms: number, now = 0): void {
     if (!(ms >= 0) || ms > MAX_SAMPLE_MS) return;
     this.lastRtt = ms;
+    // The first sample, told by `sampled` and not by a zero: on a sub-ms path a sample may
+    // round to 0 ms, and the next one must then be smoothed and compared with it, not take over.
+    const first = !this.sampled;
     this.sampled = true;
-    if (this.minRtt === 0 || ms < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
+    if (first || ms < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
       this.minRtt = ms;
       this.minRttAt = now;
     }
-    if (this.srtt === 0) {
+    if (first) {
       this.srtt = ms;
       this.rttvar = ms / 2;
     } else {
