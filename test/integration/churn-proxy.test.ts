@@ -22,17 +22,15 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Tunnel } from '../../src/index.js';
 import { keyPair } from '../harness/tunnel-pair.js';
 import { freePort } from '../harness/ports.js';
+import { startCli as startWgnet, type Cli } from '../harness/cli.js';
 import { bookkeeping, waitFor, type Bookkeeping } from '../harness/churn.js';
 
-const BIN = fileURLToPath(new URL('../../bin/wgnet.js', import.meta.url));
 const CONNECTIONS = Number(process.env.WGNET_CHURN_PROXY ?? 1_000);
 const UDP_FLOWS = Number(process.env.WGNET_CHURN_UDP ?? 300);
 const FAILED = Number(process.env.WGNET_CHURN_FAILED ?? 200);
@@ -54,11 +52,6 @@ function usage(pid: number): { rssMB: number; fds: number } {
   return { rssMB: Number(rss?.[1] ?? 0) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-interface Cli {
-  child: ChildProcess;
-  /** Everything the child wrote to stderr so far. */
-  stderr(): string;
-}
 
 interface ChildMemory {
   rssMB: number;
@@ -81,31 +74,8 @@ async function collectedMemory(cli: Cli): Promise<ChildMemory> {
   return { rssMB: Number(m[1]), heapMB: Number(m[2]), externalMB: Number(m[3]), trims: Number(m[4]) };
 }
 
-function startCli(args: string[]): Promise<Cli> {
-  // --expose-gc only lets SIGUSR1 collect (cli/serve.ts); nothing collects on its own because of it.
-  const child = spawn(process.execPath, ['--expose-gc', BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  const cli: Cli = { child, stderr: () => err };
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no ready line in 20 s: ${out}${err}`));
-    }, 20_000);
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.split('\n').some((l) => l.startsWith('ready'))) {
-        clearTimeout(timer);
-        resolve(cli);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${err}`));
-    });
-  });
-}
+/** --expose-gc only lets SIGUSR1 collect (cli/serve.ts); nothing collects on its own because of it. */
+const startCli = (args: string[]): Promise<Cli> => startWgnet(args, { nodeArgs: ['--expose-gc'] });
 
 /** Writes `msg`, ends once its echo is in (a request, then its answer), resolves with what was read by close. */
 function exchange(s: net.Socket, msg: Buffer): Promise<Buffer> {
