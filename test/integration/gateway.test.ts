@@ -61,6 +61,17 @@ async function gatewayPair(): Promise<Pair> {
   };
 }
 
+/** A gateway (10.88.0.2) with two peers, 10.88.0.1 and 10.88.0.3, each a tunnel sending `allowedIps` to it. */
+async function twoPeerGateway(allowedIps: string): Promise<{ gw: Tunnel; c1: Tunnel; c2: Tunnel }> {
+  const [k1, k2, kg] = [keyPair(), keyPair(), keyPair()];
+  const gw = await Tunnel.create(
+    `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${k1.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${k2.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
+  );
+  const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
+    Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = ${allowedIps}\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
+  return { gw, c1: await client(k1, '10.88.0.1'), c2: await client(k2, '10.88.0.3') };
+}
+
 async function udpEcho(): Promise<dgram.Socket> {
   const s = dgram.createSocket('udp4');
   s.on('message', (m, r) => s.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
@@ -267,16 +278,7 @@ describe('routes', () => {
 
 describe('gateway: one peer cannot starve another', () => {
   test('a SYN flood from one peer held at its pending limit; a second peer still connects at once', async () => {
-    const k1 = keyPair();
-    const k2 = keyPair();
-    const kg = keyPair();
-    const gw = await Tunnel.create(
-      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${k1.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${k2.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
-    );
-    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
-      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
-    const c1 = await client(k1, '10.88.0.1');
-    const c2 = await client(k2, '10.88.0.3');
+    const { gw, c1, c2 } = await twoPeerGateway('10.88.0.0/24, 127.0.0.0/8');
     const server = net.createServer((s) => s.on('error', () => {}).end('hello'));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -310,16 +312,7 @@ describe('gateway: one peer cannot starve another', () => {
 
 describe('gateway: the flow table is shared per peer', () => {
   test('one peer at its share of UDP flows and held SYNs is dropped and counted by reason; a second peer still gets both', async () => {
-    const k1 = keyPair();
-    const k2 = keyPair();
-    const kg = keyPair();
-    const gw = await Tunnel.create(
-      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${k1.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${k2.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
-    );
-    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
-      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24, 127.0.0.0/8\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
-    const c1 = await client(k1, '10.88.0.1');
-    const c2 = await client(k2, '10.88.0.3');
+    const { gw, c1, c2 } = await twoPeerGateway('10.88.0.0/24, 127.0.0.0/8');
     const echo = await udpEcho();
     const server = net.createServer((s) => s.on('error', () => {}).end('hello'));
     server.listen(0, '127.0.0.1');
@@ -402,16 +395,7 @@ async function waitUntil(f: () => boolean, ms = 5000): Promise<void> {
 
 describe('gateway: routing between peers (peerToPeer)', () => {
   test('peer A reaches a server on peer C through the gateway at the IP level, TTL decremented, checksum valid', async () => {
-    const ka = keyPair();
-    const kc = keyPair();
-    const kg = keyPair();
-    const gw = await Tunnel.create(
-      `[Interface]\nPrivateKey = ${kg.privateKey}\nAddress = 10.88.0.2/24\n[Peer]\nPublicKey = ${ka.publicKey}\nAllowedIPs = 10.88.0.1/32\n[Peer]\nPublicKey = ${kc.publicKey}\nAllowedIPs = 10.88.0.3/32\n`,
-    );
-    const client = (k: { privateKey: string }, addr: string): Promise<Tunnel> =>
-      Tunnel.create(`[Interface]\nPrivateKey = ${k.privateKey}\nAddress = ${addr}/24\n[Peer]\nPublicKey = ${kg.publicKey}\nAllowedIPs = 10.88.0.0/24\nEndpoint = 127.0.0.1:${gw.listenPort}\n`);
-    const a = await client(ka, '10.88.0.1');
-    const c = await client(kc, '10.88.0.3');
+    const { gw, c1: a, c2: c } = await twoPeerGateway('10.88.0.0/24');
     gw.onFlow(() => 'reject', { peerToPeer: true });
     await c.ping('10.88.0.2'); // the gateway learns C's endpoint
     const srv = c.createServer((s) => {
