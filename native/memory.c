@@ -21,18 +21,11 @@
  */
 #include <node_api.h>
 
+#include "napi_util.h"
+
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-
-/* napi_util.h's CHECK, restated: that header's other helpers would be unused here (-Wunused-function). */
-#define CHECK(call)                                                           \
-  do {                                                                        \
-    if ((call) != napi_ok) {                                                  \
-      napi_throw_error(env, "ERR_WGNET_NATIVE", "N-API call failed: " #call); \
-      return NULL;                                                            \
-    }                                                                         \
-  } while (0)
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
 #define WGNET_MALLINFO2 1

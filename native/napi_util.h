@@ -18,7 +18,7 @@
   } while (0)
 
 /* The errno names the callers match on (err.code), as Node spells them. */
-static const char *errno_name(int err) {
+static inline const char *errno_name(int err) {
   switch (err) {
     case EPERM: return "EPERM";
     case EACCES: return "EACCES";
@@ -48,7 +48,7 @@ static const char *errno_name(int err) {
 }
 
 /* Throws an Error with .code and .errno like Node's system errors; returns NULL. */
-static napi_value throw_errno(napi_env env, const char *what, int err) {
+static inline napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s %s: %s", what, errno_name(err), strerror(err));
   napi_value m, code, e, c;
@@ -63,7 +63,7 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
 }
 
 /* close(fd) from JavaScript: the fd belongs to the JS object that opened it. */
-static napi_value close_fd(napi_env env, napi_callback_info info) {
+static inline napi_value close_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
